@@ -1,0 +1,248 @@
+"""Business analytics over the lake, in DuckDB SQL.
+
+Every query reads a view named `events` with the event schema, so the same SQL runs over the
+lake's Parquet files, over a raw CSV (the benchmark's baseline) or over any other relation.
+Definitions follow the report contract in the README ("Analytics").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+TOP_N = 20
+TOP_ABANDONED = 10
+
+# name → SQL over `events`; each returns rows that `build_report` shapes into JSON.
+QUERIES: dict[str, str] = {
+    "totals": """
+        SELECT count(*) AS events,
+               count(*) FILTER (event_type = 'view') AS view,
+               count(*) FILTER (event_type = 'cart') AS cart,
+               count(*) FILTER (event_type = 'remove_from_cart') AS remove_from_cart,
+               count(*) FILTER (event_type = 'purchase') AS purchase,
+               count(DISTINCT user_id) AS users,
+               count(DISTINCT user_session) AS sessions,
+               round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
+               min(event_time) AS first_event,
+               max(event_time) AS last_event
+        FROM events""",
+    "hourly": """
+        SELECT date_trunc('hour', event_time) AS hour,
+               count(*) AS events,
+               count(*) FILTER (event_type = 'view') AS views,
+               count(*) FILTER (event_type = 'cart') AS carts,
+               count(*) FILTER (event_type = 'remove_from_cart') AS removes,
+               count(*) FILTER (event_type = 'purchase') AS purchases,
+               count(DISTINCT user_id) AS users,
+               count(DISTINCT user_session) AS sessions
+        FROM events GROUP BY 1 ORDER BY 1""",
+    "funnel": """
+        WITH s AS (
+            SELECT user_session,
+                   bool_or(event_type = 'view') AS viewed,
+                   bool_or(event_type = 'cart') AS carted,
+                   bool_or(event_type = 'purchase') AS bought
+            FROM events WHERE user_session IS NOT NULL GROUP BY 1)
+        SELECT count(*) FILTER (viewed), count(*) FILTER (carted), count(*) FILTER (bought)
+        FROM s""",
+    "abandonment": """
+        WITH s AS (
+            SELECT user_session
+            FROM events WHERE user_session IS NOT NULL GROUP BY 1
+            HAVING bool_or(event_type = 'cart') AND NOT bool_or(event_type = 'purchase')),
+        carts AS (
+            SELECT e.category_code, e.brand, e.price, e.user_session
+            FROM events e JOIN s USING (user_session) WHERE e.event_type = 'cart')
+        SELECT 'total' AS kind, NULL AS key, count(DISTINCT user_session) AS sessions,
+               sum(price) AS value FROM carts
+        UNION ALL
+        SELECT * FROM (SELECT 'category', category_code, count(DISTINCT user_session), sum(price)
+                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})
+        UNION ALL
+        SELECT * FROM (SELECT 'brand', brand, count(DISTINCT user_session), sum(price)
+                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})""",
+    "carted": """
+        SELECT count(DISTINCT user_session) FROM events
+        WHERE event_type = 'cart' AND user_session IS NOT NULL""",
+    "categories": """
+        SELECT {key} AS key,
+               count(*) FILTER (event_type = 'view') AS views,
+               count(*) FILTER (event_type = 'cart') AS carts,
+               count(*) FILTER (event_type = 'purchase') AS purchases,
+               round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
+               count(DISTINCT user_id) FILTER (event_type = 'purchase') AS buyers
+        FROM events GROUP BY 1 ORDER BY revenue DESC, views DESC, key NULLS LAST""",
+    "top_products": """
+        SELECT product_id,
+               count(*) FILTER (event_type = 'view') AS views,
+               count(*) FILTER (event_type = 'purchase') AS purchases,
+               round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
+               any_value(category_code) AS category,
+               any_value(brand) AS brand
+        FROM events GROUP BY 1""",
+}
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self) -> str:
+        parts = []
+        if self.since is not None:
+            parts.append(f"event_time >= TIMESTAMPTZ '{self.since.isoformat()}'")
+        if self.until is not None:
+            parts.append(f"event_time < TIMESTAMPTZ '{self.until.isoformat()}'")
+        return " AND ".join(parts) or "TRUE"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def define_lake_view(
+    con: duckdb.DuckDBPyConnection, files: Sequence[str], window: TimeRange | None = None
+) -> None:
+    """Create the `events` view over committed Parquet files (an empty view if none)."""
+    if files:
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        source = f"read_parquet([{listing}], hive_partitioning = false)"
+        where = (window or TimeRange()).where()
+        con.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source} WHERE {where}")
+    else:
+        con.execute(
+            "CREATE OR REPLACE VIEW events AS SELECT NULL::TIMESTAMPTZ AS event_time, "
+            "NULL::VARCHAR AS event_type, NULL::BIGINT AS product_id, NULL::BIGINT AS category_id,"
+            " NULL::VARCHAR AS category_code, NULL::VARCHAR AS brand, NULL::DOUBLE AS price, "
+            "NULL::BIGINT AS user_id, NULL::VARCHAR AS user_session WHERE FALSE"
+        )
+
+
+def define_csv_view(con: duckdb.DuckDBPyConnection, csv_path: str) -> None:
+    """The same `events` view straight over a REES46 CSV (the benchmark's baseline)."""
+    path = csv_path.replace("'", "''")
+    con.execute(
+        f"""CREATE OR REPLACE VIEW events AS
+        SELECT strptime(event_time, '%Y-%m-%d %H:%M:%S UTC')::TIMESTAMP AT TIME ZONE 'UTC'
+                   AS event_time,
+               event_type, product_id::BIGINT AS product_id, category_id::BIGINT AS category_id,
+               category_code, brand, price::DOUBLE AS price, user_id::BIGINT AS user_id,
+               user_session
+        FROM read_csv('{path}', header = true, all_varchar = true)"""
+    )
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def build_report(con: duckdb.DuckDBPyConnection, *, rejected: int = 0) -> dict[str, Any]:
+    """Run every query over the `events` view and shape the report (see README: Analytics)."""
+    t = con.execute(QUERIES["totals"]).fetchone()
+    assert t is not None
+    totals = {
+        "events": t[0],
+        "by_type": {"view": t[1], "cart": t[2], "remove_from_cart": t[3], "purchase": t[4]},
+        "users": t[5],
+        "sessions": t[6],
+        "revenue": float(t[7]),
+        "first_event": _iso(t[8]),
+        "last_event": _iso(t[9]),
+        "rejected": rejected,
+    }
+    hourly = [
+        {
+            "hour": _iso(r[0]),
+            "events": r[1],
+            "views": r[2],
+            "carts": r[3],
+            "removes": r[4],
+            "purchases": r[5],
+            "users": r[6],
+            "sessions": r[7],
+        }
+        for r in con.execute(QUERIES["hourly"]).fetchall()
+    ]
+    f = con.execute(QUERIES["funnel"]).fetchone()
+    assert f is not None
+    funnel = {
+        "sessions_view": f[0],
+        "sessions_cart": f[1],
+        "sessions_purchase": f[2],
+        "view_to_cart": _ratio(f[1], f[0]),
+        "cart_to_purchase": _ratio(f[2], f[1]),
+        "view_to_purchase": _ratio(f[2], f[0]),
+    }
+    return {
+        "totals": totals,
+        "hourly": hourly,
+        "funnel": funnel,
+        "cart_abandonment": _abandonment(con),
+        "categories": _per_key(con, "category_code", "category"),
+        "top_level_categories": _per_key(con, "split_part(category_code, '.', 1)", "category"),
+        "brands": _per_key(con, "brand", "brand"),
+        "top_products": _top_products(con),
+    }
+
+
+def _abandonment(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    carted_row = con.execute(QUERIES["carted"]).fetchone()
+    carted = int(carted_row[0]) if carted_row else 0
+    rows = con.execute(QUERIES["abandonment"].format(top=TOP_ABANDONED)).fetchall()
+    total = next(r for r in rows if r[0] == "total")
+    abandoned = int(total[2] or 0)
+
+    def top(kind: str, label: str) -> list[dict[str, Any]]:
+        return [
+            {label: r[1], "abandoned_sessions": r[2], "abandoned_value": round(float(r[3]), 2)}
+            for r in rows
+            if r[0] == kind
+        ]
+
+    return {
+        "carted_sessions": carted,
+        "abandoned_sessions": abandoned,
+        "rate": _ratio(abandoned, carted),
+        "abandoned_value": round(float(total[3] or 0), 2),
+        "top_categories": top("category", "category"),
+        "top_brands": top("brand", "brand"),
+    }
+
+
+def _per_key(con: duckdb.DuckDBPyConnection, key_sql: str, label: str) -> list[dict[str, Any]]:
+    rows = con.execute(QUERIES["categories"].format(key=key_sql)).fetchall()
+    return [
+        {
+            label: r[0],
+            "views": r[1],
+            "carts": r[2],
+            "purchases": r[3],
+            "revenue": float(r[4]),
+            "conversion": _ratio(r[3], r[1]),
+            "buyers": r[5],
+        }
+        for r in rows
+    ]
+
+
+def _top_products(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
+    base = QUERIES["top_products"]
+    columns = ("product_id", "views", "purchases", "revenue", "category", "brand")
+
+    def top(order: str) -> list[dict[str, Any]]:
+        sql = f"SELECT * FROM ({base}) ORDER BY {order}, product_id LIMIT {TOP_N}"
+        return [dict(zip(columns, r, strict=True)) for r in con.execute(sql).fetchall()]
+
+    return {"by_revenue": top("revenue DESC"), "by_views": top("views DESC")}

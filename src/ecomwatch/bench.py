@@ -1,0 +1,114 @@
+"""`ecomwatch bench`: ingest throughput against a floor, memory, storage and query speed.
+
+The floor is DuckDB reading the same CSV once and writing it once as ZSTD Parquet — what any
+ingest must at least do. Both are timed in the same invocation, so the ratio holds on a noisy
+machine where absolute seconds do not. Peak RSS is read from the kernel for the `ecomwatch run`
+child process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ecomwatch.analytics.report import build_report, connect, define_csv_view, define_lake_view
+from ecomwatch.lake.parquet_table import ParquetTable
+
+
+def _timed_child(args: list[str]) -> tuple[float, int, str]:
+    """Run a child process; return (seconds, peak RSS in bytes, stdout)."""
+    started = time.perf_counter()
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = child.communicate()
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({child.returncode}): {stderr[-2000:]}")
+    # ru_maxrss of the children waited so far: the child just run is the largest of them.
+    peak_kb = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN).ru_maxrss
+    return seconds, peak_kb * 1024, stdout
+
+
+def floor_seconds(csv_path: Path, target: Path) -> float:
+    con = connect()
+    started = time.perf_counter()
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{target}' "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    )
+    return time.perf_counter() - started
+
+
+def report_seconds(define: Any) -> float:
+    con = connect()
+    define(con)
+    started = time.perf_counter()
+    build_report(con)
+    return time.perf_counter() - started
+
+
+def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console) -> dict[str, Any]:
+    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    csv_path = base / f"traffic-{events}-{seed}.csv"
+    if not csv_path.exists():
+        console.print(f"simulating {events:,} events → {csv_path} (not timed)")
+        from ecomwatch.simulate.traffic import TrafficSpec, generate
+        from ecomwatch.simulate.writers import write_traffic
+
+        write_traffic(generate(TrafficSpec(events=events, seed=seed)), csv_path)
+    lake = base / "lake"
+    if lake.exists():
+        import shutil
+
+        shutil.rmtree(lake)
+    console.print("timing the floor: DuckDB CSV → ZSTD Parquet")
+    floor_target = base / "floor.parquet"
+    floor = floor_seconds(csv_path, floor_target)
+    floor_bytes = floor_target.stat().st_size
+    floor_target.unlink()
+    console.print("timing ecomwatch run")
+    seconds, peak, stdout = _timed_child(
+        [
+            sys.executable,
+            "-m",
+            "ecomwatch.cli.main",
+            "run",
+            str(csv_path),
+            "--lake",
+            str(lake),
+            "--json",
+        ]
+    )
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    table = ParquetTable(lake)
+    files = table.data_files()
+    console.print("timing the report: lake vs raw CSV")
+    on_lake = report_seconds(lambda con: define_lake_view(con, files))
+    on_csv = report_seconds(lambda con: define_csv_view(con, str(csv_path)))
+    lake_bytes = table.total_bytes()
+    csv_bytes = csv_path.stat().st_size
+    return {
+        "events": summary["accepted"],
+        "seconds": round(seconds, 3),
+        "events_per_s": round(summary["accepted"] / seconds),
+        "floor_seconds": round(floor, 3),
+        "ratio_to_floor": round(seconds / floor, 3),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "lake_bytes": lake_bytes,
+        "csv_bytes": csv_bytes,
+        "lake_to_csv": round(lake_bytes / csv_bytes, 4),
+        "floor_parquet_bytes": floor_bytes,
+        "report_lake_s": round(on_lake, 3),
+        "report_csv_s": round(on_csv, 3),
+        "query_speedup": round(on_csv / on_lake, 2),
+        "cpus": os.cpu_count(),
+        "workdir": str(base),
+    }

@@ -1,0 +1,338 @@
+"""The `ecomwatch` command line: the product's front door.
+
+Exit codes: 0 done (rejected rows included); 1 done, but some inputs could not be read
+(the others were processed); 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ecomwatch.analytics.render import html_report, print_report
+from ecomwatch.analytics.report import TimeRange, build_report, connect, define_lake_view
+from ecomwatch.config import Config, ConfigError, load_config
+from ecomwatch.engine.pipeline import RunSummary, total_rejected
+from ecomwatch.lake.base import LakeError
+from ecomwatch.lake.parquet_table import ParquetTable
+
+app = typer.Typer(
+    name="ecomwatch",
+    help="E-commerce streaming analytics and security detection.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_INPUT_FAILED = 1
+EXIT_USAGE = 2
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML configuration file.", exists=True, dir_okay=False),
+]
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _progress_reporter(total: int, enabled: bool) -> tuple[Any, Any]:
+    """A Rich progress bar over input bytes (on a terminal), and its update callback."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not enabled,
+        transient=False,
+    )
+    task = progress.add_task("ingest", total=total)
+    done: dict[str, int] = {}
+
+    def update(name: str, position: int) -> None:
+        done[name] = position
+        progress.update(task, completed=sum(done.values()))
+
+    return progress, update
+
+
+def print_run_summary(summary: RunSummary, lake: Path | None, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Ingest summary", title_justify="left")
+    for column in ("file", "status", "read", "accepted", "rejected", "late", "notes"):
+        table.add_column(
+            column,
+            justify="right" if column in ("read", "accepted", "rejected", "late") else "left",
+        )
+    for s in summary.sources:
+        notes = []
+        if s.resumed_from_line:
+            notes.append(f"resumed at line {s.resumed_from_line:,}")
+        notes += [f"{k}: {v:,}" for k, v in s.repaired.items()]
+        if s.error:
+            notes.append(s.error)
+        table.add_row(
+            s.name,
+            s.status.value,
+            f"{s.read:,}",
+            f"{s.accepted:,}",
+            f"{s.rejected:,}",
+            f"{s.late:,}",
+            "; ".join(notes),
+        )
+    console.print(table)
+    console.print(
+        f"{len(summary.sources)} files, {summary.read:,} rows read = {summary.accepted:,} accepted"
+        f" + {summary.rejected:,} rejected, {summary.late:,} late; "
+        f"{summary.seconds:.1f} s, {summary.events_per_s:,.0f} events/s"
+    )
+    if lake is not None:
+        console.print(f"lake: {lake}")
+    if summary.dead_letter:
+        console.print(f"rejected rows: {summary.dead_letter}")
+    if summary.failed:
+        console.print(f"[red]{len(summary.failed)} input(s) failed[/]; the others were ingested")
+
+
+@app.command()
+def run(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="REES46 files: .csv, .csv.gz, .jsonl, .parquet")
+    ],
+    lake: Annotated[Path, typer.Option("--lake", help="Lake directory (created if missing).")],
+    dead_letter: Annotated[
+        Path | None,
+        typer.Option(
+            "--dead-letter",
+            help="JSON Lines file for rejected rows [default: LAKE/_ecomwatch/dead_letter.jsonl].",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    checkpoint_rows: Annotated[
+        int | None, typer.Option(help="Accepted rows between checkpoints.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+) -> None:
+    """Ingest files into the lake; a rerun resumes and never ingests a row twice."""
+    from ecomwatch.ingest import ingest, open_inputs
+
+    settings = _config(config)
+    if checkpoint_rows is not None:
+        settings = settings.model_copy(
+            update={
+                "engine": settings.engine.model_copy(update={"checkpoint_rows": checkpoint_rows})
+            }
+        )
+    opened = open_inputs(inputs, settings)
+    total = sum(s.size for s in opened[0])
+    progress, update = _progress_reporter(total, err.is_terminal and not as_json)
+    try:
+        with progress:
+            summary = ingest(
+                inputs,
+                lake,
+                config=settings,
+                dead_letter=dead_letter,
+                on_progress=update,
+                opened=opened,
+            )
+    except LakeError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        print(json.dumps({**summary.to_json(), "lake": str(lake)}))
+    else:
+        print_run_summary(summary, lake, out)
+    if summary.failed:
+        raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    text = value.strip().removesuffix(" UTC").replace("Z", "+00:00")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise _fail(
+            f"{name} {value!r} is not a time; use e.g. 2019-11-01 or 2019-11-01T12:00:00Z"
+        ) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def lake_report(lake: Path, window: TimeRange | None = None) -> dict[str, Any]:
+    table = ParquetTable(lake)
+    con = connect()
+    define_lake_view(con, table.data_files(), window or TimeRange())
+    return build_report(con, rejected=total_rejected(table.last_checkpoint()))
+
+
+@app.command()
+def report(
+    lake: Annotated[
+        Path, typer.Option("--lake", help="Lake directory written by `ecomwatch run`.")
+    ],
+    fmt: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", help="File for --format html [default: LAKE/report.html]."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only events at or after this time (UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Only events before this time (UTC).")] = None,
+) -> None:
+    """Business analytics over the lake: traffic, funnel, abandonment, categories, products."""
+    if fmt not in ("table", "json", "html"):
+        raise _fail(f"--format must be table, json or html, not {fmt!r}")
+    window = TimeRange(_parse_time(since, "--since"), _parse_time(until, "--until"))
+    try:
+        data = lake_report(lake, window)
+    except LakeError as exc:
+        raise _fail(str(exc)) from exc
+    if fmt == "json":
+        print(json.dumps(data, default=str))
+    elif fmt == "html":
+        target = output or lake / "report.html"
+        target.write_text(html_report(data, title=f"ecomwatch report — {lake}"))
+        out.print(f"report written to {target}")
+    else:
+        print_report(data, out)
+
+
+@app.command()
+def simulate(
+    events: Annotated[int, typer.Option("--events", min=1, help="Number of events.")],
+    output: Annotated[
+        Path, typer.Option("--out", help="Output file: .csv, .csv.gz, .jsonl or .parquet.")
+    ],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
+    days: Annotated[
+        float | None,
+        typer.Option(help="Days of traffic [default: events / 2.25 million, at least 1]."),
+    ] = None,
+    start: Annotated[str, typer.Option(help="First day (UTC).")] = "2019-11-01",
+) -> None:
+    """Write realistic synthetic shop traffic in REES46 format, with ip and user_agent."""
+    from ecomwatch.simulate.traffic import TrafficSpec, generate
+    from ecomwatch.simulate.writers import write_traffic
+
+    begin = _parse_time(start, "--start")
+    assert begin is not None
+    spec = TrafficSpec(events=events, seed=seed, start=begin, days=days)
+    with (
+        err.status(f"simulating {events:,} events", spinner="dots") if err.is_terminal else _null()
+    ):
+        rows = write_traffic(generate(spec), output)
+    out.print(f"wrote {rows:,} events to {output}")
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+@app.command()
+def bench(
+    events: Annotated[
+        int, typer.Option("--events", min=1000, help="Events to simulate and ingest.")
+    ] = 1_000_000,
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to put the files [default: a temporary directory].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with one JSON line of figures.")
+    ] = False,
+) -> None:
+    """Time `ecomwatch run` against DuckDB's CSV→Parquet copy, and the report on lake vs CSV."""
+    from ecomwatch.bench import run_bench
+
+    figures = run_bench(events=events, workdir=workdir, seed=seed, console=err)
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            out.print(f"{key:>22}: {value}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the demo writes its files.")
+    ] = Path("demo-output"),
+    events: Annotated[int, typer.Option(min=1000, help="Events to simulate.")] = 200_000,
+) -> None:
+    """Simulate a day of traffic, ingest it, and write the report: the whole pipeline in one go."""
+    from ecomwatch.ingest import ingest
+    from ecomwatch.simulate.traffic import TrafficSpec, generate
+    from ecomwatch.simulate.writers import write_traffic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sample = directory / "sample.csv"
+    lake = directory / "lake"
+    if not sample.exists():
+        out.print(f"1/3 simulating {events:,} events → {sample}")
+        write_traffic(generate(TrafficSpec(events=events, seed=7)), sample)
+    else:
+        out.print(f"1/3 using the existing sample {sample}")
+    out.print(f"2/3 ingesting into the lake {lake}")
+    settings = _config(None)
+    summary = ingest([sample], lake, config=settings)
+    print_run_summary(summary, lake, out)
+    out.print("3/3 report")
+    data = lake_report(lake)
+    print_report(data, out)
+    page = directory / "report.html"
+    page.write_text(html_report(data, title="ecomwatch demo report"))
+    (directory / "report.json").write_text(json.dumps(data, default=str, indent=2))
+    out.print(
+        f"\noutputs: lake {lake}, report {page} (open in a browser), "
+        f"JSON {directory / 'report.json'}"
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; the next run resumes from the last checkpoint")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

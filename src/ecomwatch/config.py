@@ -1,0 +1,89 @@
+"""One typed configuration object, from a TOML file and `ECOMWATCH_*` environment variables.
+
+Precedence: defaults < the TOML file < environment variables < command-line options.
+Nested fields are set from the environment with a double underscore:
+`ECOMWATCH_ENGINE__LATENESS_S=120`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "ECOMWATCH_"
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the file or variable and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Strict):
+    lateness_s: float = Field(300.0, ge=0, description="bounded out-of-orderness of event time")
+    idle_timeout_s: float = Field(
+        10.0, gt=0, description="quiet time before the clock moves the watermark"
+    )
+    checkpoint_rows: int = Field(2_000_000, ge=1, description="accepted rows between checkpoints")
+
+
+class DecodeConfig(_Strict):
+    chunk_bytes: int = Field(8 << 20, ge=4096, description="bytes of text parsed per chunk")
+    threads: int = Field(2, ge=1, le=64, description="parser threads")
+
+
+class Config(_Strict):
+    engine: EngineConfig = EngineConfig()
+    decode: DecodeConfig = DecodeConfig()
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Config:
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        origin = str(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    env = _env_overrides(dict(os.environ if environ is None else environ))
+    if env:
+        origin = f"{origin} + {ENV_PREFIX}* environment"
+    try:
+        return Config.model_validate(_merge(data, env))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{origin}: {problems}") from exc

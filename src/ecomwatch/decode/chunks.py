@@ -1,0 +1,83 @@
+"""Split a byte stream into chunks of whole lines, remembering where each chunk starts.
+
+Chunks let the decoders parse in parallel while every row keeps its exact physical line number,
+and let a source resume at a chunk boundary after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+
+class StreamFault(Exception):
+    """The stream broke mid-way (a truncated .gz, an I/O error). Rows before it were kept."""
+
+
+@dataclass(frozen=True)
+class TextChunk:
+    data: bytes
+    offset: int  # byte offset of the chunk in the (decompressed) stream
+    first_line: int  # 1-based physical line number of the chunk's first line
+
+    @property
+    def end_offset(self) -> int:
+        return self.offset + len(self.data)
+
+    @property
+    def line_count(self) -> int:
+        if not self.data:
+            return 0
+        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
+
+    @property
+    def next_line(self) -> int:
+        return self.first_line + self.line_count
+
+    def blank_lines(self) -> list[int]:
+        """0-based indices of empty lines inside the chunk (rare, so found with `find`)."""
+        found: set[int] = set()
+        data = self.data
+        if data.startswith((b"\n", b"\r\n")):
+            found.add(0)
+        for pattern in (b"\n\n", b"\n\r\n"):
+            start = data.find(pattern)
+            while start != -1:
+                found.add(data.count(b"\n", 0, start + 1))
+                start = data.find(pattern, start + 1)
+        return sorted(found)
+
+
+def iter_chunks(
+    stream: BinaryIO, *, offset: int, first_line: int, chunk_bytes: int
+) -> Iterator[TextChunk]:
+    """Yield chunks that end on a newline (the last may not), starting at `offset`.
+
+    A read error yields the whole lines read so far plus the partial tail, then raises
+    StreamFault, so that nothing read before the fault is lost.
+    """
+    carry = b""
+    line = first_line
+    position = offset
+    while True:
+        try:
+            block = stream.read(chunk_bytes)
+        except (EOFError, OSError, ValueError) as exc:
+            if carry:
+                yield TextChunk(carry, position, line)
+            raise StreamFault(str(exc) or type(exc).__name__) from exc
+        if not block:
+            if carry:
+                yield TextChunk(carry, position, line)
+            return
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n")
+        if cut == -1:
+            carry = data
+            continue
+        chunk = TextChunk(data[: cut + 1], position, line)
+        carry = data[cut + 1 :]
+        position = chunk.end_offset
+        line = chunk.next_line
+        yield chunk

@@ -1,0 +1,124 @@
+"""REES46 CSV: header sniffing and chunk decoding with pyarrow's CSV parser."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from ecomwatch.decode.chunks import TextChunk
+from ecomwatch.decode.rejects import RejectReason, rejects_table
+from ecomwatch.decode.validate import Decoded, validate
+from ecomwatch.schema import EXTRA_COLUMNS, INPUT_COLUMNS, REES46_COLUMNS, REQUIRED_COLUMNS
+
+_INDEX_NAMES = {"", "unnamed: 0", "index", "_c0"}
+
+
+class LayoutError(ValueError):
+    """The file's columns cannot be mapped to the REES46 schema."""
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """How the fields of a file map to schema columns (None: a field to drop)."""
+
+    fields: tuple[str | None, ...]
+    has_header: bool
+
+    @property
+    def columns(self) -> list[str]:
+        return [f for f in self.fields if f is not None]
+
+
+def _looks_like_time(text: str) -> bool:
+    return len(text) >= 10 and text[4:5] == "-" and text[7:8] == "-" and text[:4].isdigit()
+
+
+def sniff_layout(first_line: bytes) -> CsvLayout:
+    """Decide from the first line whether there is a header, and which field is which.
+
+    A header names the columns (a leading unnamed pandas index column is dropped; unknown
+    columns are ignored). Without a header the standard REES46 order is assumed, optionally
+    after an index column and followed by ip, user_agent, event_id.
+    """
+    text = first_line.decode("utf-8", "replace").rstrip("\r\n")
+    names = [f.strip().strip('"').strip().lower() for f in text.split(",")]
+    if "event_time" in names and "event_type" in names:
+        fields = tuple(
+            None if (i == 0 and n in _INDEX_NAMES) or n not in INPUT_COLUMNS else n
+            for i, n in enumerate(names)
+        )
+        missing = [c for c in REQUIRED_COLUMNS if c not in fields]
+        if missing:
+            raise LayoutError(f"the header lacks required columns: {', '.join(missing)}")
+        return CsvLayout(fields, has_header=True)
+    lead: tuple[str | None, ...]
+    if _looks_like_time(names[0]):
+        lead = ()
+    elif len(names) > 1 and _looks_like_time(names[1]):
+        lead = (None,)
+    else:
+        raise LayoutError(
+            "no header and the first field is not an event_time; expected the REES46 columns "
+            + ",".join(REES46_COLUMNS)
+        )
+    extra = len(names) - len(lead) - len(REES46_COLUMNS)
+    if extra < 0 or extra > len(EXTRA_COLUMNS):
+        raise LayoutError(
+            f"no header and {len(names)} fields; expected {len(REES46_COLUMNS)} "
+            f"to {len(REES46_COLUMNS) + len(EXTRA_COLUMNS)} (REES46 order, then ip, user_agent)"
+        )
+    return CsvLayout((*lead, *REES46_COLUMNS, *EXTRA_COLUMNS[:extra]), has_header=False)
+
+
+def decode_csv_chunk(
+    chunk: TextChunk, layout: CsvLayout, *, source_name: str, source_id: str
+) -> Decoded:
+    """Parse and validate one chunk; every non-blank line ends up accepted or rejected."""
+    names = [f if f is not None else f"_drop{i}" for i, f in enumerate(layout.fields)]
+    invalid: list[tuple[int, str, int]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    table = pacsv.read_csv(
+        io.BytesIO(chunk.data),
+        read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 26),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=layout.columns,
+            column_types={c: pa.binary() for c in layout.columns},
+        ),
+    )
+    # pyarrow numbers rows without counting blank lines: map its numbers back to lines.
+    lines = np.arange(chunk.line_count, dtype=np.int64)
+    blank = chunk.blank_lines()
+    if blank:
+        lines = np.delete(lines, blank)
+    invalid_index = [number - 1 for number, _, _ in invalid]
+    invalid_lines = lines[invalid_index] + chunk.first_line
+    relative = np.delete(lines, invalid_index) if invalid else lines
+    if len(relative) != table.num_rows:
+        raise LayoutError(
+            f"lines {chunk.first_line}-{chunk.next_line - 1}: could not line up parsed rows with "
+            "lines (a quoted field spanning lines is not supported)"
+        )
+    decoded = validate(
+        table, relative + chunk.first_line, source_name=source_name, source_id=source_id
+    )
+    if not invalid:
+        return decoded
+    expected = len(layout.fields)
+    wrong = rejects_table(
+        source_name,
+        invalid_lines.tolist(),
+        [RejectReason.WRONG_FIELD_COUNT.value] * len(invalid),
+        [f"{actual} fields where {expected} were expected" for _, _, actual in invalid],
+        [text for _, text, _ in invalid],
+    )
+    rejects = pa.concat_tables([decoded.rejects, wrong]).sort_by("line")
+    return Decoded(decoded.events, rejects, decoded.repaired)

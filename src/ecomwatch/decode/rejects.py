@@ -1,0 +1,50 @@
+"""Rejected rows: why a row was refused, and the dead-letter record it becomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pyarrow as pa
+
+
+class RejectReason(StrEnum):
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    INVALID_UTF8 = "invalid_utf8"
+    BAD_EVENT_TIME = "bad_event_time"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    BAD_PRODUCT_ID = "bad_product_id"
+    BAD_CATEGORY_ID = "bad_category_id"
+    BAD_USER_ID = "bad_user_id"
+    BAD_PRICE = "bad_price"
+    NEGATIVE_PRICE = "negative_price"
+    BAD_JSON = "bad_json"
+
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("raw", pa.string(), nullable=False),
+    ]
+)
+
+
+def rejects_table(
+    source: str, lines: list[int], reasons: list[str], details: list[str], raws: list[str]
+) -> pa.Table:
+    return pa.table(
+        {
+            "source": pa.array([source] * len(lines), pa.string()),
+            "line": pa.array(lines, pa.int64()),
+            "reason": pa.array(reasons, pa.string()),
+            "detail": pa.array(details, pa.string()),
+            "raw": pa.array(raws, pa.string()),
+        },
+        schema=REJECT_SCHEMA,
+    )
+
+
+def empty_rejects() -> pa.Table:
+    return REJECT_SCHEMA.empty_table()

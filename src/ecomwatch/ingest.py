@@ -1,0 +1,62 @@
+"""Wire the embedded pipeline for `ecomwatch run`: files → decoders → engine → lake."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ecomwatch.config import Config
+from ecomwatch.engine.pipeline import Pipeline, RunSummary
+from ecomwatch.engine.watermark import Clock, Watermark
+from ecomwatch.lake.parquet_table import META_DIR, ParquetTable
+from ecomwatch.operators.lake_writer import LakeWriter
+from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.sinks.dead_letter import DeadLetterFile
+from ecomwatch.sources.base import SourceError
+from ecomwatch.sources.files import FileSource, file_sources
+
+
+def default_dead_letter(lake: Path) -> Path:
+    return lake / META_DIR / "dead_letter.jsonl"
+
+
+def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], list[SourceError]]:
+    return file_sources(
+        inputs, chunk_bytes=config.decode.chunk_bytes, threads=config.decode.threads
+    )
+
+
+def ingest(
+    inputs: list[Path],
+    lake: Path,
+    *,
+    config: Config,
+    dead_letter: Path | None = None,
+    clock: Clock | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+    opened: tuple[list[FileSource], list[SourceError]] | None = None,
+) -> RunSummary:
+    """Ingest files into the lake at `lake`, resuming from its last checkpoint.
+
+    `opened` passes sources the caller already opened (to size a progress bar).
+    """
+    sources, errors = opened if opened is not None else open_inputs(inputs, config)
+    table = ParquetTable(lake, writer=True)
+    sink = DeadLetterFile(dead_letter or default_dead_letter(lake))
+    try:
+        writer = LakeWriter(table)
+        pipeline = Pipeline(
+            committer=writer,
+            operators=[writer, TrafficAggregates()],
+            watermark=Watermark(
+                lateness_s=config.engine.lateness_s,
+                idle_timeout_s=config.engine.idle_timeout_s,
+                clock=clock,
+            ),
+            dead_letter=sink,
+            checkpoint_rows=config.engine.checkpoint_rows,
+        )
+        return pipeline.run(sources, open_errors=errors, on_progress=on_progress)
+    finally:
+        sink.close()
+        table.close()
