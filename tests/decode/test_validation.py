@@ -14,7 +14,10 @@ from ecomwatch.testing import MemorySource
 HEADER = (
     "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 )
-GOOD = "2019-11-01 00:00:00 UTC,view,1003461,2053013555631882655,electronics.smartphone,xiaomi,489.07,520088904,4d3b30da-a5e4-49df-b1a8-ba5943f1dd33"
+GOOD = (
+    "2019-11-01 00:00:00 UTC,view,1003461,2053013555631882655,electronics.smartphone,xiaomi,"
+    "489.07,520088904,4d3b30da-a5e4-49df-b1a8-ba5943f1dd33"
+)
 
 
 def decode(text: str | bytes, chunk_bytes: int = 1 << 16):

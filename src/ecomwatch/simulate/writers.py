@@ -40,9 +40,16 @@ def as_text_table(table: pa.Table) -> pa.Table:
 
 
 def as_typed_table(table: pa.Table) -> pa.Table:
-    price = pc.divide(pc.cast(table["price_cents"], pa.float64()), 100.0)
-    index = table.column_names.index("price_cents")
-    return table.set_column(index, "price", price)
+    """Typed columns (for Parquet): prices in currency units, labels as plain strings."""
+    columns = {}
+    for name in table.column_names:
+        column = table[name]
+        if name == "price_cents":
+            name, column = "price", pc.divide(pc.cast(column, pa.float64()), 100.0)
+        elif pa.types.is_dictionary(column.type):
+            column = column.cast(pa.string())
+        columns[name] = column
+    return pa.table(columns)
 
 
 def _csv_field(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -204,7 +204,9 @@ class FileSource:
         wanted = [names[c] for c in INPUT_COLUMNS if c in names]
         row = start.offset
         seen = 0
-        for batch in parquet.iter_batches(batch_size=256_000, columns=wanted):
+        # About as many rows per batch as a text chunk of the same size holds.
+        rows_per_batch = max(1024, self.chunk_bytes // 128)
+        for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=wanted):
             if seen + batch.num_rows <= row:
                 seen += batch.num_rows
                 continue

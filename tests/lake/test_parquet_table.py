@@ -1,0 +1,87 @@
+"""The Parquet lake's commit protocol: atomic commits, crash leftovers removed, one writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ecomwatch.lake.base import LakeError
+from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.testing import events_table
+
+
+def sample(n: int, day: int = 1):
+    return events_table(
+        [
+            {
+                "event_time": __import__("datetime").datetime(
+                    2019, 11, day, 12, tzinfo=__import__("datetime").UTC
+                ),
+                "event_type": "view",
+                "product_id": i,
+                "price": 1.0,
+                "user_id": 1,
+                "source": "src",
+                "source_pos": i,
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def test_commit_partitions_by_date_and_records_checkpoint(tmp_path: Path):
+    table = ParquetTable(tmp_path, writer=True)
+    info = table.commit(__import__("pyarrow").concat_tables([sample(3, 1), sample(2, 2)]), {"k": 1})
+    table.close()
+    assert info.rows == 5 and info.files == 2
+    reader = ParquetTable(tmp_path)
+    assert reader.last_checkpoint() == {"k": 1}
+    files = reader.data_files()
+    assert sorted(Path(f).parent.name for f in files) == [
+        "event_date=2019-11-01",
+        "event_date=2019-11-02",
+    ]
+    count = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet({files})").fetchall()[0][0]
+    assert count == 5
+
+
+def test_leftovers_of_a_crashed_commit_are_removed(tmp_path: Path):
+    table = ParquetTable(tmp_path, writer=True)
+    table.commit(sample(3), {"n": 1})
+    table.close()
+    part = tmp_path / "event_date=2019-11-01"
+    # A crash after writing data files of commit 2 but before its record:
+    (part / "part-00000002-0000.parquet").write_bytes(b"partial")
+    (part / "part-00000002-0001.parquet.inprogress").write_bytes(b"partial")
+    (tmp_path / "_ecomwatch" / "commits" / ".00000002.json.tmp").write_text("{")
+    reader_before = ParquetTable(tmp_path)
+    assert len(reader_before.data_files()) == 1  # readers never list the partial commit
+    writer = ParquetTable(tmp_path, writer=True)
+    writer.close()
+    assert sorted(p.name for p in part.iterdir()) == ["part-00000001-0000.parquet"]
+
+
+def test_second_writer_fails_cleanly(tmp_path: Path):
+    first = ParquetTable(tmp_path, writer=True)
+    with pytest.raises(LakeError, match="another writer"):
+        ParquetTable(tmp_path, writer=True)
+    first.close()
+    ParquetTable(tmp_path, writer=True).close()
+
+
+def test_reading_a_directory_that_is_no_lake(tmp_path: Path):
+    with pytest.raises(LakeError, match="not an ecomwatch lake"):
+        ParquetTable(tmp_path)
+
+
+def test_corrupt_commit_record_is_a_clear_error(tmp_path: Path):
+    table = ParquetTable(tmp_path, writer=True)
+    table.commit(sample(1), {})
+    table.close()
+    record = tmp_path / "_ecomwatch" / "commits" / "00000001.json"
+    record.write_text(json.dumps({"commit": 1})[:-3])
+    with pytest.raises(LakeError, match="unreadable"):
+        ParquetTable(tmp_path).data_files()
