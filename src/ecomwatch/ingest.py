@@ -56,7 +56,10 @@ def ingest(
             dead_letter=sink,
             checkpoint_rows=config.engine.checkpoint_rows,
         )
-        return pipeline.run(sources, open_errors=errors, on_progress=on_progress)
+        try:
+            return pipeline.run(sources, open_errors=errors, on_progress=on_progress)
+        finally:
+            writer.close()
     finally:
         sink.close()
         table.close()

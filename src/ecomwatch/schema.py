@@ -51,7 +51,7 @@ EVENT_SCHEMA = pa.schema(
         pa.field("price", pa.float64(), nullable=False),
         pa.field("user_id", pa.int64(), nullable=False),
         pa.field("user_session", pa.string()),
-        pa.field("ip", pa.string()),
+        pa.field("ip", LABEL_TYPE),
         pa.field("user_agent", LABEL_TYPE),
         pa.field("event_id", pa.string()),
         # Identity of the event when it carries no event_id: the source (a file's fingerprint,

@@ -82,6 +82,9 @@ class MemoryCommitter:
     def commit(self, checkpoint: dict[str, Any]) -> None:
         self.checkpoints.append(copy.deepcopy(checkpoint))
 
+    def flush(self) -> None:
+        return None
+
 
 def events_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Events in EVENT_SCHEMA from row dicts (missing columns null)."""

@@ -96,9 +96,8 @@ def decode_csv_chunk(
     )
     # pyarrow numbers rows without counting blank lines: map its numbers back to lines.
     lines = np.arange(chunk.line_count, dtype=np.int64)
-    blank = chunk.blank_lines()
-    if blank:
-        lines = np.delete(lines, blank)
+    if table.num_rows + len(invalid) != len(lines):  # only then are there blank lines to find
+        lines = np.delete(lines, chunk.blank_lines())
     invalid_index = [number - 1 for number, _, _ in invalid]
     invalid_lines = lines[invalid_index] + chunk.first_line
     relative = np.delete(lines, invalid_index) if invalid else lines

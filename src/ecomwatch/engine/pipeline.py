@@ -31,6 +31,10 @@ class Committer(Protocol):
 
     def commit(self, checkpoint: dict[str, Any]) -> Any: ...
 
+    def flush(self) -> None:
+        """Wait until every commit made so far is durable."""
+        ...
+
 
 class SourceStatus(StrEnum):
     INGESTED = "ingested"
@@ -153,6 +157,7 @@ class Pipeline:
             stats.append(self._run_source(source, on_progress))
         if self._dirty:
             self._checkpoint()
+        self.committer.flush()
         return RunSummary(
             sources=stats,
             seconds=time.perf_counter() - started,

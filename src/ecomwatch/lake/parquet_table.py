@@ -19,12 +19,12 @@ import fcntl
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomwatch.lake.base import CommitInfo, LakeError
@@ -167,27 +167,42 @@ class ParquetTable:
         return sum(f["bytes"] for c in self.commits() for f in c["files"])
 
 
+DAY_US = 86_400 * 1_000_000
+
+
+def time_ordered(events: pa.Table) -> pa.Table:
+    """Events sorted by (event_time, source_pos); input already in order is not copied."""
+    micros = events["event_time"].cast(pa.int64()).to_numpy()
+    if len(micros) < 2 or bool(np.all(micros[1:] >= micros[:-1])):
+        return events
+    return events.sort_by([("event_time", "ascending"), ("source_pos", "ascending")])
+
+
 def _split_by_date(events: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Time-ordered events cut into one zero-copy slice per UTC date."""
     if events.num_rows == 0:
         return []
-    dates = pc.cast(events["event_time"], pa.date32())
+    ordered = time_ordered(events)
+    micros = ordered["event_time"].cast(pa.int64()).to_numpy()
+    first_day, last_day = int(micros[0] // DAY_US), int(micros[-1] // DAY_US)
+    edges = np.searchsorted(micros, np.arange(first_day, last_day + 2) * DAY_US, side="left")
     parts = []
-    for day in pc.unique(dates).to_pylist():
-        part = events.filter(pc.equal(dates, pa.scalar(day, pa.date32())))
-        parts.append((day.isoformat(), part))
-    return sorted(parts, key=lambda p: p[0])
+    for offset, (start, stop) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if stop > start:
+            day = date.fromordinal(date(1970, 1, 1).toordinal() + first_day + offset)
+            parts.append((day.isoformat(), ordered.slice(int(start), int(stop - start))))
+    return parts
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    # Sorting by time inside the file keeps the delta-encoded timestamps tiny and lets DuckDB
-    # skip row groups on --since/--until.
-    ordered = table.sort_by([("event_time", "ascending"), ("source_pos", "ascending")])
+    # Rows arrive sorted by time (see _split_by_date): the delta-encoded timestamps stay tiny and
+    # DuckDB skips row groups on --since/--until.
     with path.open("wb") as sink:
         pq.write_table(
-            ordered,
+            table,
             sink,
             compression="zstd",
-            compression_level=3,
+            compression_level=1,
             row_group_size=ROW_GROUP_ROWS,
             use_dictionary=True,
             write_statistics=True,
