@@ -16,6 +16,7 @@ commit, and a plain glob over `event_date=*/*.parquet` sees one only until the n
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
@@ -187,7 +188,7 @@ def _split_by_date(events: pa.Table) -> list[tuple[str, pa.Table]]:
     first_day, last_day = int(micros[0] // DAY_US), int(micros[-1] // DAY_US)
     edges = np.searchsorted(micros, np.arange(first_day, last_day + 2) * DAY_US, side="left")
     parts = []
-    for offset, (start, stop) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for offset, (start, stop) in enumerate(itertools.pairwise(edges)):
         if stop > start:
             day = date.fromordinal(date(1970, 1, 1).toordinal() + first_day + offset)
             parts.append((day.isoformat(), ordered.slice(int(start), int(stop - start))))
