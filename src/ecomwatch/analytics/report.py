@@ -14,30 +14,45 @@ from typing import Any
 
 import duckdb
 
+from ecomwatch.engine.pipeline import total_rejected
+from ecomwatch.lake.parquet_table import ParquetTable
+
 TOP_N = 20
 TOP_ABANDONED = 10
 
-# name → SQL over `events`; each returns rows that `build_report` shapes into JSON.
-QUERIES: dict[str, str] = {
-    "totals": """
-        SELECT count(*) AS events,
-               count(*) FILTER (event_type = 'view') AS view,
-               count(*) FILTER (event_type = 'cart') AS cart,
-               count(*) FILTER (event_type = 'remove_from_cart') AS remove_from_cart,
-               count(*) FILTER (event_type = 'purchase') AS purchase,
+_TYPE_COUNTS = """
+               count(*) FILTER (event_type = 'view') AS views,
+               count(*) FILTER (event_type = 'cart') AS carts,
+               count(*) FILTER (event_type = 'remove_from_cart') AS removes,
+               count(*) FILTER (event_type = 'purchase') AS purchases"""
+_TYPE_SUMS = """
+               coalesce(sum(events) FILTER (event_type = 'view'), 0) AS views,
+               coalesce(sum(events) FILTER (event_type = 'cart'), 0) AS carts,
+               coalesce(sum(events) FILTER (event_type = 'remove_from_cart'), 0) AS removes,
+               coalesce(sum(events) FILTER (event_type = 'purchase'), 0) AS purchases"""
+# The abandonment figures from a relation `carts` (user_session, category_code, brand, price).
+_ABANDONED = """
+        SELECT 'total' AS kind, NULL AS key, count(DISTINCT user_session) AS sessions,
+               sum(price) AS value FROM carts
+        UNION ALL
+        SELECT * FROM (SELECT 'category', category_code, count(DISTINCT user_session), sum(price)
+                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})
+        UNION ALL
+        SELECT * FROM (SELECT 'brand', brand, count(DISTINCT user_session), sum(price)
+                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})"""
+
+# The report's SQL over the raw events: a view `events` with the event schema.
+RAW_SQL: dict[str, str] = {
+    "totals": f"""
+        SELECT count(*) AS events, {_TYPE_COUNTS},
                count(DISTINCT user_id) AS users,
                count(DISTINCT user_session) AS sessions,
                round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
                min(event_time) AS first_event,
                max(event_time) AS last_event
         FROM events""",
-    "hourly": """
-        SELECT date_trunc('hour', event_time) AS hour,
-               count(*) AS events,
-               count(*) FILTER (event_type = 'view') AS views,
-               count(*) FILTER (event_type = 'cart') AS carts,
-               count(*) FILTER (event_type = 'remove_from_cart') AS removes,
-               count(*) FILTER (event_type = 'purchase') AS purchases,
+    "hourly": f"""
+        SELECT date_trunc('hour', event_time) AS hour, count(*) AS events, {_TYPE_COUNTS},
                count(DISTINCT user_id) AS users,
                count(DISTINCT user_session) AS sessions
         FROM events GROUP BY 1 ORDER BY 1""",
@@ -57,19 +72,12 @@ QUERIES: dict[str, str] = {
             HAVING bool_or(event_type = 'cart') AND NOT bool_or(event_type = 'purchase')),
         carts AS (
             SELECT e.category_code, e.brand, e.price, e.user_session
-            FROM events e JOIN s USING (user_session) WHERE e.event_type = 'cart')
-        SELECT 'total' AS kind, NULL AS key, count(DISTINCT user_session) AS sessions,
-               sum(price) AS value FROM carts
-        UNION ALL
-        SELECT * FROM (SELECT 'category', category_code, count(DISTINCT user_session), sum(price)
-                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})
-        UNION ALL
-        SELECT * FROM (SELECT 'brand', brand, count(DISTINCT user_session), sum(price)
-                       FROM carts GROUP BY 2 ORDER BY 4 DESC, 2 NULLS LAST LIMIT {top})""",
+            FROM events e JOIN s USING (user_session) WHERE e.event_type = 'cart')"""
+    + _ABANDONED,
     "carted": """
         SELECT count(DISTINCT user_session) FROM events
         WHERE event_type = 'cart' AND user_session IS NOT NULL""",
-    "categories": """
+    "per_key": """
         SELECT {key} AS key,
                count(*) FILTER (event_type = 'view') AS views,
                count(*) FILTER (event_type = 'cart') AS carts,
@@ -77,14 +85,79 @@ QUERIES: dict[str, str] = {
                round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
                count(DISTINCT user_id) FILTER (event_type = 'purchase') AS buyers
         FROM events GROUP BY 1 ORDER BY revenue DESC, views DESC, key NULLS LAST""",
-    "top_products": """
+    "products": """
         SELECT product_id,
                count(*) FILTER (event_type = 'view') AS views,
                count(*) FILTER (event_type = 'purchase') AS purchases,
                round(coalesce(sum(price) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
-               any_value(category_code) AS category,
-               any_value(brand) AS brand
+               min(category_code) AS category,
+               min(brand) AS brand
         FROM events GROUP BY 1""",
+}
+
+# The same report over the rollups (lake/rollups.py): views hour_type, item, hour_session,
+# session_cart and buyer. Every figure is an exact merge; tests compare it with RAW_SQL.
+ROLLUP_SQL: dict[str, str] = {
+    "totals": f"""
+        WITH t AS (
+            SELECT coalesce(sum(events), 0) AS events, {_TYPE_SUMS},
+                   round(coalesce(sum(revenue) FILTER (event_type = 'purchase'), 0), 2)
+                       AS revenue,
+                   min(first_event) AS first_event, max(last_event) AS last_event
+            FROM hour_type),
+        who AS (
+            SELECT count(DISTINCT user_id) AS users, count(DISTINCT user_session) AS sessions
+            FROM hour_session)
+        SELECT events, views, carts, removes, purchases, users, sessions, revenue,
+               first_event, last_event
+        FROM t, who""",
+    "hourly": f"""
+        WITH c AS (SELECT hour, sum(events) AS events, {_TYPE_SUMS}
+                   FROM hour_type GROUP BY 1),
+             s AS (SELECT hour, count(DISTINCT user_id) AS users,
+                          count(DISTINCT user_session) AS sessions
+                   FROM hour_session GROUP BY 1)
+        SELECT hour, events, views, carts, removes, purchases, users, sessions
+        FROM c JOIN s USING (hour) ORDER BY 1""",
+    "funnel": """
+        WITH s AS (
+            SELECT user_session, bool_or(viewed) AS viewed, bool_or(carted) AS carted,
+                   bool_or(bought) AS bought
+            FROM hour_session WHERE user_session IS NOT NULL GROUP BY 1)
+        SELECT count(*) FILTER (viewed), count(*) FILTER (carted), count(*) FILTER (bought)
+        FROM s""",
+    "abandonment": """
+        WITH s AS (
+            SELECT user_session FROM hour_session WHERE user_session IS NOT NULL GROUP BY 1
+            HAVING bool_or(carted) AND NOT bool_or(bought)),
+        carts AS (
+            SELECT c.category_code, c.brand, c.cart_value AS price, c.user_session
+            FROM session_cart c JOIN s USING (user_session))"""
+    + _ABANDONED,
+    "carted": """
+        SELECT count(DISTINCT user_session) FROM hour_session
+        WHERE carted AND user_session IS NOT NULL""",
+    "per_key": """
+        WITH c AS (
+            SELECT {key} AS key,
+                   coalesce(sum(events) FILTER (event_type = 'view'), 0) AS views,
+                   coalesce(sum(events) FILTER (event_type = 'cart'), 0) AS carts,
+                   coalesce(sum(events) FILTER (event_type = 'purchase'), 0) AS purchases,
+                   round(coalesce(sum(revenue) FILTER (event_type = 'purchase'), 0), 2)
+                       AS revenue
+            FROM item GROUP BY 1),
+        b AS (SELECT {key} AS key, count(DISTINCT user_id) AS buyers FROM buyer GROUP BY 1)
+        SELECT c.key, views, carts, purchases, revenue, coalesce(b.buyers, 0) AS buyers
+        FROM c LEFT JOIN b ON c.key IS NOT DISTINCT FROM b.key
+        ORDER BY revenue DESC, views DESC, key NULLS LAST""",
+    "products": """
+        SELECT product_id,
+               coalesce(sum(events) FILTER (event_type = 'view'), 0) AS views,
+               coalesce(sum(events) FILTER (event_type = 'purchase'), 0) AS purchases,
+               round(coalesce(sum(revenue) FILTER (event_type = 'purchase'), 0), 2) AS revenue,
+               min(category_code) AS category,
+               min(brand) AS brand
+        FROM item GROUP BY 1""",
 }
 
 
@@ -113,8 +186,7 @@ def define_lake_view(
 ) -> None:
     """Create the `events` view over committed Parquet files (an empty view if none)."""
     if files:
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        source = f"read_parquet([{listing}], hive_partitioning = false)"
+        source = f"read_parquet([{_listing(files)}], hive_partitioning = false)"
         where = (window or TimeRange()).where()
         con.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source} WHERE {where}")
     else:
@@ -124,6 +196,33 @@ def define_lake_view(
             " NULL::VARCHAR AS category_code, NULL::VARCHAR AS brand, NULL::DOUBLE AS price, "
             "NULL::BIGINT AS user_id, NULL::VARCHAR AS user_session WHERE FALSE"
         )
+
+
+def _listing(files: Sequence[str]) -> str:
+    return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+
+
+def define_rollup_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]) -> None:
+    """One view per rollup over its committed files."""
+    for name, paths in files.items():
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{_listing(paths)}])"
+        )
+
+
+def lake_report(
+    table: ParquetTable, window: TimeRange | None = None, *, use_rollups: bool = True
+) -> dict[str, Any]:
+    """The report over a lake: from its rollups when the whole history is asked for and every
+    commit has them, otherwise from the raw events."""
+    con = connect()
+    rejected = total_rejected(table.last_checkpoint())
+    rollups = table.rollup_files() if use_rollups and window is None else None
+    if rollups and all(rollups.values()):
+        define_rollup_views(con, rollups)
+        return build_report(con, rejected=rejected, sql=ROLLUP_SQL)
+    define_lake_view(con, table.data_files(), window)
+    return build_report(con, rejected=rejected)
 
 
 def define_csv_view(con: duckdb.DuckDBPyConnection, csv_path: str) -> None:
@@ -148,9 +247,14 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def build_report(con: duckdb.DuckDBPyConnection, *, rejected: int = 0) -> dict[str, Any]:
-    """Run every query over the `events` view and shape the report (see README: Analytics)."""
-    t = con.execute(QUERIES["totals"]).fetchone()
+def build_report(
+    con: duckdb.DuckDBPyConnection, *, rejected: int = 0, sql: dict[str, str] = RAW_SQL
+) -> dict[str, Any]:
+    """Run every query and shape the report (see README: Analytics).
+
+    `sql` is RAW_SQL (over an `events` view) or ROLLUP_SQL (over the rollup views).
+    """
+    t = con.execute(sql["totals"]).fetchone()
     assert t is not None
     totals = {
         "events": t[0],
@@ -173,9 +277,9 @@ def build_report(con: duckdb.DuckDBPyConnection, *, rejected: int = 0) -> dict[s
             "users": r[6],
             "sessions": r[7],
         }
-        for r in con.execute(QUERIES["hourly"]).fetchall()
+        for r in con.execute(sql["hourly"]).fetchall()
     ]
-    f = con.execute(QUERIES["funnel"]).fetchone()
+    f = con.execute(sql["funnel"]).fetchone()
     assert f is not None
     funnel = {
         "sessions_view": f[0],
@@ -189,18 +293,18 @@ def build_report(con: duckdb.DuckDBPyConnection, *, rejected: int = 0) -> dict[s
         "totals": totals,
         "hourly": hourly,
         "funnel": funnel,
-        "cart_abandonment": _abandonment(con),
-        "categories": _per_key(con, "category_code", "category"),
-        "top_level_categories": _per_key(con, "split_part(category_code, '.', 1)", "category"),
-        "brands": _per_key(con, "brand", "brand"),
-        "top_products": _top_products(con),
+        "cart_abandonment": _abandonment(con, sql),
+        "categories": _per_key(con, sql, "category_code", "category"),
+        "top_level_categories": _per_key(con, sql, "split_part(category_code, '.', 1)", "category"),
+        "brands": _per_key(con, sql, "brand", "brand"),
+        "top_products": _top_products(con, sql),
     }
 
 
-def _abandonment(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    carted_row = con.execute(QUERIES["carted"]).fetchone()
+def _abandonment(con: duckdb.DuckDBPyConnection, sql: dict[str, str]) -> dict[str, Any]:
+    carted_row = con.execute(sql["carted"]).fetchone()
     carted = int(carted_row[0]) if carted_row else 0
-    rows = con.execute(QUERIES["abandonment"].format(top=TOP_ABANDONED)).fetchall()
+    rows = con.execute(sql["abandonment"].format(top=TOP_ABANDONED)).fetchall()
     total = next(r for r in rows if r[0] == "total")
     abandoned = int(total[2] or 0)
 
@@ -221,8 +325,10 @@ def _abandonment(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
 
 
-def _per_key(con: duckdb.DuckDBPyConnection, key_sql: str, label: str) -> list[dict[str, Any]]:
-    rows = con.execute(QUERIES["categories"].format(key=key_sql)).fetchall()
+def _per_key(
+    con: duckdb.DuckDBPyConnection, sql: dict[str, str], key_sql: str, label: str
+) -> list[dict[str, Any]]:
+    rows = con.execute(sql["per_key"].format(key=key_sql)).fetchall()
     return [
         {
             label: r[0],
@@ -237,8 +343,11 @@ def _per_key(con: duckdb.DuckDBPyConnection, key_sql: str, label: str) -> list[d
     ]
 
 
-def _top_products(con: duckdb.DuckDBPyConnection) -> dict[str, list[dict[str, Any]]]:
-    base = QUERIES["top_products"]
+def _top_products(
+    con: duckdb.DuckDBPyConnection, sql: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE report_products AS {sql['products']}")
+    base = "SELECT * FROM report_products"
     columns = ("product_id", "views", "purchases", "revenue", "category", "brand")
 
     def top(order: str) -> list[dict[str, Any]]:

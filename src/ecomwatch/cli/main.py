@@ -16,9 +16,9 @@ import typer
 from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
-from ecomwatch.analytics.report import TimeRange, build_report, connect, define_lake_view
+from ecomwatch.analytics.report import TimeRange, lake_report
 from ecomwatch.config import Config, ConfigError, load_config
-from ecomwatch.engine.pipeline import RunSummary, total_rejected
+from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.parquet_table import ParquetTable
 
@@ -191,13 +191,6 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
-def lake_report(lake: Path, window: TimeRange | None = None) -> dict[str, Any]:
-    table = ParquetTable(lake)
-    con = connect()
-    define_lake_view(con, table.data_files(), window or TimeRange())
-    return build_report(con, rejected=total_rejected(table.last_checkpoint()))
-
-
 @app.command()
 def report(
     lake: Annotated[
@@ -216,9 +209,10 @@ def report(
     """Business analytics over the lake: traffic, funnel, abandonment, categories, products."""
     if fmt not in ("table", "json", "html"):
         raise _fail(f"--format must be table, json or html, not {fmt!r}")
-    window = TimeRange(_parse_time(since, "--since"), _parse_time(until, "--until"))
+    start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    window = TimeRange(start, end) if start or end else None
     try:
-        data = lake_report(lake, window)
+        data = lake_report(ParquetTable(lake), window)
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     if fmt == "json":
@@ -315,7 +309,7 @@ def demo(
     summary = ingest([sample], lake, config=settings)
     print_run_summary(summary, lake, out)
     out.print("3/3 report")
-    data = lake_report(lake)
+    data = lake_report(ParquetTable(lake))
     print_report(data, out)
     page = directory / "report.html"
     page.write_text(html_report(data, title="ecomwatch demo report"))

@@ -4,6 +4,7 @@ Layout::
 
     DIR/event_date=2019-11-01/part-00000003-0000.parquet  data, ZSTD, partitioned by UTC date
     DIR/_ecomwatch/commits/00000003.json                   a commit: its files and checkpoint
+    DIR/_ecomwatch/rollups/item/part-00000003.parquet      the commit's rollups (lake/rollups.py)
     DIR/_ecomwatch/lock                                    held by the one writer
 
 Commit protocol: data files are written as `*.parquet.inprogress`, fsynced and renamed to
@@ -29,11 +30,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecomwatch.lake.base import CommitInfo, LakeError
+from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
 
 META_DIR = "_ecomwatch"
 PARTITION = "event_date"
 ROW_GROUP_ROWS = 512 * 1024
-_PART = re.compile(r"part-(\d{8})-\d{4}\.parquet(\.inprogress)?$")
+ROLLUP_DIR = "rollups"
+_PART = re.compile(r"part-(\d{8})(?:-\d{4})?\.parquet(\.inprogress)?$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,8 +61,9 @@ def write_atomic(path: Path, data: bytes) -> None:
 class ParquetTable:
     """Open for reading with `ParquetTable(dir)`; `ParquetTable(dir, writer=True)` also locks."""
 
-    def __init__(self, root: Path | str, *, writer: bool = False) -> None:
+    def __init__(self, root: Path | str, *, writer: bool = False, rollups: bool = True) -> None:
         self.root = Path(root)
+        self.rollups = rollups
         self.location = str(self.root)
         self._commits_dir = self.root / META_DIR / "commits"
         self._lock_file: Any = None
@@ -89,7 +93,11 @@ class ParquetTable:
     def _recover(self) -> None:
         """Delete what a crashed commit left: in-progress files and files of unrecorded commits."""
         committed = {int(p.stem) for p in self._commits_dir.glob("*.json")}
-        for path in self.root.glob(f"{PARTITION}=*/part-*"):
+        leftovers = [
+            *self.root.glob(f"{PARTITION}=*/part-*"),
+            *self.root.glob(f"{META_DIR}/{ROLLUP_DIR}/*/part-*"),
+        ]
+        for path in leftovers:
             match = _PART.search(path.name)
             if match and (match.group(2) or int(match.group(1)) not in committed):
                 path.unlink()
@@ -105,28 +113,36 @@ class ParquetTable:
             directory = self.root / f"{PARTITION}={partition}"
             directory.mkdir(parents=True, exist_ok=True)
             final = directory / f"part-{number:08d}-{len(files):04d}.parquet"
-            staging = final.with_name(final.name + ".inprogress")
-            _write_parquet(part, staging)
-            os.replace(staging, final)
-            files.append(
-                {
-                    "path": str(final.relative_to(self.root)),
-                    "partition": partition,
-                    "rows": part.num_rows,
-                    "bytes": final.stat().st_size,
-                }
-            )
-        for directory in {self.root / f"{PARTITION}={f['partition']}" for f in files}:
+            files.append({**self._publish(part, final), "partition": partition})
+        rollups = {}
+        if self.rollups and events.num_rows:
+            for name, table in compute_rollups(events).items():
+                directory = self.root / META_DIR / ROLLUP_DIR / name
+                directory.mkdir(parents=True, exist_ok=True)
+                rollups[name] = self._publish(table, directory / f"part-{number:08d}.parquet")
+        for directory in {self.root / Path(f["path"]).parent for f in [*files, *rollups.values()]}:
             _fsync_dir(directory)
         record = {
             "commit": number,
             "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "rows": events.num_rows,
             "files": files,
+            "rollups": rollups,
             "checkpoint": checkpoint,
         }
         write_atomic(self._commits_dir / f"{number:08d}.json", json.dumps(record).encode())
         return CommitInfo(number, events.num_rows, len(files), sum(f["bytes"] for f in files))
+
+    def _publish(self, table: pa.Table, final: Path) -> dict[str, Any]:
+        """Write a file under a temporary name, then rename it into place."""
+        staging = final.with_name(final.name + ".inprogress")
+        _write_parquet(table, staging)
+        os.replace(staging, final)
+        return {
+            "path": str(final.relative_to(self.root)),
+            "rows": table.num_rows,
+            "bytes": final.stat().st_size,
+        }
 
     def _next_commit(self) -> int:
         numbers = [int(p.stem) for p in self._commits_dir.glob("*.json")]
@@ -164,8 +180,25 @@ class ParquetTable:
     def data_files(self) -> list[str]:
         return [str(self.root / f["path"]) for c in self.commits() for f in c["files"]]
 
+    def rollup_files(self) -> dict[str, list[str]] | None:
+        """Committed rollup files by rollup name; None if some commit has none (then use raw)."""
+        found: dict[str, list[str]] = {name: [] for name in ROLLUPS}
+        for commit in self.commits():
+            if commit["rows"] == 0:
+                continue
+            recorded = commit.get("rollups") or {}
+            if set(recorded) != set(ROLLUPS):
+                return None
+            for name, entry in recorded.items():
+                found[name].append(str(self.root / entry["path"]))
+        return found
+
     def total_bytes(self) -> int:
+        """Bytes of the event data files (rollups not included)."""
         return sum(f["bytes"] for c in self.commits() for f in c["files"])
+
+    def rollup_bytes(self) -> int:
+        return sum(r["bytes"] for c in self.commits() for r in (c.get("rollups") or {}).values())
 
 
 DAY_US = 86_400 * 1_000_000
