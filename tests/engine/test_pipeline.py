@@ -174,3 +174,10 @@ def test_live_aggregates_close_windows_and_count_late_events():
     restored = TrafficAggregates(retention_minutes=10)
     restored.restore(agg.snapshot())
     assert restored.minutes() == agg.minutes()
+    # A batch spanning months (sparse minutes) is counted the same way.
+    sparse = TrafficAggregates()
+    sparse.process(batch(["2019-11-01 00:00:10 UTC", "2020-03-01 00:00:10 UTC"] * 2), None)
+    assert [(m["events"], m["purchase"], m["revenue"]) for m in sparse.minutes()] == [
+        (2, 2, 5.0),
+        (2, 2, 5.0),
+    ]

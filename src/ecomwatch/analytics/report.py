@@ -16,6 +16,7 @@ import duckdb
 
 from ecomwatch.engine.pipeline import total_rejected
 from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.lake.rollups import HOUR_OF_EVENT
 
 TOP_N = 20
 TOP_ABANDONED = 10
@@ -52,7 +53,7 @@ RAW_SQL: dict[str, str] = {
                max(event_time) AS last_event
         FROM events""",
     "hourly": f"""
-        SELECT date_trunc('hour', event_time) AS hour, count(*) AS events, {_TYPE_COUNTS},
+        SELECT {HOUR_OF_EVENT} AS hour, count(*) AS events, {_TYPE_COUNTS},
                count(DISTINCT user_id) AS users,
                count(DISTINCT user_session) AS sessions
         FROM events GROUP BY 1 ORDER BY 1""",

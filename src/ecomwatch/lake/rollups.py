@@ -12,11 +12,15 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 
+# The UTC hour of an event, from its epoch microseconds: several times faster in DuckDB than
+# date_trunc('hour', ...) on a TIMESTAMPTZ, which goes through the ICU calendar.
+HOUR_OF_EVENT = "make_timestamptz(fdiv(epoch_us(event_time), 3600000000)::BIGINT * 3600000000)"
+
 # name → SQL over the commit's events (`batch`).
 ROLLUP_SQL: dict[str, str] = {
     # Counts and revenue per hour and event type; first and last event time.
     "hour_type": """
-        SELECT date_trunc('hour', event_time) AS hour, event_type::VARCHAR AS event_type,
+        SELECT {hour} AS hour, event_type::VARCHAR AS event_type,
                count(*) AS events, sum(price) AS revenue,
                min(event_time) AS first_event, max(event_time) AS last_event
         FROM batch GROUP BY ALL""",
@@ -27,7 +31,7 @@ ROLLUP_SQL: dict[str, str] = {
         FROM batch GROUP BY ALL""",
     # Who was active in which hour, in which session, and how far the session got.
     "hour_session": """
-        SELECT date_trunc('hour', event_time) AS hour, user_session, user_id,
+        SELECT {hour} AS hour, user_session, user_id,
                bool_or(event_type = 'view') AS viewed, bool_or(event_type = 'cart') AS carted,
                bool_or(event_type = 'purchase') AS bought
         FROM batch GROUP BY ALL""",
@@ -50,6 +54,9 @@ def compute_rollups(events: pa.Table) -> dict[str, pa.Table]:
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.register("batch", events)
-        return {name: con.sql(sql).to_arrow_table() for name, sql in ROLLUP_SQL.items()}
+        return {
+            name: con.sql(sql.format(hour=HOUR_OF_EVENT)).to_arrow_table()
+            for name, sql in ROLLUP_SQL.items()
+        }
     finally:
         con.close()

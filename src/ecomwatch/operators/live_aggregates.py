@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ecomwatch.schema import EVENT_TYPES
 
 MINUTE_US = 60_000_000
 _FIELDS = ("events", *EVENT_TYPES, "revenue")
+_PURCHASE = EVENT_TYPES.index("purchase")
+
+
+def _type_codes(column: pa.ChunkedArray) -> np.ndarray:
+    """Event types as indexes into EVENT_TYPES, from the dictionary without decoding it."""
+    codes = []
+    for chunk in column.chunks:
+        mapping = np.array([EVENT_TYPES.index(v) for v in chunk.dictionary.to_pylist()], np.int64)
+        codes.append(mapping[chunk.indices.to_numpy(zero_copy_only=False)])
+    return np.concatenate(codes) if codes else np.empty(0, np.int64)
 
 
 class TrafficAggregates:
@@ -31,34 +41,30 @@ class TrafficAggregates:
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if events.num_rows == 0:
             return
-        minute = pc.multiply(pc.divide(events["event_time"].cast(pa.int64()), MINUTE_US), MINUTE_US)
-        revenue = pc.if_else(
-            pc.equal(events["event_type"].cast(pa.string()), "purchase"), events["price"], 0.0
-        )
-        grouped = (
-            pa.table(
-                {"minute": minute, "type": events["event_type"].cast(pa.string()), "rev": revenue}
-            )
-            .group_by(["minute", "type"])
-            .aggregate([("rev", "count"), ("rev", "sum")])
-        )
-        for start, kind, count, rev in zip(
-            grouped["minute"].to_pylist(),
-            grouped["type"].to_pylist(),
-            grouped["rev_count"].to_pylist(),
-            grouped["rev_sum"].to_pylist(),
-            strict=True,
-        ):
-            if start in self.closed or (
-                watermark_us is not None
-                and start + MINUTE_US <= watermark_us
-                and start not in self.open
-            ):
+        minute = events["event_time"].cast(pa.int64()).to_numpy() // MINUTE_US
+        kind = _type_codes(events["event_type"])
+        price = events["price"].to_numpy()
+        combined = minute * len(EVENT_TYPES) + kind
+        low = int(combined.min())
+        if int(combined.max()) - low < 1 << 16:  # the usual few minutes: count densely
+            offsets = combined - low
+            counts = np.bincount(offsets)
+            revenue = np.bincount(offsets, weights=np.where(kind == _PURCHASE, price, 0.0))
+            present = np.flatnonzero(counts)
+            keys, counts, revenue = present + low, counts[present], revenue[present]
+        else:
+            keys, inverse = np.unique(combined, return_inverse=True)
+            counts = np.bincount(inverse)
+            revenue = np.bincount(inverse, weights=np.where(kind == _PURCHASE, price, 0.0))
+        for key, count, rev in zip(keys.tolist(), counts.tolist(), revenue.tolist(), strict=True):
+            start = (key // len(EVENT_TYPES)) * MINUTE_US
+            late_window = watermark_us is not None and start + MINUTE_US <= watermark_us
+            if start in self.closed or (late_window and start not in self.open):
                 self.late_events += count
                 continue
             window = self.open.setdefault(start, dict.fromkeys(_FIELDS, 0))
             window["events"] += count
-            window[kind] += count
+            window[EVENT_TYPES[key % len(EVENT_TYPES)]] += count
             window["revenue"] += rev
         self._close(watermark_us)
 
