@@ -7,7 +7,7 @@ and let a source resume at a chunk boundary after a crash.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 
@@ -20,16 +20,15 @@ class TextChunk:
     data: bytes
     offset: int  # byte offset of the chunk in the (decompressed) stream
     first_line: int  # 1-based physical line number of the chunk's first line
+    line_count: int = field(init=False)  # counted once: chunks are megabytes
+
+    def __post_init__(self) -> None:
+        count = self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
+        object.__setattr__(self, "line_count", count if self.data else 0)
 
     @property
     def end_offset(self) -> int:
         return self.offset + len(self.data)
-
-    @property
-    def line_count(self) -> int:
-        if not self.data:
-            return 0
-        return self.data.count(b"\n") + (0 if self.data.endswith(b"\n") else 1)
 
     @property
     def next_line(self) -> int:

@@ -95,7 +95,10 @@ def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 def _blank_to_null(text: pa.Array) -> pa.Array:
     """Empty text means 'no value'."""
     text = text.cast(pa.string())
-    return pc.if_else(pc.equal(pc.binary_length(text), 0), pa.scalar(None, pa.string()), text)
+    empty = pc.equal(pc.binary_length(text), 0)
+    if not pc.any(empty).as_py():  # the usual case: no copy of the strings
+        return text
+    return pc.if_else(empty, pa.scalar(None, pa.string()), text)
 
 
 def _to_text(col: pa.Array, checks: _Checks) -> pa.Array:
