@@ -21,6 +21,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy src
 
 test: setup lint
 	$(BIN)/pytest

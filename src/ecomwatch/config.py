@@ -39,8 +39,8 @@ class DecodeConfig(_Strict):
 
 
 class Config(_Strict):
-    engine: EngineConfig = EngineConfig()
-    decode: DecodeConfig = DecodeConfig()
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

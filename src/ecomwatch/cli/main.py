@@ -171,11 +171,24 @@ def run(
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
-        print(json.dumps({**summary.to_json(), "lake": str(lake)}))
+        print(json.dumps({**summary.to_json(), "lake": str(lake), "peak_rss_mb": peak_rss_mb()}))
     else:
         print_run_summary(summary, lake, out)
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: since exec, not inherited from a fork)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _parse_time(value: str | None, name: str) -> datetime | None:
