@@ -1,7 +1,8 @@
 """A small testing kit so that tests of every module read the same way.
 
 - `MemorySource`: a source over CSV text held in memory, decoded by the real decoder.
-- `MemoryCommitter`: keeps committed checkpoints and events in lists.
+- `MemoryCommitter`: keeps committed checkpoints in a list.
+- `events_table`: an EVENT_SCHEMA table from row dicts.
 - `FakeClock` (re-exported): a clock the test moves by hand.
 - `rees46_csv`: CSV text from row dicts, in the REES46 column order.
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -21,7 +23,7 @@ from ecomwatch.engine.watermark import FakeClock
 from ecomwatch.schema import EVENT_SCHEMA, REES46_COLUMNS
 from ecomwatch.sources.base import Position, SourceBatch
 
-__all__ = ["FakeClock", "MemoryCommitter", "MemorySource", "rees46_csv"]
+__all__ = ["FakeClock", "MemoryCommitter", "MemorySource", "events_table", "rees46_csv"]
 
 
 def rees46_csv(
@@ -47,8 +49,6 @@ class MemorySource:
         self.chunk_bytes = chunk_bytes
 
     def read(self, start: Position) -> Iterator[SourceBatch]:
-        import io
-
         if start.done:
             return
         first = self.data.split(b"\n", 1)[0] + b"\n"
@@ -71,7 +71,7 @@ class MemorySource:
 
 
 class MemoryCommitter:
-    """A committer that keeps every checkpoint and the events the lake writer would commit."""
+    """A committer that keeps every checkpoint in a list (no data: operators hold their own)."""
 
     def __init__(self) -> None:
         self.checkpoints: list[dict[str, Any]] = []

@@ -72,3 +72,11 @@ def test_sessions_users_products_and_ip_blocks_have_realistic_shapes():
         pa.table({"b": blocks, "u": users}).group_by("b").aggregate([("u", "count_distinct")])
     )
     assert per_block["u_count_distinct"].to_numpy().max() >= 50
+
+
+def test_output_does_not_depend_on_the_thread_count():
+    one = list(generate(TrafficSpec(events=1_500_000, seed=8), threads=1))
+    two = list(generate(TrafficSpec(events=1_500_000, seed=8), threads=2))
+    assert len(one) == len(two) > 1
+    for a, b in zip(one, two, strict=True):
+        assert a.equals(b)

@@ -68,7 +68,6 @@ class _Checks:
 
     n: int
     codes: np.ndarray = field(init=False)
-    details: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.codes = np.zeros(self.n, dtype=np.int8)

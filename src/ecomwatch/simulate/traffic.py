@@ -11,6 +11,7 @@ event-time order. The same seed gives the same bytes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.parallel import ordered_parallel
 from ecomwatch.schema import EVENT_TYPES
 from ecomwatch.simulate.catalog import Catalog, Population, make_catalog, make_population
 
@@ -171,10 +173,11 @@ def _chunk(
     return table
 
 
-def generate(spec: TrafficSpec) -> Iterator[pa.Table]:
+def generate(spec: TrafficSpec, *, threads: int = 2) -> Iterator[pa.Table]:
     """Yield the traffic as tables in event-time order (columns: REES46 + ip, user_agent).
 
-    `price_cents` holds the price; writers format it.
+    `price_cents` holds the price; writers format it. Chunks are drawn on `threads` threads,
+    each from its own seed, so the output does not depend on the thread count.
     """
     seeds = np.random.SeedSequence(spec.seed)
     world_seed, plan_seed, chunk_seed = seeds.spawn(3)
@@ -183,24 +186,29 @@ def generate(spec: TrafficSpec) -> Iterator[pa.Table]:
     n_users = int(np.clip(spec.events // 18, 50, 5_000_000))
     catalog = make_catalog(n_products, world)
     people = make_population(n_users, world)
-    chunks = _plan_chunks(spec, np.random.default_rng(plan_seed))
+    plans = _plan_chunks(spec, np.random.default_rng(plan_seed))
+    end_hour = plans[-1][0] + len(plans[-1][2])
+
+    def draw(item: tuple[tuple[int, int, np.ndarray], np.random.SeedSequence]) -> pa.Table:
+        (first_hour, events, weights), seed = item
+        rng = np.random.default_rng(seed)
+        return _chunk(spec, rng, catalog, people, first_hour, events, weights)
+
+    work = iter(zip(plans, chunk_seed.spawn(len(plans)), strict=True))
     carry: pa.Table | None = None
-    for (first_hour, events, weights), seed in zip(
-        chunks, chunk_seed.spawn(len(chunks)), strict=True
-    ):
-        table = _chunk(
-            spec, np.random.default_rng(seed), catalog, people, first_hour, events, weights
-        )
-        if carry is not None:
-            table = pa.concat_tables([carry, table.cast(carry.schema)])
-        table = table.sort_by([("event_time", "ascending")])
-        # Sessions that run past the next chunk's first hour wait for it, to keep time order.
-        boundary = int(spec.start.timestamp()) + (first_hour + len(weights)) * 3600
-        is_last = first_hour + len(weights) >= chunks[-1][0] + len(chunks[-1][2])
-        if is_last:
-            yield table
-            return
-        cut = pa.scalar(boundary * 1_000_000, pa.timestamp("us", tz="UTC"))
-        late = pc.greater_equal(table["event_time"], cut)
-        carry = table.filter(late)
-        yield table.filter(pc.invert(late))
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="simulate") as pool:
+        for (first_hour, _, weights), table in zip(
+            plans, ordered_parallel(work, draw, pool, threads + 1), strict=True
+        ):
+            if carry is not None:
+                table = pa.concat_tables([carry, table.cast(carry.schema)])
+            table = table.sort_by([("event_time", "ascending")])
+            if first_hour + len(weights) >= end_hour:
+                yield table
+                return
+            # Sessions that run past the next chunk's first hour wait for it: time order holds.
+            boundary = int(spec.start.timestamp()) + (first_hour + len(weights)) * 3600
+            cut = pa.scalar(boundary * 1_000_000, pa.timestamp("us", tz="UTC"))
+            late = pc.greater_equal(table["event_time"], cut)
+            carry = table.filter(late)
+            yield table.filter(pc.invert(late))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ecomwatch.parallel import ordered_parallel
 from ecomwatch.sources.files import InputFormat, detect_format
 
 
@@ -93,6 +95,14 @@ def _string_bytes(array: pa.Array) -> bytes:
     return memoryview(data)[offsets[0] : offsets[-1]].tobytes()
 
 
+def _text_names(table: pa.Table) -> list[str]:
+    return ["price" if n == "price_cents" else n for n in table.column_names]
+
+
+def _csv_chunk(table: pa.Table) -> tuple[pa.Table, bytes]:
+    return table, csv_lines(as_text_table(table))
+
+
 def write_traffic(tables: Iterable[pa.Table], out: Path) -> int:
     """Write every table to `out`; return the number of rows written."""
     fmt, compressed = detect_format(out)
@@ -115,18 +125,18 @@ def write_traffic(tables: Iterable[pa.Table], out: Path) -> int:
         if fmt is InputFormat.JSONL:
             for table in tables:
                 text = as_text_table(table)
-                lines = (json.dumps(row) for row in text.to_pylist())
-                stream.write(("\n".join(lines) + "\n").encode())
+                records = (json.dumps(row) for row in text.to_pylist())
+                stream.write(("\n".join(records) + "\n").encode())
                 rows += table.num_rows
             return rows
         header_written = False
-        for table in tables:
-            text = as_text_table(table)
-            if not header_written:
-                stream.write((",".join(text.column_names) + "\n").encode())
-                header_written = True
-            stream.write(csv_lines(text))
-            rows += table.num_rows
+        with ThreadPoolExecutor(2, thread_name_prefix="format") as pool:
+            for table, lines in ordered_parallel(iter(tables), _csv_chunk, pool, 3):
+                if not header_written:
+                    stream.write((",".join(_text_names(table)) + "\n").encode())
+                    header_written = True
+                stream.write(lines)
+                rows += table.num_rows
         return rows
     finally:
         stream.close()

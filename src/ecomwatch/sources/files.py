@@ -9,12 +9,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -24,15 +23,13 @@ from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
 from ecomwatch.decode.jsonl_decoder import decode_jsonl_chunk
 from ecomwatch.decode.validate import Decoded, empty_decoded, validate
+from ecomwatch.parallel import ordered_parallel
 from ecomwatch.schema import INPUT_COLUMNS
 from ecomwatch.sources.base import Position, SourceBatch, SourceError
 
 DEFAULT_CHUNK_BYTES = 8 << 20
 _SAMPLE = 64 << 10
 _EDGE = 1 << 20
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class InputFormat(StrEnum):
@@ -73,28 +70,6 @@ def fingerprint(path: Path) -> str:
             f.seek(max(0, size - _EDGE))
             digest.update(f.read(_EDGE))
     return digest.hexdigest()
-
-
-def ordered_parallel(
-    items: Iterator[T], work: Callable[[T], R], pool: ThreadPoolExecutor, window: int
-) -> Iterator[R]:
-    """Map `work` over `items` on `pool`, yielding results in order with at most `window` ahead.
-
-    If `items` raises, the results already submitted are yielded before the error propagates.
-    """
-    pending: deque[Future[R]] = deque()
-    error: Exception | None = None
-    try:
-        for item in items:
-            pending.append(pool.submit(work, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-    except Exception as exc:  # a fault in `items`: first hand out what was read before it
-        error = exc
-    while pending:
-        yield pending.popleft().result()
-    if error is not None:
-        raise error
 
 
 class FileSource:
