@@ -31,7 +31,8 @@ from ecomwatch.analytics.report import (
     define_lake_view,
     lake_report,
 )
-from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.lake.base import EventTable
+from ecomwatch.lake.open import open_lake
 
 
 def _timed_child(args: list[str]) -> tuple[float, str]:
@@ -63,7 +64,7 @@ def report_seconds(define: Any) -> float:
     return time.perf_counter() - started
 
 
-def lake_report_seconds(table: ParquetTable) -> float:
+def lake_report_seconds(table: EventTable) -> float:
     started = time.perf_counter()
     lake_report(table)
     return time.perf_counter() - started
@@ -103,7 +104,7 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
         ]
     )
     summary = json.loads(stdout.strip().splitlines()[-1])
-    table = ParquetTable(lake)
+    table = open_lake(lake)
     files = table.data_files()
     console.print("timing the report: lake vs raw CSV")
     on_lake = lake_report_seconds(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -38,9 +38,16 @@ class DecodeConfig(_Strict):
     threads: int = Field(2, ge=1, le=64, description="parser threads")
 
 
+class LakeConfig(_Strict):
+    format: Literal["hudi", "parquet"] = Field(
+        "hudi", description="format of a new lake (an existing one keeps its own)"
+    )
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    lake: LakeConfig = Field(default_factory=LakeConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from ecomwatch.config import Config
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Clock, Watermark
-from ecomwatch.lake.parquet_table import META_DIR, ParquetTable
+from ecomwatch.lake.base import EventTable
+from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
 from ecomwatch.sinks.dead_letter import DeadLetterFile
@@ -16,8 +17,13 @@ from ecomwatch.sources.base import SourceError
 from ecomwatch.sources.files import FileSource, file_sources
 
 
-def default_dead_letter(lake: Path) -> Path:
-    return lake / META_DIR / "dead_letter.jsonl"
+def default_dead_letter(table: EventTable) -> Path:
+    """Rejected rows go inside a local lake (where table readers do not look); for a lake on
+    S3, to `ecomwatch-dead-letter.jsonl` in the working directory."""
+    aux = table.local_aux_dir()
+    return (aux if aux is not None else Path.cwd()) / (
+        "dead_letter.jsonl" if aux is not None else "ecomwatch-dead-letter.jsonl"
+    )
 
 
 def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], list[SourceError]]:
@@ -28,7 +34,7 @@ def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], l
 
 def ingest(
     inputs: list[Path],
-    lake: Path,
+    lake: Path | str,
     *,
     config: Config,
     dead_letter: Path | None = None,
@@ -41,8 +47,8 @@ def ingest(
     `opened` passes sources the caller already opened (to size a progress bar).
     """
     sources, errors = opened if opened is not None else open_inputs(inputs, config)
-    table = ParquetTable(lake, writer=True)
-    sink = DeadLetterFile(dead_letter or default_dead_letter(lake))
+    table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
+    sink = DeadLetterFile(dead_letter or default_dead_letter(table))
     try:
         writer = LakeWriter(table)
         pipeline = Pipeline(

@@ -13,7 +13,7 @@ from ecomwatch.analytics.report import TimeRange, build_report, connect, define_
 from ecomwatch.analytics.report import lake_report as lake_report_api
 from ecomwatch.config import load_config
 from ecomwatch.ingest import ingest
-from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.lake.open import open_lake
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import write_traffic
 from tests.conftest import rees46_file
@@ -115,14 +115,16 @@ def check(report: dict, rows: list[dict[str, str]]) -> None:
 
 def lake_report(lake: Path, window: TimeRange | None = None) -> dict:
     con = connect()
-    define_lake_view(con, ParquetTable(lake).data_files(), window)
+    define_lake_view(con, open_lake(lake).data_files(), window)
     return build_report(con, rejected=0)
 
 
-def test_report_matches_independent_computation_on_simulated_traffic(tmp_path):
+@pytest.mark.parametrize("lake_format", ["hudi", "parquet"])
+def test_report_matches_independent_computation_on_simulated_traffic(tmp_path, lake_format):
     csv_path = tmp_path / "t.csv"
     write_traffic(generate(TrafficSpec(events=30_000, seed=11, days=1)), csv_path)
-    ingest([csv_path], tmp_path / "lake", config=load_config(environ={}))
+    config = load_config(environ={"ECOMWATCH_LAKE__FORMAT": lake_format})
+    ingest([csv_path], tmp_path / "lake", config=config)
     with csv_path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     check(lake_report(tmp_path / "lake"), rows)
@@ -154,7 +156,7 @@ def test_since_until_filter(tmp_path):
 
 
 def test_empty_lake_reports_zeros(tmp_path):
-    ParquetTable(tmp_path, writer=True).close()
+    open_lake(tmp_path, writer=True).close()
     report = lake_report(tmp_path)
     assert report["totals"]["events"] == 0
     assert report["funnel"]["view_to_cart"] is None
@@ -172,7 +174,7 @@ def test_rollup_report_equals_raw_report_across_many_commits(tmp_path):
         }
     )
     ingest([csv_path], tmp_path / "lake", config=config)
-    table = ParquetTable(tmp_path / "lake")
+    table = open_lake(tmp_path / "lake")
     assert len(table.commits()) > 10
     from_rollups = lake_report_api(table)
     from_raw = lake_report_api(table, use_rollups=False)

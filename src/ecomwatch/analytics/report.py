@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from ecomwatch.engine.pipeline import total_rejected
-from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.rollups import HOUR_OF_EVENT
 
 TOP_N = 20
@@ -182,12 +182,28 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _parquet_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str]) -> str:
+    """A relation over Parquet files: local paths through read_parquet; s3:// objects through a
+    pyarrow dataset (DuckDB's own S3 support is an extension it would download)."""
+    if not any(f.startswith("s3://") for f in files):
+        return f"read_parquet([{_listing(files)}], hive_partitioning = false)"
+    import pyarrow.dataset as ds
+
+    from ecomwatch.lake.storage import s3_filesystem
+
+    dataset = ds.dataset(
+        [f[len("s3://") :] for f in files], filesystem=s3_filesystem(), format="parquet"
+    )
+    con.register(f"{name}_files", dataset)
+    return f"{name}_files"
+
+
 def define_lake_view(
     con: duckdb.DuckDBPyConnection, files: Sequence[str], window: TimeRange | None = None
 ) -> None:
     """Create the `events` view over committed Parquet files (an empty view if none)."""
     if files:
-        source = f"read_parquet([{_listing(files)}], hive_partitioning = false)"
+        source = _parquet_source(con, "events", files)
         where = (window or TimeRange()).where()
         con.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source} WHERE {where}")
     else:
@@ -212,7 +228,7 @@ def define_rollup_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[st
 
 
 def lake_report(
-    table: ParquetTable, window: TimeRange | None = None, *, use_rollups: bool = True
+    table: EventTable, window: TimeRange | None = None, *, use_rollups: bool = True
 ) -> dict[str, Any]:
     """The report over a lake: from its rollups when the whole history is asked for and every
     commit has them, otherwise from the raw events."""

@@ -20,7 +20,7 @@ from ecomwatch.analytics.report import TimeRange, lake_report
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
-from ecomwatch.lake.parquet_table import ParquetTable
+from ecomwatch.lake.open import open_lake
 
 app = typer.Typer(
     name="ecomwatch",
@@ -85,7 +85,7 @@ def _progress_reporter(total: int, enabled: bool) -> tuple[Any, Any]:
     return progress, update
 
 
-def print_run_summary(summary: RunSummary, lake: Path | None, console: Console) -> None:
+def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="Ingest summary", title_justify="left")
@@ -129,12 +129,18 @@ def run(
     inputs: Annotated[
         list[Path], typer.Argument(help="REES46 files: .csv, .csv.gz, .jsonl, .parquet")
     ],
-    lake: Annotated[Path, typer.Option("--lake", help="Lake directory (created if missing).")],
+    lake: Annotated[
+        str,
+        typer.Option(
+            "--lake", help="Lake: a directory or s3://bucket/prefix (created if missing)."
+        ),
+    ],
     dead_letter: Annotated[
         Path | None,
         typer.Option(
             "--dead-letter",
-            help="JSON Lines file for rejected rows [default: LAKE/_ecomwatch/dead_letter.jsonl].",
+            help="JSON Lines file for rejected rows "
+            "[default: inside the lake, .hoodie/.aux/ecomwatch/dead_letter.jsonl].",
         ),
     ] = None,
     config: ConfigOption = None,
@@ -207,12 +213,12 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 @app.command()
 def report(
     lake: Annotated[
-        Path, typer.Option("--lake", help="Lake directory written by `ecomwatch run`.")
+        str, typer.Option("--lake", help="Lake written by `ecomwatch run` (directory or s3://).")
     ],
     fmt: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
     output: Annotated[
         Path | None,
-        typer.Option("--out", help="File for --format html [default: LAKE/report.html]."),
+        typer.Option("--out", help="File for --format html [default: ./report.html]."),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only events at or after this time (UTC).")
@@ -225,13 +231,13 @@ def report(
     start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
     window = TimeRange(start, end) if start or end else None
     try:
-        data = lake_report(ParquetTable(lake), window)
+        data = lake_report(open_lake(lake), window)
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     if fmt == "json":
         print(json.dumps(data, default=str))
     elif fmt == "html":
-        target = output or lake / "report.html"
+        target = output or Path("report.html")
         target.write_text(html_report(data, title=f"ecomwatch report — {lake}"))
         out.print(f"report written to {target}")
     else:
@@ -322,7 +328,7 @@ def demo(
     summary = ingest([sample], lake, config=settings)
     print_run_summary(summary, lake, out)
     out.print("3/3 report")
-    data = lake_report(ParquetTable(lake))
+    data = lake_report(open_lake(lake))
     print_report(data, out)
     page = directory / "report.html"
     page.write_text(html_report(data, title="ecomwatch demo report"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -34,7 +35,21 @@ class EventTable(Protocol):
     def last_checkpoint(self) -> dict[str, Any] | None: ...
 
     def data_files(self) -> list[str]:
-        """Paths of the committed data files, for DuckDB's read_parquet."""
+        """Paths of the latest committed data files (local paths or s3:// URIs)."""
+        ...
+
+    def rollup_files(self) -> dict[str, list[str]] | None:
+        """Committed rollup files by name; None when reports must read the raw events."""
+        ...
+
+    def commits(self) -> list[dict[str, Any]]: ...
+
+    def total_bytes(self) -> int: ...
+
+    def rollup_bytes(self) -> int: ...
+
+    def local_aux_dir(self) -> Path | None:
+        """A local folder inside the lake for ecomwatch's own files (None on object stores)."""
         ...
 
     def close(self) -> None: ...

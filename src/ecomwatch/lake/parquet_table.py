@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from ecomwatch.lake.base import CommitInfo, LakeError
 from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
+from ecomwatch.lake.storage import Location
 
 META_DIR = "_ecomwatch"
 PARTITION = "event_date"
@@ -148,6 +149,9 @@ class ParquetTable:
         numbers = [int(p.stem) for p in self._commits_dir.glob("*.json")]
         return max(numbers, default=0) + 1
 
+    def local_aux_dir(self) -> Path | None:
+        return self.root / META_DIR
+
     def close(self) -> None:
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
@@ -228,18 +232,31 @@ def _split_by_date(events: pa.Table) -> list[tuple[str, pa.Table]]:
     return parts
 
 
+# Parquet settings of every lake file. Rows arrive sorted by time (see _split_by_date): the
+# delta-encoded timestamps stay tiny and DuckDB skips row groups on --since/--until.
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 1,
+    "row_group_size": ROW_GROUP_ROWS,
+    "use_dictionary": True,
+    "write_statistics": True,
+}
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    # Rows arrive sorted by time (see _split_by_date): the delta-encoded timestamps stay tiny and
-    # DuckDB skips row groups on --since/--until.
     with path.open("wb") as sink:
-        pq.write_table(
-            table,
-            sink,
-            compression="zstd",
-            compression_level=1,
-            row_group_size=ROW_GROUP_ROWS,
-            use_dictionary=True,
-            write_statistics=True,
-        )
+        pq.write_table(table, sink, **PARQUET_OPTIONS)
         sink.flush()
         os.fsync(sink.fileno())
+
+
+def write_parquet_file(table: pa.Table, loc: Location, relative: str) -> int:
+    """Write a lake file at `relative` under `loc` (durably, on local disk); return its size."""
+    if loc.is_local:
+        path = loc.local_path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_parquet(table, path)
+        return path.stat().st_size
+    with loc.fs.open_output_stream(loc.path(relative)) as sink:
+        pq.write_table(table, sink, **PARQUET_OPTIONS)
+    return loc.size(relative)

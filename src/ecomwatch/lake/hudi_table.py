@@ -1,0 +1,625 @@
+"""An Apache Hudi copy-on-write table (version 6) written by ecomwatch, on local disk or S3.
+
+Commit protocol (no rename needed, so it holds on object stores):
+
+1. `.hoodie/<instant>.commit.requested`, then `.hoodie/<instant>.inflight`;
+2. data files `<partition>/<fileId>_<token>_<instant>.parquet` (a new version of a file group
+   when rows are updated or a small file is topped up; a new file group otherwise), and the
+   commit's rollups under `.hoodie/.aux/ecomwatch/rollups/`;
+3. `.hoodie/<instant>.commit`: the JSON commit metadata, written last, in one PUT. Until it
+   exists no reader (hudi-rs, Spark, Trino, this module) sees the instant.
+
+A writer that opens the table rolls back every instant left requested or inflight: it deletes
+that instant's files and timeline entries. The engine's checkpoint (source positions, operator
+state) travels in the commit's `extraMetadata`, so data and checkpoint commit together.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ecomwatch.lake.base import CommitInfo, LakeError
+from ecomwatch.lake.hudi_format import (
+    HOODIE_DIR,
+    META_COLUMNS,
+    PARTITION_FIELD,
+    PARTITION_METADATA,
+    PROPERTIES_FILE,
+    RECORD_KEY_FIELD,
+    BaseFile,
+    Operation,
+    avro_schema,
+    base_file_name,
+    commit_metadata,
+    new_instant_time,
+    parse_base_file,
+    parse_properties,
+    parse_timeline_name,
+    partition_metadata,
+    table_properties,
+    write_stat,
+)
+from ecomwatch.lake.parquet_table import time_ordered, write_parquet_file
+from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
+from ecomwatch.lake.storage import Location, locate
+from ecomwatch.schema import EVENT_SCHEMA
+
+TABLE_NAME = "ecomwatch_events"
+# Our own files live in Hudi's auxiliary folder, where table readers do not look for partitions.
+AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
+ROLLUP_DIR = f"{AUX_DIR}/rollups"
+LOCK_FILE = f"{AUX_DIR}/lock"
+CHECKPOINT_KEY = "ecomwatch.checkpoint"
+ROLLUPS_KEY = "ecomwatch.rollups"
+SMALL_FILE_BYTES = 32 << 20  # a file group below this takes new inserts first
+MAX_FILE_BYTES = 128 << 20  # new inserts fill file groups up to about this size
+DEFAULT_BYTES_PER_ROW = 32.0
+
+# A row of the table: the event schema, its record key and its partition value...
+BODY_SCHEMA = pa.schema(
+    [
+        *EVENT_SCHEMA,
+        pa.field(RECORD_KEY_FIELD, pa.string(), nullable=False),
+        pa.field(PARTITION_FIELD, pa.string(), nullable=False),
+    ]
+)
+# ...and as stored, after Hudi's five meta columns.
+DATA_SCHEMA = pa.schema([*[pa.field(name, pa.string()) for name in META_COLUMNS], *BODY_SCHEMA])
+
+
+@dataclass(frozen=True)
+class Instant:
+    time: str
+    state: str  # requested, inflight, completed
+
+
+def record_keys(events: pa.Table) -> pa.Array:
+    """The record key: the event's own event_id, else `<source fingerprint>:<position>`."""
+    positional = pc.binary_join_element_wise(
+        events["source"].cast(pa.string()), events["source_pos"].cast(pa.string()), ":"
+    )
+    return pc.coalesce(events["event_id"].cast(pa.string()), positional)
+
+
+class HudiTable:
+    """`HudiTable(uri)` reads; `HudiTable(uri, writer=True)` creates, locks and recovers."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        writer: bool = False,
+        rollups: bool = True,
+        small_file_bytes: int = SMALL_FILE_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
+        self.loc: Location = locate(uri)
+        self.location = str(uri)
+        self.rollups = rollups
+        self.small_file_bytes = small_file_bytes
+        self.max_file_bytes = max_file_bytes
+        self._lock_handle: Any = None
+        self._metadata_cache: dict[str, dict[str, Any]] = {}
+        if writer:
+            if not self.loc.exists(PROPERTIES_FILE):
+                self._create()
+            self._lock()
+            self.rollback_pending()
+        elif not self.loc.exists(PROPERTIES_FILE):
+            raise LakeError(
+                f"{uri} is not a Hudi table (no {PROPERTIES_FILE}); "
+                "create one with `ecomwatch run INPUT --lake DIR`"
+            )
+        self.properties = parse_properties(self.loc.read_bytes(PROPERTIES_FILE).decode())
+        version = self.properties.get("hoodie.table.version")
+        if version != "6" or self.properties.get("hoodie.table.type") != "COPY_ON_WRITE":
+            raise LakeError(
+                f"{uri}: a {self.properties.get('hoodie.table.type')} table of version {version};"
+                " ecomwatch reads and writes COPY_ON_WRITE tables of version 6"
+            )
+
+    # setup ---------------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        for directory in (
+            HOODIE_DIR,
+            f"{HOODIE_DIR}/.aux",
+            f"{HOODIE_DIR}/.temp",
+            f"{HOODIE_DIR}/archived",
+        ):
+            self.loc.makedirs(directory)
+        schema = avro_schema(DATA_SCHEMA, TABLE_NAME)
+        self.loc.write_atomic(PROPERTIES_FILE, table_properties(TABLE_NAME, schema).encode())
+
+    def _lock(self) -> None:
+        if not self.loc.is_local:
+            return  # object stores: see README (one writer per table prefix)
+        self.loc.makedirs(AUX_DIR)
+        self._lock_handle = self.loc.local_path(LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_handle.close()
+            self._lock_handle = None
+            raise LakeError(
+                f"another writer holds {self.location}; wait for it to finish or stop it"
+            ) from None
+
+    def local_aux_dir(self) -> Path | None:
+        return self.loc.local_path(AUX_DIR) if self.loc.is_local else None
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    # timeline ------------------------------------------------------------------------------
+
+    def instants(self) -> list[Instant]:
+        """Every commit instant with its most advanced state, oldest first."""
+        states: dict[str, str] = {}
+        order = {"requested": 0, "inflight": 1, "completed": 2}
+        for name in self.loc.list_files(HOODIE_DIR):
+            parsed = parse_timeline_name(name.rsplit("/", 1)[-1])
+            if parsed is None:
+                continue
+            time, state = parsed
+            if order[state] > order.get(states.get(time, "requested"), -1) or time not in states:
+                states[time] = state
+        return [Instant(t, states[t]) for t in sorted(states)]
+
+    def completed(self) -> list[str]:
+        return [i.time for i in self.instants() if i.state == "completed"]
+
+    def metadata(self, instant: str) -> dict[str, Any]:
+        if instant not in self._metadata_cache:
+            try:
+                data = json.loads(self.loc.read_bytes(f"{HOODIE_DIR}/{instant}.commit"))
+            except (OSError, ValueError) as exc:
+                raise LakeError(
+                    f"{self.location}: the timeline file {HOODIE_DIR}/{instant}.commit is "
+                    f"missing or corrupt ({exc}); the table needs repair (nothing was deleted)"
+                ) from exc
+            self._metadata_cache[instant] = data
+        return self._metadata_cache[instant]
+
+    def rollback_pending(self) -> list[str]:
+        """Remove what unfinished instants wrote; return their times."""
+        pending = [i.time for i in self.instants() if i.state != "completed"]
+        for instant in pending:
+            for path in self.loc.list_files("", recursive=True):
+                name = path.rsplit("/", 1)[-1]
+                if path == LOCK_FILE or (
+                    path.startswith(HOODIE_DIR + "/") and "/rollups/" not in path
+                ):
+                    continue
+                if name.endswith(f"_{instant}.parquet") or name == f"part-{instant}.parquet":
+                    self.loc.delete(path)
+            for suffix in (".inflight", ".commit.requested"):
+                self.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
+        return pending
+
+    # file slices ---------------------------------------------------------------------------
+
+    def partitions(self) -> list[str]:
+        return [
+            d
+            for d in self.loc.list_dirs()
+            if d.startswith(f"{PARTITION_FIELD}=") and self.loc.exists(d, PARTITION_METADATA)
+        ]
+
+    def file_slices(self, as_of: str | None = None) -> dict[tuple[str, str], BaseFile]:
+        """The latest base file of every file group, as of an instant (default: the latest)."""
+        done = set(self.completed())
+        latest: dict[tuple[str, str], BaseFile] = {}
+        for partition in self.partitions():
+            for path in self.loc.list_files(partition):
+                base = parse_base_file(partition, path.rsplit("/", 1)[-1])
+                if base is None or base.instant not in done:
+                    continue
+                if as_of is not None and base.instant > as_of:
+                    continue
+                key = (partition, base.file_id)
+                if key not in latest or base.instant > latest[key].instant:
+                    latest[key] = base
+        return latest
+
+    def data_files(self) -> list[str]:
+        return [
+            self.loc.duckdb_path(b.path)
+            for b in sorted(self.file_slices().values(), key=lambda b: b.path)
+        ]
+
+    # writing -------------------------------------------------------------------------------
+
+    def commit(self, events: pa.Table, checkpoint: dict[str, Any]) -> CommitInfo:
+        """The engine's commit: insert, or upsert when events carry their own event_id."""
+        has_ids = events.num_rows > 0 and events["event_id"].null_count < events.num_rows
+        operation = Operation.UPSERT if has_ids else Operation.INSERT
+        return self.write(events, operation, checkpoint=checkpoint)
+
+    def write(
+        self,
+        events: pa.Table,
+        operation: str,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        delete_keys: list[str] | None = None,
+    ) -> CommitInfo:
+        if self._lock_handle is None and self.loc.is_local:
+            raise LakeError("the table was opened read-only")
+        previous = self.instants()
+        instant = new_instant_time(after=previous[-1].time if previous else None)
+        self.loc.write_atomic(f"{HOODIE_DIR}/{instant}.commit.requested", b"")
+        self.loc.write_atomic(f"{HOODIE_DIR}/{instant}.inflight", b"")
+        slices = self.file_slices()
+        by_partition: dict[str, list[BaseFile]] = defaultdict(list)
+        for base in slices.values():
+            by_partition[base.partition].append(base)
+        stats: dict[str, list[dict[str, Any]]] = {}
+        rows = files = size = 0
+        changed_existing = False
+        incoming = _with_keys(events)
+        partitions = _split_partitions(incoming)
+        if delete_keys:
+            for partition in by_partition:
+                partitions.setdefault(partition, _with_keys(EVENT_SCHEMA.empty_table()))
+        for task, (partition, part) in enumerate(sorted(partitions.items())):
+            self._ensure_partition(partition, instant)
+            writer = _PartitionWriter(
+                self, instant, partition, task, by_partition.get(partition, [])
+            )
+            written = writer.write(part, operation, delete_keys or [])
+            changed_existing |= writer.changed_existing
+            if written:
+                stats[partition] = written
+                rows += sum(s["numWrites"] for s in written)
+                files += len(written)
+                size += sum(s["fileSizeInBytes"] for s in written)
+        extra: dict[str, str] = {"schema": avro_schema(DATA_SCHEMA, TABLE_NAME)}
+        if checkpoint is not None:
+            extra[CHECKPOINT_KEY] = json.dumps(checkpoint)
+        rollups_valid = operation == Operation.INSERT and not changed_existing
+        if self.rollups and rollups_valid and events.num_rows:
+            written_rollups = {}
+            for name, table in compute_rollups(events).items():
+                relative = f"{ROLLUP_DIR}/{name}/part-{instant}.parquet"
+                write_parquet_file(table, self.loc, relative)
+                written_rollups[name] = relative
+            extra[ROLLUPS_KEY] = json.dumps(written_rollups)
+        elif not rollups_valid:
+            extra[ROLLUPS_KEY] = json.dumps(None)  # rows changed: reports must read raw events
+        self.loc.write_atomic(
+            f"{HOODIE_DIR}/{instant}.commit", commit_metadata(stats, operation, extra)
+        )
+        return CommitInfo(int(instant), rows, files, size)
+
+    def _ensure_partition(self, partition: str, instant: str) -> None:
+        if not self.loc.exists(partition, PARTITION_METADATA):
+            self.loc.makedirs(partition)
+            self.loc.write_atomic(
+                f"{partition}/{PARTITION_METADATA}", partition_metadata(instant).encode()
+            )
+
+    def delete(self, keys: list[str], *, checkpoint: dict[str, Any] | None = None) -> CommitInfo:
+        return self.write(
+            EVENT_SCHEMA.empty_table(), Operation.DELETE, checkpoint=checkpoint, delete_keys=keys
+        )
+
+    def clean(self, *, retain_commits: int = 10) -> list[str]:
+        """Delete file versions no snapshot of the last `retain_commits` commits needs."""
+        done = self.completed()
+        if len(done) <= retain_commits:
+            return []
+        keep: set[str] = set()
+        for instant in done[-retain_commits:]:
+            keep |= {b.path for b in self.file_slices(as_of=instant).values()}
+        removed = []
+        for base in self._all_base_files():
+            if (
+                base.path not in keep
+                and base.instant in set(done)
+                and base.instant < done[-retain_commits]
+            ):
+                self.loc.delete(base.path)
+                removed.append(base.path)
+        return removed
+
+    def _all_base_files(self) -> list[BaseFile]:
+        found = []
+        for partition in self.partitions():
+            for path in self.loc.list_files(partition):
+                base = parse_base_file(partition, path.rsplit("/", 1)[-1])
+                if base is not None:
+                    found.append(base)
+        return found
+
+    # reading -------------------------------------------------------------------------------
+
+    def last_checkpoint(self) -> dict[str, Any] | None:
+        for instant in reversed(self.completed()):
+            extra = self.metadata(instant).get("extraMetadata") or {}
+            if CHECKPOINT_KEY in extra:
+                checkpoint: dict[str, Any] = json.loads(extra[CHECKPOINT_KEY])
+                return checkpoint
+        return None
+
+    def rollup_files(self) -> dict[str, list[str]] | None:
+        found: dict[str, list[str]] = {name: [] for name in ROLLUPS}
+        for instant in self.completed():
+            meta = self.metadata(instant)
+            extra = meta.get("extraMetadata") or {}
+            written = json.loads(extra.get(ROLLUPS_KEY, "null"))
+            has_rows = any(meta.get("partitionToWriteStats", {}).values())
+            if written is None:
+                if has_rows or ROLLUPS_KEY in extra:
+                    return None
+                continue
+            for name in ROLLUPS:
+                found[name].append(self.loc.duckdb_path(written[name]))
+        return found
+
+    def commits(self) -> list[dict[str, Any]]:
+        history = []
+        for instant in self.completed():
+            meta = self.metadata(instant)
+            writes = [s for stats in meta.get("partitionToWriteStats", {}).values() for s in stats]
+            history.append(
+                {
+                    "instant": instant,
+                    "operation": meta.get("operationType"),
+                    "files": len(writes),
+                    "inserts": sum(s.get("numInserts", 0) for s in writes),
+                    "updates": sum(s.get("numUpdateWrites", 0) for s in writes),
+                    "deletes": sum(s.get("numDeletes", 0) for s in writes),
+                    "bytes": sum(s.get("fileSizeInBytes", 0) for s in writes),
+                }
+            )
+        return history
+
+    def total_bytes(self) -> int:
+        return sum(self.loc.size(b.path) for b in self.file_slices().values())
+
+    def rollup_bytes(self) -> int:
+        files = self.rollup_files() or {}
+        prefix = self.loc.duckdb_path("")
+        return sum(self.loc.size(p[len(prefix) :]) for paths in files.values() for p in paths)
+
+
+def _with_keys(events: pa.Table) -> pa.Table:
+    events = events.cast(EVENT_SCHEMA)
+    keyed = events.append_column(RECORD_KEY_FIELD, record_keys(events))
+    day = pc.strftime(events["event_time"], format="%Y-%m-%d")
+    partition = pc.binary_join_element_wise(f"{PARTITION_FIELD}=", day, "")
+    body = keyed.append_column(PARTITION_FIELD, partition).cast(BODY_SCHEMA)
+    # New rows have no commit time yet: _stamp gives them this commit's.
+    meta = {name: pa.nulls(body.num_rows, pa.string()) for name in META_COLUMNS}
+    return pa.table({**meta, **{n: body[n] for n in body.column_names}}).cast(DATA_SCHEMA)
+
+
+def _split_partitions(events: pa.Table) -> dict[str, pa.Table]:
+    if events.num_rows == 0:
+        return {}
+    ordered = time_ordered(events)
+    paths = ordered[PARTITION_FIELD]
+    return {p: ordered.filter(pc.equal(paths, p)) for p in pc.unique(paths).to_pylist()}
+
+
+class _PartitionWriter:
+    """Writes one partition's share of a commit: updates, deletes, small-file top-ups, inserts."""
+
+    def __init__(
+        self, table: HudiTable, instant: str, partition: str, task: int, slices: list[BaseFile]
+    ) -> None:
+        self.table, self.instant, self.partition, self.task = table, instant, partition, task
+        self.slices = slices
+        self.changed_existing = False
+        self._files = 0
+
+    def write(
+        self, incoming: pa.Table, operation: str, delete_keys: list[str]
+    ) -> list[dict[str, Any]]:
+        stats: list[dict[str, Any]] = []
+        incoming = _latest_per_key(incoming)
+        rewritten: set[str] = set()
+        if operation in (Operation.UPSERT, Operation.DELETE) and self.slices:
+            incoming = self._apply_to_existing(incoming, operation, delete_keys, stats, rewritten)
+        if operation == Operation.DELETE or incoming.num_rows == 0:
+            return stats
+        per_row = self._bytes_per_row()
+        capacity = max(1, int(self.table.max_file_bytes / per_row))
+        small = sorted(
+            (
+                b
+                for b in self.slices
+                if b.file_id not in rewritten
+                and self.table.loc.size(b.path) < self.table.small_file_bytes
+            ),
+            key=lambda b: self.table.loc.size(b.path),
+        )
+        for base in small:
+            if incoming.num_rows == 0:
+                break
+            room = max(
+                0,
+                capacity
+                - pq.ParquetFile(
+                    self.table.loc.fs.open_input_file(self.table.loc.path(base.path))
+                ).metadata.num_rows,
+            )
+            if room == 0:
+                continue
+            take, incoming = incoming.slice(0, room), incoming.slice(room)
+            old = self._read(base)
+            stats.append(
+                self._write_file(
+                    base.file_id,
+                    pa.concat_tables([old, take]),
+                    prev=base.instant,
+                    inserts=take.num_rows,
+                )
+            )
+        while incoming.num_rows:
+            take, incoming = incoming.slice(0, capacity), incoming.slice(capacity)
+            stats.append(self._write_file(_new_file_id(), take, prev="null", inserts=take.num_rows))
+        return stats
+
+    def _apply_to_existing(
+        self,
+        incoming: pa.Table,
+        operation: str,
+        delete_keys: list[str],
+        stats: list[dict[str, Any]],
+        rewritten: set[str],
+    ) -> pa.Table:
+        keys = (
+            pa.array(delete_keys, pa.string())
+            if operation == Operation.DELETE
+            else incoming[RECORD_KEY_FIELD]
+        )
+        remaining = incoming
+        for base in self.slices:
+            existing = self._read(base)
+            hit = pc.is_in(existing[RECORD_KEY_FIELD], value_set=keys)
+            if not pc.any(hit).as_py():
+                continue
+            self.changed_existing = True
+            rewritten.add(base.file_id)
+            kept = existing.filter(pc.invert(hit))
+            if operation == Operation.DELETE:
+                deleted = existing.num_rows - kept.num_rows
+                stats.append(
+                    self._write_file(base.file_id, kept, prev=base.instant, deletes=deleted)
+                )
+                continue
+            replaced = existing.filter(hit)
+            winners, losers = _precombine(remaining, replaced)
+            # Existing rows that win over the incoming version stay as they are.
+            kept = pa.concat_tables([kept, losers]) if losers.num_rows else kept
+            updates = remaining.filter(pc.is_in(remaining[RECORD_KEY_FIELD], value_set=winners))
+            remaining = remaining.filter(
+                pc.invert(
+                    pc.is_in(remaining[RECORD_KEY_FIELD], value_set=replaced[RECORD_KEY_FIELD])
+                )
+            )
+            stats.append(
+                self._write_file(
+                    base.file_id,
+                    pa.concat_tables([kept, updates]),
+                    prev=base.instant,
+                    updates=updates.num_rows,
+                )
+            )
+        return remaining
+
+    def _bytes_per_row(self) -> float:
+        sizes = [(self.table.loc.size(b.path), self._rows(b)) for b in self.slices]
+        total_rows = sum(r for _, r in sizes)
+        return sum(s for s, _ in sizes) / total_rows if total_rows else DEFAULT_BYTES_PER_ROW
+
+    def _rows(self, base: BaseFile) -> int:
+        with self.table.loc.fs.open_input_file(self.table.loc.path(base.path)) as f:
+            return int(pq.ParquetFile(f).metadata.num_rows)
+
+    def _read(self, base: BaseFile) -> pa.Table:
+        """A base file's rows: kept rows keep their commit time and sequence number."""
+        with self.table.loc.fs.open_input_file(self.table.loc.path(base.path)) as f:
+            return pq.read_table(f, columns=DATA_SCHEMA.names).cast(DATA_SCHEMA)
+
+    def _write_file(
+        self,
+        file_id: str,
+        rows: pa.Table,
+        *,
+        prev: str,
+        inserts: int = 0,
+        updates: int = 0,
+        deletes: int = 0,
+    ) -> dict[str, Any]:
+        token = f"{self.task}-{self._files}-0"
+        self._files += 1
+        name = base_file_name(file_id, token, self.instant)
+        data = _stamp(rows, self.instant, self.partition, name, self.task)
+        relative = f"{self.partition}/{name}"
+        size = write_parquet_file(time_ordered(data), self.table.loc, relative)
+        return write_stat(
+            file_id=file_id,
+            path=relative,
+            partition=self.partition,
+            prev_commit=prev,
+            inserts=inserts,
+            updates=updates,
+            deletes=deletes,
+            records=data.num_rows,
+            size=size,
+        )
+
+
+def _new_file_id() -> str:
+    import uuid
+
+    return f"{uuid.uuid4()}-0"
+
+
+def _latest_per_key(incoming: pa.Table) -> pa.Table:
+    """Within a batch, one row per record key: the one with the largest event_time."""
+    if incoming.num_rows < 2:
+        return incoming
+    keys = incoming[RECORD_KEY_FIELD]
+    if pc.count_distinct(keys).as_py() == incoming.num_rows:
+        return incoming
+    order = incoming.sort_by([(RECORD_KEY_FIELD, "ascending"), ("event_time", "descending")])
+    key_array = order[RECORD_KEY_FIELD].combine_chunks().to_numpy(zero_copy_only=False)
+    first = np.ones(len(key_array), dtype=bool)
+    first[1:] = key_array[1:] != key_array[:-1]
+    return order.filter(pa.array(first))
+
+
+def _precombine(incoming: pa.Table, existing: pa.Table) -> tuple[pa.Array, pa.Table]:
+    """Keys where the incoming row wins (event_time >= existing), and existing rows that win."""
+    theirs = dict(
+        zip(existing[RECORD_KEY_FIELD].to_pylist(), existing["event_time"].to_pylist(), strict=True)
+    )
+    winners: list[str] = []
+    losing_keys: list[str] = []
+    for key, time in zip(
+        incoming[RECORD_KEY_FIELD].to_pylist(), incoming["event_time"].to_pylist(), strict=True
+    ):
+        if key not in theirs:
+            continue
+        (winners if time >= theirs[key] else losing_keys).append(key)
+    losing = pa.array(losing_keys, pa.string())
+    losers = existing.filter(pc.is_in(existing[RECORD_KEY_FIELD], value_set=losing))
+    return pa.array(winners, pa.string()), losers
+
+
+def _stamp(rows: pa.Table, instant: str, partition: str, file_name: str, task: int) -> pa.Table:
+    """Fill the five Hudi meta columns of rows about to be written to `file_name`.
+
+    Rows carried over from an earlier version of the file group keep their commit time and
+    sequence number (incremental queries rely on them); new and updated rows get this commit's.
+    """
+    n = rows.num_rows
+    fresh_seqno = pc.binary_join_element_wise(
+        f"{instant}_{task}_", pc.cast(pa.array(np.arange(n)), pa.string()), ""
+    )
+    meta = {
+        "_hoodie_commit_time": pc.coalesce(rows["_hoodie_commit_time"], pa.scalar(instant)),
+        "_hoodie_commit_seqno": pc.coalesce(rows["_hoodie_commit_seqno"], fresh_seqno),
+        "_hoodie_record_key": rows[RECORD_KEY_FIELD],
+        "_hoodie_partition_path": pa.array([partition] * n, pa.string()),
+        "_hoodie_file_name": pa.array([file_name] * n, pa.string()),
+    }
+    body = {name: rows[name] for name in BODY_SCHEMA.names}
+    return pa.table({**meta, **body}).cast(DATA_SCHEMA)
