@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,15 +36,33 @@ from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import open_lake
 
 
-def _timed_child(args: list[str]) -> tuple[float, str]:
+def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     """Run a child process; return (seconds, stdout)."""
     started = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     stdout, stderr = child.communicate()
     seconds = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({child.returncode}): {stderr[-2000:]}")
     return seconds, stdout
+
+
+def _timed_run(csv_path: Path, lake: Path, lake_format: str) -> tuple[float, str]:
+    if lake.exists():
+        shutil.rmtree(lake)
+    command = [
+        sys.executable,
+        "-m",
+        "ecomwatch.cli.main",
+        "run",
+        str(csv_path),
+        "--lake",
+        str(lake),
+        "--json",
+    ]
+    return _timed_child(command, env={**os.environ, "ECOMWATCH_LAKE__FORMAT": lake_format})
 
 
 def floor_seconds(csv_path: Path, target: Path) -> float:
@@ -80,37 +99,28 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
         from ecomwatch.simulate.writers import write_traffic
 
         write_traffic(generate(TrafficSpec(events=events, seed=seed)), csv_path)
-    lake = base / "lake"
-    if lake.exists():
-        import shutil
-
-        shutil.rmtree(lake)
     console.print("timing the floor: DuckDB CSV → ZSTD Parquet")
     floor_target = base / "floor.parquet"
     floor = floor_seconds(csv_path, floor_target)
     floor_bytes = floor_target.stat().st_size
     floor_target.unlink()
-    console.print("timing ecomwatch run")
-    seconds, stdout = _timed_child(
-        [
-            sys.executable,
-            "-m",
-            "ecomwatch.cli.main",
-            "run",
-            str(csv_path),
-            "--lake",
-            str(lake),
-            "--json",
-        ]
-    )
+    console.print("timing ecomwatch run into a plain Parquet lake")
+    parquet_seconds, _ = _timed_run(csv_path, base / "lake-parquet", "parquet")
+    parquet_table = open_lake(base / "lake-parquet")
+    parquet_bytes = parquet_table.total_bytes()
+    console.print("timing ecomwatch run into a Hudi lake (the default)")
+    lake = base / "lake"
+    seconds, stdout = _timed_run(csv_path, lake, "hudi")
     summary = json.loads(stdout.strip().splitlines()[-1])
     table = open_lake(lake)
     files = table.data_files()
     console.print("timing the report: lake vs raw CSV")
     on_lake = lake_report_seconds(table)
     on_lake_raw = report_seconds(lambda con: define_lake_view(con, files))
+    on_parquet_lake = lake_report_seconds(parquet_table)
     on_csv = report_seconds(lambda con: define_csv_view(con, str(csv_path)))
-    lake_bytes = table.total_bytes() + table.rollup_bytes()
+    data_bytes = table.total_bytes()
+    lake_bytes = data_bytes + table.rollup_bytes()
     csv_bytes = csv_path.stat().st_size
     return {
         "events": summary["accepted"],
@@ -131,6 +141,12 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
         "report_csv_s": round(on_csv, 3),
         "query_speedup": round(on_csv / on_lake, 2),
         "query_speedup_raw_sql": round(on_csv / on_lake_raw, 2),
+        # The Hudi table against the plain Parquet lake written by the same pipeline.
+        "parquet_lake_seconds": round(parquet_seconds, 3),
+        "parquet_lake_data_bytes": parquet_bytes,
+        "hudi_data_bytes": data_bytes,
+        "hudi_write_throughput_vs_parquet": round(parquet_seconds / seconds, 3),
+        "report_parquet_lake_s": round(on_parquet_lake, 3),
         "cpus": os.cpu_count(),
         "workdir": str(base),
     }

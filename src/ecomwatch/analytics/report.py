@@ -222,9 +222,8 @@ def _listing(files: Sequence[str]) -> str:
 def define_rollup_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]) -> None:
     """One view per rollup over its committed files."""
     for name, paths in files.items():
-        con.execute(
-            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{_listing(paths)}])"
-        )
+        source = _parquet_source(con, name, paths)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source}")
 
 
 def lake_report(

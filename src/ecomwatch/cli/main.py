@@ -17,6 +17,7 @@ from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
 from ecomwatch.analytics.report import TimeRange, lake_report
+from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
+app.add_typer(lake_app, name="lake")
 
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2

@@ -1,0 +1,217 @@
+"""The Hudi table, read back by hudi-rs (the `hudi` package): snapshot, time travel,
+incremental, upserts, deletes, small files, rollback, cleaning, faults."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hudi import HudiQueryType, HudiReadOptions, HudiTableBuilder
+
+from ecomwatch.lake.base import LakeError
+from ecomwatch.lake.hudi_table import HudiTable
+from ecomwatch.testing import events_table
+
+BASE = datetime(2019, 11, 1, 12, tzinfo=UTC)
+
+
+def events(
+    n: int, *, day: int = 1, start: int = 0, ids: bool = False, price: float = 1.5, shift_s: int = 0
+):
+    return events_table(
+        [
+            {
+                "event_time": BASE.replace(day=day) + timedelta(seconds=i + shift_s),
+                "event_type": "view",
+                "product_id": start + i,
+                "price": price,
+                "user_id": 7,
+                "user_session": "s",
+                "event_id": f"e{start + i}" if ids else None,
+                "source": "src",
+                "source_pos": start + i,
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def hudi_rs(path: Path):
+    return HudiTableBuilder.from_base_uri(str(path)).build()
+
+
+def read(path: Path, options: HudiReadOptions | None = None) -> pa.Table:
+    batches = hudi_rs(path).read(options) if options else hudi_rs(path).read()
+    if not batches:
+        return pa.table({"_hoodie_record_key": pa.array([], pa.string())})
+    return pa.Table.from_batches(batches)
+
+
+def keys(table: pa.Table) -> list[str]:
+    return sorted(table["_hoodie_record_key"].to_pylist())
+
+
+@pytest.fixture
+def table(tmp_path: Path):
+    t = HudiTable(str(tmp_path / "t"), writer=True)
+    yield t
+    t.close()
+
+
+def test_layout_properties_and_snapshot(table: HudiTable, tmp_path: Path):
+    table.commit(pa.concat_tables([events(5), events(3, day=2, start=100)]), {"n": 1})
+    root = tmp_path / "t"
+    props = (root / ".hoodie" / "hoodie.properties").read_text()
+    for line in (
+        "hoodie.table.type=COPY_ON_WRITE",
+        "hoodie.table.version=6",
+        "hoodie.timeline.layout.version=1",
+        "hoodie.table.recordkey.fields=event_key",
+        "hoodie.table.precombine.field=event_time",
+        "hoodie.table.partition.fields=event_date",
+        "hoodie.datasource.write.hive_style_partitioning=true",
+        "hoodie.table.base.file.format=PARQUET",
+    ):
+        assert line in props
+    assert (root / "event_date=2019-11-01" / ".hoodie_partition_metadata").exists()
+    (commit,) = list((root / ".hoodie").glob("*.commit"))
+    meta = json.loads(commit.read_text())
+    assert meta["operationType"] == "INSERT"
+    stat = meta["partitionToWriteStats"]["event_date=2019-11-01"][0]
+    assert stat["numInserts"] == stat["numWrites"] == 5 and stat["prevCommit"] == "null"
+    assert "schema" in meta["extraMetadata"]
+    snapshot = read(root)
+    assert snapshot.num_rows == 8
+    assert keys(snapshot) == sorted(
+        [f"src:{i}" for i in range(5)] + [f"src:{i}" for i in range(100, 103)]
+    )
+    assert set(snapshot["_hoodie_partition_path"].to_pylist()) == {
+        "event_date=2019-11-01",
+        "event_date=2019-11-02",
+    }
+    assert table.last_checkpoint() == {"n": 1}
+
+
+def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
+    first = str(table.commit(events(5), {}).commit)
+    second = str(table.commit(events(4, start=10), {}).commit)  # tops up the small file
+    third = str(table.commit(events(2, day=3, start=50), {}).commit)
+    root = tmp_path / "t"
+    assert read(root).num_rows == 11
+    as_of_first = read(root, HudiReadOptions().with_as_of_timestamp(first))
+    assert keys(as_of_first) == sorted(f"src:{i}" for i in range(5))
+    as_of_second = read(root, HudiReadOptions().with_as_of_timestamp(second))
+    assert as_of_second.num_rows == 9
+    between = read(
+        root,
+        HudiReadOptions()
+        .with_query_type(HudiQueryType.Incremental)
+        .with_start_timestamp(first)
+        .with_end_timestamp(second),
+    )
+    assert keys(between) == sorted(f"src:{i}" for i in range(10, 14))
+    after_second = read(
+        root,
+        HudiReadOptions()
+        .with_query_type(HudiQueryType.Incremental)
+        .with_start_timestamp(second)
+        .with_end_timestamp(third),
+    )
+    assert keys(after_second) == ["src:50", "src:51"]
+    # The small file was topped up: one file group in the partition, in two versions.
+    files = sorted(p.name for p in (root / "event_date=2019-11-01").glob("*.parquet"))
+    assert len(files) == 2 and files[0].split("_")[0] == files[1].split("_")[0]
+
+
+def test_upsert_replaces_by_key_with_precombine_and_delete_removes(
+    table: HudiTable, tmp_path: Path
+):
+    table.commit(events(6, ids=True, price=1.0), {})
+    # A later version of e0..e2 (newer event_time): replaces; an older version of e3: ignored.
+    newer = events(3, ids=True, price=9.0, shift_s=100)
+    older = events(1, start=3, ids=True, price=5.0, shift_s=-100)
+    info = table.commit(pa.concat_tables([newer, older]), {})
+    root = tmp_path / "t"
+    snapshot = read(root)
+    assert snapshot.num_rows == 6
+    price = dict(
+        zip(snapshot["_hoodie_record_key"].to_pylist(), snapshot["price"].to_pylist(), strict=True)
+    )
+    assert price == {"e0": 9.0, "e1": 9.0, "e2": 9.0, "e3": 1.0, "e4": 1.0, "e5": 1.0}
+    meta = json.loads((root / ".hoodie" / f"{info.commit}.commit").read_text())
+    assert meta["operationType"] == "UPSERT"
+    assert (
+        sum(s["numUpdateWrites"] for s in meta["partitionToWriteStats"]["event_date=2019-11-01"])
+        == 3
+    )
+    table.delete(["e1", "e4"])
+    assert keys(read(root)) == ["e0", "e2", "e3", "e5"]
+    # Rows changed: the rollups no longer add up, so reports read the raw events.
+    assert table.rollup_files() is None
+
+
+def test_pending_instant_is_rolled_back_by_the_next_writer(tmp_path: Path):
+    root = tmp_path / "t"
+    writer = HudiTable(str(root), writer=True)
+    writer.commit(events(3), {"n": 1})
+    writer.close()
+    # What a crash mid-commit leaves: requested + inflight, a data file, a rollup file.
+    pending = "29991231235959999"
+    (root / ".hoodie" / f"{pending}.commit.requested").write_text("")
+    (root / ".hoodie" / f"{pending}.inflight").write_text("")
+    partial = (
+        root
+        / "event_date=2019-11-01"
+        / f"aaaaaaaa-0000-0000-0000-000000000000-0_0-0-0_{pending}.parquet"
+    )
+    partial.write_bytes(b"PAR1 partial")
+    rollup = (
+        root / ".hoodie" / ".aux" / "ecomwatch" / "rollups" / "item" / f"part-{pending}.parquet"
+    )
+    rollup.write_bytes(b"partial")
+    assert read(root).num_rows == 3  # readers never see the pending instant
+    reopened = HudiTable(str(root), writer=True)
+    reopened.close()
+    assert not partial.exists() and not rollup.exists()
+    assert not list((root / ".hoodie").glob(f"{pending}*"))
+    assert read(root).num_rows == 3
+    assert HudiTable(str(root)).last_checkpoint() == {"n": 1}
+
+
+def test_second_writer_fails_cleanly(table: HudiTable, tmp_path: Path):
+    with pytest.raises(LakeError, match="another writer"):
+        HudiTable(str(tmp_path / "t"), writer=True)
+
+
+def test_corrupt_or_missing_timeline_file_is_a_clear_error(table: HudiTable, tmp_path: Path):
+    info = table.commit(events(2), {"n": 1})
+    commit = tmp_path / "t" / ".hoodie" / f"{info.commit}.commit"
+    commit.write_text("{not json")
+    with pytest.raises(LakeError, match="missing or corrupt"):
+        HudiTable(str(tmp_path / "t")).last_checkpoint()
+    with pytest.raises(LakeError, match="not a Hudi table"):
+        HudiTable(str(tmp_path / "nothing"))
+
+
+def test_clean_keeps_the_latest_snapshots(table: HudiTable, tmp_path: Path):
+    for i in range(4):
+        table.commit(events(3, start=10 * i), {})  # each tops up the same small file group
+    root = tmp_path / "t"
+    before = keys(read(root))
+    assert len(list((root / "event_date=2019-11-01").glob("*.parquet"))) == 4
+    removed = table.clean(retain_commits=1)
+    assert len(removed) == 3
+    assert keys(read(root)) == before
+
+
+def test_record_key_is_event_id_or_source_position(table: HudiTable, tmp_path: Path):
+    mixed = pa.concat_tables([events(2, ids=True), events(2, start=5)])
+    table.write(mixed, "UPSERT")
+    assert keys(read(tmp_path / "t")) == ["e0", "e1", "src:5", "src:6"]
+    assert pc.all(
+        pc.equal(read(tmp_path / "t")["event_key"], read(tmp_path / "t")["_hoodie_record_key"])
+    ).as_py()
