@@ -20,6 +20,7 @@ import fcntl
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,13 @@ from ecomwatch.lake.hudi_format import (
     table_properties,
     write_stat,
 )
-from ecomwatch.lake.parquet_table import time_ordered, write_parquet_file
+from ecomwatch.lake.parquet_table import DAY_US, time_ordered, write_parquet_file
 from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
 from ecomwatch.lake.storage import Location, locate
-from ecomwatch.schema import EVENT_SCHEMA
+from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE
 
 TABLE_NAME = "ecomwatch_events"
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Our own files live in Hudi's auxiliary folder, where table readers do not look for partitions.
 AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
 ROLLUP_DIR = f"{AUX_DIR}/rollups"
@@ -70,11 +72,19 @@ BODY_SCHEMA = pa.schema(
     [
         *EVENT_SCHEMA,
         pa.field(RECORD_KEY_FIELD, pa.string(), nullable=False),
-        pa.field(PARTITION_FIELD, pa.string(), nullable=False),
+        pa.field(PARTITION_FIELD, LABEL_TYPE, nullable=False),
     ]
 )
-# ...and as stored, after Hudi's five meta columns.
-DATA_SCHEMA = pa.schema([*[pa.field(name, pa.string()) for name in META_COLUMNS], *BODY_SCHEMA])
+# ...and as stored, after Hudi's five meta columns (strings in Parquet; the ones with few
+# distinct values are dictionary-encoded in memory, which is what keeps commits cheap).
+_META_TYPES = {
+    "_hoodie_commit_time": LABEL_TYPE,
+    "_hoodie_commit_seqno": pa.string(),
+    "_hoodie_record_key": pa.string(),
+    "_hoodie_partition_path": LABEL_TYPE,
+    "_hoodie_file_name": LABEL_TYPE,
+}
+DATA_SCHEMA = pa.schema([*[pa.field(n, _META_TYPES[n]) for n in META_COLUMNS], *BODY_SCHEMA])
 
 
 @dataclass(frozen=True)
@@ -397,23 +407,50 @@ class HudiTable:
         return sum(self.loc.size(p[len(prefix) :]) for paths in files.values() for p in paths)
 
 
+def _constant(value: str, n: int) -> pa.DictionaryArray:
+    """n copies of one string, stored once."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
+def _partition_values(event_time: pa.ChunkedArray) -> pa.DictionaryArray:
+    """`event_date=YYYY-MM-DD` per row, from epoch days (no per-row string formatting)."""
+    days = event_time.cast(pa.int64()).to_numpy() // DAY_US
+    first = int(days.min()) if len(days) else 0
+    names = [
+        f"{PARTITION_FIELD}={date.fromordinal(EPOCH_ORDINAL + d).isoformat()}"
+        for d in range(first, int(days.max()) + 1 if len(days) else first)
+    ]
+    return pa.DictionaryArray.from_arrays(
+        pa.array((days - first).astype(np.int32)), pa.array(names, pa.string())
+    )
+
+
 def _with_keys(events: pa.Table) -> pa.Table:
+    """Events as table rows: record key, partition value, and empty meta columns (new rows
+    have no commit time yet: _stamp gives them this commit's)."""
     events = events.cast(EVENT_SCHEMA)
-    keyed = events.append_column(RECORD_KEY_FIELD, record_keys(events))
-    day = pc.strftime(events["event_time"], format="%Y-%m-%d")
-    partition = pc.binary_join_element_wise(f"{PARTITION_FIELD}=", day, "")
-    body = keyed.append_column(PARTITION_FIELD, partition).cast(BODY_SCHEMA)
-    # New rows have no commit time yet: _stamp gives them this commit's.
-    meta = {name: pa.nulls(body.num_rows, pa.string()) for name in META_COLUMNS}
-    return pa.table({**meta, **{n: body[n] for n in body.column_names}}).cast(DATA_SCHEMA)
+    n = events.num_rows
+    body = {name: events[name] for name in EVENT_SCHEMA.names}
+    body[RECORD_KEY_FIELD] = record_keys(events)
+    body[PARTITION_FIELD] = _partition_values(events["event_time"])
+    meta = {f.name: pa.nulls(n, f.type) for f in DATA_SCHEMA if f.name in META_COLUMNS}
+    return pa.table({**meta, **body}, schema=DATA_SCHEMA)
 
 
 def _split_partitions(events: pa.Table) -> dict[str, pa.Table]:
+    """Time-ordered rows cut into one zero-copy slice per partition."""
     if events.num_rows == 0:
         return {}
     ordered = time_ordered(events)
-    paths = ordered[PARTITION_FIELD]
-    return {p: ordered.filter(pc.equal(paths, p)) for p in pc.unique(paths).to_pylist()}
+    days = ordered["event_time"].cast(pa.int64()).to_numpy() // DAY_US
+    edges = np.flatnonzero(np.diff(days)) + 1
+    starts = [0, *edges.tolist()]
+    stops = [*edges.tolist(), len(days)]
+    parts = {}
+    for start, stop in zip(starts, stops, strict=True):
+        day = date.fromordinal(EPOCH_ORDINAL + int(days[start])).isoformat()
+        parts[f"{PARTITION_FIELD}={day}"] = ordered.slice(start, stop - start)
+    return parts
 
 
 class _PartitionWriter:
@@ -614,12 +651,18 @@ def _stamp(rows: pa.Table, instant: str, partition: str, file_name: str, task: i
     fresh_seqno = pc.binary_join_element_wise(
         f"{instant}_{task}_", pc.cast(pa.array(np.arange(n)), pa.string()), ""
     )
+    commit_time = rows["_hoodie_commit_time"]
+    if commit_time.null_count == n:
+        commit_time, seqno = _constant(instant, n), fresh_seqno
+    else:
+        commit_time = pc.coalesce(commit_time.cast(pa.string()), pa.scalar(instant))
+        seqno = pc.coalesce(rows["_hoodie_commit_seqno"], fresh_seqno)
     meta = {
-        "_hoodie_commit_time": pc.coalesce(rows["_hoodie_commit_time"], pa.scalar(instant)),
-        "_hoodie_commit_seqno": pc.coalesce(rows["_hoodie_commit_seqno"], fresh_seqno),
+        "_hoodie_commit_time": commit_time,
+        "_hoodie_commit_seqno": seqno,
         "_hoodie_record_key": rows[RECORD_KEY_FIELD],
-        "_hoodie_partition_path": pa.array([partition] * n, pa.string()),
-        "_hoodie_file_name": pa.array([file_name] * n, pa.string()),
+        "_hoodie_partition_path": _constant(partition, n),
+        "_hoodie_file_name": _constant(file_name, n),
     }
     body = {name: rows[name] for name in BODY_SCHEMA.names}
     return pa.table({**meta, **body}).cast(DATA_SCHEMA)
