@@ -87,7 +87,7 @@ def test_layout_properties_and_snapshot(table: HudiTable, tmp_path: Path):
     snapshot = read(root)
     assert snapshot.num_rows == 8
     assert keys(snapshot) == sorted(
-        [f"src:{i}" for i in range(5)] + [f"src:{i}" for i in range(100, 103)]
+        [f"src:{i:012d}" for i in range(5)] + [f"src:{i:012d}" for i in range(100, 103)]
     )
     assert set(snapshot["_hoodie_partition_path"].to_pylist()) == {
         "event_date=2019-11-01",
@@ -103,7 +103,7 @@ def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
     root = tmp_path / "t"
     assert read(root).num_rows == 11
     as_of_first = read(root, HudiReadOptions().with_as_of_timestamp(first))
-    assert keys(as_of_first) == sorted(f"src:{i}" for i in range(5))
+    assert keys(as_of_first) == sorted(f"src:{i:012d}" for i in range(5))
     as_of_second = read(root, HudiReadOptions().with_as_of_timestamp(second))
     assert as_of_second.num_rows == 9
     between = read(
@@ -113,7 +113,7 @@ def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
         .with_start_timestamp(first)
         .with_end_timestamp(second),
     )
-    assert keys(between) == sorted(f"src:{i}" for i in range(10, 14))
+    assert keys(between) == sorted(f"src:{i:012d}" for i in range(10, 14))
     after_second = read(
         root,
         HudiReadOptions()
@@ -121,7 +121,7 @@ def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
         .with_start_timestamp(second)
         .with_end_timestamp(third),
     )
-    assert keys(after_second) == ["src:50", "src:51"]
+    assert keys(after_second) == ["src:000000000050", "src:000000000051"]
     # The small file was topped up: one file group in the partition, in two versions.
     files = sorted(p.name for p in (root / "event_date=2019-11-01").glob("*.parquet"))
     assert len(files) == 2 and files[0].split("_")[0] == files[1].split("_")[0]
@@ -211,7 +211,7 @@ def test_clean_keeps_the_latest_snapshots(table: HudiTable, tmp_path: Path):
 def test_record_key_is_event_id_or_source_position(table: HudiTable, tmp_path: Path):
     mixed = pa.concat_tables([events(2, ids=True), events(2, start=5)])
     table.write(mixed, "UPSERT")
-    assert keys(read(tmp_path / "t")) == ["e0", "e1", "src:5", "src:6"]
+    assert keys(read(tmp_path / "t")) == ["e0", "e1", "src:000000000005", "src:000000000006"]
     assert pc.all(
         pc.equal(read(tmp_path / "t")["event_key"], read(tmp_path / "t")["_hoodie_record_key"])
     ).as_py()
