@@ -97,3 +97,19 @@ def test_ingest_to_s3_read_with_hudi_rs_and_report(s3_endpoint, tmp_path: Path):
 
     again = ingest([data], uri, config=config, dead_letter=tmp_path / "dl.jsonl")
     assert again.read == 0  # already ingested: the checkpoint lives in the S3 timeline
+
+
+def test_second_writer_on_s3_fails_cleanly_and_an_expired_lock_is_taken_over(s3_endpoint):
+    from ecomwatch.lake.base import LakeError
+    from ecomwatch.lake.hudi_table import HudiTable
+
+    uri = f"s3://{BUCKET}/locked"
+    first = HudiTable(uri, writer=True)
+    with pytest.raises(LakeError, match="another writer"):
+        HudiTable(uri, writer=True)
+    # A writer that died leaves its lock; once the lease has run out the next writer takes it.
+    first._lock_handle.lease_s = -1
+    first._lock_handle.renew()
+    second = HudiTable(uri, writer=True)
+    second.close()
+    HudiTable(uri, writer=True).close()

@@ -52,6 +52,7 @@ from ecomwatch.lake.hudi_format import (
 )
 from ecomwatch.lake.parquet_table import DAY_US, time_ordered, write_parquet_file
 from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
+from ecomwatch.lake.s3_lock import S3Lock
 from ecomwatch.lake.storage import Location, locate
 from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE
 
@@ -194,7 +195,9 @@ class HudiTable:
 
     def _lock(self) -> None:
         if not self.loc.is_local:
-            return  # object stores: see README (one writer per table prefix)
+            self._lock_handle = S3Lock(self.loc, LOCK_FILE)
+            self._lock_handle.acquire()
+            return
         self.loc.makedirs(AUX_DIR)
         self._lock_handle = self.loc.local_path(LOCK_FILE).open("a+")
         try:
@@ -210,10 +213,12 @@ class HudiTable:
         return self.loc.local_path(AUX_DIR) if self.loc.is_local else None
 
     def close(self) -> None:
-        if self._lock_handle is not None:
+        if isinstance(self._lock_handle, S3Lock):
+            self._lock_handle.release()
+        elif self._lock_handle is not None:
             fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
             self._lock_handle.close()
-            self._lock_handle = None
+        self._lock_handle = None
 
     # timeline ------------------------------------------------------------------------------
 
@@ -308,8 +313,10 @@ class HudiTable:
         checkpoint: dict[str, Any] | None = None,
         delete_keys: list[str] | None = None,
     ) -> CommitInfo:
-        if self._lock_handle is None and self.loc.is_local:
+        if self._lock_handle is None:
             raise LakeError("the table was opened read-only")
+        if isinstance(self._lock_handle, S3Lock):
+            self._lock_handle.renew()
         previous = self.instants()
         instant = new_instant_time(after=previous[-1].time if previous else None)
         self.loc.write_atomic(f"{HOODIE_DIR}/{instant}.commit.requested", b"")
