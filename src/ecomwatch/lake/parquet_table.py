@@ -31,21 +31,13 @@ import pyarrow.parquet as pq
 
 from ecomwatch.lake.base import CommitInfo, LakeError
 from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
-from ecomwatch.lake.storage import Location
+from ecomwatch.lake.storage import Location, fsync_dir
 
 META_DIR = "_ecomwatch"
 PARTITION = "event_date"
 ROW_GROUP_ROWS = 512 * 1024
 ROLLUP_DIR = "rollups"
 _PART = re.compile(r"part-(\d{8})(?:-\d{4})?\.parquet(\.inprogress)?$")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -56,7 +48,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class ParquetTable:
@@ -122,7 +114,7 @@ class ParquetTable:
                 directory.mkdir(parents=True, exist_ok=True)
                 rollups[name] = self._publish(table, directory / f"part-{number:08d}.parquet")
         for directory in {self.root / Path(f["path"]).parent for f in [*files, *rollups.values()]}:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         record = {
             "commit": number,
             "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
