@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ecomwatch.engine.operator import Operator
 from ecomwatch.engine.watermark import Watermark
+from ecomwatch.lake.base import LakeError
 from ecomwatch.sinks.dead_letter import DeadLetterFile
 from ecomwatch.sources.base import Position, Source, SourceError
 
@@ -228,8 +229,9 @@ class Pipeline:
         if state is None:
             return
         if state.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(
-                f"checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}"
+            raise LakeError(
+                f"the lake's checkpoint has version {state.get('version')}, this ecomwatch "
+                f"reads version {CHECKPOINT_VERSION}; use a new lake or a matching ecomwatch"
             )
         self._state = state
         self.watermark.restore(state.get("watermark", {}))

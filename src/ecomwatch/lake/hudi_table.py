@@ -537,13 +537,7 @@ class _PartitionWriter:
         for base in small:
             if incoming.num_rows == 0:
                 break
-            room = max(
-                0,
-                capacity
-                - pq.ParquetFile(
-                    self.table.loc.fs.open_input_file(self.table.loc.path(base.path))
-                ).metadata.num_rows,
-            )
+            room = max(0, capacity - self._rows(base))
             if room == 0:
                 continue
             take, incoming = incoming.slice(0, room), incoming.slice(room)
