@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import io
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -29,11 +30,14 @@ __all__ = ["FakeClock", "MemoryCommitter", "MemorySource", "events_table", "rees
 def rees46_csv(
     rows: Iterable[dict[str, Any]], *, extra: tuple[str, ...] = ("ip", "user_agent")
 ) -> str:
+    """CSV text (quoted where needed) with the REES46 columns and `extra`; None → empty."""
     columns = [*REES46_COLUMNS, *extra]
-    lines = [",".join(columns)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
     for row in rows:
-        lines.append(",".join("" if row.get(c) is None else str(row[c]) for c in columns))
-    return "\n".join(lines) + "\n"
+        writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    return out.getvalue()
 
 
 class MemorySource:

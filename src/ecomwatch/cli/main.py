@@ -17,6 +17,7 @@ from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
 from ecomwatch.analytics.report import TimeRange, lake_report
+from ecomwatch.cli.detect_commands import RulesOption, rules_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
@@ -33,6 +34,7 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(lake_app, name="lake")
+app.add_typer(rules_app, name="rules")
 
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
@@ -303,6 +305,33 @@ def bench(
     else:
         for key, value in figures.items():
             out.print(f"{key:>22}: {value}")
+
+
+@app.command()
+def detect(
+    inputs: Annotated[list[Path], typer.Argument(help="REES46 files with ip and user_agent")],
+    alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines file for the alerts.")],
+    rules: RulesOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
+    from ecomwatch.cli.detect_commands import _load
+    from ecomwatch.detect.run import detect as run_detect
+    from ecomwatch.detect.run import write_alerts
+    from ecomwatch.ingest import open_inputs
+
+    settings = _config(config)
+    loaded = _load(rules)
+    sources, errors = open_inputs(inputs, settings)
+    summary, raised = run_detect(sources, loaded, config=settings, open_errors=errors)
+    write_alerts(raised, alerts)
+    by_severity: dict[str, int] = {}
+    for alert in raised:
+        by_severity[alert.severity.value] = by_severity.get(alert.severity.value, 0) + 1
+    out.print(
+        f"{summary.read:,} rows read, {summary.accepted:,} accepted; {len(raised)} alert(s) "
+        f"{by_severity} → {alerts}"
+    )
 
 
 @app.command()

@@ -1,0 +1,233 @@
+"""Detection rules are data: small TOML specs, strictly validated, compiled once.
+
+A rule names a key (who is judged), a window, a condition over the window features of that key,
+a severity, an optional escalation and a cooldown:
+
+    [[rule]]
+    name = "fast-scraper"
+    key = "ip"
+    window = "1m"
+    condition = "views >= 120 and distinct_products >= 60 and purchases == 0"
+    severity = "high"
+    cooldown = "15m"
+    labels = ["scraper"]
+
+The condition language is the intersection of Python and SQL boolean expressions: feature
+names, numbers, `+ - * /`, comparisons, `and`, `or`, `not`, parentheses. It is parsed and checked
+at load time (an unknown feature or any other construct is an error naming the file, the rule
+and the field) and compiled to a SQL expression, which DuckDB evaluates here and which the Flink
+job will evaluate the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ecomwatch.detect.features import FEATURES
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class KeyKind(StrEnum):
+    IP = "ip"
+    SUBNET = "subnet"  # the /24 of an IPv4 address
+    USER = "user"
+    SESSION = "session"
+    USER_AGENT = "user_agent"
+    GLOBAL = "global"
+
+
+class RuleError(ValueError):
+    """A rule file is invalid; the message names the file, the rule and the field."""
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `5m`, `1h`, `1d` → seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 1d")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+class RuleSpec(BaseModel):
+    """One rule as written in a rule file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    key: KeyKind
+    window: str
+    condition: str
+    severity: Severity
+    escalate_when: str | None = None
+    escalate_to: Severity | None = None
+    cooldown: str = "15m"
+    labels: tuple[str, ...] = ()
+
+    @field_validator("window", "cooldown")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("condition", "escalate_when")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_condition(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule compiled for the engine: durations in seconds, conditions as SQL."""
+
+    spec: RuleSpec
+    window_s: int
+    cooldown_s: int
+    condition_sql: str
+    escalate_sql: str | None
+    features: tuple[str, ...]  # the features its conditions read
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+_COMPARE = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "=",
+    ast.NotEq: "<>",
+}
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def compile_condition(text: str) -> tuple[str, tuple[str, ...]]:
+    """The SQL form of a condition and the features it uses; ValueError if it is not valid."""
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"cannot parse {text!r}: {exc.msg}") from None
+    used: list[str] = []
+
+    def emit(node: ast.AST) -> str:
+        if isinstance(node, ast.BoolOp):
+            joiner = " AND " if isinstance(node.op, ast.And) else " OR "
+            return "(" + joiner.join(emit(v) for v in node.values) + ")"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return f"(NOT {emit(node.operand)})"
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return f"(-{emit(node.operand)})"
+        if isinstance(node, ast.Compare):
+            parts, left = [], node.left
+            for op, right in zip(node.ops, node.comparators, strict=True):
+                if type(op) not in _COMPARE:
+                    raise ValueError(f"operator {type(op).__name__} is not allowed")
+                parts.append(f"{emit(left)} {_COMPARE[type(op)]} {emit(right)}")
+                left = right
+            return "(" + " AND ".join(parts) + ")"
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITH:
+            symbol = _ARITH[type(node.op)]
+            if symbol == "/":  # a ratio over an empty window is NULL (false), not an error
+                return f"({emit(node.left)} / NULLIF({emit(node.right)}, 0))"
+            return f"({emit(node.left)} {symbol} {emit(node.right)})"
+        if isinstance(node, ast.Name):
+            if node.id not in FEATURES:
+                known = ", ".join(sorted(FEATURES))
+                raise ValueError(f"unknown feature {node.id!r} (known: {known})")
+            used.append(node.id)
+            return node.id
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return repr(node.value)
+        raise ValueError(f"{ast.unparse(node)!r} is not allowed in a condition")
+
+    sql = emit(tree.body)
+    return sql, tuple(dict.fromkeys(used))
+
+
+def compile_rule(spec: RuleSpec) -> Rule:
+    condition_sql, used = compile_condition(spec.condition)
+    escalate_sql = None
+    if spec.escalate_when is not None:
+        escalate_sql, more = compile_condition(spec.escalate_when)
+        used = tuple(dict.fromkeys(used + more))
+    return Rule(
+        spec=spec,
+        window_s=parse_duration(spec.window),
+        cooldown_s=parse_duration(spec.cooldown),
+        condition_sql=condition_sql,
+        escalate_sql=escalate_sql,
+        features=used,
+    )
+
+
+def _load_file(path: Path | str, text: str) -> list[Rule]:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"{path}: not valid TOML ({exc})") from exc
+    unknown = set(data) - {"rule"}
+    if unknown:
+        raise RuleError(
+            f"{path}: unknown top-level field(s) {sorted(unknown)}; rules go in [[rule]]"
+        )
+    rules = []
+    for index, raw in enumerate(data.get("rule", [])):
+        label = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
+        try:
+            spec = RuleSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field {'.'.join(str(p) for p in e['loc']) or '(rule)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise RuleError(f"{path}: rule {label}: {problems}") from exc
+        if (spec.escalate_when is None) != (spec.escalate_to is None):
+            raise RuleError(f"{path}: rule {label}: escalate_when and escalate_to go together")
+        rules.append(compile_rule(spec))
+    return rules
+
+
+def default_rules() -> list[Rule]:
+    text = resources.files("ecomwatch.detect").joinpath("default_rules.toml").read_text()
+    return _load_file("ecomwatch/detect/default_rules.toml", text)
+
+
+def load_rules(paths: list[Path] | None = None, *, defaults: bool = True) -> list[Rule]:
+    """The default rules, then each file's: a rule with an existing name replaces it."""
+    by_name: dict[str, Rule] = {r.name: r for r in default_rules()} if defaults else {}
+    for path in paths or []:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise RuleError(f"{path}: cannot read the rule file ({exc.strerror})") from exc
+        for rule in _load_file(path, text):
+            by_name[rule.name] = rule
+    return list(by_name.values())

@@ -1,0 +1,57 @@
+"""Declared bots: crawlers, headless browsers and HTTP libraries, from the crawlerdetect list.
+
+Well-known search engines are told apart so that rules can label them instead of alerting.
+Each distinct user agent is classified once and cached (a shop sees a few thousand).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from crawlerdetect import CrawlerDetect
+
+SEARCH_ENGINES = re.compile(
+    r"googlebot|bingbot|yandex(bot|images)|baiduspider|duckduckbot|applebot|slurp|"
+    r"petalbot|seznambot|naver|sogou",
+    re.IGNORECASE,
+)
+MAX_CACHED = 100_000
+
+
+@dataclass(frozen=True)
+class AgentFlags:
+    declared_bot: pa.Array
+    search_engine: pa.Array
+
+
+class UserAgentClassifier:
+    def __init__(self) -> None:
+        self._detector = CrawlerDetect()
+        self._cache: dict[str, tuple[bool, bool]] = {}
+
+    def classify_one(self, agent: str) -> tuple[bool, bool]:
+        found = self._cache.get(agent)
+        if found is None:
+            bot = bool(self._detector.isCrawler(agent))
+            found = (bot, bot and SEARCH_ENGINES.search(agent) is not None)
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+            self._cache[agent] = found
+        return found
+
+    def classify(self, agents: pa.ChunkedArray | pa.Array) -> AgentFlags:
+        encoded = agents.dictionary_encode()
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        values = encoded.dictionary.to_pylist()
+        flags = np.array([self.classify_one(v) for v in values] or [(False, False)], dtype=bool)
+        indices = encoded.indices.to_numpy(zero_copy_only=False)
+        valid = ~np.asarray(encoded.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        safe = np.where(valid, indices, 0).astype(np.int64)
+        return AgentFlags(
+            declared_bot=pa.array(flags[safe, 0] & valid),
+            search_engine=pa.array(flags[safe, 1] & valid),
+        )

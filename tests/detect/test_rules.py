@@ -1,0 +1,79 @@
+"""Rules as data: strict validation with errors that name the file, the rule and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecomwatch.detect.rules import RuleError, compile_condition, load_rules
+
+GOOD = """
+[[rule]]
+name = "many-views"
+key = "ip"
+window = "5m"
+condition = "views > 100 and distinct_products / views >= 0.5"
+severity = "medium"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_and_compile_to_sql():
+    rules = {r.name: r for r in load_rules()}
+    assert {"fast-scraper", "declared-bot", "cart-abuse", "traffic-surge"} <= set(rules)
+    assert "NULLIF" in rules["fast-scraper"].condition_sql
+    assert rules["fast-scraper"].window_s == 60
+
+
+def test_user_file_adds_and_overrides_by_name(tmp_path):
+    override = GOOD.replace("many-views", "fast-scraper")
+    rules = {r.name: r for r in load_rules([write(tmp_path, override)])}
+    assert rules["fast-scraper"].spec.window == "5m"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ('severity = "medium"', "field severity"),
+        ('window = "5m"', "field window"),
+        ('key = "ip"', "field key"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path, change, message):
+    bad = {
+        'severity = "medium"': 'severity = "urgent"',
+        'window = "5m"': 'window = "five minutes"',
+        'key = "ip"': 'key = "mac"',
+    }[change]
+    path = write(tmp_path, GOOD.replace(change, bad))
+    with pytest.raises(RuleError) as error:
+        load_rules([path])
+    assert str(path) in str(error.value) and "many-views" in str(error.value)
+    assert message in str(error.value)
+
+
+def test_unknown_field_and_bad_expressions_are_errors(tmp_path):
+    with pytest.raises(RuleError, match="field colour"):
+        load_rules([write(tmp_path, GOOD + 'colour = "red"\n')])
+    with pytest.raises(RuleError, match="unknown feature 'viewz'"):
+        load_rules([write(tmp_path, GOOD.replace("views > 100", "viewz > 100"))])
+    with pytest.raises(RuleError, match="not allowed"):
+        load_rules([write(tmp_path, GOOD.replace("views > 100", "__import__('os') > 1"))])
+
+
+@pytest.mark.parametrize(
+    ("text", "sql"),
+    [
+        ("events >= 10", "(events >= 10)"),
+        ("not (carts == 0) or removes != 2", "((NOT (carts = 0)) OR (removes <> 2))"),
+        ("1 < views <= 5", "(1 < views AND views <= 5)"),
+    ],
+)
+def test_conditions_compile_to_sql(text, sql):
+    assert compile_condition(text)[0] == sql
