@@ -68,24 +68,54 @@ def dead_letter(lake: Path) -> str:
 def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path):
     data = tmp_path / "traffic.csv"
     write_traffic(generate(TrafficSpec(events=150_000, seed=5, days=1)), data)
-    # Damage a few rows so the dead letter takes part too.
+    # Damage a few rows so the dead letter takes part too, and add a scraper for the detector.
     lines = data.read_bytes().split(b"\n")
     for i in range(100, len(lines) - 1, 10_000):
         lines[i] = lines[i].replace(b",view,", b",v1ew,")
-    data.write_bytes(b"\n".join(lines))
+    scraper = [
+        f"2019-11-01 12:{i // 60:02d}:{i % 60:02d} UTC,view,{900000 + i},2053013555631882655,,,"
+        f"1.00,77,scrape,203.0.113.7,curl/8.0".encode()
+        for i in range(0, 3000, 2)
+    ]
+    header, body = lines[0], [line for line in lines[1:] if line]
+    data.write_bytes(b"\n".join([header, *sorted(body + scraper)]) + b"\n")
+    total = len(body) + len(scraper)
 
     reference = tmp_path / "reference"
-    done = run(["run", str(data), "--lake", str(reference), "--json"])
+    done = run(
+        [
+            "run",
+            str(data),
+            "--lake",
+            str(reference),
+            "--alerts",
+            str(tmp_path / "ref-alerts.jsonl"),
+            "--json",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     expected_rows = table_rows(reference)
     expected_dead = dead_letter(reference)
-    assert len(expected_rows) + expected_dead.count("\n") == 150_000
+    assert len(expected_rows) + expected_dead.count("\n") == total
+    expected_alerts = (tmp_path / "ref-alerts.jsonl").read_text()
+    assert "203.0.113.7" in expected_alerts
 
     lake = tmp_path / "lake"
+    alerts = tmp_path / "alerts.jsonl"
     kills = 0
     for wait_for in (2, 5):
         child = subprocess.Popen(
-            [sys.executable, "-m", "ecomwatch.cli.main", "run", str(data), "--lake", str(lake)],
+            [
+                sys.executable,
+                "-m",
+                "ecomwatch.cli.main",
+                "run",
+                str(data),
+                "--lake",
+                str(lake),
+                "--alerts",
+                str(alerts),
+            ],
             env=ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -106,12 +136,13 @@ def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path):
             assert sum(b.num_rows for b in snapshot) == len(partial)
     assert kills >= 1, "the run finished before it could be killed; make the input larger"
 
-    resumed = run(["run", str(data), "--lake", str(lake), "--json"])
+    resumed = run(["run", str(data), "--lake", str(lake), "--alerts", str(alerts), "--json"])
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["sources"][0]["status"] in ("ingested", "already ingested")
     assert table_rows(lake) == expected_rows
     assert dead_letter(lake) == expected_dead
+    assert alerts.read_text() == expected_alerts  # alerts too: none lost, none doubled
     assert report(lake) == report(reference)
 
     again = run(["run", str(data), "--lake", str(lake), "--json"])

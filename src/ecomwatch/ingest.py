@@ -6,13 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ecomwatch.config import Config
+from ecomwatch.detect.detector import Detector
+from ecomwatch.detect.rules import Rule, load_rules
+from ecomwatch.engine.operator import Operator
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Clock, Watermark
 from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
-from ecomwatch.sinks.dead_letter import DeadLetterFile
+from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import SourceError
 from ecomwatch.sources.files import FileSource, file_sources
 
@@ -41,6 +44,8 @@ def ingest(
     clock: Clock | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     opened: tuple[list[FileSource], list[SourceError]] | None = None,
+    alerts: Path | None = None,
+    rules: list[Rule] | None = None,
 ) -> RunSummary:
     """Ingest files into the lake at `lake`, resuming from its last checkpoint.
 
@@ -48,12 +53,18 @@ def ingest(
     """
     sources, errors = opened if opened is not None else open_inputs(inputs, config)
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
-    sink = DeadLetterFile(dead_letter or default_dead_letter(table))
+    sink = JsonLinesFile(dead_letter or default_dead_letter(table))
+    alert_sink = JsonLinesFile(alerts) if alerts is not None else None
     try:
         writer = LakeWriter(table)
+        operators: list[Operator] = [writer, TrafficAggregates()]
+        if alert_sink is not None:
+            operators.append(
+                Detector(rules if rules is not None else load_rules(), sink=alert_sink)
+            )
         pipeline = Pipeline(
             committer=writer,
-            operators=[writer, TrafficAggregates()],
+            operators=operators,
             watermark=Watermark(
                 lateness_s=config.engine.lateness_s,
                 idle_timeout_s=config.engine.idle_timeout_s,
@@ -68,4 +79,6 @@ def ingest(
             writer.close()
     finally:
         sink.close()
+        if alert_sink is not None:
+            alert_sink.close()
         table.close()

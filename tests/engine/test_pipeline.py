@@ -11,7 +11,7 @@ import pyarrow as pa
 from ecomwatch.engine.pipeline import Pipeline, SourceStatus
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.operators.live_aggregates import TrafficAggregates
-from ecomwatch.sinks.dead_letter import DeadLetterFile
+from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import Position, SourceBatch
 from ecomwatch.testing import FakeClock, MemoryCommitter, MemorySource, rees46_csv
 
@@ -91,7 +91,7 @@ def make_pipeline(committer, operator, dead_letter=None, checkpoint_rows=50):
 def test_crash_and_resume_is_exactly_once(tmp_path: Path):
     text = text_with_bad_rows(400)
     reference_op = RecordingOperator()
-    reference_dl = DeadLetterFile(tmp_path / "ref.jsonl")
+    reference_dl = JsonLinesFile(tmp_path / "ref.jsonl")
     make_pipeline(MemoryCommitter(), reference_op, reference_dl).run(
         [MemorySource(text, chunk_bytes=700)]
     )
@@ -100,7 +100,7 @@ def test_crash_and_resume_is_exactly_once(tmp_path: Path):
     committer = MemoryCommitter()
     dl_path = tmp_path / "dl.jsonl"
     first = RecordingOperator()
-    dead = DeadLetterFile(dl_path)
+    dead = JsonLinesFile(dl_path)
     with contextlib.suppress(Crash):
         make_pipeline(committer, first, dead).run(
             [CrashingSource(MemorySource(text, chunk_bytes=700), after=9)]
@@ -109,7 +109,7 @@ def test_crash_and_resume_is_exactly_once(tmp_path: Path):
     assert committer.checkpoints, "a checkpoint should have been committed before the crash"
 
     resumed = RecordingOperator()
-    dead = DeadLetterFile(dl_path)
+    dead = JsonLinesFile(dl_path)
     summary = make_pipeline(committer, resumed, dead).run([MemorySource(text, chunk_bytes=700)])
     dead.close()
     assert sorted(resumed.keys) == sorted(reference_op.keys)

@@ -25,7 +25,7 @@ RulesOption = Annotated[
 ]
 
 
-def _load(paths: list[Path] | None):  # type: ignore[no-untyped-def]
+def load_rules_or_exit(paths: list[Path] | None):  # type: ignore[no-untyped-def]
     try:
         return load_rules(paths or [])
     except RuleError as exc:
@@ -54,7 +54,7 @@ def list_rules(
                 "condition": r.spec.condition,
                 "sql": r.condition_sql,
             }
-            for r in _load(rules)
+            for r in load_rules_or_exit(rules)
         ]
     if as_json:
         print(json.dumps(rows))
@@ -71,5 +71,5 @@ def list_rules(
 @rules_app.command()
 def validate(files: Annotated[list[Path], typer.Argument(help="Rule files to check.")]) -> None:
     """Check rule files; exit 2 with the file, rule and field of the first problem."""
-    loaded = _load(files)
+    loaded = load_rules_or_exit(files)
     out.print(f"{len(files)} file(s) valid; {len(loaded)} rules in force")

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
 from ecomwatch.analytics.report import TimeRange, lake_report
-from ecomwatch.cli.detect_commands import RulesOption, rules_app
+from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit, rules_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
@@ -147,6 +147,10 @@ def run(
             "[default: inside the lake, .hoodie/.aux/ecomwatch/dead_letter.jsonl].",
         ),
     ] = None,
+    alerts: Annotated[
+        Path | None, typer.Option("--alerts", help="Also detect: alerts to this JSON Lines file.")
+    ] = None,
+    rules: RulesOption = None,
     config: ConfigOption = None,
     checkpoint_rows: Annotated[
         int | None, typer.Option(help="Accepted rows between checkpoints.")
@@ -177,6 +181,8 @@ def run(
                 dead_letter=dead_letter,
                 on_progress=update,
                 opened=opened,
+                alerts=alerts,
+                rules=load_rules_or_exit(rules) if alerts is not None else None,
             )
     except LakeError as exc:
         raise _fail(str(exc)) from exc
@@ -315,13 +321,12 @@ def detect(
     config: ConfigOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
-    from ecomwatch.cli.detect_commands import _load
     from ecomwatch.detect.run import detect as run_detect
     from ecomwatch.detect.run import write_alerts
     from ecomwatch.ingest import open_inputs
 
     settings = _config(config)
-    loaded = _load(rules)
+    loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)
     summary, raised = run_detect(sources, loaded, config=settings, open_errors=errors)
     write_alerts(raised, alerts)

@@ -6,6 +6,7 @@ and let a source resume at a chunk boundary after a crash.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -55,7 +56,8 @@ class TextChunk:
 def iter_chunks(
     stream: BinaryIO, *, offset: int, first_line: int, chunk_bytes: int
 ) -> Iterator[TextChunk]:
-    """Yield chunks that end on a newline (the last may not), starting at `offset`.
+    """Yield chunks that end on a newline (the last may not), starting at `offset`: each is the
+    longest run of whole lines within `chunk_bytes` of its start.
 
     A read error yields the whole lines read so far plus the partial tail, then raises
     StreamFault, so that nothing read before the fault is lost.
@@ -64,9 +66,12 @@ def iter_chunks(
     line = first_line
     position = offset
     while True:
+        # A chunk is at most chunk_bytes from its start (unless one line is longer), so chunk
+        # boundaries depend only on where reading started: a resumed run sees the same batches.
+        want = chunk_bytes - len(carry) if len(carry) < chunk_bytes else chunk_bytes
         try:
-            block = stream.read(chunk_bytes)
-        except (EOFError, OSError, ValueError) as exc:
+            block = stream.read(want)
+        except (EOFError, OSError, ValueError, zlib.error) as exc:
             if carry:
                 yield TextChunk(carry, position, line)
             raise StreamFault(str(exc) or type(exc).__name__) from exc

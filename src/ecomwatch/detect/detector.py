@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import KeyKind, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
+from ecomwatch.sinks.jsonl import JsonLinesFile
 
 KEY_SQL: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
@@ -95,8 +96,9 @@ class Detector:
 
     name = "detector"
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], *, sink: JsonLinesFile | None = None) -> None:
         self.rules = rules
+        self.sink = sink  # alerts are appended as they are raised
         self.max_window_s = max((r.window_s for r in rules), default=60)
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
@@ -124,9 +126,12 @@ class Detector:
             self.con.execute("INSERT INTO events SELECT * FROM batch")
             latest = int(pc.max(events["event_time"]).cast(pa.int64()).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
+            raised = len(self.alerts)
             for rule in self.rules:
                 self._evaluate(rule)
             self.con.unregister("batch")
+            if self.sink is not None:
+                self.sink.write_records([a.to_json() for a in self.alerts[raised:]])
         if watermark_us is not None:
             self._evict(watermark_us)
 
@@ -145,6 +150,9 @@ class Detector:
             ],
             "now_us": self._now_us,
             "closed_until": self._closed_until,
+            # The alert file's length at this checkpoint: a resumed run cuts it back to it.
+            "alerts_file": str(self.sink.path) if self.sink else None,
+            "alerts_bytes": self.sink.flush() if self.sink else 0,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -160,6 +168,8 @@ class Detector:
         self.baselines = {(r, e): v for r, e, v in state.get("baselines", [])}
         self._now_us = state.get("now_us")
         self._closed_until = dict(state.get("closed_until", {}))
+        if self.sink is not None and state.get("alerts_file") == str(self.sink.path):
+            self.sink.resume_at(int(state.get("alerts_bytes", 0)))
 
     # internals ---------------------------------------------------------------------------
 

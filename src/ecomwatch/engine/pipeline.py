@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from ecomwatch.engine.operator import Operator
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.lake.base import LakeError
-from ecomwatch.sinks.dead_letter import DeadLetterFile
+from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import Position, Source, SourceError
 
 CHECKPOINT_VERSION = 1
@@ -128,7 +128,7 @@ class Pipeline:
         committer: Committer,
         operators: Sequence[Operator],
         watermark: Watermark,
-        dead_letter: DeadLetterFile | None = None,
+        dead_letter: JsonLinesFile | None = None,
         checkpoint_rows: int = 2_000_000,
     ) -> None:
         self.committer = committer

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
+from ecomwatch.decode.gzip_stream import GzipStream
 from ecomwatch.decode.jsonl_decoder import decode_jsonl_chunk
 from ecomwatch.decode.validate import Decoded, empty_decoded, validate
 from ecomwatch.parallel import ordered_parallel
@@ -110,7 +111,7 @@ class FileSource:
     def _open_stream(self) -> tuple[BinaryIO, BinaryIO]:
         raw = self.path.open("rb")
         if self.compressed:
-            return raw, gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+            return raw, GzipStream(raw)  # type: ignore[return-value]
         return raw, raw
 
     def _read_text(self, start: Position) -> Iterator[SourceBatch]:
@@ -161,7 +162,7 @@ class FileSource:
     def _seek(stream: BinaryIO, offset: int) -> None:
         if offset == 0:
             return
-        if not isinstance(stream, gzip.GzipFile):
+        if not isinstance(stream, GzipStream):
             stream.seek(offset)
             return
         remaining = offset

@@ -1,7 +1,7 @@
-"""The dead-letter sink: rejected rows as JSON Lines, appended, with exactly-once truncation.
+"""An append-only JSON Lines file with exactly-once truncation: dead letters, alerts.
 
 Each checkpoint records the file's length after a flush; a resumed run truncates the file back
-to that length, so rows rejected after the last checkpoint are written once, not twice.
+to that length, so lines written after the last checkpoint are written once, not twice.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 
-class DeadLetterFile:
+class JsonLinesFile:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,10 +28,14 @@ class DeadLetterFile:
             os.truncate(self.path, length)
         self._file.seek(0, os.SEEK_END)
 
-    def write(self, rejects: pa.Table) -> None:
-        if rejects.num_rows == 0:
+    def write(self, rows: pa.Table) -> None:
+        if rows.num_rows:
+            self.write_records(rows.to_pylist())
+
+    def write_records(self, records: list[dict[str, Any]]) -> None:
+        if not records:
             return
-        lines = [json.dumps(row, ensure_ascii=False) for row in rejects.to_pylist()]
+        lines = [json.dumps(record, ensure_ascii=False) for record in records]
         self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
         self.written += len(lines)
 
