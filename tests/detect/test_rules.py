@@ -77,3 +77,14 @@ def test_unknown_field_and_bad_expressions_are_errors(tmp_path):
 )
 def test_conditions_compile_to_sql(text, sql):
     assert compile_condition(text)[0] == sql
+
+
+def test_filters_use_event_columns_and_strings(tmp_path):
+    ok = GOOD.replace(
+        'window = "5m"', 'window = "5m"\nfilter = "event_type != \'view\' and price > 1"'
+    )
+    (rule,) = [r for r in load_rules([write(tmp_path, ok)]) if r.name == "many-views"]
+    assert rule.filter_sql == "((event_type <> 'view') AND (price > 1))"
+    bad = GOOD.replace('window = "5m"', 'window = "5m"\nfilter = "views > 3"')
+    with pytest.raises(RuleError, match="field filter.*unknown column 'views'"):
+        load_rules([write(tmp_path, bad)])

@@ -201,11 +201,12 @@ class Detector:
         return f"""
             WITH touched AS (
                 SELECT DISTINCT {key} AS key, {start} AS window_us FROM batch
-                WHERE {key} IS NOT NULL),
+                WHERE {key} IS NOT NULL AND {rule.filter_sql}),
             rows AS (
                 SELECT e.*, {key} AS key, {start} AS window_us {gap} {baseline_column}
                 FROM events e {baseline}
-                WHERE ({key}, {start}) IN (SELECT key, window_us FROM touched))
+                WHERE ({key}, {start}) IN (SELECT key, window_us FROM touched)
+                  AND {rule.filter_sql})
             SELECT key, window_us, min(event_time) AS first_seen, max(event_time) AS last_seen,
                    {aggregates}
             FROM rows GROUP BY key, window_us"""

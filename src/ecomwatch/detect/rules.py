@@ -81,6 +81,7 @@ class RuleSpec(BaseModel):
     description: str = ""
     key: KeyKind
     window: str
+    filter: str | None = None
     condition: str
     severity: Severity
     escalate_when: str | None = None
@@ -92,6 +93,13 @@ class RuleSpec(BaseModel):
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)
+        return value
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            compile_filter(value)
         return value
 
     @field_validator("condition", "escalate_when")
@@ -111,6 +119,7 @@ class Rule:
     cooldown_s: int
     condition_sql: str
     escalate_sql: str | None
+    filter_sql: str  # rows the rule looks at ("TRUE": all)
     features: tuple[str, ...]  # the features its conditions read
 
     @property
@@ -129,8 +138,29 @@ _COMPARE = {
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
-def compile_condition(text: str) -> tuple[str, tuple[str, ...]]:
-    """The SQL form of a condition and the features it uses; ValueError if it is not valid."""
+# Event columns a rule's `filter` may test (with numbers and 'quoted' strings).
+FILTER_COLUMNS = {
+    "event_type": "event_type",
+    "price": "price",
+    "declared_bot": "CAST(declared_bot AS INTEGER)",
+    "search_engine": "CAST(search_engine AS INTEGER)",
+}
+
+
+def compile_filter(text: str) -> str:
+    """The SQL form of a rule's row filter; ValueError if it is not valid."""
+    sql, _ = compile_condition(text, names=FILTER_COLUMNS, strings=True)
+    return sql
+
+
+def compile_condition(
+    text: str, *, names: dict[str, str] | None = None, strings: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """The SQL form of a condition and the names it uses; ValueError if it is not valid.
+
+    `names` maps allowed names to their SQL (default: the window features).
+    """
+    allowed = names if names is not None else {name: name for name in FEATURES}
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
@@ -159,13 +189,17 @@ def compile_condition(text: str) -> tuple[str, tuple[str, ...]]:
                 return f"({emit(node.left)} / NULLIF({emit(node.right)}, 0))"
             return f"({emit(node.left)} {symbol} {emit(node.right)})"
         if isinstance(node, ast.Name):
-            if node.id not in FEATURES:
-                known = ", ".join(sorted(FEATURES))
-                raise ValueError(f"unknown feature {node.id!r} (known: {known})")
+            if node.id not in allowed:
+                kind = "feature" if names is None else "column"
+                raise ValueError(
+                    f"unknown {kind} {node.id!r} (known: {', '.join(sorted(allowed))})"
+                )
             used.append(node.id)
-            return node.id
+            return allowed[node.id]
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             return repr(node.value)
+        if strings and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return "'" + node.value.replace("'", "''") + "'"
         raise ValueError(f"{ast.unparse(node)!r} is not allowed in a condition")
 
     sql = emit(tree.body)
@@ -184,6 +218,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
         cooldown_s=parse_duration(spec.cooldown),
         condition_sql=condition_sql,
         escalate_sql=escalate_sql,
+        filter_sql=compile_filter(spec.filter) if spec.filter else "TRUE",
         features=used,
     )
 
