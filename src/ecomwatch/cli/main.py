@@ -169,6 +169,7 @@ def run(
                 "engine": settings.engine.model_copy(update={"checkpoint_rows": checkpoint_rows})
             }
         )
+    loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
     opened = open_inputs(inputs, settings)
     total = sum(s.size for s in opened[0])
     progress, update = _progress_reporter(total, err.is_terminal and not as_json)
@@ -182,7 +183,7 @@ def run(
                 on_progress=update,
                 opened=opened,
                 alerts=alerts,
-                rules=load_rules_or_exit(rules) if alerts is not None else None,
+                rules=loaded_rules,
             )
     except LakeError as exc:
         raise _fail(str(exc)) from exc
