@@ -86,5 +86,5 @@ def test_filters_use_event_columns_and_strings(tmp_path):
     (rule,) = [r for r in load_rules([write(tmp_path, ok)]) if r.name == "many-views"]
     assert rule.filter_sql == "((event_type <> 'view') AND (price > 1))"
     bad = GOOD.replace('window = "5m"', 'window = "5m"\nfilter = "views > 3"')
-    with pytest.raises(RuleError, match="field filter.*unknown column 'views'"):
+    with pytest.raises(RuleError, match=r"field filter.*unknown column 'views'"):
         load_rules([write(tmp_path, bad)])
