@@ -148,3 +148,24 @@ def test_detect_command_writes_alert_lines(tmp_path: Path, traffic):
             "explanation",
         }
         assert line["first_seen"].endswith("Z")
+
+
+def test_a_user_rule_with_a_price_filter_runs(traffic, tmp_path):
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        """
+[[rule]]
+name = "pricey-views"
+key = "ip"
+window = "10m"
+filter = "event_type == 'view' and price > 9"
+condition = "views >= 300"
+severity = "low"
+"""
+    )
+    rules = [r for r in load_rules([rules_file]) if r.name == "pricey-views"]
+    _, alerts = detect(
+        [MemorySource(traffic, chunk_bytes=1 << 20)], rules, config=load_config(environ={})
+    )
+    # The injected scraper views 400 products at 9.99 within minutes from one IP.
+    assert {(a.rule, a.entity) for a in alerts} == {("pricey-views", "203.0.113.7")}

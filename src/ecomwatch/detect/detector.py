@@ -41,6 +41,7 @@ STATE_COLUMNS = (
     "event_type",
     "product_id",
     "category_id",
+    "price",
     "user_session",
     "user_id",
     "ip",
@@ -99,12 +100,11 @@ class Detector:
     def __init__(self, rules: list[Rule], *, sink: JsonLinesFile | None = None) -> None:
         self.rules = rules
         self.sink = sink  # alerts are appended as they are raised
-        self.max_window_s = max((r.window_s for r in rules), default=60)
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(
             "CREATE TABLE events (event_time TIMESTAMPTZ, event_type VARCHAR, product_id BIGINT, "
-            "category_id BIGINT, user_session VARCHAR, user_id BIGINT, ip VARCHAR, "
+            "category_id BIGINT, price DOUBLE, user_session VARCHAR, user_id BIGINT, ip VARCHAR, "
             "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN)"
         )
         self.agents = UserAgentClassifier()
@@ -302,5 +302,11 @@ class Detector:
                 total[0] += count
                 total[1] += 1
             self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
-        horizon = watermark_us - self.max_window_s * 1_000_000
-        self.con.execute("DELETE FROM events WHERE epoch_us(event_time) < ?", [horizon])
+        # An event is kept while some rule whose filter it passes may still need it: rules with
+        # long windows and narrow filters (search engines, 1 h) then keep only their own rows.
+        keep = " OR ".join(
+            f"(epoch_us(event_time) >= {watermark_us - rule.window_s * 1_000_000} "
+            f"AND {rule.filter_sql})"
+            for rule in self.rules
+        )
+        self.con.execute(f"DELETE FROM events WHERE NOT ({keep or 'FALSE'})")
