@@ -169,3 +169,70 @@ severity = "low"
     )
     # The injected scraper views 400 products at 9.99 within minutes from one IP.
     assert {(a.rule, a.entity) for a in alerts} == {("pricey-views", "203.0.113.7")}
+
+
+def test_store_is_idempotent_escalates_and_exports_a_blocklist(tmp_path: Path, traffic):
+    data = tmp_path / "in.csv"
+    data.write_text(traffic)
+    store = tmp_path / "alerts.db"
+    command = [sys.executable, "-m", "ecomwatch.cli.main"]
+    for _ in range(2):  # a replay of the same input changes nothing
+        result = subprocess.run(
+            [
+                *command,
+                "detect",
+                str(data),
+                "--alerts",
+                str(tmp_path / "a.jsonl"),
+                "--store",
+                str(store),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+    import sqlite3
+
+    rows = sqlite3.connect(store).execute("SELECT rule, entity FROM alerts").fetchall()
+    assert sorted(rows) == sorted((rule, entity) for rule, (entity, _) in INJECTED.items())
+    nginx = subprocess.run(
+        [*command, "blocklist", "--store", str(store)], capture_output=True, text=True, check=True
+    )
+    denied = [
+        line.split()[1].rstrip(";") for line in nginx.stdout.splitlines() if line.startswith("deny")
+    ]
+    # IPs at medium or above; the search engine (info) and the session (not an IP) are not blocked.
+    assert denied == ["192.0.2.50", "203.0.113.7"]
+    blocks = json.loads(
+        subprocess.run(
+            [*command, "blocklist", "--store", str(store), "--format", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert {b["entity"] for b in blocks} == set(denied)
+
+
+def test_alert_store_keeps_the_higher_severity(tmp_path: Path):
+    from ecomwatch.sinks.alert_store import AlertStore
+
+    base = {
+        "alert_id": "a1",
+        "rule": "r",
+        "severity": "high",
+        "entity_type": "ip",
+        "entity": "198.51.100.1",
+        "first_seen": "2019-11-01T00:00:00Z",
+        "last_seen": "2019-11-01T00:01:00Z",
+        "detected_at": "2019-11-01T00:01:00Z",
+        "count": 10,
+        "evidence": {},
+        "explanation": "x",
+    }
+    store = AlertStore(tmp_path / "s.db")
+    store.add([base, {**base, "severity": "critical", "count": 50}, {**base, "severity": "medium"}])
+    assert store.db.execute("SELECT severity, count FROM alerts").fetchall() == [("critical", 50)]
+    (block,) = store.blocklist()
+    assert block["expires_at"] == "2019-11-02T00:01:00Z"

@@ -319,6 +319,10 @@ def detect(
     inputs: Annotated[list[Path], typer.Argument(help="REES46 files with ip and user_agent")],
     alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines file for the alerts.")],
     rules: RulesOption = None,
+    store: Annotated[
+        Path | None,
+        typer.Option("--store", help="Also keep alerts and blocks in this SQLite file."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
@@ -331,12 +335,39 @@ def detect(
     sources, errors = open_inputs(inputs, settings)
     summary, raised = run_detect(sources, loaded, config=settings, open_errors=errors)
     write_alerts(raised, alerts)
+    if store is not None:
+        from ecomwatch.sinks.alert_store import AlertStore
+
+        database = AlertStore(store)
+        database.add([a.to_json() for a in raised])
+        database.close()
     by_severity: dict[str, int] = {}
     for alert in raised:
         by_severity[alert.severity.value] = by_severity.get(alert.severity.value, 0) + 1
     out.print(
         f"{summary.read:,} rows read, {summary.accepted:,} accepted; {len(raised)} alert(s) "
         f"{by_severity} → {alerts}"
+    )
+
+
+@app.command()
+def blocklist(
+    store: Annotated[Path, typer.Option("--store", help="SQLite store written by --store.")],
+    fmt: Annotated[str, typer.Option("--format", help="nginx or json.")] = "nginx",
+) -> None:
+    """Export the blocks in force (IPs and /24 subnets alerted at medium or above)."""
+    from ecomwatch.sinks.alert_store import AlertStore, nginx_blocklist
+
+    if fmt not in ("nginx", "json"):
+        raise _fail(f"--format must be nginx or json, not {fmt!r}")
+    if not store.exists():
+        raise _fail(f"{store} does not exist; write one with `ecomwatch detect … --store FILE`")
+    database = AlertStore(store)
+    blocks = database.blocklist()
+    database.close()
+    print(
+        json.dumps(blocks) if fmt == "json" else nginx_blocklist(blocks),
+        end="" if fmt == "nginx" else "\n",
     )
 
 

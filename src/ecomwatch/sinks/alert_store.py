@@ -1,0 +1,122 @@
+"""The embedded alert state store (SQLite): alerts, current state per entity, a blocklist.
+
+Writes are idempotent upserts by `alert_id`, so an alert replayed after a crash (same input,
+same id) changes nothing, and an escalation raises the stored severity. Entities alerted at
+`medium` or above are blocked for `block_hours` from the alert's detection time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+BLOCK_FROM = "medium"
+BLOCKABLE = ("ip", "subnet")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY, rule TEXT NOT NULL, severity TEXT NOT NULL,
+    entity_type TEXT NOT NULL, entity TEXT NOT NULL, first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL, detected_at TEXT NOT NULL, count INTEGER NOT NULL,
+    evidence TEXT NOT NULL, explanation TEXT NOT NULL, labels TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocklist (
+    entity_type TEXT NOT NULL, entity TEXT NOT NULL, rule TEXT NOT NULL,
+    severity TEXT NOT NULL, alert_id TEXT NOT NULL, expires_at TEXT NOT NULL,
+    PRIMARY KEY (entity_type, entity));
+CREATE VIEW IF NOT EXISTS entities AS
+    SELECT entity_type, entity, count(*) AS alerts, max(last_seen) AS last_seen,
+           max(CASE severity WHEN 'info' THEN 0 WHEN 'low' THEN 1 WHEN 'medium' THEN 2
+                             WHEN 'high' THEN 3 ELSE 4 END) AS severity_rank
+    FROM alerts GROUP BY entity_type, entity;
+"""
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+class AlertStore:
+    def __init__(self, path: Path | str, *, block_hours: float = 24.0) -> None:
+        self.path = Path(path)
+        self.block = timedelta(hours=block_hours)
+        self.db = sqlite3.connect(self.path)
+        self.db.create_function("severity_rank", 1, _rank, deterministic=True)
+        self.db.executescript(_SCHEMA)
+
+    def add(self, alerts: list[dict[str, Any]]) -> None:
+        with self.db:
+            for a in alerts:
+                self.db.execute(
+                    """INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(alert_id) DO UPDATE SET
+                         severity = CASE WHEN severity_rank(excluded.severity)
+                                              > severity_rank(alerts.severity)
+                                         THEN excluded.severity ELSE alerts.severity END,
+                         last_seen = max(alerts.last_seen, excluded.last_seen),
+                         count = max(alerts.count, excluded.count),
+                         evidence = excluded.evidence, explanation = excluded.explanation""",
+                    (
+                        a["alert_id"],
+                        a["rule"],
+                        a["severity"],
+                        a["entity_type"],
+                        a["entity"],
+                        a["first_seen"],
+                        a["last_seen"],
+                        a["detected_at"],
+                        a["count"],
+                        json.dumps(a["evidence"]),
+                        a["explanation"],
+                        json.dumps(a.get("labels", [])),
+                    ),
+                )
+                if a["entity_type"] in BLOCKABLE and _rank(a["severity"]) >= _rank(BLOCK_FROM):
+                    detected = datetime.fromisoformat(a["detected_at"].replace("Z", "+00:00"))
+                    expires = (detected + self.block).isoformat().replace("+00:00", "Z")
+                    self.db.execute(
+                        """INSERT INTO blocklist VALUES (?,?,?,?,?,?)
+                           ON CONFLICT(entity_type, entity) DO UPDATE SET
+                             expires_at = max(blocklist.expires_at, excluded.expires_at),
+                             rule = excluded.rule, severity = excluded.severity,
+                             alert_id = excluded.alert_id""",
+                        (
+                            a["entity_type"],
+                            a["entity"],
+                            a["rule"],
+                            a["severity"],
+                            a["alert_id"],
+                            expires,
+                        ),
+                    )
+
+    def blocklist(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Blocks still in force at `now` (default: the latest event time the store has seen)."""
+        if now is None:
+            row = self.db.execute("SELECT max(detected_at) FROM alerts").fetchone()
+            stamp = row[0] if row and row[0] else datetime.now(UTC).isoformat()
+        else:
+            stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        rows = self.db.execute(
+            "SELECT entity_type, entity, rule, severity, alert_id, expires_at FROM blocklist "
+            "WHERE expires_at > ? ORDER BY entity_type, entity",
+            (stamp,),
+        ).fetchall()
+        names = ("entity_type", "entity", "rule", "severity", "alert_id", "expires_at")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def nginx_blocklist(blocks: list[dict[str, Any]]) -> str:
+    """`deny` lines for nginx's http/server context (IPs and /24 subnets)."""
+    lines = ["# ecomwatch blocklist: include in an nginx http or server block"]
+    for b in blocks:
+        lines.append(
+            f"deny {b['entity']};  # {b['rule']} ({b['severity']}) until {b['expires_at']}"
+        )
+    return "\n".join(lines) + "\n"
