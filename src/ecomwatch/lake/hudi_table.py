@@ -231,7 +231,7 @@ class HudiTable:
             if parsed is None:
                 continue
             time, state = parsed
-            if order[state] > order.get(states.get(time, "requested"), -1) or time not in states:
+            if time not in states or order[state] > order[states[time]]:
                 states[time] = state
         return [Instant(t, states[t]) for t in sorted(states)]
 
@@ -253,15 +253,17 @@ class HudiTable:
     def rollback_pending(self) -> list[str]:
         """Remove what unfinished instants wrote; return their times."""
         pending = [i.time for i in self.instants() if i.state != "completed"]
+        if not pending:
+            return pending
+        suffixes = tuple(f"_{t}.parquet" for t in pending)  # data files of those instants
+        rollups = {f"part-{t}.parquet" for t in pending}
+        for path in self.loc.list_files("", recursive=True):  # listed once for all of them
+            if path == LOCK_FILE or (path.startswith(HOODIE_DIR + "/") and "/rollups/" not in path):
+                continue
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(suffixes) or name in rollups:
+                self.loc.delete(path)
         for instant in pending:
-            for path in self.loc.list_files("", recursive=True):
-                name = path.rsplit("/", 1)[-1]
-                if path == LOCK_FILE or (
-                    path.startswith(HOODIE_DIR + "/") and "/rollups/" not in path
-                ):
-                    continue
-                if name.endswith(f"_{instant}.parquet") or name == f"part-{instant}.parquet":
-                    self.loc.delete(path)
             for suffix in (".inflight", ".commit.requested"):
                 self.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
         return pending
@@ -277,19 +279,7 @@ class HudiTable:
 
     def file_slices(self, as_of: str | None = None) -> dict[tuple[str, str], BaseFile]:
         """The latest base file of every file group, as of an instant (default: the latest)."""
-        done = set(self.completed())
-        latest: dict[tuple[str, str], BaseFile] = {}
-        for partition in self.partitions():
-            for path in self.loc.list_files(partition):
-                base = parse_base_file(partition, path.rsplit("/", 1)[-1])
-                if base is None or base.instant not in done:
-                    continue
-                if as_of is not None and base.instant > as_of:
-                    continue
-                key = (partition, base.file_id)
-                if key not in latest or base.instant > latest[key].instant:
-                    latest[key] = base
-        return latest
+        return _latest_slices(self._all_base_files(), set(self.completed()), as_of)
 
     def data_files(self) -> list[str]:
         return [
@@ -380,16 +370,15 @@ class HudiTable:
         done = self.completed()
         if len(done) <= retain_commits:
             return []
+        bases = self._all_base_files()  # listed once for every snapshot kept
+        completed = set(done)
+        oldest_kept = done[-retain_commits]
         keep: set[str] = set()
         for instant in done[-retain_commits:]:
-            keep |= {b.path for b in self.file_slices(as_of=instant).values()}
+            keep |= {b.path for b in _latest_slices(bases, completed, instant).values()}
         removed = []
-        for base in self._all_base_files():
-            if (
-                base.path not in keep
-                and base.instant in set(done)
-                and base.instant < done[-retain_commits]
-            ):
+        for base in bases:
+            if base.path not in keep and base.instant in completed and base.instant < oldest_kept:
                 self.loc.delete(base.path)
                 removed.append(base.path)
         return removed
@@ -471,6 +460,20 @@ def _partition_values(event_time: pa.ChunkedArray) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(
         pa.array((days - first).astype(np.int32)), pa.array(names, pa.string())
     )
+
+
+def _latest_slices(
+    bases: list[BaseFile], completed: set[str], as_of: str | None
+) -> dict[tuple[str, str], BaseFile]:
+    """Per file group, its newest base file of a completed instant no later than `as_of`."""
+    latest: dict[tuple[str, str], BaseFile] = {}
+    for base in bases:
+        if base.instant not in completed or (as_of is not None and base.instant > as_of):
+            continue
+        key = (base.partition, base.file_id)
+        if key not in latest or base.instant > latest[key].instant:
+            latest[key] = base
+    return latest
 
 
 def _with_keys(events: pa.Table) -> pa.Table:
