@@ -49,6 +49,11 @@ STATE_COLUMNS = (
 )
 
 
+def window_start_sql(window_us: int) -> str:
+    """The start (epoch microseconds) of the tumbling window an event falls in."""
+    return f"(fdiv(epoch_us(event_time), {window_us})::BIGINT * {window_us})"
+
+
 @dataclass(frozen=True)
 class Alert:
     alert_id: str
@@ -187,7 +192,7 @@ class Detector:
         """Features of every (key, window) the batch touched; only those the rule reads."""
         key = KEY_SQL[rule.spec.key]
         window_us = rule.window_s * 1_000_000
-        start = f"(fdiv(epoch_us(event_time), {window_us})::BIGINT * {window_us})"
+        start = window_start_sql(window_us)
         wanted = dict.fromkeys(("events", *rule.features))
         aggregates = ",\n".join(f"{FEATURES[name][0]} AS {name}" for name in wanted)
         gap = (
@@ -289,7 +294,7 @@ class Detector:
                 continue
             key = KEY_SQL[rule.spec.key]
             window_us = rule.window_s * 1_000_000
-            start = f"(fdiv(epoch_us(event_time), {window_us})::BIGINT * {window_us})"
+            start = window_start_sql(window_us)
             done = self._closed_until.get(rule.name, -(2**62))
             closing = self.con.execute(
                 f"SELECT {key} AS key, count(*) AS n FROM events "

@@ -528,14 +528,14 @@ class _PartitionWriter:
             return stats
         per_row = self._bytes_per_row()
         capacity = max(1, int(self.table.max_file_bytes / per_row))
+        sizes = {b.path: self.table.loc.size(b.path) for b in self.slices}  # one stat each
         small = sorted(
             (
                 b
                 for b in self.slices
-                if b.file_id not in rewritten
-                and self.table.loc.size(b.path) < self.table.small_file_bytes
+                if b.file_id not in rewritten and sizes[b.path] < self.table.small_file_bytes
             ),
-            key=lambda b: self.table.loc.size(b.path),
+            key=lambda b: sizes[b.path],
         )
         for base in small:
             if incoming.num_rows == 0:
