@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ecomwatch.config import Config
 from ecomwatch.detect.detector import Detector
@@ -46,6 +47,7 @@ def ingest(
     opened: tuple[list[FileSource], list[SourceError]] | None = None,
     alerts: Path | None = None,
     rules: list[Rule] | None = None,
+    alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
 ) -> RunSummary:
     """Ingest files into the lake at `lake`, resuming from its last checkpoint.
 
@@ -60,7 +62,11 @@ def ingest(
         operators: list[Operator] = [writer, TrafficAggregates()]
         if alert_sink is not None:
             operators.append(
-                Detector(rules if rules is not None else load_rules(), sink=alert_sink)
+                Detector(
+                    rules if rules is not None else load_rules(),
+                    sink=alert_sink,
+                    listeners=alert_listeners,
+                )
             )
         pipeline = Pipeline(
             committer=writer,

@@ -17,6 +17,14 @@ from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
 from ecomwatch.analytics.report import TimeRange, lake_report
+from ecomwatch.cli.alert_outputs import (
+    StoreOption,
+    WebhookOption,
+    close_webhook,
+    open_webhook,
+    read_alerts,
+    store_alerts,
+)
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit, rules_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.config import Config, ConfigError, load_config
@@ -151,6 +159,8 @@ def run(
         Path | None, typer.Option("--alerts", help="Also detect: alerts to this JSON Lines file.")
     ] = None,
     rules: RulesOption = None,
+    store: StoreOption = None,
+    webhook: WebhookOption = None,
     config: ConfigOption = None,
     checkpoint_rows: Annotated[
         int | None, typer.Option(help="Accepted rows between checkpoints.")
@@ -169,7 +179,10 @@ def run(
                 "engine": settings.engine.model_copy(update={"checkpoint_rows": checkpoint_rows})
             }
         )
+    if alerts is None and (store is not None or webhook is not None):
+        raise _fail("--store and --webhook need --alerts FILE (detection runs with --alerts)")
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
+    hook = open_webhook(webhook, alerts) if alerts is not None else None
     opened = open_inputs(inputs, settings)
     total = sum(s.size for s in opened[0])
     progress, update = _progress_reporter(total, err.is_terminal and not as_json)
@@ -184,9 +197,14 @@ def run(
                 opened=opened,
                 alerts=alerts,
                 rules=loaded_rules,
+                alert_listeners=[hook.send] if hook is not None else [],
             )
     except LakeError as exc:
         raise _fail(str(exc)) from exc
+    finally:
+        close_webhook(hook, err)
+    if alerts is not None:
+        store_alerts(store, read_alerts(alerts))
     if as_json:
         print(json.dumps({**summary.to_json(), "lake": str(lake), "peak_rss_mb": peak_rss_mb()}))
     else:
@@ -319,10 +337,8 @@ def detect(
     inputs: Annotated[list[Path], typer.Argument(help="REES46 files with ip and user_agent")],
     alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines file for the alerts.")],
     rules: RulesOption = None,
-    store: Annotated[
-        Path | None,
-        typer.Option("--store", help="Also keep alerts and blocks in this SQLite file."),
-    ] = None,
+    store: StoreOption = None,
+    webhook: WebhookOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
@@ -333,14 +349,19 @@ def detect(
     settings = _config(config)
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)
-    summary, raised = run_detect(sources, loaded, config=settings, open_errors=errors)
+    hook = open_webhook(webhook, alerts)
+    try:
+        summary, raised = run_detect(
+            sources,
+            loaded,
+            config=settings,
+            open_errors=errors,
+            alert_listeners=[hook.send] if hook is not None else [],
+        )
+    finally:
+        close_webhook(hook, err)
     write_alerts(raised, alerts)
-    if store is not None:
-        from ecomwatch.sinks.alert_store import AlertStore
-
-        database = AlertStore(store)
-        database.add([a.to_json() for a in raised])
-        database.close()
+    store_alerts(store, [a.to_json() for a in raised])
     by_severity: dict[str, int] = {}
     for alert in raised:
         by_severity[alert.severity.value] = by_severity.get(alert.severity.value, 0) + 1

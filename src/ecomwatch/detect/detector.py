@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,13 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomwatch.detect.features import FEATURES
-from ecomwatch.detect.rules import KeyKind, Rule, Severity
+from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
+IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
+
 KEY_SQL: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
-    KeyKind.SUBNET: r"regexp_replace(ip, '\.\d+$', '.0/24')",
+    KeyKind.SUBNET: "subnet",
     KeyKind.USER: "CAST(user_id AS VARCHAR)",
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "user_agent",
@@ -51,7 +54,7 @@ STATE_COLUMNS = (
 
 def window_start_sql(window_us: int) -> str:
     """The start (epoch microseconds) of the tumbling window an event falls in."""
-    return f"(fdiv(epoch_us(event_time), {window_us})::BIGINT * {window_us})"
+    return f"(t_us // {window_us} * {window_us})"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Alert:
     explanation: str
     labels: tuple[str, ...]
     escalated_from: Severity | None = None
+    ips: tuple[str, ...] = ()  # IPs behind the entity (up to ten)
+    group: dict[str, str] | None = None  # for a member: the group it was flagged with
 
     def to_json(self) -> dict[str, Any]:
         def iso(t: datetime) -> str:
@@ -88,7 +93,21 @@ class Alert:
             "explanation": self.explanation,
             "labels": list(self.labels),
             "escalated_from": self.escalated_from.value if self.escalated_from else None,
+            "ips": list(self.ips),
+            "group": self.group,
         }
+
+
+def _to_ipc(table: pa.Table) -> str:
+    sink = pa.BufferOutputStream()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode()
+
+
+def _from_ipc(text: str) -> pa.Table:
+    return pa.ipc.open_stream(base64.b64decode(text)).read_all()
 
 
 def _number(value: Any) -> float | int:
@@ -102,16 +121,28 @@ class Detector:
 
     name = "detector"
 
-    def __init__(self, rules: list[Rule], *, sink: JsonLinesFile | None = None) -> None:
+    def __init__(
+        self,
+        rules: list[Rule],
+        *,
+        sink: JsonLinesFile | None = None,
+        listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
+    ) -> None:
         self.rules = rules
         self.sink = sink  # alerts are appended as they are raised
+        self.listeners = list(listeners)  # e.g. a webhook: called with each batch's new alerts
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute(
             "CREATE TABLE events (event_time TIMESTAMPTZ, event_type VARCHAR, product_id BIGINT, "
             "category_id BIGINT, price DOUBLE, user_session VARCHAR, user_id BIGINT, ip VARCHAR, "
-            "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN)"
+            "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN, t_us BIGINT, "
+            "subnet VARCHAR)"
         )
+        self.con.execute(
+            "CREATE TABLE ip_seen (seen_ip VARCHAR PRIMARY KEY, first_us BIGINT, last_us BIGINT)"
+        )
+        self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
         # (rule, entity) → the last alert raised for it
         self.raised: dict[tuple[str, str], dict[str, Any]] = {}
@@ -132,23 +163,23 @@ class Detector:
             latest = int(pc.max(events["event_time"]).cast(pa.int64()).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
             raised = len(self.alerts)
+            if self._uses_ip_age:
+                self._remember_ips()
             for rule in self.rules:
                 self._evaluate(rule)
             self.con.unregister("batch")
+            new = [a.to_json() for a in self.alerts[raised:]]
             if self.sink is not None:
-                self.sink.write_records([a.to_json() for a in self.alerts[raised:]])
+                self.sink.write_records(new)
+            for listener in self.listeners if new else ():
+                listener(new)
         if watermark_us is not None:
             self._evict(watermark_us)
 
     def snapshot(self) -> dict[str, Any]:
-        table = self.con.sql("SELECT * FROM events").to_arrow_table()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(
-            sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")
-        ) as writer:
-            writer.write_table(table)
         return {
-            "events_ipc": base64.b64encode(sink.getvalue().to_pybytes()).decode(),
+            "events_ipc": _to_ipc(self.con.sql("SELECT * FROM events").to_arrow_table()),
+            "ip_seen_ipc": _to_ipc(self.con.sql("SELECT * FROM ip_seen").to_arrow_table()),
             "raised": [[rule, entity, state] for (rule, entity), state in self.raised.items()],
             "baselines": [
                 [rule, entity, value] for (rule, entity), value in self.baselines.items()
@@ -163,12 +194,15 @@ class Detector:
     def restore(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        table = pa.ipc.open_stream(base64.b64decode(state["events_ipc"])).read_all()
-        self.con.execute("DELETE FROM events")
-        if table.num_rows:
-            self.con.register("restored", table)
-            self.con.execute("INSERT INTO events SELECT * FROM restored")
-            self.con.unregister("restored")
+        for name in ("events", "ip_seen"):
+            self.con.execute(f"DELETE FROM {name}")
+            if f"{name}_ipc" not in state:
+                continue
+            table = _from_ipc(state[f"{name}_ipc"])
+            if table.num_rows:
+                self.con.register("restored", table)
+                self.con.execute(f"INSERT INTO {name} SELECT * FROM restored")
+                self.con.unregister("restored")
         self.raised = {(r, e): s for r, e, s in state.get("raised", [])}
         self.baselines = {(r, e): v for r, e, v in state.get("baselines", [])}
         self._now_us = state.get("now_us")
@@ -186,66 +220,255 @@ class Detector:
             columns[name] = columns[name].cast(pa.string())
         columns["declared_bot"] = flags.declared_bot
         columns["search_engine"] = flags.search_engine
+        # Computed once here rather than in every rule's query.
+        columns["t_us"] = events["event_time"].cast(pa.int64())
+        columns["subnet"] = pc.replace_substring_regex(columns["ip"], r"\.\d+$", ".0/24")
         return pa.table(columns)
 
-    def _feature_sql(self, rule: Rule) -> str:
-        """Features of every (key, window) the batch touched; only those the rule reads."""
+    def _remember_ips(self) -> None:
+        """First and last time each IP was seen (for `ip_age_s`)."""
+        self.con.execute(
+            "INSERT INTO ip_seen SELECT ip, min(t_us), max(t_us) "
+            "FROM batch WHERE ip IS NOT NULL GROUP BY ip ON CONFLICT (seen_ip) DO UPDATE SET "
+            "first_us = least(first_us, excluded.first_us), "
+            "last_us = greatest(last_us, excluded.last_us)"
+        )
+
+    def _aggregate_sql(
+        self,
+        rule: Rule,
+        keys: tuple[str, ...],
+        window_us: int,
+        features: tuple[str, ...],
+        where: str,
+    ) -> str:
+        """Features per (keys…, window) over the kept events that match `where` and the filter.
+
+        `keys` are SQL expressions, returned as key0, key1…; the last one is the judged key.
+        """
+        start = window_start_sql(window_us)
+        named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
+        key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
+        wanted = dict.fromkeys(("events", *features))
+        aggregates = ",\n".join(f"{FEATURES[name][0]} AS {name}" for name in wanted)
+        extra, joins = [], []
+        if "gap_cv" in wanted:
+            extra.append(
+                f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
+                f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
+            )
+        if "baseline" in wanted or "baseline_funnel" in wanted:
+            joins.append(f"LEFT JOIN baselines b ON b.key = {keys[-1]}")
+            extra.append("coalesce(b.average, 0) AS baseline")
+            extra.append("coalesce(b.funnel_share, 0) AS baseline_funnel")
+        if "ip_age_s" in wanted:
+            joins.append("LEFT JOIN ip_seen s ON s.seen_ip = e.ip")
+            extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
+        more = "".join(", " + x for x in extra)
+        return f"""
+            WITH rows AS (
+                SELECT e.*, {named}, {start} AS window_us {more}
+                FROM events e {" ".join(joins)}
+                WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
+            SELECT {key_columns}, window_us, min(event_time) AS first_seen,
+                   max(event_time) AS last_seen, {aggregates}
+            FROM rows GROUP BY {key_columns}, window_us"""
+
+    def _evaluate(self, rule: Rule) -> None:
         key = KEY_SQL[rule.spec.key]
         window_us = rule.window_s * 1_000_000
         start = window_start_sql(window_us)
-        wanted = dict.fromkeys(("events", *rule.features))
-        aggregates = ",\n".join(f"{FEATURES[name][0]} AS {name}" for name in wanted)
-        gap = (
-            f", epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
-            f"PARTITION BY {key}, {start} ORDER BY e.event_time) AS gap_s"
-            if "gap_cv" in wanted
-            else ""
+        if (
+            rule.filter_sql != "TRUE"
+            and not self.con.execute(
+                f"SELECT count(*) FROM batch WHERE {rule.filter_sql}"
+            ).fetchall()[0][0]
+        ):
+            return  # nothing in this batch for the rule
+        self._register_baselines(rule)
+        touched = (
+            f"({key}, {start}) IN (SELECT DISTINCT {key}, {start} FROM batch "
+            f"WHERE {rule.filter_sql})"
         )
-        baseline = "LEFT JOIN baselines b ON b.key = " + key if "baseline" in wanted else ""
-        baseline_column = ", coalesce(b.average, 0) AS baseline" if "baseline" in wanted else ""
-        return f"""
-            WITH touched AS (
-                SELECT DISTINCT {key} AS key, {start} AS window_us FROM batch
-                WHERE {key} IS NOT NULL AND {rule.filter_sql}),
-            rows AS (
-                SELECT e.*, {key} AS key, {start} AS window_us {gap} {baseline_column}
-                FROM events e {baseline}
-                WHERE ({key}, {start}) IN (SELECT key, window_us FROM touched)
-                  AND {rule.filter_sql})
-            SELECT key, window_us, min(event_time) AS first_seen, max(event_time) AS last_seen,
-                   {aggregates}
-            FROM rows GROUP BY key, window_us"""
+        escalate = rule.escalate_sql or "FALSE"
+        features = self._aggregate_sql(rule, (key,), window_us, rule.features, touched)
+        sql = f"""
+            SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features})
+            WHERE {rule.condition_sql} ORDER BY key, window_us"""
+        matched = self.con.sql(sql).to_arrow_table()
+        self.con.unregister("baselines")
+        if not matched.num_rows:
+            return
+        if rule.spec.members is not None:
+            self._raise_groups(rule, matched, rule.spec.members)
+            return
+        ips = self._ips(rule, matched) if rule.spec.key is not KeyKind.IP else {}
+        for row in matched.to_pylist():
+            row["ips"] = ips.get((str(row["key"]), row["window_us"]), [str(row["key"])])
+            self._raise(rule, row)
 
-    def _evaluate(self, rule: Rule) -> None:
-        averages = [
-            (e, v[0] / v[1]) for (r, e), v in self.baselines.items() if r == rule.name and v[1]
-        ]
+    def _raise_groups(self, rule: Rule, matched: pa.Table, spec: MembersSpec) -> None:
+        """A group is flagged with its members when enough of them meet the member condition."""
+        members = self._members(rule, matched)
+        for row in matched.to_pylist():
+            found = members.get((str(row["key"]), row["window_us"]), [])
+            if len(found) < spec.min:
+                continue
+            row["members"] = len(found)
+            # The group's own IPs may include bystanders: it names only its members.
+            row["ips"] = (
+                sorted(str(m["key1"]) for m in found)[:10] if spec.key is KeyKind.IP else []
+            )
+            self._raise(rule, row)
+            for member in found:
+                self._raise_member(rule, row, member)
+
+    def _register_baselines(self, rule: Rule) -> None:
+        """The `baselines` view a rule's features join (empty unless the rule reads them)."""
+        needed = {"baseline", "baseline_funnel"} & {*rule.features, *rule.member_features}
+        averages = (
+            []
+            if not needed
+            else [
+                (e, v[0] / v[1], v[2] / v[0] if len(v) > 2 and v[0] else 0.0)
+                for (r, e), v in self.baselines.items()
+                if r == rule.name and v[1]
+            ]
+        )
         self.con.register(
             "baselines",
             pa.table(
                 {
                     "key": pa.array([a[0] for a in averages], pa.string()),
                     "average": pa.array([a[1] for a in averages], pa.float64()),
+                    "funnel_share": pa.array([a[2] for a in averages], pa.float64()),
                 }
             ),
         )
-        escalate = rule.escalate_sql or "FALSE"
-        sql = f"""
-            SELECT *, ({escalate}) AS worse FROM ({self._feature_sql(rule)})
-            WHERE {rule.condition_sql} ORDER BY key, window_us"""
-        result = self.con.sql(sql).to_arrow_table().to_pylist()
+
+    def _groups(self, rule: Rule, matched: pa.Table, window_us: int) -> str:
+        """A `WHERE` over kept events: in a matched group's `window_us`-long window."""
+        starts = pc.multiply(pc.divide(matched["window_us"], window_us), window_us)
+        self.con.register("matched", pa.table({"key": matched["key"], "window_us": starts}))
+        key = KEY_SQL[rule.spec.key]
+        return f"({key}, {window_start_sql(window_us)}) IN (SELECT key, window_us FROM matched)"
+
+    def _ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], list[str]]:
+        """Up to ten IPs of each matched group (sorted), to show and act on."""
+        window_us = rule.window_s * 1_000_000
+        where = self._groups(rule, matched, window_us)
+        key = KEY_SQL[rule.spec.key]
+        start = window_start_sql(window_us)
+        rows = self.con.sql(
+            f"SELECT {key} AS key, {start} AS window_us, list_sort(list(DISTINCT ip))[1:10] AS ips "
+            f"FROM events WHERE {where} AND {rule.filter_sql} AND ip IS NOT NULL GROUP BY ALL"
+        ).fetchall()
+        self.con.unregister("matched")
+        return {(str(k), w): list(v) for k, w, v in rows}
+
+    def _members(
+        self, rule: Rule, matched: pa.Table
+    ) -> dict[tuple[str, int], list[dict[str, Any]]]:
+        """The members of each matched group that meet the member condition."""
+        assert rule.spec.members is not None and rule.members_sql is not None
+        member_window_us = rule.members_window_s * 1_000_000
+        where = self._groups(rule, matched, member_window_us)
+        features = self._aggregate_sql(
+            rule,
+            (KEY_SQL[rule.spec.key], KEY_SQL[rule.spec.members.key]),
+            member_window_us,
+            rule.member_features,
+            where,
+        )
+        self._register_baselines(rule)
+        rows = self.con.sql(
+            f"SELECT * FROM ({features}) WHERE {rule.members_sql} ORDER BY key0, key1"
+        ).to_arrow_table()
         self.con.unregister("baselines")
-        for row in result:
-            self._raise(rule, row)
+        self.con.unregister("matched")
+        by_member_window: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for row in rows.to_pylist():
+            by_member_window.setdefault((str(row["key0"]), row["window_us"]), []).append(row)
+        return {
+            (str(key), start): by_member_window.get(
+                (str(key), start - start % member_window_us), []
+            )
+            for key, start in zip(
+                matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True
+            )
+        }
+
+    def _explain(self, rule: Rule, evidence: dict[str, Any], entity: str, kind: str) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+        return (
+            f"{kind} {entity} matched {rule.name} in a {rule.spec.window} window "
+            f"({shown}; condition: {rule.spec.condition}). {rule.spec.description}"
+        ).strip()
 
     def _raise(self, rule: Rule, row: dict[str, Any]) -> None:
         entity = str(row["key"])
-        assert self._now_us is not None
-        now = datetime.fromtimestamp(self._now_us / 1e6, UTC)
-        previous = self.raised.get((rule.name, entity))
         severity = rule.spec.severity
         if row["worse"] and rule.spec.escalate_to is not None:
             severity = rule.spec.escalate_to
+        evidence = {name: _number(row[name]) for name in ("events", *rule.features)}
+        if "members" in row:
+            evidence["members"] = row["members"]
+        self._emit(
+            rule,
+            kind=rule.spec.key.value,
+            entity=entity,
+            severity=severity,
+            window_us=row["window_us"],
+            row=row,
+            evidence=evidence,
+            explanation=self._explain(rule, evidence, entity, rule.spec.key.value),
+            ips=tuple(row["ips"]),
+            group=None,
+        )
+
+    def _raise_member(self, rule: Rule, group_row: dict[str, Any], member: dict[str, Any]) -> None:
+        assert rule.spec.members is not None
+        kind = rule.spec.members.key.value
+        entity = str(member["key1"])
+        evidence = {name: _number(member[name]) for name in ("events", *rule.member_features)}
+        group = {"entity_type": rule.spec.key.value, "entity": str(group_row["key"])}
+        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+        explanation = (
+            f"{kind} {entity} is one of {group_row['members']} members of {group['entity_type']} "
+            f"{group['entity']} flagged by {rule.name} ({shown}; member condition: "
+            f"{rule.spec.members.condition}). {rule.spec.description}"
+        ).strip()
+        self._emit(
+            rule,
+            kind=kind,
+            entity=entity,
+            severity=rule.spec.severity,
+            window_us=member["window_us"],
+            row=member,
+            evidence=evidence,
+            explanation=explanation,
+            ips=(entity,) if kind == "ip" else (),
+            group=group,
+        )
+
+    def _emit(
+        self,
+        rule: Rule,
+        *,
+        kind: str,
+        entity: str,
+        severity: Severity,
+        window_us: int,
+        row: dict[str, Any],
+        evidence: dict[str, Any],
+        explanation: str,
+        ips: tuple[str, ...],
+        group: dict[str, str] | None,
+    ) -> None:
+        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown."""
+        assert self._now_us is not None
+        state_key = (rule.name, f"{kind}:{entity}" if group else entity)
+        previous = self.raised.get(state_key)
         escalated_from: Severity | None = None
         if (
             previous is not None
@@ -256,32 +479,31 @@ class Detector:
             escalated_from = Severity(previous["severity"])
             alert_id = previous["alert_id"]
         else:
-            seed = f"{rule.name}|{rule.spec.key.value}|{entity}|{row['window_us']}"
+            seed = f"{rule.name}|{kind}|{entity}|{window_us}"
             alert_id = hashlib.sha1(seed.encode()).hexdigest()[:16]
-        evidence = {name: _number(row[name]) for name in ("events", *rule.features)}
-        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
-        explanation = (
-            f"{rule.spec.key.value} {entity} matched {rule.name} in a {rule.spec.window} window "
-            f"({shown}; condition: {rule.spec.condition}). {rule.spec.description}"
-        ).strip()
-        alert = Alert(
-            alert_id=alert_id,
-            rule=rule.name,
-            severity=severity,
-            entity_type=rule.spec.key.value,
-            entity=entity,
-            first_seen=row["first_seen"],
-            last_seen=row["last_seen"],
-            detected_at=now,
-            count=int(row["events"]),
-            evidence=evidence,
-            explanation=explanation,
-            labels=rule.spec.labels,
-            escalated_from=escalated_from,
+        self.alerts.append(
+            Alert(
+                alert_id=alert_id,
+                rule=rule.name,
+                severity=severity,
+                entity_type=kind,
+                entity=entity,
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                detected_at=datetime.fromtimestamp(self._now_us / 1e6, UTC),
+                count=int(row["events"]),
+                evidence=evidence,
+                explanation=explanation,
+                labels=rule.spec.labels,
+                escalated_from=escalated_from,
+                ips=ips,
+                group=group,
+            )
         )
-        self.alerts.append(alert)
-        raised_us = self._now_us if escalated_from is None else previous["raised_us"]  # type: ignore[index]
-        self.raised[(rule.name, entity)] = {
+        raised_us = (
+            self._now_us if previous is None or escalated_from is None else previous["raised_us"]
+        )
+        self.raised[state_key] = {
             "alert_id": alert_id,
             "severity": severity.value,
             "raised_us": raised_us,
@@ -290,28 +512,35 @@ class Detector:
     def _evict(self, watermark_us: int) -> None:
         """Close windows the watermark has passed: update baselines, drop their events."""
         for rule in self.rules:
-            if "baseline" not in rule.features:
+            if not {"baseline", "baseline_funnel"} & set(rule.features):
                 continue
             key = KEY_SQL[rule.spec.key]
             window_us = rule.window_s * 1_000_000
             start = window_start_sql(window_us)
             done = self._closed_until.get(rule.name, -(2**62))
             closing = self.con.execute(
-                f"SELECT {key} AS key, count(*) AS n FROM events "
+                f"SELECT {key} AS key, count(*) AS n, "
+                f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
                 f"WHERE {start} + {window_us} <= ? AND {start} + {window_us} > ? "
-                f"AND {key} IS NOT NULL GROUP BY 1",
+                f"AND {key} IS NOT NULL AND {rule.filter_sql} GROUP BY 1",
                 [watermark_us, done],
             ).fetchall()
-            for entity, count in closing:
-                total = self.baselines.setdefault((rule.name, str(entity)), [0.0, 0.0])
+            for entity, count, funnel in closing:
+                total = self.baselines.setdefault((rule.name, str(entity)), [0.0, 0.0, 0.0])
+                if len(total) < 3:
+                    total.append(0.0)
                 total[0] += count
                 total[1] += 1
+                total[2] += funnel
             self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
         # An event is kept while some rule whose filter it passes may still need it: rules with
         # long windows and narrow filters (search engines, 1 h) then keep only their own rows.
         keep = " OR ".join(
-            f"(epoch_us(event_time) >= {watermark_us - rule.window_s * 1_000_000} "
-            f"AND {rule.filter_sql})"
+            f"(t_us >= {watermark_us - rule.retention_s * 1_000_000} AND {rule.filter_sql})"
             for rule in self.rules
         )
         self.con.execute(f"DELETE FROM events WHERE NOT ({keep or 'FALSE'})")
+        if self._uses_ip_age:
+            self.con.execute(
+                "DELETE FROM ip_seen WHERE last_us < ?", [watermark_us - IP_MEMORY_S * 1_000_000]
+            )

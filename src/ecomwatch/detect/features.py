@@ -3,7 +3,8 @@
 Every feature is computed per (key, window) over the rows of one window of one key: the columns
 of the event schema plus `gap_s` (seconds since the key's previous event in the window),
 `declared_bot` and `search_engine` (from the user agent, via crawlerdetect) and `baseline`
-(the average number of events of the key's previous windows, for surges).
+(the average number of events of the key's previous windows, for surges), `baseline_funnel`
+(the share of carts and purchases in them) and `ip_age_s` (how long the IP has been known).
 """
 
 from __future__ import annotations
@@ -43,5 +44,13 @@ FEATURES: dict[str, tuple[str, str]] = {
     "baseline": (
         "max(baseline)",
         "average events of this key's earlier windows (0 before there are any)",
+    ),
+    "baseline_funnel": (
+        "max(baseline_funnel)",
+        "share of carts and purchases among the events of this key's earlier windows",
+    ),
+    "ip_age_s": (
+        "coalesce(max(ip_age_s), 0)",
+        "seconds since the IP was first seen (the oldest IP of a group; memory: 24 h)",
     ),
 }

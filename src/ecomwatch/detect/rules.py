@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -72,6 +72,35 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
+class MembersSpec(BaseModel):
+    """Who in a flagged group (a subnet, a user agent, the whole shop) is flagged with it.
+
+    Features are computed per member key over the group's events in the member window (a
+    tumbling window, at least the rule's); each member meeting the condition gets its own alert,
+    and the group is flagged only when at least `min` members do.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: Literal[KeyKind.IP, KeyKind.USER, KeyKind.SESSION] = KeyKind.IP
+    window: str | None = None  # default: the rule's window
+    condition: str
+    min: int = Field(default=1, ge=1)
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("condition")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        compile_condition(value)
+        return value
+
+
 class RuleSpec(BaseModel):
     """One rule as written in a rule file."""
 
@@ -88,6 +117,7 @@ class RuleSpec(BaseModel):
     escalate_to: Severity | None = None
     cooldown: str = "15m"
     labels: tuple[str, ...] = ()
+    members: MembersSpec | None = None
 
     @field_validator("window", "cooldown")
     @classmethod
@@ -121,10 +151,18 @@ class Rule:
     escalate_sql: str | None
     filter_sql: str  # rows the rule looks at ("TRUE": all)
     features: tuple[str, ...]  # the features its conditions read
+    members_sql: str | None = None  # the member condition, compiled
+    members_window_s: int = 0
+    member_features: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def retention_s(self) -> int:
+        """How long the rule needs an event after its time: its longest window."""
+        return max(self.window_s, self.members_window_s)
 
 
 _COMPARE = {
@@ -212,15 +250,29 @@ def compile_rule(spec: RuleSpec) -> Rule:
     if spec.escalate_when is not None:
         escalate_sql, more = compile_condition(spec.escalate_when)
         used = tuple(dict.fromkeys(used + more))
+    window_s = parse_duration(spec.window)
+    members_sql: str | None = None
+    member_features: tuple[str, ...] = ()
+    members_window_s = 0
+    if spec.members is not None:
+        members_sql, member_features = compile_condition(spec.members.condition)
+        members_window_s = max(window_s, parse_duration(spec.members.window or spec.window))
     return Rule(
         spec=spec,
-        window_s=parse_duration(spec.window),
+        window_s=window_s,
         cooldown_s=parse_duration(spec.cooldown),
         condition_sql=condition_sql,
         escalate_sql=escalate_sql,
         filter_sql=compile_filter(spec.filter) if spec.filter else "TRUE",
         features=used,
+        members_sql=members_sql,
+        members_window_s=members_window_s,
+        member_features=member_features,
     )
+
+
+def window_of(spec: RuleSpec) -> int:
+    return parse_duration(spec.window)
 
 
 def _load_file(path: Path | str, text: str) -> list[Rule]:
@@ -246,6 +298,12 @@ def _load_file(path: Path | str, text: str) -> list[Rule]:
             raise RuleError(f"{path}: rule {label}: {problems}") from exc
         if (spec.escalate_when is None) != (spec.escalate_to is None):
             raise RuleError(f"{path}: rule {label}: escalate_when and escalate_to go together")
+        members_window = spec.members.window if spec.members is not None else None
+        if members_window is not None and parse_duration(members_window) % window_of(spec):
+            raise RuleError(
+                f"{path}: rule {label}: field members.window: must be a whole multiple of "
+                f"the rule's window ({spec.window})"
+            )
         rules.append(compile_rule(spec))
     return rules
 

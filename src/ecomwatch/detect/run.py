@@ -35,8 +35,9 @@ def detect(
     config: Config,
     open_errors: Sequence[SourceError] = (),
     on_progress: Callable[[str, int], None] | None = None,
+    alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
 ) -> tuple[RunSummary, list[Alert]]:
-    detector = Detector(rules)
+    detector = Detector(rules, listeners=alert_listeners)
     pipeline = Pipeline(
         committer=NoCheckpoints(),
         operators=[detector],

@@ -173,6 +173,15 @@ def _chunk(
     return table
 
 
+def make_world(spec: TrafficSpec) -> tuple[Catalog, Population]:
+    """The shop's catalogue and shoppers for a spec (the same for the same seed and size)."""
+    world_seed = np.random.SeedSequence(spec.seed).spawn(3)[0]
+    world = np.random.default_rng(world_seed)
+    n_products = int(np.clip(spec.events // 150, 500, 200_000))
+    n_users = int(np.clip(spec.events // 18, 50, 5_000_000))
+    return make_catalog(n_products, world), make_population(n_users, world)
+
+
 def generate(spec: TrafficSpec, *, threads: int = 2) -> Iterator[pa.Table]:
     """Yield the traffic as tables in event-time order (columns: REES46 + ip, user_agent).
 
@@ -180,12 +189,8 @@ def generate(spec: TrafficSpec, *, threads: int = 2) -> Iterator[pa.Table]:
     each from its own seed, so the output does not depend on the thread count.
     """
     seeds = np.random.SeedSequence(spec.seed)
-    world_seed, plan_seed, chunk_seed = seeds.spawn(3)
-    world = np.random.default_rng(world_seed)
-    n_products = int(np.clip(spec.events // 150, 500, 200_000))
-    n_users = int(np.clip(spec.events // 18, 50, 5_000_000))
-    catalog = make_catalog(n_products, world)
-    people = make_population(n_users, world)
+    _, plan_seed, chunk_seed = seeds.spawn(3)
+    catalog, people = make_world(spec)
     plans = _plan_chunks(spec, np.random.default_rng(plan_seed))
     end_hour = plans[-1][0] + len(plans[-1][2])
 

@@ -1,0 +1,59 @@
+"""The alert sinks beside the JSON Lines file: the SQLite store and a webhook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ecomwatch.sinks.webhook import WebhookSink
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", help="Also keep alerts, entities and blocks in this SQLite file."),
+]
+WebhookOption = Annotated[
+    str | None,
+    typer.Option(
+        "--webhook",
+        help="Also POST alerts as JSON to this URL (retried with backoff; undeliverable "
+        "alerts go to <alerts>.webhook-failures.jsonl).",
+    ),
+]
+
+
+def open_webhook(url: str | None, alerts: Path) -> WebhookSink | None:
+    if url is None:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"--webhook must be an http(s) URL, not {url!r}")
+    return WebhookSink(url, alerts.with_name(alerts.name + ".webhook-failures.jsonl"))
+
+
+def close_webhook(webhook: WebhookSink | None, console: Console) -> None:
+    if webhook is None:
+        return
+    webhook.close()
+    kept = f"; {webhook.failed} kept in {webhook.failures}" if webhook.failed else ""
+    console.print(f"webhook: {webhook.delivered} alert(s) delivered{kept}")
+
+
+def store_alerts(store: Path | None, records: list[dict[str, Any]]) -> None:
+    if store is None:
+        return
+    from ecomwatch.sinks.alert_store import AlertStore
+
+    database = AlertStore(store)
+    try:
+        database.add(records)
+    finally:
+        database.close()
+
+
+def read_alerts(path: Path) -> list[dict[str, Any]]:
+    """The alerts of a JSON Lines file written by --alerts."""
+    with path.open() as f:
+        return [json.loads(line) for line in f if line.strip()]
