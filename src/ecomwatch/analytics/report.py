@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from ecomwatch.engine.pipeline import total_rejected
 from ecomwatch.lake.base import EventTable
@@ -176,6 +177,47 @@ class TimeRange:
         return " AND ".join(parts) or "TRUE"
 
 
+@dataclass(frozen=True)
+class Flagged:
+    """Traffic to leave out of the analytics: IPs, sessions and users flagged by detection."""
+
+    ips: frozenset[str] = frozenset()
+    sessions: frozenset[str] = frozenset()
+    users: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_alerts(cls, alerts: Sequence[dict[str, Any]], min_rank: int = 2) -> Flagged:
+        """Entities of alerts at medium (rank 2) or above; groups count through their members."""
+        from ecomwatch.sinks.alert_store import SEVERITIES
+
+        ips, sessions, users = set(), set(), set()
+        for alert in alerts:
+            if SEVERITIES.index(alert["severity"]) < min_rank:
+                continue
+            kind, entity = alert["entity_type"], alert["entity"]
+            if kind == "ip":
+                ips.add(entity)
+            elif kind == "session":
+                sessions.add(entity)
+            elif kind == "user" and entity.isdigit():
+                users.add(int(entity))
+        return cls(frozenset(ips), frozenset(sessions), frozenset(users))
+
+    def where(self, con: duckdb.DuckDBPyConnection) -> str:
+        """A predicate keeping unflagged events (registers the sets on `con`)."""
+        for name, values, kind in (
+            ("flagged_ips", self.ips, pa.string()),
+            ("flagged_sessions", self.sessions, pa.string()),
+            ("flagged_users", self.users, pa.int64()),
+        ):
+            con.register(name, pa.table({"v": pa.array(sorted(values), kind)}))
+        return (
+            "NOT (coalesce(ip IN (SELECT v FROM flagged_ips), FALSE) "
+            "OR coalesce(user_session IN (SELECT v FROM flagged_sessions), FALSE) "
+            "OR coalesce(user_id IN (SELECT v FROM flagged_users), FALSE))"
+        )
+
+
 def connect() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -199,12 +241,17 @@ def _parquet_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[s
 
 
 def define_lake_view(
-    con: duckdb.DuckDBPyConnection, files: Sequence[str], window: TimeRange | None = None
+    con: duckdb.DuckDBPyConnection,
+    files: Sequence[str],
+    window: TimeRange | None = None,
+    exclude: Flagged | None = None,
 ) -> None:
     """Create the `events` view over committed Parquet files (an empty view if none)."""
     if files:
         source = _parquet_source(con, "events", files)
         where = (window or TimeRange()).where()
+        if exclude is not None:
+            where = f"{where} AND {exclude.where(con)}"
         con.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM {source} WHERE {where}")
     else:
         con.execute(
@@ -227,18 +274,32 @@ def define_rollup_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[st
 
 
 def lake_report(
-    table: EventTable, window: TimeRange | None = None, *, use_rollups: bool = True
+    table: EventTable,
+    window: TimeRange | None = None,
+    *,
+    use_rollups: bool = True,
+    exclude: Flagged | None = None,
 ) -> dict[str, Any]:
     """The report over a lake: from its rollups when the whole history is asked for and every
-    commit has them, otherwise from the raw events."""
+    commit has them, otherwise from the raw events (always when flagged traffic is excluded)."""
     con = connect()
     rejected = total_rejected(table.last_checkpoint())
-    rollups = table.rollup_files() if use_rollups and window is None else None
+    whole = use_rollups and window is None and exclude is None
+    rollups = table.rollup_files() if whole else None
     if rollups and all(rollups.values()):
         define_rollup_views(con, rollups)
         return build_report(con, rejected=rejected, sql=ROLLUP_SQL)
+    if exclude is None:
+        define_lake_view(con, table.data_files(), window)
+        return build_report(con, rejected=rejected)
     define_lake_view(con, table.data_files(), window)
-    return build_report(con, rejected=rejected)
+    everything = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    define_lake_view(con, table.data_files(), window, exclude)
+    data = build_report(con, rejected=rejected)
+    data["excluded_flagged_events"] = (
+        everything - con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+    )
+    return data
 
 
 def define_csv_view(con: duckdb.DuckDBPyConnection, csv_path: str) -> None:

@@ -73,3 +73,79 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Rule files to che
     """Check rule files; exit 2 with the file, rule and field of the first problem."""
     loaded = load_rules_or_exit(files)
     out.print(f"{len(files)} file(s) valid; {len(loaded)} rules in force")
+
+
+def evaluate(
+    inputs: Annotated[list[Path], typer.Argument(help="Events written by simulate --attacks.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Labels file [default: <input>.labels.json beside the first input]."),
+    ] = None,
+    rules: RulesOption = None,
+    waf_limit: Annotated[
+        int, typer.Option(help="The baseline WAF rule's limit: requests per IP per 5 minutes.")
+    ] = 100,
+    batch_seconds: Annotated[
+        float, typer.Option(help="Micro-batch length in event-time seconds, as a live service.")
+    ] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Score detection on a labelled scenario, side by side with an AWS-WAF-style rate rule."""
+    from ecomwatch.config import Config
+    from ecomwatch.detect.evaluate import evaluate as run_evaluation
+    from ecomwatch.detect.evaluate import read_all
+    from ecomwatch.ingest import open_inputs
+    from ecomwatch.simulate.attacks import labels_path_for
+
+    labels_file = labels or labels_path_for(inputs[0])
+    if not labels_file.exists():
+        err.print(f"[red]error:[/] no labels file {labels_file}; pass --labels FILE")
+        raise typer.Exit(2)
+    truth = json.loads(labels_file.read_text())
+    loaded = load_rules_or_exit(rules)
+    sources, errors = open_inputs(inputs, Config())
+    if errors:
+        err.print(f"[red]error:[/] {errors[0]}")
+        raise typer.Exit(1)
+    ours, waf, _ = run_evaluation(
+        read_all(sources), truth, loaded, waf_limit=waf_limit, batch_s=batch_seconds
+    )
+    if as_json:
+        print(json.dumps({"ecomwatch": ours.to_json(), "baseline": waf.to_json()}))
+        return
+    out.print(score_table(ours, waf))
+
+
+def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title="detection vs WAF rate rule (IPs flagged at medium or above)")
+    table.add_column("kind")
+    table.add_column("IPs", justify="right")
+    for name in (ours.name, waf.name):
+        table.add_column(f"{name} flagged", justify="right")
+        table.add_column("recall", justify="right")
+    for kind, entry in ours.per_kind.items():
+        other = waf.per_kind[kind]
+        table.add_row(
+            kind,
+            str(entry.get("ips", "")),
+            str(entry["flagged"]),
+            _fmt(entry.get("recall")),
+            str(other["flagged"]),
+            _fmt(other.get("recall")),
+        )
+    for label, a, b in (
+        ("precision", _fmt(ours.precision), _fmt(waf.precision)),
+        ("false positives", str(ours.false_positives), str(waf.false_positives)),
+        ("flood delay (s)", _fmt(ours.flood_delay_s), _fmt(waf.flood_delay_s)),
+        (
+            "high global alarms in flash sale",
+            str(ours.high_global_alarms_in_flash_sale),
+            str(waf.high_global_alarms_in_flash_sale),
+        ),
+    ):
+        table.add_row(label, "", a, "", b, "")
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)

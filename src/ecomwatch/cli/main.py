@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from ecomwatch.analytics.render import html_report, print_report
-from ecomwatch.analytics.report import TimeRange, lake_report
+from ecomwatch.analytics.report import Flagged, TimeRange, lake_report
 from ecomwatch.cli.alert_outputs import (
     StoreOption,
     WebhookOption,
@@ -25,7 +25,8 @@ from ecomwatch.cli.alert_outputs import (
     read_alerts,
     store_alerts,
 )
-from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit, rules_app
+from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
+from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
@@ -43,6 +44,8 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
+app.command()(evaluate)
+app.command()(explain)
 
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
@@ -253,14 +256,27 @@ def report(
         str | None, typer.Option(help="Only events at or after this time (UTC).")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Only events before this time (UTC).")] = None,
+    exclude_bots: Annotated[
+        bool,
+        typer.Option(
+            "--exclude-bots",
+            help="Leave out traffic of IPs, sessions and users flagged at medium or above "
+            "(needs --alerts or --store).",
+        ),
+    ] = False,
+    alerts: Annotated[
+        Path | None, typer.Option("--alerts", help="Alerts file written by --alerts.")
+    ] = None,
+    store: StoreOption = None,
 ) -> None:
     """Business analytics over the lake: traffic, funnel, abandonment, categories, products."""
     if fmt not in ("table", "json", "html"):
         raise _fail(f"--format must be table, json or html, not {fmt!r}")
     start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
     window = TimeRange(start, end) if start or end else None
+    exclude = _flagged(alerts, store) if exclude_bots else None
     try:
-        data = lake_report(open_lake(lake), window)
+        data = lake_report(open_lake(lake), window, exclude=exclude)
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     if fmt == "json":
@@ -271,6 +287,24 @@ def report(
         out.print(f"report written to {target}")
     else:
         print_report(data, out)
+
+
+def _flagged(alerts: Path | None, store: Path | None) -> Flagged:
+    if alerts is None and store is None:
+        raise _fail("--exclude-bots needs the alerts: --alerts FILE or --store FILE")
+    records = []
+    for path in (p for p in (alerts, store) if p is not None):
+        if not path.exists():
+            raise _fail(f"{path} does not exist")
+    if alerts is not None:
+        records += read_alerts(alerts)
+    if store is not None:
+        from ecomwatch.sinks.alert_store import AlertStore
+
+        database = AlertStore(store)
+        records += database.all_alerts()
+        database.close()
+    return Flagged.from_alerts(records)
 
 
 @app.command()
@@ -285,6 +319,15 @@ def simulate(
         typer.Option(help="Days of traffic [default: events / 2.25 million, at least 1]."),
     ] = None,
     start: Annotated[str, typer.Option(help="First day (UTC).")] = "2019-11-01",
+    attacks: Annotated[
+        bool,
+        typer.Option(
+            "--attacks",
+            help="Inject labelled attacks (scrapers, low-and-slow, botnets, cart abuse, a "
+            "flood) and traps (an office NAT, a flash sale, heavy shoppers); the labels go to "
+            "<out>.labels.json.",
+        ),
+    ] = False,
 ) -> None:
     """Write realistic synthetic shop traffic in REES46 format, with ip and user_agent."""
     from ecomwatch.simulate.traffic import TrafficSpec, generate
@@ -296,7 +339,20 @@ def simulate(
     with (
         err.status(f"simulating {events:,} events", spinner="dots") if err.is_terminal else _null()
     ):
-        rows = write_traffic(generate(spec), output)
+        if attacks:
+            from ecomwatch.simulate.attacks import (
+                AttackScenario,
+                in_chunks,
+                labels_path_for,
+                write_labels,
+            )
+
+            table, labels = AttackScenario(spec).build()
+            rows = write_traffic(in_chunks(table), output)
+            write_labels(labels, labels_path_for(output))
+            out.print(f"labels of {len(labels['ips']):,} IPs → {labels_path_for(output)}")
+        else:
+            rows = write_traffic(generate(spec), output)
     out.print(f"wrote {rows:,} events to {output}")
 
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -137,7 +138,7 @@ class Detector:
             "CREATE TABLE events (event_time TIMESTAMPTZ, event_type VARCHAR, product_id BIGINT, "
             "category_id BIGINT, price DOUBLE, user_session VARCHAR, user_id BIGINT, ip VARCHAR, "
             "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN, t_us BIGINT, "
-            "subnet VARCHAR)"
+            "subnet VARCHAR, seq BIGINT)"
         )
         self.con.execute(
             "CREATE TABLE ip_seen (seen_ip VARCHAR PRIMARY KEY, first_us BIGINT, last_us BIGINT)"
@@ -152,29 +153,69 @@ class Detector:
         self._now_us: int | None = None
         # rule → end of the last window whose events already fed the baseline
         self._closed_until: dict[str, int] = {}
+        # Rules are evaluated in event-time ticks (every batch when batches are far apart):
+        # rule → earliest event time not yet judged, last batch judged, next tick.
+        self._seq = 0
+        self._pending: dict[str, int] = {}
+        self._last_seq: dict[str, int] = {}
+        self._next_tick: dict[str, int] = {}
 
     # operator protocol -------------------------------------------------------------------
 
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if events.num_rows:
+            self._seq += 1
             batch = self._project(events)
             self.con.register("batch", batch)
             self.con.execute("INSERT INTO events SELECT * FROM batch")
-            latest = int(pc.max(events["event_time"]).cast(pa.int64()).as_py())
+            times = events["event_time"].cast(pa.int64())
+            latest, earliest = int(pc.max(times).as_py()), int(pc.min(times).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
-            raised = len(self.alerts)
             if self._uses_ip_age:
                 self._remember_ips()
-            for rule in self.rules:
-                self._evaluate(rule)
+            counts = self.con.execute(
+                "SELECT "
+                + ", ".join(f"count(*) FILTER (WHERE {r.filter_sql})" for r in self.rules)
+                + " FROM batch"
+            ).fetchall()[0]
             self.con.unregister("batch")
-            new = [a.to_json() for a in self.alerts[raised:]]
-            if self.sink is not None:
-                self.sink.write_records(new)
-            for listener in self.listeners if new else ():
-                listener(new)
+            for rule, count in zip(self.rules, counts, strict=True):
+                if count:
+                    pending = self._pending.get(rule.name)
+                    self._pending[rule.name] = (
+                        earliest if pending is None else min(pending, earliest)
+                    )
+        raised = len(self.alerts)
+        for rule in self.rules:
+            if self._due(rule, watermark_us):
+                self._evaluate(rule, self._pending.pop(rule.name))
+                self._last_seq[rule.name] = self._seq
+                self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
+        new = [a.to_json() for a in self.alerts[raised:]]
+        if self.sink is not None:
+            self.sink.write_records(new)
+        for listener in self.listeners if new else ():
+            listener(new)
         if watermark_us is not None:
             self._evict(watermark_us)
+
+    @staticmethod
+    def _tick(rule: Rule, now_us: int) -> int:
+        """The next event time at which the rule is re-evaluated: 1/60 of its window on."""
+        every_us = max(1_000_000, rule.window_s * 1_000_000 // 60)
+        return (now_us // every_us + 1) * every_us
+
+    def _due(self, rule: Rule, watermark_us: int | None) -> bool:
+        """Evaluate a rule with new events when its tick has come, or before the watermark
+        closes a window holding events it has not judged yet."""
+        pending = self._pending.get(rule.name)
+        if pending is None or self._now_us is None:
+            return False
+        if self._now_us >= self._next_tick.get(rule.name, 0):
+            return True
+        window_us = rule.window_s * 1_000_000
+        closes_at = pending - pending % window_us + window_us
+        return watermark_us is not None and watermark_us >= closes_at
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -186,6 +227,10 @@ class Detector:
             ],
             "now_us": self._now_us,
             "closed_until": self._closed_until,
+            "seq": self._seq,
+            "pending": self._pending,
+            "last_seq": self._last_seq,
+            "next_tick": self._next_tick,
             # The alert file's length at this checkpoint: a resumed run cuts it back to it.
             "alerts_file": str(self.sink.path) if self.sink else None,
             "alerts_bytes": self.sink.flush() if self.sink else 0,
@@ -207,6 +252,10 @@ class Detector:
         self.baselines = {(r, e): v for r, e, v in state.get("baselines", [])}
         self._now_us = state.get("now_us")
         self._closed_until = dict(state.get("closed_until", {}))
+        self._seq = int(state.get("seq", 0))
+        self._pending = dict(state.get("pending", {}))
+        self._last_seq = dict(state.get("last_seq", {}))
+        self._next_tick = dict(state.get("next_tick", {}))
         if self.sink is not None and state.get("alerts_file") == str(self.sink.path):
             self.sink.resume_at(int(state.get("alerts_bytes", 0)))
 
@@ -223,6 +272,7 @@ class Detector:
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["subnet"] = pc.replace_substring_regex(columns["ip"], r"\.\d+$", ".0/24")
+        columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
         return pa.table(columns)
 
     def _remember_ips(self) -> None:
@@ -274,21 +324,17 @@ class Detector:
                    max(event_time) AS last_seen, {aggregates}
             FROM rows GROUP BY {key_columns}, window_us"""
 
-    def _evaluate(self, rule: Rule) -> None:
+    def _evaluate(self, rule: Rule, earliest_us: int) -> None:
+        """Judge every (key, window) that received events since the rule's last evaluation."""
         key = KEY_SQL[rule.spec.key]
         window_us = rule.window_s * 1_000_000
         start = window_start_sql(window_us)
-        if (
-            rule.filter_sql != "TRUE"
-            and not self.con.execute(
-                f"SELECT count(*) FROM batch WHERE {rule.filter_sql}"
-            ).fetchall()[0][0]
-        ):
-            return  # nothing in this batch for the rule
         self._register_baselines(rule)
+        since = earliest_us - earliest_us % window_us  # older windows are untouched
         touched = (
-            f"({key}, {start}) IN (SELECT DISTINCT {key}, {start} FROM batch "
-            f"WHERE {rule.filter_sql})"
+            f"t_us >= {since} AND ({key}, {start}) IN (SELECT DISTINCT {key}, {start} "
+            f"FROM events WHERE seq > {self._last_seq.get(rule.name, 0)} "
+            f"AND {rule.filter_sql})"
         )
         escalate = rule.escalate_sql or "FALSE"
         features = self._aggregate_sql(rule, (key,), window_us, rule.features, touched)
@@ -351,7 +397,10 @@ class Detector:
         starts = pc.multiply(pc.divide(matched["window_us"], window_us), window_us)
         self.con.register("matched", pa.table({"key": matched["key"], "window_us": starts}))
         key = KEY_SQL[rule.spec.key]
-        return f"({key}, {window_start_sql(window_us)}) IN (SELECT key, window_us FROM matched)"
+        return (
+            f"t_us >= {pc.min(starts).as_py()} AND "
+            f"({key}, {window_start_sql(window_us)}) IN (SELECT key, window_us FROM matched)"
+        )
 
     def _ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], list[str]]:
         """Up to ten IPs of each matched group (sorted), to show and act on."""

@@ -93,6 +93,22 @@ class AlertStore:
                         ),
                     )
 
+    def alerts_about(self, entity: str) -> list[dict[str, Any]]:
+        """The alerts whose entity is `entity`, as the dicts they were added as."""
+        return self._alerts("WHERE entity = ?", (entity,))
+
+    def all_alerts(self) -> list[dict[str, Any]]:
+        return self._alerts("", ())
+
+    def _alerts(self, where: str, args: tuple[str, ...]) -> list[dict[str, Any]]:
+        cursor = self.db.execute(f"SELECT * FROM alerts {where} ORDER BY detected_at", args)
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["evidence"] = json.loads(row["evidence"])
+            row["labels"] = json.loads(row["labels"])
+        return rows
+
     def blocklist(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Blocks still in force at `now` (default: the latest event time the store has seen)."""
         if now is None:

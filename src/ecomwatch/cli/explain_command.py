@@ -1,0 +1,96 @@
+"""`ecomwatch explain ENTITY`: the alerts about an entity and the evidence behind each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+from ecomwatch.detect.explain import condition_terms, matches
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+
+def explain(
+    entity: Annotated[str, typer.Argument(help="An IP, /24 subnet, user, session or user agent.")],
+    alerts: Annotated[Path | None, typer.Option("--alerts", help="JSON Lines alerts file.")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="SQLite alert store.")] = None,
+    rules: RulesOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show why an entity was flagged: each alert's features, values and thresholds."""
+    if (alerts is None) == (store is None):
+        err.print("[red]error:[/] give one of --alerts FILE or --store FILE")
+        raise typer.Exit(2)
+    found = _load(alerts, store, entity)
+    by_name = {r.name: r for r in load_rules_or_exit(rules)}
+    report = []
+    for alert in found:
+        rule = by_name.get(alert["rule"])
+        condition = (
+            rule.spec.members.condition
+            if rule and rule.spec.members and alert.get("group")
+            else (rule.spec.condition if rule else None)
+        )
+        terms = condition_terms(condition, alert["evidence"]) if condition else []
+        report.append(
+            {
+                **{k: alert.get(k) for k in ("alert_id", "rule", "severity", "entity_type")},
+                "entity": alert["entity"],
+                "first_seen": alert["first_seen"],
+                "last_seen": alert["last_seen"],
+                "explanation": alert["explanation"],
+                "terms": [{"term": t.text, "values": t.values, "held": t.held} for t in terms],
+            }
+        )
+    if as_json:
+        print(json.dumps({"entity": entity, "alerts": report}))
+        return
+    if not report:
+        out.print(f"no alerts about {escape(entity)}")
+        raise typer.Exit(0)
+    for item in report:
+        out.rule(
+            f"{escape(item['rule'])} · {item['severity']} · {item['entity_type']} "
+            f"{escape(item['entity'])}"
+        )
+        out.print(f"{item['first_seen']} → {item['last_seen']}  ({item['alert_id']})")
+        out.print(escape(item["explanation"]))
+        table = Table("condition", "values", "held")
+        for term in item["terms"]:
+            values = ", ".join(f"{k}={v}" for k, v in term["values"].items())
+            mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[term["held"]]
+            table.add_row(escape(term["term"]), escape(values), mark)
+        out.print(table)
+
+
+def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str, Any]]:
+    if alerts is not None:
+        if not alerts.exists():
+            err.print(f"[red]error:[/] {alerts} does not exist")
+            raise typer.Exit(2)
+        with alerts.open() as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:  # an escalation repeats the id: keep its last version
+            if matches(row, entity):
+                latest[row["alert_id"]] = row
+        return list(latest.values())
+    assert store is not None
+    if not store.exists():
+        err.print(f"[red]error:[/] {store} does not exist")
+        raise typer.Exit(2)
+    from ecomwatch.sinks.alert_store import AlertStore
+
+    database = AlertStore(store)
+    try:
+        return database.alerts_about(entity)
+    finally:
+        database.close()
