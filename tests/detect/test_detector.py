@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecomwatch.config import load_config
 from ecomwatch.detect.rules import load_rules
@@ -112,12 +114,36 @@ def test_each_injected_behaviour_gets_its_alert_and_normal_traffic_none(traffic)
     assert "203.0.113.7" in scraper.explanation and "fast-scraper" in scraper.explanation
 
 
-def test_alert_ids_do_not_depend_on_batch_size(traffic):
-    _, large = run(traffic, 1 << 20)
-    _, small = run(traffic, 1 << 16)
-    assert {(a.alert_id, a.rule, a.entity, a.severity) for a in large} == {
-        (a.alert_id, a.rule, a.entity, a.severity) for a in small
-    }
+def final_alerts(alerts) -> set[tuple]:
+    """Each alert id with its rule, entity and final severity (escalations repeat the id)."""
+    last = {a.alert_id: a for a in alerts}
+    return {(i, a.rule, a.entity_type, a.entity, a.severity) for i, a in last.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(traffic):
+    return final_alerts(run(traffic, 1 << 20)[1])
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunk_bytes=st.integers(128 << 10, 1 << 20),
+    cuts=st.lists(st.floats(0.01, 0.99), max_size=3),
+)
+def test_alerts_do_not_depend_on_batch_size_or_file_split(traffic, reference, chunk_bytes, cuts):
+    header, _, body = traffic.partition("\n")
+    lines = body.splitlines(keepends=True)
+    bounds = sorted({0, len(lines), *(int(c * len(lines)) for c in cuts)})
+    parts = [header + "\n" + "".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
+    _, alerts = detect(
+        [
+            MemorySource(part, source_id=f"part{i}", chunk_bytes=chunk_bytes)
+            for i, part in enumerate(parts)
+        ],
+        load_rules(),
+        config=load_config(environ={}),
+    )
+    assert final_alerts(alerts) == reference
 
 
 def test_detect_command_writes_alert_lines(tmp_path: Path, traffic):
