@@ -4,6 +4,7 @@ traffic none; alerts keep their ids across batch sizes; the CLI writes them."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import subprocess
 import sys
@@ -134,7 +135,7 @@ def test_alerts_do_not_depend_on_batch_size_or_file_split(traffic, reference, ch
     header, _, body = traffic.partition("\n")
     lines = body.splitlines(keepends=True)
     bounds = sorted({0, len(lines), *(int(c * len(lines)) for c in cuts)})
-    parts = [header + "\n" + "".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
+    parts = [header + "\n" + "".join(lines[a:b]) for a, b in itertools.pairwise(bounds)]
     _, alerts = detect(
         [
             MemorySource(part, source_id=f"part{i}", chunk_bytes=chunk_bytes)

@@ -149,3 +149,29 @@ def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@rules_app.command("test")
+def test_rules(
+    fixtures: Annotated[list[Path], typer.Argument(help="Rule fixture files (TOML).")],
+) -> None:
+    """Replay rule fixtures: each case's events must raise its expected alerts and no others
+    it forbids. Exit 1 when a case fails, 2 when a file is invalid."""
+    from ecomwatch.config import Config
+    from ecomwatch.detect.rule_tests import run_fixture_file
+
+    failed = 0
+    for path in fixtures:
+        try:
+            results = run_fixture_file(path, Config())
+        except RuleError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+        for result in results:
+            mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"
+            out.print(f"{mark} {path.name}: {result.name}")
+            for problem in result.problems:
+                out.print(f"     {problem}", markup=False)
+            failed += not result.passed
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,78 @@
+"""Detection from the command line: rule fixtures, sinks (store, webhook), explain, and the
+report without flagged traffic — on the example fixture shipped in examples/rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.test_cli import cli
+from tests.sinks.test_webhook import Receiver
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
+EVENTS = EXAMPLES / "scraper-slow-hoarder-office.csv"
+
+
+def test_rules_test_passes_the_shipped_fixtures_and_reports_a_failing_case(tmp_path: Path):
+    ok = cli("rules", "test", str(EXAMPLES / "fixtures.toml"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "pass" in ok.stdout
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(
+        f'[[case]]\nname = "office flagged?"\nevents = "{EVENTS}"\n'
+        '[[case.expect]]\nrule = "fast-scraper"\nentity = "198.51.100.20"\n'
+        '[[case.forbid]]\nentity = "203.0.113.7"\n'
+    )
+    failed = cli("rules", "test", str(wrong))
+    assert failed.returncode == 1
+    assert "expected fast-scraper on 198.51.100.20" in failed.stdout
+    assert "unexpected fast-scraper (high) on 203.0.113.7" in failed.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[case]]\nname = "x"\nevents = "e.csv"\nunknown = 1\n')
+    assert cli("rules", "test", str(bad)).returncode == 2
+
+
+def test_detect_feeds_a_flaky_webhook_and_the_store_and_explain_reads_both(tmp_path: Path):
+    receiver = Receiver(failures=2)  # the first two POSTs get 503
+    try:
+        alerts, store = tmp_path / "alerts.jsonl", tmp_path / "alerts.db"
+        result = cli(
+            "detect", str(EVENTS), "--alerts", str(alerts), "--store", str(store),
+            "--webhook", receiver.url,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    finally:
+        receiver.stop()
+    written = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert {a["alert_id"] for a in receiver.received} == {a["alert_id"] for a in written}
+    assert receiver.attempts >= 3 and "delivered" in result.stderr
+    assert not (tmp_path / "alerts.jsonl.webhook-failures.jsonl").exists()
+
+    for source in (["--alerts", str(alerts)], ["--store", str(store)]):
+        shown = cli("explain", "203.0.113.7", *source, "--json")
+        assert shown.returncode == 0, shown.stderr
+        found = json.loads(shown.stdout)["alerts"]
+        scraper = next(a for a in found if a["rule"] == "fast-scraper")
+        assert scraper["terms"] and all(t["held"] for t in scraper["terms"])
+        views = next(t for t in scraper["terms"] if t["term"].startswith("views >="))
+        assert views["values"]["views"] >= 60
+    nothing = cli("explain", "198.51.100.20", "--alerts", str(alerts), "--json")
+    assert json.loads(nothing.stdout)["alerts"] == []
+
+
+def test_report_can_leave_out_flagged_traffic(tmp_path: Path):
+    lake, alerts = tmp_path / "lake", tmp_path / "alerts.jsonl"
+    assert cli("run", str(EVENTS), "--lake", str(lake), "--alerts", str(alerts)).returncode == 0
+    everything = json.loads(cli("report", "--lake", str(lake), "--format", "json").stdout)
+    clean_run = cli(
+        "report", "--lake", str(lake), "--format", "json", "--exclude-bots",
+        "--alerts", str(alerts),
+    )  # fmt: skip
+    assert clean_run.returncode == 0, clean_run.stderr
+    clean = json.loads(clean_run.stdout)
+    # The scraper (400 views), the slow scraper (105) and the hoarder's session (40 events).
+    assert clean["excluded_flagged_events"] == 545
+    assert clean["totals"]["events"] == everything["totals"]["events"] - 545
+    assert clean["totals"]["by_type"]["purchase"] == everything["totals"]["by_type"]["purchase"]
+    missing = cli("report", "--lake", str(lake), "--exclude-bots")
+    assert missing.returncode == 2 and "--alerts FILE or --store FILE" in missing.stderr
