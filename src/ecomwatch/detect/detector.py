@@ -25,12 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.features import FEATURES
+from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
+IP_MERGE_EVERY = 50  # batches between merges of the IP memory
 
 KEY_SQL: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
@@ -99,6 +100,18 @@ class Alert:
         }
 
 
+def _subnets(ips: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The /24 of each IPv4 address ("a.b.c.0/24"), computed once per distinct address."""
+    chunks = []
+    for chunk in ips.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            nets = pc.replace_substring_regex(chunk.dictionary, r"\.\d+$", ".0/24")
+            chunks.append(nets.take(chunk.indices))
+        else:
+            chunks.append(pc.replace_substring_regex(chunk, r"\.\d+$", ".0/24"))
+    return pa.chunked_array(chunks, pa.string())
+
+
 def _to_ipc(table: pa.Table) -> str:
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -140,9 +153,8 @@ class Detector:
             "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN, t_us BIGINT, "
             "subnet VARCHAR, seq BIGINT)"
         )
-        self.con.execute(
-            "CREATE TABLE ip_seen (seen_ip VARCHAR PRIMARY KEY, first_us BIGINT, last_us BIGINT)"
-        )
+        self.con.execute("CREATE TABLE ip_seen (seen_ip VARCHAR, first_us BIGINT, last_us BIGINT)")
+        self._ip_rows_added = 0
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
         # (rule, entity) → the last alert raised for it
@@ -271,18 +283,24 @@ class Detector:
         columns["search_engine"] = flags.search_engine
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
-        columns["subnet"] = pc.replace_substring_regex(columns["ip"], r"\.\d+$", ".0/24")
+        columns["subnet"] = _subnets(events["ip"])
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
         return pa.table(columns)
 
     def _remember_ips(self) -> None:
-        """First and last time each IP was seen (for `ip_age_s`)."""
+        """First and last time each IP was seen (for `ip_age_s`): one row per IP and batch,
+        merged to one row per IP from time to time (appending is far cheaper than upserting)."""
         self.con.execute(
-            "INSERT INTO ip_seen SELECT ip, min(t_us), max(t_us) "
-            "FROM batch WHERE ip IS NOT NULL GROUP BY ip ON CONFLICT (seen_ip) DO UPDATE SET "
-            "first_us = least(first_us, excluded.first_us), "
-            "last_us = greatest(last_us, excluded.last_us)"
+            "INSERT INTO ip_seen SELECT ip, min(t_us), max(t_us) FROM batch "
+            "WHERE ip IS NOT NULL GROUP BY ip"
         )
+        self._ip_rows_added += 1
+        if self._ip_rows_added >= IP_MERGE_EVERY:
+            self._ip_rows_added = 0
+            self.con.execute(
+                "CREATE OR REPLACE TABLE ip_seen AS SELECT seen_ip, min(first_us) AS first_us, "
+                "max(last_us) AS last_us FROM ip_seen GROUP BY seen_ip"
+            )
 
     def _aggregate_sql(
         self,
@@ -312,7 +330,10 @@ class Detector:
             extra.append("coalesce(b.average, 0) AS baseline")
             extra.append("coalesce(b.funnel_share, 0) AS baseline_funnel")
         if "ip_age_s" in wanted:
-            joins.append("LEFT JOIN ip_seen s ON s.seen_ip = e.ip")
+            joins.append(
+                "LEFT JOIN (SELECT seen_ip, min(first_us) AS first_us FROM ip_seen "
+                "GROUP BY seen_ip) s ON s.seen_ip = e.ip"
+            )
             extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
         more = "".join(", " + x for x in extra)
         return f"""
@@ -321,28 +342,45 @@ class Detector:
                 FROM events e {" ".join(joins)}
                 WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
             SELECT {key_columns}, window_us, min(event_time) AS first_seen,
-                   max(event_time) AS last_seen, {aggregates}
+                   max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
             FROM rows GROUP BY {key_columns}, window_us"""
 
     def _evaluate(self, rule: Rule, earliest_us: int) -> None:
-        """Judge every (key, window) that received events since the rule's last evaluation."""
+        """Judge every (key, window) that received events since the rule's last evaluation.
+
+        Two passes when the condition reads costly features: the cheap conjuncts over every
+        window since the earliest new event, then every feature for the windows that passed.
+        """
         key = KEY_SQL[rule.spec.key]
         window_us = rule.window_s * 1_000_000
-        start = window_start_sql(window_us)
         self._register_baselines(rule)
-        since = earliest_us - earliest_us % window_us  # older windows are untouched
-        touched = (
-            f"t_us >= {since} AND ({key}, {start}) IN (SELECT DISTINCT {key}, {start} "
-            f"FROM events WHERE seq > {self._last_seq.get(rule.name, 0)} "
-            f"AND {rule.filter_sql})"
-        )
+        since = f"t_us >= {earliest_us - earliest_us % window_us}"  # older windows: untouched
+        new_rows = f"newest_seq > {self._last_seq.get(rule.name, 0)}"
+        costly = bool(set(rule.features) - CHEAP_FEATURES)
+        where, judged = since, new_rows
+        if costly and rule.prefilter_sql != "TRUE":
+            cheap = self._aggregate_sql(rule, (key,), window_us, rule.prefilter_features, since)
+            found = self.con.sql(
+                f"SELECT key0 AS key, window_us FROM ({cheap}) "
+                f"WHERE {new_rows} AND {rule.prefilter_sql}"
+            ).to_arrow_table()
+            if not found.num_rows:
+                self.con.unregister("baselines")
+                return
+            self.con.register("candidates", found)
+            where = (
+                f"t_us >= {pc.min(found['window_us']).as_py()} "
+                f"AND {key} IN (SELECT key FROM candidates)"
+            )
+            judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
         escalate = rule.escalate_sql or "FALSE"
-        features = self._aggregate_sql(rule, (key,), window_us, rule.features, touched)
-        sql = f"""
-            SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features})
-            WHERE {rule.condition_sql} ORDER BY key, window_us"""
-        matched = self.con.sql(sql).to_arrow_table()
+        features = self._aggregate_sql(rule, (key,), window_us, rule.features, where)
+        matched = self.con.sql(
+            f"SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features}) "
+            f"WHERE {judged} AND {rule.condition_sql} ORDER BY key, window_us"
+        ).to_arrow_table()
         self.con.unregister("baselines")
+        self.con.unregister("candidates")
         if not matched.num_rows:
             return
         if rule.spec.members is not None:

@@ -54,3 +54,19 @@ FEATURES: dict[str, tuple[str, str]] = {
         "seconds since the IP was first seen (the oldest IP of a group; memory: 24 h)",
     ),
 }
+
+# Plain counts and extremes: one pass, no per-key sets or ordering. Rules test these first.
+CHEAP_FEATURES = frozenset(
+    {
+        "events",
+        "views",
+        "carts",
+        "removes",
+        "purchases",
+        "active_s",
+        "declared_bot",
+        "search_engine",
+        "baseline",
+        "baseline_funnel",
+    }
+)

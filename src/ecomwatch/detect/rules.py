@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecomwatch.detect.features import FEATURES
+from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
 
 
 class Severity(StrEnum):
@@ -151,6 +151,8 @@ class Rule:
     escalate_sql: str | None
     filter_sql: str  # rows the rule looks at ("TRUE": all)
     features: tuple[str, ...]  # the features its conditions read
+    prefilter_sql: str = "TRUE"  # the condition's conjuncts over cheap features only
+    prefilter_features: tuple[str, ...] = ()
     members_sql: str | None = None  # the member condition, compiled
     members_window_s: int = 0
     member_features: tuple[str, ...] = ()
@@ -244,8 +246,27 @@ def compile_condition(
     return sql, tuple(dict.fromkeys(used))
 
 
+def prefilter(condition: str) -> tuple[str, tuple[str, ...]]:
+    """The conjuncts of a condition that read only cheap features, as SQL (and those features).
+
+    They are necessary for the condition, so windows failing them are skipped before the costly
+    features (distinct counts, timing) are computed. "TRUE" when there are none.
+    """
+    tree = ast.parse(condition, mode="eval").body
+    terms = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
+    cheap = []
+    for term in terms:
+        names = {n.id for n in ast.walk(term) if isinstance(n, ast.Name)}
+        if names <= CHEAP_FEATURES:
+            cheap.append(ast.unparse(term))
+    if not cheap:
+        return "TRUE", ()
+    return compile_condition(" and ".join(f"({t})" for t in cheap))
+
+
 def compile_rule(spec: RuleSpec) -> Rule:
     condition_sql, used = compile_condition(spec.condition)
+    prefilter_sql, prefilter_features = prefilter(spec.condition)
     escalate_sql = None
     if spec.escalate_when is not None:
         escalate_sql, more = compile_condition(spec.escalate_when)
@@ -265,6 +286,8 @@ def compile_rule(spec: RuleSpec) -> Rule:
         escalate_sql=escalate_sql,
         filter_sql=compile_filter(spec.filter) if spec.filter else "TRUE",
         features=used,
+        prefilter_sql=prefilter_sql,
+        prefilter_features=prefilter_features,
         members_sql=members_sql,
         members_window_s=members_window_s,
         member_features=member_features,
