@@ -49,7 +49,9 @@ def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, stdout
 
 
-def _timed_run(csv_path: Path, lake: Path, lake_format: str) -> tuple[float, str]:
+def _timed_run(
+    csv_path: Path, lake: Path, lake_format: str, alerts: Path | None = None
+) -> tuple[float, str]:
     if lake.exists():
         shutil.rmtree(lake)
     command = [
@@ -61,6 +63,7 @@ def _timed_run(csv_path: Path, lake: Path, lake_format: str) -> tuple[float, str
         "--lake",
         str(lake),
         "--json",
+        *(["--alerts", str(alerts)] if alerts is not None else []),
     ]
     return _timed_child(command, env={**os.environ, "ECOMWATCH_LAKE__FORMAT": lake_format})
 
@@ -114,6 +117,11 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
     summary = json.loads(stdout.strip().splitlines()[-1])
     table = open_lake(lake)
     files = table.data_files()
+    console.print("timing ecomwatch run with detection (--alerts, the default rules)")
+    alerts = base / "alerts.jsonl"
+    detect_seconds, detect_stdout = _timed_run(csv_path, base / "lake-detect", "hudi", alerts)
+    detect_summary = json.loads(detect_stdout.strip().splitlines()[-1])
+    shutil.rmtree(base / "lake-detect")
     console.print("timing the report: lake vs raw CSV")
     on_lake = lake_report_seconds(table)
     on_lake_raw = report_seconds(lambda con: define_lake_view(con, files))
@@ -147,6 +155,11 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
         "hudi_data_bytes": data_bytes,
         "hudi_write_throughput_vs_parquet": round(parquet_seconds / seconds, 3),
         "report_parquet_lake_s": round(on_parquet_lake, 3),
+        # The same run with detection: its extra time over the plain run (target <= 0.30).
+        "detect_seconds": round(detect_seconds, 3),
+        "detection_overhead": round(detect_seconds / seconds - 1, 3),
+        "detect_peak_rss_mb": detect_summary["peak_rss_mb"],
+        "alerts": sum(1 for _ in alerts.open()),
         "cpus": os.cpu_count(),
         "workdir": str(base),
     }

@@ -321,7 +321,8 @@ def _nat_office(spec: TrafficSpec, rng: np.random.Generator) -> tuple[pa.Table, 
     """Real-looking shoppers (the normal generator's) all behind one office IP."""
     ip = _attack_ip(rng)
     office = TrafficSpec(
-        events=max(2000, int(spec.events * rng.uniform(0.02, 0.05))),
+        # 30 to 80 events a minute: a few hundred people, over any rate rule's per-IP limit.
+        events=int(spec.duration_s / 60 * rng.uniform(30, 80)),
         seed=spec.seed + 1_000,
         start=spec.start,
         days=spec.duration_s / 86_400,
