@@ -52,6 +52,12 @@ def list_rules(
                 "window": r.spec.window,
                 "severity": r.spec.severity.value,
                 "condition": r.spec.condition,
+                "members": (
+                    f"{r.spec.members.key.value} where {r.spec.members.condition} "
+                    f"(at least {r.spec.members.min})"
+                    if r.spec.members
+                    else ""
+                ),
                 "sql": r.condition_sql,
             }
             for r in load_rules_or_exit(rules)

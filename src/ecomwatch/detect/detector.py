@@ -318,25 +318,26 @@ class Detector:
         named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
         key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
         wanted = dict.fromkeys(("events", *features))
-        aggregates = ",\n".join(f"{FEATURES[name][0]} AS {name}" for name in wanted)
+        baseline = [name for name in ("baseline", "baseline_funnel") if name in wanted]
+        aggregates = ",\n".join(
+            f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in baseline
+        )
         extra, joins = [], []
         if "gap_cv" in wanted:
             extra.append(
                 f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
                 f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
             )
-        if "baseline" in wanted or "baseline_funnel" in wanted:
-            joins.append(f"LEFT JOIN baselines b ON b.key = {keys[-1]}")
-            extra.append("coalesce(b.average, 0) AS baseline")
-            extra.append("coalesce(b.funnel_share, 0) AS baseline_funnel")
         if "ip_age_s" in wanted:
             joins.append(
                 "LEFT JOIN (SELECT seen_ip, min(first_us) AS first_us FROM ip_seen "
                 "GROUP BY seen_ip) s ON s.seen_ip = e.ip"
             )
             extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
+        if baseline:
+            aggregates += ",\ncount(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel_events"
         more = "".join(", " + x for x in extra)
-        return f"""
+        grouped = f"""
             WITH rows AS (
                 SELECT e.*, {named}, {start} AS window_us {more}
                 FROM events e {" ".join(joins)}
@@ -344,6 +345,20 @@ class Detector:
             SELECT {key_columns}, window_us, min(event_time) AS first_seen,
                    max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
             FROM rows GROUP BY {key_columns}, window_us"""
+        if not baseline:
+            return grouped
+        # The key's earlier windows: those closed before (state) and those before this one here.
+        judged = f"key{len(keys) - 1}"
+        earlier_events = "coalesce(b.events, 0) + coalesce(sum(g.events) OVER earlier, 0)"
+        return f"""
+            SELECT g.*,
+                coalesce(({earlier_events}) / NULLIF(coalesce(b.windows, 0)
+                    + count(*) OVER earlier, 0), 0) AS baseline,
+                coalesce((coalesce(b.funnel, 0) + coalesce(sum(g.funnel_events) OVER earlier, 0))
+                    / NULLIF({earlier_events}, 0), 0) AS baseline_funnel
+            FROM ({grouped}) g LEFT JOIN baselines b ON b.key = g.{judged}
+            WINDOW earlier AS (PARTITION BY g.{judged} ORDER BY g.window_us
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
 
     def _evaluate(self, rule: Rule, earliest_us: int) -> None:
         """Judge every (key, window) that received events since the rule's last evaluation.
@@ -354,7 +369,11 @@ class Detector:
         key = KEY_SQL[rule.spec.key]
         window_us = rule.window_s * 1_000_000
         self._register_baselines(rule)
-        since = f"t_us >= {earliest_us - earliest_us % window_us}"  # older windows: untouched
+        first = earliest_us - earliest_us % window_us  # older windows are untouched
+        if {"baseline", "baseline_funnel"} & set(rule.features):
+            # ...but a baseline reads every window the state has not absorbed yet.
+            first = min(first, self._closed_until.get(rule.name, first))
+        since = f"t_us >= {first}"
         new_rows = f"newest_seq > {self._last_seq.get(rule.name, 0)}"
         costly = bool(set(rule.features) - CHEAP_FEATURES)
         where, judged = since, new_rows
@@ -368,10 +387,7 @@ class Detector:
                 self.con.unregister("baselines")
                 return
             self.con.register("candidates", found)
-            where = (
-                f"t_us >= {pc.min(found['window_us']).as_py()} "
-                f"AND {key} IN (SELECT key FROM candidates)"
-            )
+            where = f"{since} AND {key} IN (SELECT key FROM candidates)"
             judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
         escalate = rule.escalate_sql or "FALSE"
         features = self._aggregate_sql(rule, (key,), window_us, rule.features, where)
@@ -408,24 +424,25 @@ class Detector:
                 self._raise_member(rule, row, member)
 
     def _register_baselines(self, rule: Rule) -> None:
-        """The `baselines` view a rule's features join (empty unless the rule reads them)."""
+        """The `baselines` view (closed windows per key) that baseline features join."""
         needed = {"baseline", "baseline_funnel"} & {*rule.features, *rule.member_features}
-        averages = (
-            []
-            if not needed
-            else [
-                (e, v[0] / v[1], v[2] / v[0] if len(v) > 2 and v[0] else 0.0)
+        state = (
+            [
+                (e, v[0], v[1], v[2] if len(v) > 2 else 0.0)
                 for (r, e), v in self.baselines.items()
-                if r == rule.name and v[1]
+                if r == rule.name
             ]
+            if needed
+            else []
         )
         self.con.register(
             "baselines",
             pa.table(
                 {
-                    "key": pa.array([a[0] for a in averages], pa.string()),
-                    "average": pa.array([a[1] for a in averages], pa.float64()),
-                    "funnel_share": pa.array([a[2] for a in averages], pa.float64()),
+                    "key": pa.array([row[0] for row in state], pa.string()),
+                    "events": pa.array([row[1] for row in state], pa.float64()),
+                    "windows": pa.array([row[2] for row in state], pa.float64()),
+                    "funnel": pa.array([row[3] for row in state], pa.float64()),
                 }
             ),
         )
@@ -552,15 +569,15 @@ class Detector:
         ips: tuple[str, ...],
         group: dict[str, str] | None,
     ) -> None:
-        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown."""
+        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown.
+
+        The cooldown runs in event time from the start of the window that raised the alert, so
+        which windows alert does not depend on how the input was batched."""
         assert self._now_us is not None
         state_key = (rule.name, f"{kind}:{entity}" if group else entity)
         previous = self.raised.get(state_key)
         escalated_from: Severity | None = None
-        if (
-            previous is not None
-            and self._now_us - previous["raised_us"] < rule.cooldown_s * 1_000_000
-        ):
+        if previous is not None and window_us - previous["raised_us"] < rule.cooldown_s * 1_000_000:
             if Severity(previous["severity"]).rank >= severity.rank:
                 return  # already alerted, nothing worse: the cooldown holds
             escalated_from = Severity(previous["severity"])
@@ -588,7 +605,7 @@ class Detector:
             )
         )
         raised_us = (
-            self._now_us if previous is None or escalated_from is None else previous["raised_us"]
+            window_us if previous is None or escalated_from is None else previous["raised_us"]
         )
         self.raised[state_key] = {
             "alert_id": alert_id,
@@ -609,7 +626,7 @@ class Detector:
                 f"SELECT {key} AS key, count(*) AS n, "
                 f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
                 f"WHERE {start} + {window_us} <= ? AND {start} + {window_us} > ? "
-                f"AND {key} IS NOT NULL AND {rule.filter_sql} GROUP BY 1",
+                f"AND {key} IS NOT NULL AND {rule.filter_sql} GROUP BY {key}, {start}",
                 [watermark_us, done],
             ).fetchall()
             for entity, count, funnel in closing:
