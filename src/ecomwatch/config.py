@@ -44,8 +44,17 @@ class LakeConfig(_Strict):
     )
 
 
+class DetectConfig(_Strict):
+    judge_rows: int = Field(
+        250_000,
+        ge=0,
+        description="rows read between rule evaluations of file input (0: every batch)",
+    )
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
 

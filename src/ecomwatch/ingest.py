@@ -66,6 +66,7 @@ def ingest(
                     rules if rules is not None else load_rules(),
                     sink=alert_sink,
                     listeners=alert_listeners,
+                    judge_rows=config.detect.judge_rows,
                 )
             )
         pipeline = Pipeline(

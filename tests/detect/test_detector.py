@@ -96,9 +96,13 @@ def traffic(tmp_path_factory) -> str:
     return rees46_csv(sorted(rows + injected, key=lambda r: r["event_time"]))
 
 
+# Rules judged on every batch, so that batch sizes really differ between runs.
+EVERY_BATCH = load_config(environ={"ECOMWATCH_DETECT__JUDGE_ROWS": "0"})
+
+
 def run(text: str, chunk_bytes: int):
     summary, alerts = detect(
-        [MemorySource(text, chunk_bytes=chunk_bytes)], load_rules(), config=load_config(environ={})
+        [MemorySource(text, chunk_bytes=chunk_bytes)], load_rules(), config=EVERY_BATCH
     )
     return summary, alerts
 
@@ -142,7 +146,7 @@ def test_alerts_do_not_depend_on_batch_size_or_file_split(traffic, reference, ch
             for i, part in enumerate(parts)
         ],
         load_rules(),
-        config=load_config(environ={}),
+        config=EVERY_BATCH,
     )
     assert final_alerts(alerts) == reference
 

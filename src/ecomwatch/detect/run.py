@@ -37,7 +37,7 @@ def detect(
     on_progress: Callable[[str, int], None] | None = None,
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
 ) -> tuple[RunSummary, list[Alert]]:
-    detector = Detector(rules, listeners=alert_listeners)
+    detector = Detector(rules, listeners=alert_listeners, judge_rows=config.detect.judge_rows)
     pipeline = Pipeline(
         committer=NoCheckpoints(),
         operators=[detector],
