@@ -52,8 +52,23 @@ class DetectConfig(_Strict):
     )
 
 
+class ServeConfig(_Strict):
+    tokens: list[str] = Field(
+        default_factory=list,
+        description="bearer tokens the collector and API accept (also ECOMWATCH_TOKENS, "
+        "comma-separated); none: no authentication",
+    )
+    max_body_bytes: int = Field(10 << 20, ge=1024, description="largest request body")
+    max_batch_rows: int = Field(10_000, ge=1, description="most rows in one request")
+    queue_events: int = Field(200_000, ge=1, description="events queued before 429")
+    batch_seconds: float = Field(0.25, gt=0, description="longest wait to fill a micro-batch")
+    batch_rows: int = Field(20_000, ge=1, description="events in a full micro-batch")
+    commit_seconds: float = Field(2.0, gt=0, description="longest time data waits to commit")
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)

@@ -130,8 +130,12 @@ class Pipeline:
         watermark: Watermark,
         dead_letter: JsonLinesFile | None = None,
         checkpoint_rows: int = 2_000_000,
+        checkpoint_seconds: float | None = None,
     ) -> None:
         self.committer = committer
+        # A live source also checkpoints on a clock: data is committed within this many seconds.
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = time.monotonic()
         self.operators = list(operators)
         self.watermark = watermark
         self.dead_letter = dead_letter
@@ -212,12 +216,14 @@ class Pipeline:
                 for kind, value in decoded.repaired.items():
                     entry["repaired"][kind] = entry["repaired"].get(kind, 0) + value
                     stat.repaired[kind] = stat.repaired.get(kind, 0) + value
+                moved = batch.position.to_json() != entry["position"]
                 entry["position"] = batch.position.to_json()
                 self._since_checkpoint += decoded.events.num_rows
-                self._dirty = True
+                # An idle tick of a live source (nothing read, nowhere moved) changes nothing.
+                self._dirty = self._dirty or moved or decoded.read > 0
                 if on_progress:
                     on_progress(source.name, batch.progress)
-                if self._since_checkpoint >= self.checkpoint_rows:
+                if self._since_checkpoint >= self.checkpoint_rows or self._clock_says_commit():
                     self._checkpoint()
         except SourceError as exc:
             stat.status = SourceStatus.FAILED
@@ -241,6 +247,13 @@ class Pipeline:
         if self.dead_letter is not None and recorded.get("path") == str(self.dead_letter.path):
             self.dead_letter.resume_at(int(recorded["bytes"]))
 
+    def _clock_says_commit(self) -> bool:
+        return (
+            self.checkpoint_seconds is not None
+            and self._dirty
+            and time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds
+        )
+
     def _checkpoint(self) -> None:
         if self.dead_letter is not None:
             self._state["dead_letter"] = {
@@ -253,6 +266,7 @@ class Pipeline:
         self._checkpoints += 1
         self._since_checkpoint = 0
         self._dirty = False
+        self._last_checkpoint = time.monotonic()
 
 
 def total_rejected(checkpoint: dict[str, Any] | None) -> int:

@@ -1,0 +1,111 @@
+"""`ecomwatch serve` (collector, API, metrics) and `ecomwatch replay` (a file into a collector)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+
+err = Console(stderr=True, soft_wrap=True)
+TOKENS_VARIABLE = "ECOMWATCH_TOKENS"
+
+
+def _draining_server_class():  # type: ignore[no-untyped-def]
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """uvicorn, but SIGINT/SIGTERM only stop the server: uvicorn re-raises the signal on
+        exit, which would kill the process before the pipeline drains and commits."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return DrainingServer
+
+
+def serve(
+    lake: Annotated[str, typer.Option("--lake", help="Lake directory (or s3://) to write.")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    alerts: Annotated[
+        Path | None,
+        typer.Option("--alerts", help="Alerts file [default: inside the lake's aux folder]."),
+    ] = None,
+    rules: RulesOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="TOML configuration file.", exists=True, dir_okay=False),
+    ] = None,
+) -> None:
+    """Run the collector (POST /v1/events), the API, /metrics and the live pipeline.
+
+    SIGTERM or Ctrl-C stops taking events, drains the queue, commits the lake and exits: every
+    event answered with a 2xx is in the table. Tokens: [serve] tokens in the config, or
+    ECOMWATCH_TOKENS=token1,token2.
+    """
+    import uvicorn
+
+    from ecomwatch.config import ConfigError, load_config
+    from ecomwatch.lake.base import LakeError
+    from ecomwatch.serve.app import create_app
+    from ecomwatch.serve.collector import Limits
+    from ecomwatch.serve.service import Service
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    tokens = [*settings.serve.tokens, *os.environ.get(TOKENS_VARIABLE, "").split(",")]
+    tokens = [t.strip() for t in tokens if t.strip()]
+    s = settings.serve
+    try:
+        service = Service(
+            lake,
+            config=settings,
+            rules=load_rules_or_exit(rules),
+            alerts=alerts,
+            limits=Limits(max_body_bytes=s.max_body_bytes, max_batch_rows=s.max_batch_rows),
+            commit_seconds=s.commit_seconds,
+            batch_seconds=s.batch_seconds,
+            batch_rows=s.batch_rows,
+            max_queue_events=s.queue_events,
+        )
+    except LakeError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    app = create_app(service, tokens=tokens)
+    server_class = _draining_server_class()
+    server = server_class(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    auth = f"{len(tokens)} token(s)" if tokens else "no authentication (set tokens to require)"
+    err.print(f"ecomwatch serving on http://{host}:{port}/ — lake {lake}; {auth}")
+    service.start()
+    try:
+        server.run()  # returns after SIGINT/SIGTERM, once in-flight requests are answered
+    finally:
+        err.print("stopping: draining the queue and committing the lake")
+        summary = service.stop()
+    if summary is not None:
+        err.print(
+            f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
+            f"{summary.rejected:,} rejected"
+        )

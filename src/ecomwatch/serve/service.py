@@ -1,0 +1,204 @@
+"""The live service: collector queue → engine (lake writer, live aggregates, detector) in a
+background thread, with commits on a clock, and a clean drain on stop."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ecomwatch.config import Config
+from ecomwatch.decode.validate import Decoded
+from ecomwatch.detect.detector import Detector
+from ecomwatch.detect.rules import Rule
+from ecomwatch.engine.pipeline import Pipeline, RunSummary
+from ecomwatch.engine.watermark import Watermark
+from ecomwatch.ingest import default_dead_letter
+from ecomwatch.lake.open import LakeFormat, open_lake
+from ecomwatch.operators.lake_writer import LakeWriter
+from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.serve.collector import Limits, Numbering, decode_request
+from ecomwatch.serve.metrics import ServiceMetrics
+from ecomwatch.serve.queue_source import QueueSource
+from ecomwatch.sinks.jsonl import JsonLinesFile
+
+MAX_ALERTS_KEPT = 10_000
+
+
+class BatchStats:
+    """The last operator: counts batches and their latency, and publishes a copy of the live
+    aggregates for the API's threads (the pipeline thread goes on changing its own)."""
+
+    name = "service_stats"
+
+    def __init__(
+        self, source: QueueSource, traffic: TrafficAggregates, metrics: ServiceMetrics
+    ) -> None:
+        self.source = source
+        self.traffic = traffic
+        self.metrics = metrics
+        self.processed_events = 0
+        self.minutes: list[dict[str, Any]] = []
+
+    def process(self, events: pa.Table, watermark_us: int | None) -> None:
+        if events.num_rows:
+            self.processed_events += events.num_rows
+            self.metrics.batches.inc()
+            while self.source.latencies:
+                self.metrics.batch_latency.observe(self.source.latencies.popleft())
+            self.minutes = self.traffic.minutes()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class Service:
+    def __init__(
+        self,
+        lake: str | Path,
+        *,
+        config: Config,
+        rules: list[Rule],
+        alerts: Path | None = None,
+        limits: Limits | None = None,
+        commit_seconds: float = 2.0,
+        batch_seconds: float = 0.25,
+        batch_rows: int = 20_000,
+        max_queue_events: int = 200_000,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.metrics = ServiceMetrics()
+        self.table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
+        aux = self.table.local_aux_dir()
+        self.alerts_path = alerts or (aux / "alerts.jsonl" if aux else Path("alerts.jsonl"))
+        self.dead_letter = JsonLinesFile(default_dead_letter(self.table))
+        self.alert_file = JsonLinesFile(self.alerts_path)
+        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS_KEPT)
+        # A new id per start: with collector-wide row numbers it keys rows without event_id.
+        self.source = QueueSource(
+            source_id=f"http-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}",
+            max_events=max_queue_events,
+            batch_rows=batch_rows,
+            batch_seconds=batch_seconds,
+        )
+        self.numbering = Numbering()
+        self.accepted_events = 0
+        self.writer = LakeWriter(self.table)
+        self.traffic = TrafficAggregates()
+        self.detector = Detector(rules, sink=self.alert_file, listeners=[self._on_alerts])
+        self.stats = BatchStats(self.source, self.traffic, self.metrics)
+        self._alerts_lock = threading.Lock()
+        self.watermark = Watermark(
+            lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
+        )
+        self.pipeline = Pipeline(
+            committer=self.writer,
+            operators=[self.writer, self.traffic, self.detector, self.stats],
+            watermark=self.watermark,
+            dead_letter=self.dead_letter,
+            checkpoint_rows=config.engine.checkpoint_rows,
+            checkpoint_seconds=commit_seconds,
+        )
+        self.metrics.watch(
+            queue_depth=lambda: self.source.depth,
+            watermark_lag=self._watermark_lag,
+            lake_commits=lambda: len(self.writer.commits),
+        )
+        self.summary: RunSummary | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._load_alerts()
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 120.0) -> RunSummary | None:
+        """Refuse new events, drain the queue, commit the lake and the state, close."""
+        self.source.close()
+        self._thread.join(timeout_s)
+        self.dead_letter.close()
+        self.alert_file.close()
+        self.table.close()
+        if self.error is not None:
+            raise RuntimeError(f"the pipeline failed: {self.error}") from self.error
+        return self.summary
+
+    def _run(self) -> None:
+        try:
+            self.summary = self.pipeline.run([self.source])
+            self.writer.close()
+        except BaseException as exc:  # reported by stop() and /readyz
+            self.error = exc
+            self.source.close()
+
+    # collector ---------------------------------------------------------------------------
+
+    def submit(self, rows: list[Any], request_id: str) -> Decoded | None:
+        """Decode and queue a request's rows; None when the queue is full (nothing queued)."""
+        first = self.numbering.take(len(rows))
+        decoded = decode_request(
+            rows, source_id=self.source.source_id, first_position=first, request_id=request_id
+        )
+        if not self.source.offer(decoded):
+            return None
+        self.accepted_events += decoded.events.num_rows
+        self.metrics.accepted.inc(decoded.events.num_rows)
+        for reason in decoded.rejects["reason"].to_pylist():
+            self.metrics.rejected.labels(reason=reason).inc()
+        return decoded
+
+    # views -------------------------------------------------------------------------------
+
+    def _on_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            self.metrics.alerts.labels(rule=alert["rule"], severity=alert["severity"]).inc()
+        with self._alerts_lock:
+            self.recent_alerts.extend(alerts)
+
+    def _load_alerts(self) -> None:
+        """Alerts of earlier runs on this lake, for the API (the detector appends new ones)."""
+        import json
+
+        if self.alerts_path.exists():
+            with self.alerts_path.open() as f:
+                self.recent_alerts.extend(json.loads(line) for line in f if line.strip())
+
+    def _watermark_lag(self) -> float:
+        current = self.watermark.current()
+        return 0.0 if current is None else max(0.0, time.time() - current / 1e6)
+
+    def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest alerts, newest first (an escalation shows its latest version)."""
+        latest: dict[str, dict[str, Any]] = {}
+        with self._alerts_lock:
+            recent = list(self.recent_alerts)
+        for alert in recent:
+            latest.pop(alert["alert_id"], None)
+            latest[alert["alert_id"]] = alert
+        return list(reversed(list(latest.values())))[:limit]
+
+    def entity(self, kind: str, entity: str) -> dict[str, Any]:
+        about = [
+            a
+            for a in self.alerts(MAX_ALERTS_KEPT)
+            if (a["entity_type"] == kind and a["entity"] == entity)
+            or (kind == "ip" and entity in (a.get("ips") or []))
+        ]
+        return {"entity_type": kind, "entity": entity, "alerts": about}
+
+    def traffic_minutes(self) -> list[dict[str, Any]]:
+        return self.stats.minutes
