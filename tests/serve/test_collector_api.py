@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -152,3 +155,21 @@ def test_sigterm_drains_and_every_acknowledged_event_is_in_the_table(tmp_path: P
     assert acknowledged == 20_000
     assert table_rows(tmp_path / "lake") == acknowledged
     assert "stopped: 20,000 events committed" in stderr
+
+
+def test_replay_sends_a_file_and_the_service_commits_it(tmp_path: Path):
+    events = Path(__file__).resolve().parents[2] / "examples/rules/scraper-slow-hoarder-office.csv"
+    server = start_server(tmp_path / "lake")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(events), "--to",
+             server.url, "--batch", "200", "--gzip", "--json"],
+            capture_output=True, text=True, env={**os.environ, "ECOMWATCH_TOKENS": TOKEN},
+            check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        figures = json.loads(result.stdout)
+        assert figures["sent"] == figures["accepted"] == 1325 and figures["requests"] == 7
+    finally:
+        server.stop()
+    assert table_rows(tmp_path / "lake") == 1325

@@ -109,3 +109,46 @@ def serve(
             f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
             f"{summary.rejected:,} rejected"
         )
+
+
+def replay(
+    inputs: Annotated[list[Path], typer.Argument(help="REES46 files to send.")],
+    to: Annotated[str, typer.Option("--to", help="Collector base URL, e.g. http://127.0.0.1:8080")],
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: as fast as accepted).")
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Pace by event time: 1.0 real time, 60 a minute/s.")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per request.")] = 500,
+    connections: Annotated[int, typer.Option(min=1, max=64, help="Parallel connections.")] = 1,
+    compress: Annotated[bool, typer.Option("--gzip", help="gzip request bodies.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Send files to a running collector at a chosen pace (token from ECOMWATCH_TOKENS)."""
+    import json
+
+    from ecomwatch.serve.replay import replay as run_replay
+
+    if rate is not None and speed is not None:
+        err.print("[red]error:[/] give --rate or --speed, not both")
+        raise typer.Exit(2)
+    token = os.environ.get(TOKENS_VARIABLE, "").split(",")[0].strip() or None
+    try:
+        stats = run_replay(
+            inputs, to, token=token, rate=rate, speed=speed, batch=batch,
+            connections=connections, compress=compress,
+        )  # fmt: skip
+    except (OSError, ValueError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    figures = stats.to_json()
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        err.print(
+            f"sent {figures['sent']:,} events in {figures['requests']:,} requests: "
+            f"{figures['accepted']:,} accepted, {figures['rejected']:,} rejected, "
+            f"{figures['retries_429']} retried after 429; {figures['events_per_s']:,} events/s, "
+            f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
+        )

@@ -37,9 +37,11 @@ class TrafficAggregates:
         self.open: dict[int, dict[str, float]] = {}
         self.closed: dict[int, dict[str, float]] = {}
         self.late_events = 0
+        self._watermark_us: int | None = None
 
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if events.num_rows == 0:
+            self._close(watermark_us)
             return
         minute = events["event_time"].cast(pa.int64()).to_numpy() // MINUTE_US
         kind = _type_codes(events["event_type"])
@@ -56,9 +58,12 @@ class TrafficAggregates:
             keys, inverse = np.unique(combined, return_inverse=True)
             counts = np.bincount(inverse)
             revenue = np.bincount(inverse, weights=np.where(kind == _PURCHASE, price, 0.0))
+        # Late: a window the watermark had passed before this batch (the watermark given here
+        # already counts this batch's own events, which may span many minutes).
+        before = self._watermark_us
         for key, count, rev in zip(keys.tolist(), counts.tolist(), revenue.tolist(), strict=True):
             start = (key // len(EVENT_TYPES)) * MINUTE_US
-            late_window = watermark_us is not None and start + MINUTE_US <= watermark_us
+            late_window = before is not None and start + MINUTE_US <= before
             if start in self.closed or (late_window and start not in self.open):
                 self.late_events += count
                 continue
@@ -71,6 +76,7 @@ class TrafficAggregates:
     def _close(self, watermark_us: int | None) -> None:
         if watermark_us is None:
             return
+        self._watermark_us = watermark_us
         for start in [s for s in self.open if s + MINUTE_US <= watermark_us]:
             self.closed[start] = self.open.pop(start)
         horizon = watermark_us - self.retention_minutes * MINUTE_US
@@ -87,9 +93,11 @@ class TrafficAggregates:
             "open": {str(k): v for k, v in self.open.items()},
             "closed": {str(k): v for k, v in self.closed.items()},
             "late_events": self.late_events,
+            "watermark_us": self._watermark_us,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.open = {int(k): v for k, v in state.get("open", {}).items()}
         self.closed = {int(k): v for k, v in state.get("closed", {}).items()}
         self.late_events = int(state.get("late_events", 0))
+        self._watermark_us = state.get("watermark_us")
