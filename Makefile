@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,12 @@ lint: setup
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy src
 
-test: setup lint
+# The dashboard test drives Debian's Chromium (Playwright uses it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+
+test: setup lint browser
 	$(BIN)/pytest
 
 bench: setup

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -24,6 +25,13 @@ def _draining_server_class():  # type: ignore[no-untyped-def]
     class DrainingServer(uvicorn.Server):
         """uvicorn, but SIGINT/SIGTERM only stop the server: uvicorn re-raises the signal on
         exit, which would kill the process before the pipeline drains and commits."""
+
+        on_exit: Callable[[], None] | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.on_exit is not None:
+                self.on_exit()  # ends the dashboard's event streams, which never end by themselves
+            super().handle_exit(sig, frame)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -94,8 +102,16 @@ def serve(
     app = create_app(service, tokens=tokens)
     server_class = _draining_server_class()
     server = server_class(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
     )
+    server.on_exit = app.state.stopping.set
     auth = f"{len(tokens)} token(s)" if tokens else "no authentication (set tokens to require)"
     err.print(f"ecomwatch serving on http://{host}:{port}/ — lake {lake}; {auth}")
     service.start()

@@ -6,23 +6,44 @@ Only `POST /v1/events` writes. With tokens configured, every route but the healt
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
+import json
 import secrets
-from collections.abc import Sequence
+import threading
+from collections.abc import AsyncIterator, Sequence
+from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ecomwatch.serve.collector import BodyError, read_body
 from ecomwatch.serve.service import Service
 
 RETRY_AFTER_S = 1
+STREAM_EVERY_S = 1
+# Everything the dashboard loads is served from the installed packages (no CDN).
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "plotly.min.js": "text/javascript; charset=utf-8",
+}
+_NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+
+
+@functools.cache
+def _asset_bytes(name: str) -> bytes:
+    package = "plotly" if name == "plotly.min.js" else "ecomwatch.serve"
+    folder = "package_data" if package == "plotly" else "static"
+    return resources.files(package).joinpath(f"{folder}/{name}").read_bytes()
 
 
 def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
     app = FastAPI(title="ecomwatch", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.stopping = threading.Event()  # set on shutdown: ends the event streams
     allowed = [t.encode() for t in tokens if t]
 
     def authorized(request: Request) -> None:
@@ -82,6 +103,32 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
             ),
         )
 
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> Response:
+        page = resources.files("ecomwatch.serve").joinpath("static/index.html").read_bytes()
+        return Response(page, media_type="text/html; charset=utf-8", headers=_NO_SNIFF)
+
+    @app.get("/assets/{name}", include_in_schema=False)
+    def asset(name: str) -> Response:
+        if name not in ASSETS:
+            raise HTTPException(404, "no such asset")
+        return Response(_asset_bytes(name), media_type=ASSETS[name], headers=_NO_SNIFF)
+
+    @app.get("/api/stream", dependencies=[Depends(authorized)])
+    async def stream(request: Request) -> StreamingResponse:
+        async def messages() -> AsyncIterator[str]:
+            while not app.state.stopping.is_set():
+                payload = {"summary": summarize(service), "alerts": service.alerts(50)}
+                yield f"data: {json.dumps(payload)}\n\n"
+                for _ in range(STREAM_EVERY_S * 10):
+                    if app.state.stopping.is_set() or await request.is_disconnected():
+                        return
+                    await asyncio.sleep(0.1)
+
+        return StreamingResponse(
+            messages(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -99,25 +146,7 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
 
     @app.get("/api/summary", dependencies=[Depends(authorized)])
     def summary() -> dict[str, Any]:
-        minutes = service.traffic_minutes()
-        totals: dict[str, float] = {}
-        for minute in minutes:
-            for key, value in minute.items():
-                if key != "minute_us":
-                    totals[key] = totals.get(key, 0) + value
-        alerts = service.alerts(10_000)
-        by_severity: dict[str, int] = {}
-        for alert in alerts:
-            by_severity[alert["severity"]] = by_severity.get(alert["severity"], 0) + 1
-        return {
-            "events_accepted": service.accepted_events,
-            "events_processed": service.stats.processed_events,
-            "queue_depth": service.source.depth,
-            "lake_commits": len(service.writer.commits),
-            "traffic": totals,
-            "minutes": minutes[-120:],
-            "alerts": {"total": len(alerts), "by_severity": by_severity},
-        }
+        return summarize(service)
 
     @app.get("/api/alerts", dependencies=[Depends(authorized)])
     def alerts(limit: int = 100) -> list[dict[str, Any]]:
@@ -130,6 +159,38 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
         return service.entity(kind, entity)
 
     return app
+
+
+def summarize(service: Service) -> dict[str, Any]:
+    """The dashboard's figures: live traffic per minute, funnel, tops, alerts, pipeline state."""
+    minutes = service.traffic_minutes()
+    totals: dict[str, float] = {}
+    for minute in minutes:
+        for key, value in minute.items():
+            if key != "minute_us":
+                totals[key] = totals.get(key, 0) + value
+    alerts = service.alerts(10_000)
+    by_severity: dict[str, int] = {}
+    for alert in alerts:
+        by_severity[alert["severity"]] = by_severity.get(alert["severity"], 0) + 1
+    views, carts, purchases = (totals.get(k, 0) for k in ("view", "cart", "purchase"))
+    return {
+        "events_accepted": service.accepted_events,
+        "events_processed": service.stats.processed_events,
+        "queue_depth": service.source.depth,
+        "lake_commits": len(service.writer.commits),
+        "traffic": totals,
+        "funnel": {
+            "views": views,
+            "carts": carts,
+            "purchases": purchases,
+            "view_to_cart": round(carts / views, 4) if views else None,
+            "cart_to_purchase": round(purchases / carts, 4) if carts else None,
+        },
+        "live": service.live.published,
+        "minutes": minutes[-120:],
+        "alerts": {"total": len(alerts), "by_severity": by_severity},
+    }
 
 
 def _error(status: int, message: str) -> JSONResponse:

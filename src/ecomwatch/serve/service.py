@@ -23,6 +23,7 @@ from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
 from ecomwatch.serve.collector import Limits, Numbering, decode_request
+from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile
@@ -94,6 +95,8 @@ class Service:
         self.writer = LakeWriter(self.table)
         self.traffic = TrafficAggregates()
         self.detector = Detector(rules, sink=self.alert_file, listeners=[self._on_alerts])
+        self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
+        self.live = LiveSummary(lambda: self.flagged)
         self.stats = BatchStats(self.source, self.traffic, self.metrics)
         self._alerts_lock = threading.Lock()
         self.watermark = Watermark(
@@ -101,7 +104,7 @@ class Service:
         )
         self.pipeline = Pipeline(
             committer=self.writer,
-            operators=[self.writer, self.traffic, self.detector, self.stats],
+            operators=[self.writer, self.traffic, self.detector, self.live, self.stats],
             watermark=self.watermark,
             dead_letter=self.dead_letter,
             checkpoint_rows=config.engine.checkpoint_rows,
@@ -168,6 +171,9 @@ class Service:
             self.metrics.alerts.labels(rule=alert["rule"], severity=alert["severity"]).inc()
         with self._alerts_lock:
             self.recent_alerts.extend(alerts)
+        serious = [a for a in alerts if a["severity"] not in ("info", "low")]
+        if serious:
+            self.flagged = self.flagged | {ip for a in serious for ip in a.get("ips") or []}
 
     def _load_alerts(self) -> None:
         """Alerts of earlier runs on this lake, for the API (the detector appends new ones)."""
@@ -175,7 +181,7 @@ class Service:
 
         if self.alerts_path.exists():
             with self.alerts_path.open() as f:
-                self.recent_alerts.extend(json.loads(line) for line in f if line.strip())
+                self._on_alerts([json.loads(line) for line in f if line.strip()])
 
     def _watermark_lag(self) -> float:
         current = self.watermark.current()

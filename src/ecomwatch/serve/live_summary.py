@@ -1,0 +1,90 @@
+"""Live dashboard figures the lake report does not give per second: active sessions, top
+categories, brands and products, revenue, and the share of traffic from flagged IPs.
+
+Runs as the pipeline's last operators' neighbour; `published` is a fresh dict after each batch,
+so API threads read a consistent copy while the pipeline thread goes on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ACTIVE_SESSION_S = 300  # a session is active if it had an event in the last five minutes
+TOP = 10
+
+
+class LiveSummary:
+    name = "live_summary"
+
+    def __init__(self, flagged_ips: Callable[[], frozenset[str]]) -> None:
+        self.flagged_ips = flagged_ips
+        self.last_seen: dict[str, int] = {}  # session → its latest event time (µs)
+        self.categories: Counter[str] = Counter()
+        self.brands: Counter[str] = Counter()
+        self.products: Counter[int] = Counter()
+        self.events = 0
+        self.flagged_events = 0
+        self.revenue = 0.0
+        self.latest_us = 0
+        self.published: dict[str, Any] = self._publish()
+
+    def process(self, events: pa.Table, watermark_us: int | None) -> None:
+        if not events.num_rows:
+            return
+        self.events += events.num_rows
+        self._count(self.categories, events["category_code"])
+        self._count(self.brands, events["brand"])
+        self._count(self.products, events["product_id"])
+        purchases = pc.equal(events["event_type"].cast(pa.string()), "purchase")
+        self.revenue += pc.sum(pc.if_else(purchases, events["price"], 0.0)).as_py() or 0.0
+        flagged = self.flagged_ips()
+        if flagged:
+            hits = pc.is_in(events["ip"].cast(pa.string()), pa.array(sorted(flagged)))
+            self.flagged_events += int(pc.sum(hits).as_py() or 0)
+        latest = events.group_by("user_session").aggregate([("event_time", "max")])
+        times = latest["event_time_max"].cast(pa.int64()).to_pylist()
+        for session, when in zip(latest["user_session"].to_pylist(), times, strict=True):
+            if when > self.last_seen.get(session, 0):
+                self.last_seen[session] = when
+        self.latest_us = max(self.latest_us, max(times))
+        horizon = self.latest_us - ACTIVE_SESSION_S * 1_000_000
+        if len(self.last_seen) > 10_000:
+            self.last_seen = {s: t for s, t in self.last_seen.items() if t >= horizon}
+        self.published = self._publish()
+
+    @staticmethod
+    def _count(counter: Counter[Any], column: pa.ChunkedArray) -> None:
+        counts = pc.value_counts(
+            column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+        )
+        for item in counts.to_pylist():
+            if item["values"] is not None:
+                counter[item["values"]] += item["counts"]
+
+    def _publish(self) -> dict[str, Any]:
+        horizon = self.latest_us - ACTIVE_SESSION_S * 1_000_000
+        return {
+            "events": self.events,
+            "revenue": round(self.revenue, 2),
+            "active_sessions": sum(1 for t in self.last_seen.values() if t >= horizon),
+            "flagged_events": self.flagged_events,
+            "flagged_share": round(self.flagged_events / self.events, 4) if self.events else 0.0,
+            "top_categories": [
+                {"name": k, "events": v} for k, v in self.categories.most_common(TOP)
+            ],
+            "top_brands": [{"name": k, "events": v} for k, v in self.brands.most_common(TOP)],
+            "top_products": [
+                {"name": str(k), "events": v} for k, v in self.products.most_common(TOP)
+            ],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}  # live figures restart with the service; the lake keeps the history
+
+    def restore(self, state: dict[str, Any]) -> None:
+        return None
