@@ -139,6 +139,10 @@ def replay(
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Events per request.")] = 500,
     connections: Annotated[int, typer.Option(min=1, max=64, help="Parallel connections.")] = 1,
     compress: Annotated[bool, typer.Option("--gzip", help="gzip request bodies.")] = False,
+    repeat_for: Annotated[
+        float | None,
+        typer.Option("--for", help="Send the files over and over for this many seconds."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Send files to a running collector at a chosen pace (token from ECOMWATCH_TOKENS)."""
@@ -153,7 +157,7 @@ def replay(
     try:
         stats = run_replay(
             inputs, to, token=token, rate=rate, speed=speed, batch=batch,
-            connections=connections, compress=compress,
+            connections=connections, compress=compress, repeat_for_s=repeat_for,
         )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -168,3 +172,23 @@ def replay(
             f"{figures['retries_429']} retried after 429; {figures['events_per_s']:,} events/s, "
             f"p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
         )
+
+
+def bench_serve(
+    seconds: Annotated[float, typer.Option(min=10, help="How long the load runs.")] = 60,
+    events: Annotated[
+        int, typer.Option(min=10_000, help="Events simulated for the load.")
+    ] = 500_000,
+    connections: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    workdir: Annotated[Path | None, typer.Option(help="Where the files go.")] = None,
+) -> None:
+    """Load-test `serve` on loopback from a second process: events/s, request and
+    event-to-alert latency, memory over the run. Prints one JSON line."""
+    import json
+
+    from ecomwatch.serve.load_bench import run_serve_bench
+
+    figures = run_serve_bench(
+        seconds=seconds, events=events, connections=connections, workdir=workdir, console=err
+    )
+    print(json.dumps(figures))

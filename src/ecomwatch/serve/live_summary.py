@@ -70,6 +70,7 @@ class LiveSummary:
         horizon = self.latest_us - ACTIVE_SESSION_S * 1_000_000
         return {
             "events": self.events,
+            "latest_event_us": self.latest_us or None,
             "revenue": round(self.revenue, 2),
             "active_sessions": sum(1 for t in self.last_seen.values() if t >= horizon),
             "flagged_events": self.flagged_events,

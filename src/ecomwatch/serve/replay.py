@@ -156,8 +156,10 @@ def replay(
     batch: int = 500,
     connections: int = 1,
     compress: bool = False,
+    repeat_for_s: float | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayStats:
+    """Send the files (again and again for `repeat_for_s` seconds, if given)."""
     stats = ReplayStats()
     lock = threading.Lock()
     local = threading.local()
@@ -174,7 +176,7 @@ def replay(
     queued = 0
     with ThreadPoolExecutor(max(1, connections), thread_name_prefix="replay") as pool:
         pending = []
-        for event_us, rows in json_batches(paths, batch):
+        for event_us, rows in _batches(paths, batch, started, repeat_for_s):
             first_event = event_us if first_event is None else first_event
             if rate:
                 _sleep_until(started + queued / rate)
@@ -188,6 +190,20 @@ def replay(
             future.result()
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _batches(
+    paths: list[Path], batch: int, started: float, repeat_for_s: float | None
+) -> Iterator[tuple[int, list[bytes]]]:
+    if repeat_for_s is None:
+        yield from json_batches(paths, batch)
+        return
+    encoded = list(json_batches(paths, batch))  # encoded once, sent until the time is up
+    while time.perf_counter() - started < repeat_for_s:
+        for item in encoded:
+            if time.perf_counter() - started >= repeat_for_s:
+                return
+            yield item
 
 
 def _sleep_until(moment: float) -> None:

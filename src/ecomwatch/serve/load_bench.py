@@ -1,0 +1,151 @@
+"""`ecomwatch bench-serve`: a bounded load test of the live service on loopback.
+
+One process runs `ecomwatch serve`; a second runs `ecomwatch replay`, sending simulated traffic
+in batches of 500 events over several connections for a fixed time. Meanwhile this process
+injects fast scrapers (one new IP at a time, stamped with the service's latest event time) and
+measures how long after its POST each one shows up in the alerts API, and samples the serving
+process's resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _post(url: str, rows: list[dict[str, Any]]) -> None:
+    request = urllib.request.Request(
+        url, data=json.dumps(rows).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def _scraper(n: int, at_us: int) -> tuple[str, list[dict[str, Any]]]:
+    ip = f"203.0.113.{n % 250 + 1}"
+    when = datetime.fromtimestamp(at_us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [
+        {"event_time": when, "event_type": "view", "product_id": 9_000_000 + n * 1000 + i,
+         "category_id": 1, "price": 1.0, "user_id": 1, "user_session": f"bench-scraper-{n}",
+         "ip": ip, "user_agent": "Mozilla/5.0 bench"}
+        for i in range(120)
+    ]  # fmt: skip
+    return ip, rows
+
+
+def run_serve_bench(
+    *, seconds: float, events: int, connections: int, workdir: Path | None, console: Console
+) -> dict[str, Any]:
+    from ecomwatch.simulate.traffic import TrafficSpec, generate
+    from ecomwatch.simulate.writers import write_traffic
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-serve-"))
+    base.mkdir(parents=True, exist_ok=True)
+    traffic = base / f"traffic-{events}.csv"
+    if not traffic.exists():
+        console.print(f"simulating {events:,} events → {traffic} (not timed)")
+        write_traffic(generate(TrafficSpec(events=events, seed=1)), traffic)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
+    lake = base / "lake"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake", str(lake),
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        for _ in range(600):
+            try:
+                if _get(url + "/readyz")["status"] == "ready":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        console.print(f"loading for {seconds:.0f} s with {connections} connections of 500 events")
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(traffic), "--to", url,
+             "--batch", "500", "--connections", str(connections), "--for", str(seconds),
+             "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        rss: list[tuple[float, float]] = []
+        delays: list[float] = []
+        started = time.monotonic()
+        n = 0
+        while sender.poll() is None:
+            elapsed = time.monotonic() - started
+            rss.append((elapsed, _rss_mb(server.pid)))
+            latest = _get(url + "/api/summary")["live"].get("latest_event_us")
+            if latest and elapsed > 5:  # once the load runs: a scraper, then wait for its alert
+                ip, rows = _scraper(n, latest)
+                n += 1
+                sent = time.monotonic()
+                _post(url + "/v1/events", rows)
+                while time.monotonic() - sent < 30:
+                    if _get(f"{url}/api/entities/ip/{ip}")["alerts"]:
+                        delays.append(time.monotonic() - sent)
+                        break
+                    time.sleep(0.02)
+            time.sleep(1.0)
+        out, errors = sender.communicate()
+        if sender.returncode != 0:
+            raise RuntimeError(f"replay failed: {errors[-2000:]}")
+        load = json.loads(out.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        _, server_errors = server.communicate(timeout=300)
+    after_first_minute = [mb for t, mb in rss if t >= 60] or [mb for _, mb in rss]
+    delays.sort()
+    return {
+        "seconds": load["seconds"],
+        "events_accepted": load["accepted"],
+        "events_per_s": load["events_per_s"],
+        "request_p50_ms": load["p50_ms"],
+        "request_p99_ms": load["p99_ms"],
+        "retries_429": load["retries_429"],
+        "attacks_injected": n,
+        "attacks_alerted": len(delays),
+        "event_to_alert_p50_s": round(statistics.median(delays), 3) if delays else None,
+        "event_to_alert_max_s": round(delays[-1], 3) if delays else None,
+        "event_to_alert_p99_s": round(delays[min(len(delays) - 1, int(0.99 * len(delays)))], 3)
+        if delays
+        else None,
+        "serve_rss_mb_first": round(rss[0][1], 1) if rss else None,
+        "serve_rss_mb_after_1_min_min": round(min(after_first_minute), 1),
+        "serve_rss_mb_after_1_min_max": round(max(after_first_minute), 1),
+        "serve_rss_mb_last": round(rss[-1][1], 1) if rss else None,
+        "clean_stop": server.returncode == 0,
+        "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",
+        "connections": connections,
+        "cpus": os.cpu_count(),
+    }
