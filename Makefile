@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo test lint bench clean
+.PHONY: setup browser demo live test lint bench clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/ecomwatch demo --dir demo-output
+
+# The live service: serve + an attack scenario replayed into it; open http://127.0.0.1:8080/
+live: setup
+	$(BIN)/ecomwatch demo --live --dir demo-output
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -458,8 +458,22 @@ def demo(
         Path, typer.Option("--dir", help="Where the demo writes its files.")
     ] = Path("demo-output"),
     events: Annotated[int, typer.Option(min=1000, help="Events to simulate.")] = 200_000,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Instead: start `serve` and replay a shop's 2.4 hours with attacks into it, "
+            "60 times faster than real time; open the dashboard and watch.",
+        ),
+    ] = False,
+    port: Annotated[int, typer.Option(help="Port of the --live dashboard.")] = 8080,
 ) -> None:
     """Simulate a day of traffic, ingest it, and write the report: the whole pipeline in one go."""
+    if live:
+        from ecomwatch.cli.serve_commands import live_demo
+
+        live_demo(directory, port)
+        return
     from ecomwatch.ingest import ingest
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic

@@ -192,3 +192,55 @@ def bench_serve(
         seconds=seconds, events=events, connections=connections, workdir=workdir, console=err
     )
     print(json.dumps(figures))
+
+
+def live_demo(directory: Path, port: int) -> None:
+    """`ecomwatch demo --live`: serve + a replayed attack scenario, until Ctrl-C."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from ecomwatch.serve.replay import replay as run_replay
+    from ecomwatch.simulate.attacks import (
+        AttackScenario,
+        in_chunks,
+        labels_path_for,
+        write_labels,
+    )
+    from ecomwatch.simulate.traffic import TrafficSpec
+    from ecomwatch.simulate.writers import write_traffic
+
+    directory.mkdir(parents=True, exist_ok=True)
+    sample = directory / "live-attacks.csv"
+    if not sample.exists():
+        err.print(f"simulating a shop's 2.4 hours with attacks → {sample}")
+        table, labels = AttackScenario(TrafficSpec(events=50_000, seed=21, days=0.1)).build()
+        write_traffic(in_chunks(table), sample)
+        write_labels(labels, labels_path_for(sample))
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != TOKENS_VARIABLE}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake",
+         str(directory / "live-lake"), "--port", str(port)],
+        env=env,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        err.print(
+            f"[bold]open {url}/ in a browser[/]; replaying at 60 times real time (Ctrl-C stops)"
+        )
+        stats = run_replay([sample], url, speed=60.0, batch=500)
+        err.print(f"replayed {stats.accepted:,} events; the service keeps running — Ctrl-C to stop")
+        server.wait()
+    except KeyboardInterrupt:
+        err.print("stopping")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=120)
