@@ -100,12 +100,3 @@ def decode_request(
     index = decoded.events.schema.get_field_index("source_pos")
     events = decoded.events.set_column(index, "source_pos", positions.cast(pa.int64()))
     return Decoded(events, decoded.rejects, decoded.repaired)
-
-
-def rejected_rows(decoded: Decoded) -> list[dict[str, Any]]:
-    """What the client is told about each rejected row: its index and why."""
-    table = decoded.rejects.select(["line", "reason", "detail"])
-    return [
-        {"index": row["line"], "reason": row["reason"], "detail": row["detail"]}
-        for row in table.to_pylist()
-    ]

@@ -66,6 +66,27 @@ class Injected:
     agents: list[list[str]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
 
+    def add_actor(
+        self,
+        rng: np.random.Generator,
+        label: str,
+        times_s: np.ndarray,
+        kinds: np.ndarray,
+        products: np.ndarray,
+    ) -> None:
+        """One new actor: a fresh IP, user and session, a common browser user agent."""
+        ip = _attack_ip(rng)
+        self.add(
+            times_s,
+            kinds,
+            products,
+            user=_user_id(rng),
+            session=_session_id(rng),
+            ip=ip,
+            agent=str(rng.choice(USER_AGENTS)),
+        )
+        self.labels[ip] = label
+
     def last_s(self) -> float:
         return max(int(t.max()) for t in self.times_us) / 1e6
 
@@ -170,17 +191,7 @@ def low_and_slow(rng: np.random.Generator, plan: AttackPlan, catalog: Catalog, n
             by_id = np.argsort(catalog.product_id)
             first = int(rng.integers(0, catalog.size))
             products = by_id[(first + np.arange(count)) % catalog.size]
-        ip = _attack_ip(rng)
-        out.add(
-            times,
-            np.zeros(count),
-            products,
-            user=_user_id(rng),
-            session=_session_id(rng),
-            ip=ip,
-            agent=str(rng.choice(USER_AGENTS)),
-        )
-        out.labels[ip] = "low_and_slow"
+        out.add_actor(rng, "low_and_slow", times, np.zeros(count), products)
     return out
 
 
@@ -224,17 +235,7 @@ def cart_abusers(rng: np.random.Generator, plan: AttackPlan, catalog: Catalog, n
         if rng.random() < 0.5:  # hoarding: carts only, never removed or bought
             kinds[:] = 1
         times = plan.at(rng, 1200) + np.cumsum(rng.uniform(3, 15, len(kinds)))
-        ip = _attack_ip(rng)
-        out.add(
-            times,
-            kinds,
-            products,
-            user=_user_id(rng),
-            session=_session_id(rng),
-            ip=ip,
-            agent=str(rng.choice(USER_AGENTS)),
-        )
-        out.labels[ip] = "cart_abuser"
+        out.add_actor(rng, "cart_abuser", times, kinds, products)
     return out
 
 
@@ -284,17 +285,7 @@ def flash_sale(
             if rng.random() < 0.7:
                 kinds.append(3)
         times = begin + rng.exponential(lasting / 4) + np.cumsum(_human_gaps(rng, len(kinds), 15))
-        ip = _attack_ip(rng)
-        out.add(
-            times,
-            np.array(kinds),
-            np.full(len(kinds), product),
-            user=_user_id(rng),
-            session=_session_id(rng),
-            ip=ip,
-            agent=str(rng.choice(USER_AGENTS)),
-        )
-        out.labels[ip] = "flash_sale"
+        out.add_actor(rng, "flash_sale", times, np.array(kinds), np.full(len(kinds), product))
     return out, begin
 
 
