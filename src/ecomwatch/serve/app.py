@@ -19,7 +19,9 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
+from ecomwatch.decode.validate import Decoded
 from ecomwatch.serve.collector import BodyError, read_body
 from ecomwatch.serve.service import Service
 
@@ -72,16 +74,13 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
             body += part
             if len(body) > limit:
                 return _count(service, _error(413, f"the body exceeds {limit} bytes"))
+        encoding = request.headers.get("content-encoding")
+        request_id = secrets.token_hex(8)
         try:
-            rows = read_body(
-                bytes(body),
-                encoding=request.headers.get("content-encoding"),
-                limits=service.limits,
-            )
+            # Parsing and validation are CPU work: off the event loop, which keeps serving.
+            decoded = await run_in_threadpool(_take, service, bytes(body), encoding, request_id)
         except BodyError as exc:
             return _count(service, _error(exc.status, str(exc)))
-        request_id = secrets.token_hex(8)
-        decoded = service.submit(rows, request_id)
         if decoded is None:
             response = _error(429, "the pipeline is busy; retry after the delay")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -191,6 +190,11 @@ def summarize(service: Service) -> dict[str, Any]:
         "minutes": minutes[-120:],
         "alerts": {"total": len(alerts), "by_severity": by_severity},
     }
+
+
+def _take(service: Service, body: bytes, encoding: str | None, request_id: str) -> Decoded | None:
+    rows = read_body(body, encoding=encoding, limits=service.limits)
+    return service.submit(rows, request_id)
 
 
 def _error(status: int, message: str) -> JSONResponse:
