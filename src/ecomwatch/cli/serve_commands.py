@@ -181,6 +181,9 @@ def bench_serve(
     ] = 500_000,
     connections: Annotated[int, typer.Option(min=1, max=64)] = 4,
     workdir: Annotated[Path | None, typer.Option(help="Where the files go.")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Offer this many events/s (default: as many as taken).")
+    ] = None,
 ) -> None:
     """Load-test `serve` on loopback from a second process: events/s, request and
     event-to-alert latency, memory over the run. Prints one JSON line."""
@@ -189,7 +192,12 @@ def bench_serve(
     from ecomwatch.serve.load_bench import run_serve_bench
 
     figures = run_serve_bench(
-        seconds=seconds, events=events, connections=connections, workdir=workdir, console=err
+        seconds=seconds,
+        events=events,
+        connections=connections,
+        workdir=workdir,
+        console=err,
+        rate=rate,
     )
     print(json.dumps(figures))
 

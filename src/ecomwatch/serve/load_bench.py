@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,11 +45,20 @@ def _get(url: str) -> Any:
 
 
 def _post(url: str, rows: list[dict[str, Any]]) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(rows).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        response.read()
+    """POST, waiting out 429s (the queue is full under load) as any client should."""
+    body = json.dumps(rows).encode()
+    while True:
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                response.read()
+                return
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429:
+                raise
+            time.sleep(float(exc.headers.get("Retry-After", "1")))
 
 
 def _scraper(n: int, at_us: int) -> tuple[str, list[dict[str, Any]]]:
@@ -64,7 +74,13 @@ def _scraper(n: int, at_us: int) -> tuple[str, list[dict[str, Any]]]:
 
 
 def run_serve_bench(
-    *, seconds: float, events: int, connections: int, workdir: Path | None, console: Console
+    *,
+    seconds: float,
+    events: int,
+    connections: int,
+    workdir: Path | None,
+    console: Console,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic
@@ -95,7 +111,7 @@ def run_serve_bench(
         sender = subprocess.Popen(
             [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(traffic), "--to", url,
              "--batch", "500", "--connections", str(connections), "--for", str(seconds),
-             "--json"],
+             "--json", *(["--rate", str(rate)] if rate else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         rss: list[tuple[float, float]] = []
@@ -147,5 +163,6 @@ def run_serve_bench(
         "clean_stop": server.returncode == 0,
         "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",
         "connections": connections,
+        "offered_rate": rate,
         "cpus": os.cpu_count(),
     }
