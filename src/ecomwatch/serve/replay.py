@@ -65,8 +65,8 @@ class ReplayStats:
         }
 
 
-def json_batches(paths: list[Path], batch: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(first event time in µs, rows as JSON) per batch, in file order."""
+def event_batches(paths: list[Path], batch: int) -> Iterator[pa.Table]:
+    """The files' accepted events in batches of `batch`, in file order."""
     from ecomwatch.ingest import open_inputs
 
     sources, errors = open_inputs(paths, Config())
@@ -75,11 +75,18 @@ def json_batches(paths: list[Path], batch: int) -> Iterator[tuple[int, list[byte
     for source in sources:
         for part in source.read(Position()):
             events = part.decoded.events
-            if not events.num_rows:
-                continue
             for offset in range(0, events.num_rows, batch):
-                chunk = events.slice(offset, batch)
-                yield _first_time(chunk), [json.dumps(r).encode() for r in _records(chunk)]
+                yield events.slice(offset, batch)
+
+
+def json_batches(paths: list[Path], batch: int) -> Iterator[tuple[int, list[bytes]]]:
+    """(first event time in µs, rows as JSON) per batch, in file order."""
+    for chunk in event_batches(paths, batch):
+        yield _encoded(chunk)
+
+
+def _encoded(chunk: pa.Table) -> tuple[int, list[bytes]]:
+    return _first_time(chunk), [json.dumps(r).encode() for r in _records(chunk)]
 
 
 def _first_time(events: pa.Table) -> int:
@@ -198,12 +205,20 @@ def _batches(
     if repeat_for_s is None:
         yield from json_batches(paths, batch)
         return
-    encoded = list(json_batches(paths, batch))  # encoded once, sent until the time is up
+    # Sent over and over until the time is up; each round moves the event times on by the
+    # files' span, so that time keeps going forward as in a real stream.
+    chunks = list(event_batches(paths, batch))
+    times = pa.chunked_array([c["event_time"] for c in chunks]).cast(pa.int64())
+    span_us = int(pc.max(times).as_py()) - int(pc.min(times).as_py()) + 1_000_000
+    rounds = 0
     while time.perf_counter() - started < repeat_for_s:
-        for item in encoded:
+        shift = pa.scalar(rounds * span_us, pa.duration("us"))
+        for chunk in chunks:
             if time.perf_counter() - started >= repeat_for_s:
                 return
-            yield item
+            moved = pc.add(chunk["event_time"], shift) if rounds else chunk["event_time"]
+            yield _encoded(chunk.set_column(0, "event_time", moved))
+        rounds += 1
 
 
 def _sleep_until(moment: float) -> None:
