@@ -98,7 +98,7 @@ class Service:
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
         self.stats = BatchStats(self.source, self.traffic, self.metrics)
-        self._alerts_lock = threading.Lock()
+        self._lock = threading.Lock()
         self.watermark = Watermark(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         )
@@ -158,7 +158,8 @@ class Service:
         )
         if not self.source.offer(decoded):
             return None
-        self.accepted_events += decoded.events.num_rows
+        with self._lock:  # requests are decoded on several threads
+            self.accepted_events += decoded.events.num_rows
         self.metrics.accepted.inc(decoded.events.num_rows)
         for reason in decoded.rejects["reason"].to_pylist():
             self.metrics.rejected.labels(reason=reason).inc()
@@ -169,7 +170,7 @@ class Service:
     def _on_alerts(self, alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
             self.metrics.alerts.labels(rule=alert["rule"], severity=alert["severity"]).inc()
-        with self._alerts_lock:
+        with self._lock:
             self.recent_alerts.extend(alerts)
         serious = [a for a in alerts if a["severity"] not in ("info", "low")]
         if serious:
@@ -190,7 +191,7 @@ class Service:
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest alerts, newest first (an escalation shows its latest version)."""
         latest: dict[str, dict[str, Any]] = {}
-        with self._alerts_lock:
+        with self._lock:
             recent = list(self.recent_alerts)
         for alert in recent:
             latest.pop(alert["alert_id"], None)
