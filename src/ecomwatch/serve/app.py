@@ -21,8 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from ecomwatch.decode.validate import Decoded
-from ecomwatch.serve.collector import BodyError, read_body
+from ecomwatch.serve.collector import BodyError
 from ecomwatch.serve.service import Service
 
 RETRY_AFTER_S = 1
@@ -78,7 +77,7 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
         request_id = secrets.token_hex(8)
         try:
             # Parsing and validation are CPU work: off the event loop, which keeps serving.
-            decoded = await run_in_threadpool(_take, service, bytes(body), encoding, request_id)
+            decoded = await run_in_threadpool(service.submit, bytes(body), encoding, request_id)
         except BodyError as exc:
             return _count(service, _error(exc.status, str(exc)))
         if decoded is None:
@@ -190,11 +189,6 @@ def summarize(service: Service) -> dict[str, Any]:
         "minutes": minutes[-120:],
         "alerts": {"total": len(alerts), "by_severity": by_severity},
     }
-
-
-def _take(service: Service, body: bytes, encoding: str | None, request_id: str) -> Decoded | None:
-    rows = read_body(body, encoding=encoding, limits=service.limits)
-    return service.submit(rows, request_id)
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -22,7 +22,7 @@ from ecomwatch.ingest import default_dead_letter
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
-from ecomwatch.serve.collector import Limits, Numbering, decode_request
+from ecomwatch.serve.collector import Limits, Numbering, decode_body
 from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
@@ -150,11 +150,16 @@ class Service:
 
     # collector ---------------------------------------------------------------------------
 
-    def submit(self, rows: list[Any], request_id: str) -> Decoded | None:
-        """Decode and queue a request's rows; None when the queue is full (nothing queued)."""
-        first = self.numbering.take(len(rows))
-        decoded = decode_request(
-            rows, source_id=self.source.source_id, first_position=first, request_id=request_id
+    def submit(self, body: bytes, encoding: str | None, request_id: str) -> Decoded | None:
+        """Decode and queue a request; None when the queue is full (nothing queued).
+        BodyError when the body as a whole cannot be read."""
+        decoded = decode_body(
+            body,
+            encoding=encoding,
+            limits=self.limits,
+            numbering=self.numbering,
+            source_id=self.source.source_id,
+            request_id=request_id,
         )
         if not self.source.offer(decoded):
             return None
