@@ -3,10 +3,11 @@ background thread, with commits on a clock, and a clean drain on stop."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 MAX_ALERTS_KEPT = 10_000
+
+
+def _entities(alert: dict[str, Any]) -> list[tuple[str, str]]:
+    """What an alert is about: its entity, and each IP it names."""
+    keys = [(alert["entity_type"], alert["entity"])]
+    keys += [("ip", ip) for ip in alert.get("ips") or [] if ("ip", ip) not in keys]
+    return keys
 
 
 class BatchStats:
@@ -82,7 +90,9 @@ class Service:
         self.alerts_path = alerts or (aux / "alerts.jsonl" if aux else Path("alerts.jsonl"))
         self.dead_letter = JsonLinesFile(default_dead_letter(self.table))
         self.alert_file = JsonLinesFile(self.alerts_path)
-        self.recent_alerts: deque[dict[str, Any]] = deque(maxlen=MAX_ALERTS_KEPT)
+        # alert id → its latest version, oldest first; (entity type, entity) → alert ids
+        self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._about: dict[tuple[str, str], set[str]] = {}
         # A new id per start: with collector-wide row numbers it keys rows without event_id.
         self.source = QueueSource(
             source_id=f"http-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}",
@@ -176,7 +186,8 @@ class Service:
         for alert in alerts:
             self.metrics.alerts.labels(rule=alert["rule"], severity=alert["severity"]).inc()
         with self._lock:
-            self.recent_alerts.extend(alerts)
+            for alert in alerts:
+                self._keep(alert)
         serious = [a for a in alerts if a["severity"] not in ("info", "low")]
         if serious:
             self.flagged = self.flagged | {ip for a in serious for ip in a.get("ips") or []}
@@ -193,24 +204,41 @@ class Service:
         current = self.watermark.current()
         return 0.0 if current is None else max(0.0, time.time() - current / 1e6)
 
+    def _keep(self, alert: dict[str, Any]) -> None:
+        """Index an alert (an escalation replaces its earlier version); forget the oldest."""
+        alert_id = alert["alert_id"]
+        self._latest.pop(alert_id, None)
+        self._latest[alert_id] = alert
+        for key in _entities(alert):
+            self._about.setdefault(key, set()).add(alert_id)
+        while len(self._latest) > MAX_ALERTS_KEPT:
+            _, old = self._latest.popitem(last=False)
+            for key in _entities(old):
+                ids = self._about.get(key)
+                if ids is not None:
+                    ids.discard(old["alert_id"])
+                    if not ids:
+                        del self._about[key]
+
     def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest alerts, newest first (an escalation shows its latest version)."""
-        latest: dict[str, dict[str, Any]] = {}
         with self._lock:
-            recent = list(self.recent_alerts)
-        for alert in recent:
-            latest.pop(alert["alert_id"], None)
-            latest[alert["alert_id"]] = alert
-        return list(reversed(list(latest.values())))[:limit]
+            newest = list(itertools.islice(reversed(self._latest.values()), limit))
+        return newest
+
+    def alert_count(self) -> dict[str, int]:
+        with self._lock:
+            alerts = list(self._latest.values())
+        counts: dict[str, int] = {}
+        for alert in alerts:
+            counts[alert["severity"]] = counts.get(alert["severity"], 0) + 1
+        return counts
 
     def entity(self, kind: str, entity: str) -> dict[str, Any]:
-        about = [
-            a
-            for a in self.alerts(MAX_ALERTS_KEPT)
-            if (a["entity_type"] == kind and a["entity"] == entity)
-            or (kind == "ip" and entity in (a.get("ips") or []))
-        ]
-        return {"entity_type": kind, "entity": entity, "alerts": about}
+        with self._lock:
+            ids = self._about.get((kind, entity), set())
+            about = [a for i, a in self._latest.items() if i in ids]
+        return {"entity_type": kind, "entity": entity, "alerts": about[::-1]}
 
     def traffic_minutes(self) -> list[dict[str, Any]]:
         return self.stats.minutes
