@@ -142,8 +142,12 @@ class Detector:
         sink: JsonLinesFile | None = None,
         listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
         judge_rows: int = 0,
+        keep_alerts: bool = True,
     ) -> None:
         self.rules = rules
+        # A batch run returns every alert from `alerts`; a service hands them to its sinks and
+        # listeners only, so that a long run does not keep them all.
+        self.keep_alerts = keep_alerts
         # Rows buffered between evaluations: 0 judges every batch (a live service); file input
         # judges every few hundred thousand rows, which costs far fewer queries per event.
         self.judge_rows = judge_rows
@@ -224,6 +228,8 @@ class Detector:
             self.sink.write_records(new)
         for listener in self.listeners if new else ():
             listener(new)
+        if not self.keep_alerts:
+            self.alerts.clear()
         if self._watermark_us is not None:
             self._evict(self._watermark_us)
 

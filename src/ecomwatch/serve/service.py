@@ -104,7 +104,9 @@ class Service:
         self.accepted_events = 0
         self.writer = LakeWriter(self.table)
         self.traffic = TrafficAggregates()
-        self.detector = Detector(rules, sink=self.alert_file, listeners=[self._on_alerts])
+        self.detector = Detector(
+            rules, sink=self.alert_file, listeners=[self._on_alerts], keep_alerts=False
+        )
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
         self.stats = BatchStats(self.source, self.traffic, self.metrics)
