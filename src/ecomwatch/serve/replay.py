@@ -96,7 +96,11 @@ def _first_time(events: pa.Table) -> int:
 def _records(events: pa.Table) -> list[dict[str, Any]]:
     columns = [c for c in SENT_COLUMNS if c in events.column_names]
     table = events.select(columns)
-    times = pc.strftime(table["event_time"], format="%Y-%m-%dT%H:%M:%SZ")
+    stamps = table["event_time"]
+    micros = stamps.cast(pa.int64()).to_numpy()
+    if not (micros % 1_000_000).any():  # REES46 times: no fraction to send
+        stamps = stamps.cast(pa.timestamp("s", tz="UTC"))
+    times = pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
     table = table.set_column(0, "event_time", times)
     rows = table.to_pylist()
     for row in rows:
