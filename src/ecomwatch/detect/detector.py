@@ -1,14 +1,17 @@
-"""The detector operator: rules evaluated on every micro-batch, in event time, with early firing.
+"""The detector operator: rules judged as events flow, in event time, with early firing.
 
-Events of open windows are kept in an in-memory DuckDB table (only the columns rules read). After
-each batch, the features of every (key, window) the batch touched are recomputed over that
-window's events and each rule's condition is evaluated on them, so an alert is raised in the
-batch where its condition first holds, not when the window closes. Windows are tumbling and
-aligned to the epoch; when the watermark passes a window's end its events are evicted (memory
-follows the active keys, not the input), and its event count feeds the key's baseline.
+Events are kept in an in-memory DuckDB table (only the columns rules read). In each judging round
+(every batch for a live service; every `judge_rows` rows for file input) every rule looks at the
+(key, window) pairs that received events since its last round: first the condition's cheap
+conjuncts (counts, durations), then every feature for the windows that passed (`window_sql`);
+an alert is raised in the round where the condition first holds, not when the window closes.
+Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
+count feeds the key's baseline and its events are evicted, so memory follows the active keys
+and the longest window, not the input.
 
 One alert per (rule, entity) per cooldown: while it lasts, a worse condition (the rule's
 `escalate_when`) re-emits the same alert id with the higher severity instead of a new alert.
+Group rules (`members`) flag each member IP of a flagged subnet, user agent or the whole shop.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,22 +27,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
+from ecomwatch.detect.alert import Alert, evidence_number
+from ecomwatch.detect.features import CHEAP_FEATURES
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
+from ecomwatch.detect.window_sql import KEY_SQL, aggregate_sql, window_start_sql
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
 IP_MERGE_EVERY = 50  # batches between merges of the IP memory
 
-KEY_SQL: dict[KeyKind, str] = {
-    KeyKind.IP: "ip",
-    KeyKind.SUBNET: "subnet",
-    KeyKind.USER: "CAST(user_id AS VARCHAR)",
-    KeyKind.SESSION: "user_session",
-    KeyKind.USER_AGENT: "user_agent",
-    KeyKind.GLOBAL: "'*'",
-}
 STATE_COLUMNS = (
     "event_time",
     "event_type",
@@ -52,52 +48,6 @@ STATE_COLUMNS = (
     "ip",
     "user_agent",
 )
-
-
-def window_start_sql(window_us: int) -> str:
-    """The start (epoch microseconds) of the tumbling window an event falls in."""
-    return f"(t_us // {window_us} * {window_us})"
-
-
-@dataclass(frozen=True)
-class Alert:
-    alert_id: str
-    rule: str
-    severity: Severity
-    entity_type: str
-    entity: str
-    first_seen: datetime
-    last_seen: datetime
-    detected_at: datetime
-    count: int
-    evidence: dict[str, float]
-    explanation: str
-    labels: tuple[str, ...]
-    escalated_from: Severity | None = None
-    ips: tuple[str, ...] = ()  # IPs behind the entity (up to ten)
-    group: dict[str, str] | None = None  # for a member: the group it was flagged with
-
-    def to_json(self) -> dict[str, Any]:
-        def iso(t: datetime) -> str:
-            return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-        return {
-            "alert_id": self.alert_id,
-            "rule": self.rule,
-            "severity": self.severity.value,
-            "entity_type": self.entity_type,
-            "entity": self.entity,
-            "first_seen": iso(self.first_seen),
-            "last_seen": iso(self.last_seen),
-            "detected_at": iso(self.detected_at),
-            "count": self.count,
-            "evidence": self.evidence,
-            "explanation": self.explanation,
-            "labels": list(self.labels),
-            "escalated_from": self.escalated_from.value if self.escalated_from else None,
-            "ips": list(self.ips),
-            "group": self.group,
-        }
 
 
 def _subnets(ips: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -122,12 +72,6 @@ def _to_ipc(table: pa.Table) -> str:
 
 def _from_ipc(text: str) -> pa.Table:
     return pa.ipc.open_stream(base64.b64decode(text)).read_all()
-
-
-def _number(value: Any) -> float | int:
-    if isinstance(value, float):
-        return round(value, 4)
-    return int(value) if value is not None else 0
 
 
 class Detector:
@@ -327,64 +271,6 @@ class Detector:
                 "max(last_us) AS last_us FROM ip_seen GROUP BY seen_ip"
             )
 
-    def _aggregate_sql(
-        self,
-        rule: Rule,
-        keys: tuple[str, ...],
-        window_us: int,
-        features: tuple[str, ...],
-        where: str,
-    ) -> str:
-        """Features per (keys…, window) over the kept events that match `where` and the filter.
-
-        `keys` are SQL expressions, returned as key0, key1…; the last one is the judged key.
-        """
-        start = window_start_sql(window_us)
-        named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
-        key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
-        wanted = dict.fromkeys(("events", *features))
-        baseline = [name for name in ("baseline", "baseline_funnel") if name in wanted]
-        aggregates = ",\n".join(
-            f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in baseline
-        )
-        extra, joins = [], []
-        if "gap_cv" in wanted:
-            extra.append(
-                f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
-                f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
-            )
-        if "ip_age_s" in wanted:
-            joins.append(
-                "LEFT JOIN (SELECT seen_ip, min(first_us) AS first_us FROM ip_seen "
-                "GROUP BY seen_ip) s ON s.seen_ip = e.ip"
-            )
-            extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
-        if baseline:
-            aggregates += ",\ncount(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel_events"
-        more = "".join(", " + x for x in extra)
-        grouped = f"""
-            WITH rows AS (
-                SELECT e.*, {named}, {start} AS window_us {more}
-                FROM events e {" ".join(joins)}
-                WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
-            SELECT {key_columns}, window_us, min(event_time) AS first_seen,
-                   max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
-            FROM rows GROUP BY {key_columns}, window_us"""
-        if not baseline:
-            return grouped
-        # The key's earlier windows: those closed before (state) and those before this one here.
-        judged = f"key{len(keys) - 1}"
-        earlier_events = "coalesce(b.events, 0) + coalesce(sum(g.events) OVER earlier, 0)"
-        return f"""
-            SELECT g.*,
-                coalesce(({earlier_events}) / NULLIF(coalesce(b.windows, 0)
-                    + count(*) OVER earlier, 0), 0) AS baseline,
-                coalesce((coalesce(b.funnel, 0) + coalesce(sum(g.funnel_events) OVER earlier, 0))
-                    / NULLIF({earlier_events}, 0), 0) AS baseline_funnel
-            FROM ({grouped}) g LEFT JOIN baselines b ON b.key = g.{judged}
-            WINDOW earlier AS (PARTITION BY g.{judged} ORDER BY g.window_us
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
-
     def _evaluate(self, rule: Rule, earliest_us: int) -> None:
         """Judge every (key, window) that received events since the rule's last evaluation.
 
@@ -403,7 +289,7 @@ class Detector:
         costly = bool(set(rule.features) - CHEAP_FEATURES)
         where, judged = since, new_rows
         if costly and rule.prefilter_sql != "TRUE":
-            cheap = self._aggregate_sql(rule, (key,), window_us, rule.prefilter_features, since)
+            cheap = aggregate_sql(rule, (key,), window_us, rule.prefilter_features, since)
             found = self.con.sql(
                 f"SELECT key0 AS key, window_us FROM ({cheap}) "
                 f"WHERE {new_rows} AND {rule.prefilter_sql}"
@@ -415,7 +301,7 @@ class Detector:
             where = f"{since} AND {key} IN (SELECT key FROM candidates)"
             judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
         escalate = rule.escalate_sql or "FALSE"
-        features = self._aggregate_sql(rule, (key,), window_us, rule.features, where)
+        features = aggregate_sql(rule, (key,), window_us, rule.features, where)
         matched = self.con.sql(
             f"SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features}) "
             f"WHERE {judged} AND {rule.condition_sql} ORDER BY key, window_us"
@@ -502,7 +388,7 @@ class Detector:
         assert rule.spec.members is not None and rule.members_sql is not None
         member_window_us = rule.members_window_s * 1_000_000
         where = self._groups(rule, matched, member_window_us)
-        features = self._aggregate_sql(
+        features = aggregate_sql(
             rule,
             (KEY_SQL[rule.spec.key], KEY_SQL[rule.spec.members.key]),
             member_window_us,
@@ -539,7 +425,7 @@ class Detector:
         severity = rule.spec.severity
         if row["worse"] and rule.spec.escalate_to is not None:
             severity = rule.spec.escalate_to
-        evidence = {name: _number(row[name]) for name in ("events", *rule.features)}
+        evidence = {name: evidence_number(row[name]) for name in ("events", *rule.features)}
         if "members" in row:
             evidence["members"] = row["members"]
         self._emit(
@@ -559,7 +445,9 @@ class Detector:
         assert rule.spec.members is not None
         kind = rule.spec.members.key.value
         entity = str(member["key1"])
-        evidence = {name: _number(member[name]) for name in ("events", *rule.member_features)}
+        evidence = {
+            name: evidence_number(member[name]) for name in ("events", *rule.member_features)
+        }
         group = {"entity_type": rule.spec.key.value, "entity": str(group_row["key"])}
         shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
         explanation = (

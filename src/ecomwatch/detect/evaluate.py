@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.detector import Alert, Detector
+from ecomwatch.detect.alert import Alert
+from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.rules import Rule, Severity
 from ecomwatch.sources.base import Position, Source
 

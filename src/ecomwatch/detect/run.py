@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ecomwatch.config import Config
-from ecomwatch.detect.detector import Alert, Detector
+from ecomwatch.detect.alert import Alert
+from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Watermark

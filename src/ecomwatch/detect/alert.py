@@ -1,0 +1,56 @@
+"""An alert: what was raised, about whom, why, with which evidence — and its JSON line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ecomwatch.detect.rules import Severity
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    rule: str
+    severity: Severity
+    entity_type: str
+    entity: str
+    first_seen: datetime
+    last_seen: datetime
+    detected_at: datetime
+    count: int
+    evidence: dict[str, float]
+    explanation: str
+    labels: tuple[str, ...]
+    escalated_from: Severity | None = None
+    ips: tuple[str, ...] = ()  # IPs behind the entity (up to ten)
+    group: dict[str, str] | None = None  # for a member: the group it was flagged with
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(t: datetime) -> str:
+            return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+        return {
+            "alert_id": self.alert_id,
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "entity_type": self.entity_type,
+            "entity": self.entity,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "detected_at": iso(self.detected_at),
+            "count": self.count,
+            "evidence": self.evidence,
+            "explanation": self.explanation,
+            "labels": list(self.labels),
+            "escalated_from": self.escalated_from.value if self.escalated_from else None,
+            "ips": list(self.ips),
+            "group": self.group,
+        }
+
+
+def evidence_number(value: Any) -> float | int:
+    if isinstance(value, float):
+        return round(value, 4)
+    return int(value) if value is not None else 0

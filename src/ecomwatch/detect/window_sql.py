@@ -1,0 +1,84 @@
+"""The SQL that computes window features per key over the detector's kept events.
+
+Windows are tumbling and aligned to the epoch; a rule's features are aggregates over the events
+of one key in one window (`features.FEATURES`), with the columns some of them need: the gap to
+the key's previous event (`gap_cv`), the IP's first sighting (`ip_age_s`) and the key's earlier
+windows (`baseline`, `baseline_funnel`).
+"""
+
+from __future__ import annotations
+
+from ecomwatch.detect.features import FEATURES
+from ecomwatch.detect.rules import KeyKind, Rule
+
+KEY_SQL: dict[KeyKind, str] = {
+    KeyKind.IP: "ip",
+    KeyKind.SUBNET: "subnet",
+    KeyKind.USER: "CAST(user_id AS VARCHAR)",
+    KeyKind.SESSION: "user_session",
+    KeyKind.USER_AGENT: "user_agent",
+    KeyKind.GLOBAL: "'*'",
+}
+
+
+def window_start_sql(window_us: int) -> str:
+    """The start (epoch microseconds) of the tumbling window an event falls in."""
+    return f"(t_us // {window_us} * {window_us})"
+
+
+def aggregate_sql(
+    rule: Rule,
+    keys: tuple[str, ...],
+    window_us: int,
+    features: tuple[str, ...],
+    where: str,
+) -> str:
+    """Features per (keys…, window) over the kept events that match `where` and the filter.
+
+    `keys` are SQL expressions, returned as key0, key1…; the last one is the judged key.
+    """
+    start = window_start_sql(window_us)
+    named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
+    key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
+    wanted = dict.fromkeys(("events", *features))
+    baseline = [name for name in ("baseline", "baseline_funnel") if name in wanted]
+    aggregates = ",\n".join(
+        f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in baseline
+    )
+    extra, joins = [], []
+    if "gap_cv" in wanted:
+        extra.append(
+            f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
+            f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
+        )
+    if "ip_age_s" in wanted:
+        joins.append(
+            "LEFT JOIN (SELECT seen_ip, min(first_us) AS first_us FROM ip_seen "
+            "GROUP BY seen_ip) s ON s.seen_ip = e.ip"
+        )
+        extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
+    if baseline:
+        aggregates += ",\ncount(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel_events"
+    more = "".join(", " + x for x in extra)
+    grouped = f"""
+        WITH rows AS (
+            SELECT e.*, {named}, {start} AS window_us {more}
+            FROM events e {" ".join(joins)}
+            WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
+        SELECT {key_columns}, window_us, min(event_time) AS first_seen,
+               max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
+        FROM rows GROUP BY {key_columns}, window_us"""
+    if not baseline:
+        return grouped
+    # The key's earlier windows: those closed before (state) and those before this one here.
+    judged = f"key{len(keys) - 1}"
+    earlier_events = "coalesce(b.events, 0) + coalesce(sum(g.events) OVER earlier, 0)"
+    return f"""
+        SELECT g.*,
+            coalesce(({earlier_events}) / NULLIF(coalesce(b.windows, 0)
+                + count(*) OVER earlier, 0), 0) AS baseline,
+            coalesce((coalesce(b.funnel, 0) + coalesce(sum(g.funnel_events) OVER earlier, 0))
+                / NULLIF({earlier_events}, 0), 0) AS baseline_funnel
+        FROM ({grouped}) g LEFT JOIN baselines b ON b.key = g.{judged}
+        WINDOW earlier AS (PARTITION BY g.{judged} ORDER BY g.window_us
+                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
