@@ -186,13 +186,13 @@ class Flagged:
     users: frozenset[int] = frozenset()
 
     @classmethod
-    def from_alerts(cls, alerts: Sequence[dict[str, Any]], min_rank: int = 2) -> Flagged:
-        """Entities of alerts at medium (rank 2) or above; groups count through their members."""
-        from ecomwatch.sinks.alert_store import SEVERITIES
+    def from_alerts(cls, alerts: Sequence[dict[str, Any]]) -> Flagged:
+        """Entities of alerts at medium or above; groups count through their members."""
+        from ecomwatch.detect.rules import is_flagging
 
         ips, sessions, users = set(), set(), set()
         for alert in alerts:
-            if SEVERITIES.index(alert["severity"]) < min_rank:
+            if not is_flagging(alert["severity"]):
                 continue
             kind, entity = alert["entity_type"], alert["entity"]
             if kind == "ip":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
 
 StoreOption = Annotated[
@@ -55,5 +55,4 @@ def store_alerts(store: Path | None, records: list[dict[str, Any]]) -> None:
 
 def read_alerts(path: Path) -> list[dict[str, Any]]:
     """The alerts of a JSON Lines file written by --alerts."""
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_json_lines(path)

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 from ecomwatch.detect.explain import condition_terms, matches
+from ecomwatch.sinks.jsonl import read_json_lines
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -76,10 +77,8 @@ def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str
         if not alerts.exists():
             err.print(f"[red]error:[/] {alerts} does not exist")
             raise typer.Exit(2)
-        with alerts.open() as f:
-            rows = [json.loads(line) for line in f if line.strip()]
         latest: dict[str, dict[str, Any]] = {}
-        for row in rows:  # an escalation repeats the id: keep its last version
+        for row in read_json_lines(alerts):  # an escalation repeats the id: keep its last version
             if matches(row, entity):
                 latest[row["alert_id"]] = row
         return list(latest.values())

@@ -21,10 +21,9 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.detector import Detector
-from ecomwatch.detect.rules import Rule, Severity
+from ecomwatch.detect.rules import Rule, Severity, is_flagging
 from ecomwatch.sources.base import Position, Source
 
-FLAGGING = Severity.MEDIUM
 WAF_WINDOW_S = 300
 
 
@@ -86,7 +85,7 @@ def detector_flags(alerts: list[Alert]) -> dict[str, int]:
     """IP → the time (µs, event time) it was first named by an alert of medium or above."""
     flagged: dict[str, int] = {}
     for alert in alerts:
-        if alert.severity.rank < FLAGGING.rank:
+        if not is_flagging(alert.severity):
             continue
         when = int(alert.detected_at.timestamp() * 1e6)
         for ip in alert.ips:

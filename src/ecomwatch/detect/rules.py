@@ -47,6 +47,15 @@ class Severity(StrEnum):
         return list(Severity).index(self)
 
 
+# Alerts at this severity or above flag their IPs, sessions and users: blocks, evaluation,
+# the analytics without bots and the dashboard's flagged share all use it.
+FLAGGING = Severity.MEDIUM
+
+
+def is_flagging(severity: Severity | str) -> bool:
+    return Severity(severity).rank >= FLAGGING.rank
+
+
 class KeyKind(StrEnum):
     IP = "ip"
     SUBNET = "subnet"  # the /24 of an IPv4 address

@@ -16,7 +16,7 @@ import pyarrow as pa
 from ecomwatch.config import Config
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.detect.detector import Detector
-from ecomwatch.detect.rules import Rule
+from ecomwatch.detect.rules import Rule, is_flagging
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.ingest import default_dead_letter
@@ -27,7 +27,7 @@ from ecomwatch.serve.collector import Limits, Numbering, decode_body
 from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
-from ecomwatch.sinks.jsonl import JsonLinesFile
+from ecomwatch.sinks.jsonl import JsonLinesFile, read_json_lines
 
 MAX_ALERTS_KEPT = 10_000
 
@@ -190,17 +190,14 @@ class Service:
         with self._lock:
             for alert in alerts:
                 self._keep(alert)
-        serious = [a for a in alerts if a["severity"] not in ("info", "low")]
+        serious = [a for a in alerts if is_flagging(a["severity"])]
         if serious:
             self.flagged = self.flagged | {ip for a in serious for ip in a.get("ips") or []}
 
     def _load_alerts(self) -> None:
         """Alerts of earlier runs on this lake, for the API (the detector appends new ones)."""
-        import json
-
         if self.alerts_path.exists():
-            with self.alerts_path.open() as f:
-                self._on_alerts([json.loads(line) for line in f if line.strip()])
+            self._on_alerts(read_json_lines(self.alerts_path))
 
     def _watermark_lag(self) -> float:
         current = self.watermark.current()

@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ecomwatch.detect.rules import FLAGGING
+
 SEVERITIES = ("info", "low", "medium", "high", "critical")
-BLOCK_FROM = "medium"
+BLOCK_FROM = FLAGGING.value
 BLOCKABLE = ("ip", "subnet")
 
 _SCHEMA = """

@@ -14,6 +14,12 @@ from typing import Any
 import pyarrow as pa
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Every record of a JSON Lines file (blank lines skipped)."""
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class JsonLinesFile:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
