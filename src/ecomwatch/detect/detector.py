@@ -113,7 +113,7 @@ class Detector:
         self.agents = UserAgentClassifier()
         # (rule, entity) → the last alert raised for it
         self.raised: dict[tuple[str, str], dict[str, Any]] = {}
-        # (rule, entity) → [sum of events, closed windows] for the baseline feature
+        # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
         self.baselines: dict[tuple[str, str], list[float]] = {}
         self.alerts: list[Alert] = []
         self._now_us: int | None = None
@@ -229,7 +229,8 @@ class Detector:
                 self.con.execute(f"INSERT INTO {name} SELECT * FROM restored")
                 self.con.unregister("restored")
         self.raised = {(r, e): s for r, e, s in state.get("raised", [])}
-        self.baselines = {(r, e): v for r, e, v in state.get("baselines", [])}
+        # Checkpoints written before the funnel was counted hold two numbers: pad them.
+        self.baselines = {(r, e): [*v, 0.0][:3] for r, e, v in state.get("baselines", [])}
         self._now_us = state.get("now_us")
         self._closed_until = dict(state.get("closed_until", {}))
         self._seq = int(state.get("seq", 0))
@@ -338,13 +339,7 @@ class Detector:
         """The `baselines` view (closed windows per key) that baseline features join."""
         needed = {"baseline", "baseline_funnel"} & {*rule.features, *rule.member_features}
         state = (
-            [
-                (e, v[0], v[1], v[2] if len(v) > 2 else 0.0)
-                for (r, e), v in self.baselines.items()
-                if r == rule.name
-            ]
-            if needed
-            else []
+            [(e, *v) for (r, e), v in self.baselines.items() if r == rule.name] if needed else []
         )
         self.con.register(
             "baselines",
@@ -544,8 +539,6 @@ class Detector:
             ).fetchall()
             for entity, count, funnel in closing:
                 total = self.baselines.setdefault((rule.name, str(entity)), [0.0, 0.0, 0.0])
-                if len(total) < 3:
-                    total.append(0.0)
                 total[0] += count
                 total[1] += 1
                 total[2] += funnel
