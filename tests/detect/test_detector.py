@@ -11,13 +11,17 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ecomwatch.config import load_config
+from ecomwatch.detect.detector import Detector, _from_ipc, _to_ipc
 from ecomwatch.detect.rules import load_rules
-from ecomwatch.detect.run import detect
+from ecomwatch.detect.run import NoCheckpoints, detect
+from ecomwatch.engine.pipeline import Pipeline
+from ecomwatch.engine.watermark import Watermark
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.testing import MemorySource, rees46_csv
@@ -267,3 +271,68 @@ def test_alert_store_keeps_the_higher_severity(tmp_path: Path):
     assert store.db.execute("SELECT severity, count FROM alerts").fetchall() == [("critical", 50)]
     (block,) = store.blocklist()
     assert block["expires_at"] == "2019-11-02T00:01:00Z"
+
+
+class Recorder:
+    """An operator that keeps every batch the pipeline hands it, with the watermark."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[pa.Table, int | None]] = []
+
+    def process(self, events: pa.Table, watermark_us: int | None) -> None:
+        self.batches.append((events, watermark_us))
+
+    def snapshot(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
+        return None
+
+
+def as_plain_strings(encoded: str) -> str:
+    """An events checkpoint as earlier versions wrote it: strings, not dictionaries."""
+    table = _from_ipc(encoded)
+    plain = pa.schema(
+        pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in table.schema
+    )
+    return _to_ipc(table.cast(plain))
+
+
+@pytest.mark.parametrize("written_as", ["dictionaries", "plain strings"])
+def test_a_detector_restored_from_its_checkpoint_raises_what_an_uninterrupted_one_does(
+    traffic, written_as
+):
+    recorder = Recorder()
+    Pipeline(
+        committer=NoCheckpoints(), operators=[recorder], watermark=Watermark(lateness_s=5)
+    ).run([MemorySource(traffic, chunk_bytes=16 << 10)])
+    batches = recorder.batches
+    # Stop in the middle of the cart abuse: neither half alone meets its condition.
+    seen = itertools.accumulate(
+        events["user_session"].to_pylist().count("s-hoard") for events, _ in batches
+    )
+    middle = next(i for i, count in enumerate(seen) if count >= 15) + 1
+    assert 0 < middle < len(batches)
+
+    whole = Detector(load_rules(), judge_rows=5_000)
+    for events, watermark in batches:
+        whole.process(events, watermark)
+    whole.snapshot()
+
+    before = Detector(load_rules(), judge_rows=5_000)
+    for events, watermark in batches[:middle]:
+        before.process(events, watermark)
+    checkpoint = json.loads(json.dumps(before.snapshot()))  # as it is committed
+    assert checkpoint["events_ipc"] and checkpoint["ip_seen_ipc"]
+    if written_as == "plain strings":
+        checkpoint["events_ipc"] = as_plain_strings(checkpoint["events_ipc"])
+    after = Detector(load_rules(), judge_rows=5_000)
+    after.restore(checkpoint)
+    for events, watermark in batches[middle:]:
+        after.process(events, watermark)
+    after.snapshot()
+
+    assert final_alerts(before.alerts + after.alerts) == final_alerts(whole.alerts)
+    assert {a.rule for a in whole.alerts} == set(INJECTED)

@@ -1,8 +1,8 @@
 """The detector operator: rules judged as events flow, in event time, with early firing.
 
-Events are kept in an in-memory DuckDB table (only the columns rules read). In each judging round
-(every batch for a live service; every `judge_rows` rows for file input) every rule looks at the
-(key, window) pairs that received events since its last round: first the condition's cheap
+Events are kept as Arrow tables (only the columns rules read, `kept_events`) that DuckDB scans
+in place. In each judging round (every batch for a live service; every `judge_rows` rows for
+file input) every rule looks at the (key, window) pairs that received events since its last round: first the condition's cheap
 conjuncts (counts, durations), then every feature for the windows that passed (`window_sql`);
 an alert is raised in the round where the condition first holds, not when the window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
@@ -29,13 +29,15 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.alert import Alert, evidence_number
 from ecomwatch.detect.features import CHEAP_FEATURES
+from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
+from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.detect.window_sql import KEY_SQL, aggregate_sql, window_start_sql
+from ecomwatch.schema import LABEL_TYPE
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
-IP_MERGE_EVERY = 50  # batches between merges of the IP memory
 
 STATE_COLUMNS = (
     "event_time",
@@ -54,12 +56,11 @@ def _subnets(ips: pa.ChunkedArray) -> pa.ChunkedArray:
     """The /24 of each IPv4 address ("a.b.c.0/24"), computed once per distinct address."""
     chunks = []
     for chunk in ips.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            nets = pc.replace_substring_regex(chunk.dictionary, r"\.\d+$", ".0/24")
-            chunks.append(nets.take(chunk.indices))
-        else:
-            chunks.append(pc.replace_substring_regex(chunk, r"\.\d+$", ".0/24"))
-    return pa.chunked_array(chunks, pa.string())
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_encode()
+        nets = pc.replace_substring_regex(chunk.dictionary, r"\.\d+$", ".0/24")
+        chunks.append(pa.DictionaryArray.from_arrays(chunk.indices, nets))
+    return pa.chunked_array(chunks, LABEL_TYPE)
 
 
 def _to_ipc(table: pa.Table) -> str:
@@ -101,14 +102,8 @@ class Detector:
         self.listeners = list(listeners)  # e.g. a webhook: called with each batch's new alerts
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute(
-            "CREATE TABLE events (event_time TIMESTAMPTZ, event_type VARCHAR, product_id BIGINT, "
-            "category_id BIGINT, price DOUBLE, user_session VARCHAR, user_id BIGINT, ip VARCHAR, "
-            "user_agent VARCHAR, declared_bot BOOLEAN, search_engine BOOLEAN, t_us BIGINT, "
-            "subnet VARCHAR, seq BIGINT)"
-        )
-        self.con.execute("CREATE TABLE ip_seen (seen_ip VARCHAR, first_us BIGINT, last_us BIGINT)")
-        self._ip_rows_added = 0
+        self.kept = KeptEvents([Retention(rule.retention_s, rule.filter_sql) for rule in rules])
+        self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
         # (rule, entity) → the last alert raised for it
@@ -132,13 +127,13 @@ class Detector:
         if events.num_rows:
             self._seq += 1
             batch = self._project(events)
+            self.kept.append(batch)
             self.con.register("batch", batch)
-            self.con.execute("INSERT INTO events SELECT * FROM batch")
             times = events["event_time"].cast(pa.int64())
             latest, earliest = int(pc.max(times).as_py()), int(pc.min(times).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
             if self._uses_ip_age:
-                self._remember_ips()
+                self.ip_memory.add(batch["ip"], batch["t_us"])
             counts = self.con.execute(
                 "SELECT "
                 + ", ".join(f"count(*) FILTER (WHERE {r.filter_sql})" for r in self.rules)
@@ -198,8 +193,8 @@ class Detector:
     def snapshot(self) -> dict[str, Any]:
         self._judge(everything=True)  # a checkpoint (and the end of input) judges what is left
         return {
-            "events_ipc": _to_ipc(self.con.sql("SELECT * FROM events").to_arrow_table()),
-            "ip_seen_ipc": _to_ipc(self.con.sql("SELECT * FROM ip_seen").to_arrow_table()),
+            "events_ipc": _to_ipc(self.kept.since(-(2**62))),
+            "ip_seen_ipc": _to_ipc(self.ip_memory.table()),
             "raised": [[rule, entity, state] for (rule, entity), state in self.raised.items()],
             "baselines": [
                 [rule, entity, value] for (rule, entity), value in self.baselines.items()
@@ -219,15 +214,12 @@ class Detector:
     def restore(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        for name in ("events", "ip_seen"):
-            self.con.execute(f"DELETE FROM {name}")
-            if f"{name}_ipc" not in state:
-                continue
-            table = _from_ipc(state[f"{name}_ipc"])
-            if table.num_rows:
-                self.con.register("restored", table)
-                self.con.execute(f"INSERT INTO {name} SELECT * FROM restored")
-                self.con.unregister("restored")
+        self.kept.tables.clear()
+        if "events_ipc" in state:
+            self.kept.append(_from_ipc(state["events_ipc"]))
+        self.ip_memory.restore(
+            _from_ipc(state["ip_seen_ipc"]) if "ip_seen_ipc" in state else SEEN_SCHEMA.empty_table()
+        )
         self.raised = {(r, e): s for r, e, s in state.get("raised", [])}
         # Checkpoints written before the funnel was counted hold two numbers: pad them.
         self.baselines = {(r, e): [*v, 0.0][:3] for r, e, v in state.get("baselines", [])}
@@ -244,33 +236,21 @@ class Detector:
     # internals ---------------------------------------------------------------------------
 
     def _project(self, events: pa.Table) -> pa.Table:
-        agents = events["user_agent"].cast(pa.string())
-        flags = self.agents.classify(agents)
+        flags = self.agents.classify(events["user_agent"])
         columns = {name: events[name] for name in STATE_COLUMNS}
-        for name in ("event_type", "ip", "user_agent"):
-            columns[name] = columns[name].cast(pa.string())
         columns["declared_bot"] = flags.declared_bot
         columns["search_engine"] = flags.search_engine
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["subnet"] = _subnets(events["ip"])
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
-        return pa.table(columns)
+        return pa.table(columns).cast(KEPT_SCHEMA)
 
-    def _remember_ips(self) -> None:
-        """First and last time each IP was seen (for `ip_age_s`): one row per IP and batch,
-        merged to one row per IP from time to time (appending is far cheaper than upserting)."""
-        self.con.execute(
-            "INSERT INTO ip_seen SELECT ip, min(t_us), max(t_us) FROM batch "
-            "WHERE ip IS NOT NULL GROUP BY ip"
-        )
-        self._ip_rows_added += 1
-        if self._ip_rows_added >= IP_MERGE_EVERY:
-            self._ip_rows_added = 0
-            self.con.execute(
-                "CREATE OR REPLACE TABLE ip_seen AS SELECT seen_ip, min(first_us) AS first_us, "
-                "max(last_us) AS last_us FROM ip_seen GROUP BY seen_ip"
-            )
+    def _register_events(self, first_us: int) -> None:
+        """The `events` view of the queries: the kept tables that reach `first_us`."""
+        self.con.register("events", self.kept.since(first_us))
+        if self._uses_ip_age:
+            self.con.register("ip_seen", self.ip_memory.table())
 
     def _evaluate(self, rule: Rule, earliest_us: int) -> None:
         """Judge every (key, window) that received events since the rule's last evaluation.
@@ -286,6 +266,7 @@ class Detector:
             # ...but a baseline reads every window the state has not absorbed yet.
             first = min(first, self._closed_until.get(rule.name, first))
         since = f"t_us >= {first}"
+        self._register_events(first)
         new_rows = f"newest_seq > {self._last_seq.get(rule.name, 0)}"
         costly = bool(set(rule.features) - CHEAP_FEATURES)
         where, judged = since, new_rows
@@ -358,8 +339,10 @@ class Detector:
         starts = pc.multiply(pc.divide(matched["window_us"], window_us), window_us)
         self.con.register("matched", pa.table({"key": matched["key"], "window_us": starts}))
         key = KEY_SQL[rule.spec.key]
+        first = pc.min(starts).as_py()
+        self._register_events(first)
         return (
-            f"t_us >= {pc.min(starts).as_py()} AND "
+            f"t_us >= {first} AND "
             f"({key}, {window_start_sql(window_us)}) IN (SELECT key, window_us FROM matched)"
         )
 
@@ -530,6 +513,7 @@ class Detector:
             window_us = rule.window_s * 1_000_000
             start = window_start_sql(window_us)
             done = self._closed_until.get(rule.name, -(2**62))
+            self._register_events(done - window_us)
             closing = self.con.execute(
                 f"SELECT {key} AS key, count(*) AS n, "
                 f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
@@ -543,14 +527,6 @@ class Detector:
                 total[1] += 1
                 total[2] += funnel
             self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
-        # An event is kept while some rule whose filter it passes may still need it: rules with
-        # long windows and narrow filters (search engines, 1 h) then keep only their own rows.
-        keep = " OR ".join(
-            f"(t_us >= {watermark_us - rule.retention_s * 1_000_000} AND {rule.filter_sql})"
-            for rule in self.rules
-        )
-        self.con.execute(f"DELETE FROM events WHERE NOT ({keep or 'FALSE'})")
+        self.kept.evict(watermark_us, self.con)
         if self._uses_ip_age:
-            self.con.execute(
-                "DELETE FROM ip_seen WHERE last_us < ?", [watermark_us - IP_MEMORY_S * 1_000_000]
-            )
+            self.ip_memory.forget(watermark_us)

@@ -43,15 +43,25 @@ class UserAgentClassifier:
         return found
 
     def classify(self, agents: pa.ChunkedArray | pa.Array) -> AgentFlags:
-        encoded = agents.dictionary_encode()
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
-        values = encoded.dictionary.to_pylist()
-        flags = np.array([self.classify_one(v) for v in values] or [(False, False)], dtype=bool)
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        valid = ~np.asarray(encoded.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        safe = np.where(valid, indices, 0).astype(np.int64)
+        """Flags per row; each distinct agent of a chunk is looked up once."""
+        chunks = agents.chunks if isinstance(agents, pa.ChunkedArray) else [agents]
+        bots, engines = [], []
+        for chunk in chunks:
+            if not pa.types.is_dictionary(chunk.type):
+                chunk = chunk.dictionary_encode()
+            values = chunk.dictionary.cast(pa.string()).to_pylist()
+            flags = np.array(
+                [self.classify_one(v) if v else (False, False) for v in values] or [(False, False)],
+                bool,
+            )
+            valid = np.asarray(chunk.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            indices = chunk.indices.to_numpy(zero_copy_only=False)
+            safe = np.where(valid, indices, 0).astype(np.int64)
+            bots.append(flags[safe, 0] & valid)
+            engines.append(flags[safe, 1] & valid)
+        if not bots:
+            return AgentFlags(pa.array([], pa.bool_()), pa.array([], pa.bool_()))
         return AgentFlags(
-            declared_bot=pa.array(flags[safe, 0] & valid),
-            search_engine=pa.array(flags[safe, 1] & valid),
+            declared_bot=pa.array(np.concatenate(bots)),
+            search_engine=pa.array(np.concatenate(engines)),
         )
