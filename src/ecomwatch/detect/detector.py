@@ -2,9 +2,10 @@
 
 Events are kept as Arrow tables (only the columns rules read, `kept_events`) that DuckDB scans
 in place. In each judging round (every batch for a live service; every `judge_rows` rows for
-file input) every rule looks at the (key, window) pairs that received events since its last round: first the condition's cheap
-conjuncts (counts, durations), then every feature for the windows that passed (`window_sql`);
-an alert is raised in the round where the condition first holds, not when the window closes.
+file input) every rule looks at the (key, window) pairs that received events since its last
+round: first the condition's cheap conjuncts (counts, durations), then every feature for the
+windows that passed (`window_sql`); an alert is raised in the round where the condition first
+holds, not when the window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
