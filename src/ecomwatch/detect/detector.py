@@ -281,7 +281,13 @@ class Detector:
                 self.con.unregister("baselines")
                 return
             self.con.register("candidates", found)
-            where = f"{since} AND {key} IN (SELECT key FROM candidates)"
+            # One hash per (key, window): a semi-join on one column is far cheaper than on two;
+            # a collision only adds a window that `judged` then drops.
+            start = window_start_sql(window_us)
+            where = (
+                f"{since} AND hash({key}, {start}) IN "
+                "(SELECT hash(key, window_us) FROM candidates)"
+            )
             judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
         escalate = rule.escalate_sql or "FALSE"
         features = aggregate_sql(rule, (key,), window_us, rule.features, where)
@@ -344,7 +350,8 @@ class Detector:
         self._register_events(first)
         return (
             f"t_us >= {first} AND "
-            f"({key}, {window_start_sql(window_us)}) IN (SELECT key, window_us FROM matched)"
+            f"hash({key}, {window_start_sql(window_us)}) IN "
+            "(SELECT hash(key, window_us) FROM matched)"
         )
 
     def _ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], list[str]]:
