@@ -98,6 +98,7 @@ class Detector:
         # judges every few hundred thousand rows, which costs far fewer queries per event.
         self.judge_rows = judge_rows
         self._buffered = 0
+        self._unjudged: list[pa.Table] = []  # batches since the last judging round
         self._watermark_us: int | None = None
         self.sink = sink  # alerts are appended as they are raised
         self.listeners = list(listeners)  # e.g. a webhook: called with each batch's new alerts
@@ -129,24 +130,11 @@ class Detector:
             self._seq += 1
             batch = self._project(events)
             self.kept.append(batch)
-            self.con.register("batch", batch)
-            times = events["event_time"].cast(pa.int64())
-            latest, earliest = int(pc.max(times).as_py()), int(pc.min(times).as_py())
+            self._unjudged.append(batch)
+            latest = int(pc.max(batch["t_us"]).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
             if self._uses_ip_age:
                 self.ip_memory.add(batch["ip"], batch["t_us"])
-            counts = self.con.execute(
-                "SELECT "
-                + ", ".join(f"count(*) FILTER (WHERE {r.filter_sql})" for r in self.rules)
-                + " FROM batch"
-            ).fetchall()[0]
-            self.con.unregister("batch")
-            for rule, count in zip(self.rules, counts, strict=True):
-                if count:
-                    pending = self._pending.get(rule.name)
-                    self._pending[rule.name] = (
-                        earliest if pending is None else min(pending, earliest)
-                    )
             self._buffered += events.num_rows
         if watermark_us is not None:
             self._watermark_us = watermark_us
@@ -157,6 +145,7 @@ class Detector:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
         self._buffered = 0
+        self._note_pending()
         raised = len(self.alerts)
         for rule in self.rules:
             if self._due(rule, self._watermark_us, everything):
@@ -172,6 +161,24 @@ class Detector:
             self.alerts.clear()
         if self._watermark_us is not None:
             self._evict(self._watermark_us)
+
+    def _note_pending(self) -> None:
+        """For each rule, the earliest event passing its filter among the batches since the
+        last round (one query for all rules)."""
+        if not self._unjudged:
+            return
+        self.con.register("unjudged", pa.concat_tables(self._unjudged))
+        self._unjudged.clear()
+        earliest = self.con.execute(
+            "SELECT "
+            + ", ".join(f"min(t_us) FILTER (WHERE {r.filter_sql})" for r in self.rules)
+            + " FROM unjudged"
+        ).fetchall()[0]
+        self.con.unregister("unjudged")
+        for rule, first_us in zip(self.rules, earliest, strict=True):
+            if first_us is not None:
+                pending = self._pending.get(rule.name)
+                self._pending[rule.name] = first_us if pending is None else min(pending, first_us)
 
     @staticmethod
     def _tick(rule: Rule, now_us: int) -> int:

@@ -38,7 +38,7 @@ KEPT_SCHEMA = pa.schema(
         ("seq", pa.int64()),
     ]
 )
-MERGE_UP_TO_ROWS = 65_536  # tables are merged while the result stays at most this long
+MERGE_UP_TO_ROWS = 32_768  # tables are merged while the result stays at most this long
 
 
 @dataclass
@@ -69,7 +69,8 @@ class KeptEvents:
     def append(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
-        table = table.cast(KEPT_SCHEMA)
+        if table.schema != KEPT_SCHEMA:
+            table = table.cast(KEPT_SCHEMA)
         times = table["t_us"]
         self.tables.append(KeptTable(table, pc.min(times).as_py(), pc.max(times).as_py()))
         # Merge the newest tables while the one before is no longer than the new one: the
