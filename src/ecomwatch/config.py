@@ -46,7 +46,7 @@ class LakeConfig(_Strict):
 
 class DetectConfig(_Strict):
     judge_rows: int = Field(
-        250_000,
+        1_000_000,
         ge=0,
         description="rows read between rule evaluations of file input (0: every batch)",
     )

@@ -29,13 +29,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomwatch.detect.alert import Alert, evidence_number
+from ecomwatch.detect.entity_keys import address_keys, agent_keys
 from ecomwatch.detect.features import CHEAP_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.detect.window_sql import KEY_SQL, aggregate_sql, window_start_sql
-from ecomwatch.schema import LABEL_TYPE
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
@@ -51,17 +51,6 @@ STATE_COLUMNS = (
     "ip",
     "user_agent",
 )
-
-
-def _subnets(ips: pa.ChunkedArray) -> pa.ChunkedArray:
-    """The /24 of each IPv4 address ("a.b.c.0/24"), computed once per distinct address."""
-    chunks = []
-    for chunk in ips.chunks:
-        if not pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_encode()
-        nets = pc.replace_substring_regex(chunk.dictionary, r"\.\d+$", ".0/24")
-        chunks.append(pa.DictionaryArray.from_arrays(chunk.indices, nets))
-    return pa.chunked_array(chunks, LABEL_TYPE)
 
 
 def _to_ipc(table: pa.Table) -> str:
@@ -108,6 +97,7 @@ class Detector:
         self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
+        self._agent_keys: dict[str, int] = {}
         # (rule, entity) → the last alert raised for it
         self.raised: dict[tuple[str, str], dict[str, Any]] = {}
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
@@ -224,7 +214,11 @@ class Detector:
             return
         self.kept.tables.clear()
         if "events_ipc" in state:
-            self.kept.append(_from_ipc(state["events_ipc"]))
+            restored = _from_ipc(state["events_ipc"])
+            # Checkpoints of earlier versions hold no integer keys.
+            self.kept.append(
+                restored if "ip_key" in restored.column_names else self._with_keys(restored)
+            )
         self.ip_memory.restore(
             _from_ipc(state["ip_seen_ipc"]) if "ip_seen_ipc" in state else SEEN_SCHEMA.empty_table()
         )
@@ -250,8 +244,20 @@ class Detector:
         columns["search_engine"] = flags.search_engine
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
-        columns["subnet"] = _subnets(events["ip"])
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
+        return self._with_keys(pa.table(columns))
+
+    def _with_keys(self, table: pa.Table) -> pa.Table:
+        """The kept columns with the integer keys of ip, subnet and user agent added."""
+        ip_key, subnet_key = address_keys(table["ip"])
+        keys = {
+            "ip_key": ip_key,
+            "subnet_key": subnet_key,
+            "agent_key": agent_keys(table["user_agent"], self._agent_keys),
+        }
+        columns = {
+            name: keys[name] if name in keys else table.column(name) for name in KEPT_SCHEMA.names
+        }
         return pa.table(columns).cast(KEPT_SCHEMA)
 
     def _register_events(self, first_us: int) -> None:
@@ -279,7 +285,9 @@ class Detector:
         costly = bool(set(rule.features) - CHEAP_FEATURES)
         where, judged = since, new_rows
         if costly and rule.prefilter_sql != "TRUE":
-            cheap = aggregate_sql(rule, (key,), window_us, rule.prefilter_features, since)
+            cheap = aggregate_sql(
+                rule, (rule.spec.key,), window_us, rule.prefilter_features, since, names=False
+            )
             found = self.con.sql(
                 f"SELECT key0 AS key, window_us FROM ({cheap}) "
                 f"WHERE {new_rows} AND {rule.prefilter_sql}"
@@ -292,12 +300,11 @@ class Detector:
             # a collision only adds a window that `judged` then drops.
             start = window_start_sql(window_us)
             where = (
-                f"{since} AND hash({key}, {start}) IN "
-                "(SELECT hash(key, window_us) FROM candidates)"
+                f"{since} AND hash({key}, {start}) IN (SELECT hash(key, window_us) FROM candidates)"
             )
             judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
         escalate = rule.escalate_sql or "FALSE"
-        features = aggregate_sql(rule, (key,), window_us, rule.features, where)
+        features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.features, where)
         matched = self.con.sql(
             f"SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features}) "
             f"WHERE {judged} AND {rule.condition_sql} ORDER BY key, window_us"
@@ -311,7 +318,7 @@ class Detector:
             return
         ips = self._ips(rule, matched) if rule.spec.key is not KeyKind.IP else {}
         for row in matched.to_pylist():
-            row["ips"] = ips.get((str(row["key"]), row["window_us"]), [str(row["key"])])
+            row["ips"] = ips.get((str(row["key"]), row["window_us"]), [row["name0"]])
             self._raise(rule, row)
 
     def _raise_groups(self, rule: Rule, matched: pa.Table, spec: MembersSpec) -> None:
@@ -324,7 +331,7 @@ class Detector:
             row["members"] = len(found)
             # The group's own IPs may include bystanders: it names only its members.
             row["ips"] = (
-                sorted(str(m["key1"]) for m in found)[:10] if spec.key is KeyKind.IP else []
+                sorted(str(m["name1"]) for m in found)[:10] if spec.key is KeyKind.IP else []
             )
             self._raise(rule, row)
             for member in found:
@@ -383,7 +390,7 @@ class Detector:
         where = self._groups(rule, matched, member_window_us)
         features = aggregate_sql(
             rule,
-            (KEY_SQL[rule.spec.key], KEY_SQL[rule.spec.members.key]),
+            (rule.spec.key, rule.spec.members.key),
             member_window_us,
             rule.member_features,
             where,
@@ -414,7 +421,7 @@ class Detector:
         ).strip()
 
     def _raise(self, rule: Rule, row: dict[str, Any]) -> None:
-        entity = str(row["key"])
+        entity = str(row["name0"])
         severity = rule.spec.severity
         if row["worse"] and rule.spec.escalate_to is not None:
             severity = rule.spec.escalate_to
@@ -437,11 +444,11 @@ class Detector:
     def _raise_member(self, rule: Rule, group_row: dict[str, Any], member: dict[str, Any]) -> None:
         assert rule.spec.members is not None
         kind = rule.spec.members.key.value
-        entity = str(member["key1"])
+        entity = str(member["name1"])
         evidence = {
             name: evidence_number(member[name]) for name in ("events", *rule.member_features)
         }
-        group = {"entity_type": rule.spec.key.value, "entity": str(group_row["key"])}
+        group = {"entity_type": rule.spec.key.value, "entity": str(group_row["name0"])}
         shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
         explanation = (
             f"{kind} {entity} is one of {group_row['members']} members of {group['entity_type']} "

@@ -23,8 +23,8 @@ FEATURES: dict[str, tuple[str, str]] = {
     ),
     "distinct_sessions": ("count(DISTINCT user_session)", "distinct sessions"),
     "distinct_users": ("count(DISTINCT user_id)", "distinct users"),
-    "distinct_ips": ("count(DISTINCT ip)", "distinct IP addresses"),
-    "distinct_user_agents": ("count(DISTINCT user_agent)", "distinct user agents"),
+    "distinct_ips": ("count(DISTINCT ip_key)", "distinct IP addresses"),
+    "distinct_user_agents": ("count(DISTINCT agent_key)", "distinct user agents"),
     "active_s": (
         "coalesce(epoch(max(event_time)) - epoch(min(event_time)), 0)",
         "seconds between the first and last event",

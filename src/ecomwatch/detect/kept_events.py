@@ -34,8 +34,11 @@ KEPT_SCHEMA = pa.schema(
         ("declared_bot", pa.bool_()),
         ("search_engine", pa.bool_()),
         ("t_us", pa.int64()),
-        ("subnet", LABEL_TYPE),
         ("seq", pa.int64()),
+        # integer keys of ip, subnet and user_agent (`entity_keys`), for grouping
+        ("ip_key", pa.uint64()),
+        ("subnet_key", pa.uint64()),
+        ("agent_key", pa.uint64()),
     ]
 )
 MERGE_UP_TO_ROWS = 32_768  # tables are merged while the result stays at most this long

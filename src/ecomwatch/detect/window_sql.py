@@ -11,12 +11,22 @@ from __future__ import annotations
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import KeyKind, Rule
 
+# What events are grouped by (integer keys where there are: `entity_keys`)...
 KEY_SQL: dict[KeyKind, str] = {
-    KeyKind.IP: "ip",
-    KeyKind.SUBNET: "subnet",
-    KeyKind.USER: "CAST(user_id AS VARCHAR)",
+    KeyKind.IP: "ip_key",
+    KeyKind.SUBNET: "subnet_key",
+    KeyKind.USER: "user_id",
     KeyKind.SESSION: "user_session",
-    KeyKind.USER_AGENT: "user_agent",
+    KeyKind.USER_AGENT: "agent_key",
+    KeyKind.GLOBAL: "'*'",
+}
+# ...and the entity's name in alerts, an aggregate over the group's events.
+NAME_SQL: dict[KeyKind, str] = {
+    KeyKind.IP: "any_value(ip)",
+    KeyKind.SUBNET: r"regexp_replace(any_value(ip), '\.\d+$', '.0/24')",
+    KeyKind.USER: "CAST(any_value(user_id) AS VARCHAR)",
+    KeyKind.SESSION: "any_value(user_session)",
+    KeyKind.USER_AGENT: "any_value(user_agent)",
     KeyKind.GLOBAL: "'*'",
 }
 
@@ -28,18 +38,25 @@ def window_start_sql(window_us: int) -> str:
 
 def aggregate_sql(
     rule: Rule,
-    keys: tuple[str, ...],
+    kinds: tuple[KeyKind, ...],
     window_us: int,
     features: tuple[str, ...],
     where: str,
+    *,
+    names: bool = True,
 ) -> str:
     """Features per (keys…, window) over the kept events that match `where` and the filter.
 
-    `keys` are SQL expressions, returned as key0, key1…; the last one is the judged key.
+    Keys are returned as key0, key1… (the last one is the judged key) and, with `names`, the
+    entities' names as name0, name1….
     """
+    keys = tuple(KEY_SQL[kind] for kind in kinds)
     start = window_start_sql(window_us)
     named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
     key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
+    name_columns = "".join(
+        f"{NAME_SQL[kind]} AS name{i}, " for i, kind in enumerate(kinds) if names
+    )
     wanted = dict.fromkeys(("events", *features))
     baseline = [name for name in ("baseline", "baseline_funnel") if name in wanted]
     aggregates = ",\n".join(
@@ -65,7 +82,7 @@ def aggregate_sql(
             SELECT e.*, {named}, {start} AS window_us {more}
             FROM events e {" ".join(joins)}
             WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
-        SELECT {key_columns}, window_us, min(event_time) AS first_seen,
+        SELECT {key_columns}, window_us, {name_columns}min(event_time) AS first_seen,
                max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
         FROM rows GROUP BY {key_columns}, window_us"""
     if not baseline:
@@ -79,6 +96,6 @@ def aggregate_sql(
                 + count(*) OVER earlier, 0), 0) AS baseline,
             coalesce((coalesce(b.funnel, 0) + coalesce(sum(g.funnel_events) OVER earlier, 0))
                 / NULLIF({earlier_events}, 0), 0) AS baseline_funnel
-        FROM ({grouped}) g LEFT JOIN baselines b ON b.key = g.{judged}
+        FROM ({grouped}) g LEFT JOIN baselines b ON b.key = CAST(g.{judged} AS VARCHAR)
         WINDOW earlier AS (PARTITION BY g.{judged} ORDER BY g.window_us
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
