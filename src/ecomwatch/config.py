@@ -61,6 +61,12 @@ class ServeConfig(_Strict):
     max_body_bytes: int = Field(10 << 20, ge=1024, description="largest request body")
     max_batch_rows: int = Field(10_000, ge=1, description="most rows in one request")
     queue_events: int = Field(200_000, ge=1, description="events queued before 429")
+    queue_seconds: float = Field(
+        0.5,
+        gt=0,
+        description="longest time the oldest queued request may wait before new ones get 429 "
+        "(keeps event-to-alert latency bounded when the pipeline is saturated)",
+    )
     batch_seconds: float = Field(0.25, gt=0, description="longest wait to fill a micro-batch")
     batch_rows: int = Field(20_000, ge=1, description="events in a full micro-batch")
     commit_seconds: float = Field(2.0, gt=0, description="longest time data waits to commit")

@@ -9,6 +9,7 @@ from typing import Any
 from ecomwatch.config import Config
 from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.rules import Rule, load_rules
+from ecomwatch.engine.background import InBackground
 from ecomwatch.engine.operator import Operator
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Clock, Watermark
@@ -57,11 +58,13 @@ def ingest(
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
     sink = JsonLinesFile(dead_letter or default_dead_letter(table))
     alert_sink = JsonLinesFile(alerts) if alerts is not None else None
+    detector: InBackground | None = None
     try:
         writer = LakeWriter(table)
         operators: list[Operator] = [writer, TrafficAggregates()]
         if alert_sink is not None:
-            operators.append(
+            # Detection works on a batch while the pipeline decodes and writes the next ones.
+            detector = InBackground(
                 Detector(
                     rules if rules is not None else load_rules(),
                     sink=alert_sink,
@@ -69,6 +72,7 @@ def ingest(
                     judge_rows=config.detect.judge_rows,
                 )
             )
+            operators.append(detector)
         pipeline = Pipeline(
             committer=writer,
             operators=operators,
@@ -85,6 +89,8 @@ def ingest(
         finally:
             writer.close()
     finally:
+        if detector is not None:
+            detector.close()
         sink.close()
         if alert_sink is not None:
             alert_sink.close()

@@ -95,6 +95,7 @@ def serve(
             batch_seconds=s.batch_seconds,
             batch_rows=s.batch_rows,
             max_queue_events=s.queue_events,
+            max_queue_seconds=s.queue_seconds,
         )
     except LakeError as exc:
         err.print(f"[red]error:[/] {exc}")

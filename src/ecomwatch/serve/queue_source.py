@@ -3,7 +3,10 @@
 The collector `offer`s decoded requests; the engine's `read` loop takes them out in batches of up
 to `batch_rows` events or every `batch_seconds`, whichever comes first, and yields an empty
 batch when nothing arrived (so the engine's clock, watermark and commits go on while idle). The
-queue is bounded in events: a full queue refuses the offer, and the collector answers 429.
+queue is bounded in events and in time: a full queue, or one whose oldest request has waited
+longer than `max_wait_s`, refuses the offer, and the collector answers 429. The time bound
+keeps the delay from acceptance to detection short when clients send more than the pipeline
+takes: they are told to retry instead of queueing seconds of backlog.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class QueueSource:
         *,
         source_id: str,
         max_events: int = 200_000,
+        max_wait_s: float = 0.5,
         batch_rows: int = 20_000,
         batch_seconds: float = 0.25,
     ) -> None:
@@ -32,6 +36,7 @@ class QueueSource:
         self.source_id = source_id
         self.size = 0
         self.max_events = max_events
+        self.max_wait_s = max_wait_s
         self.batch_rows = batch_rows
         self.batch_seconds = batch_seconds
         self._items: deque[tuple[Decoded, float]] = deque()
@@ -51,9 +56,12 @@ class QueueSource:
         with self._ready:
             if self._closed:
                 return False
-            if self._queued and self._queued + rows > self.max_events:
+            now = time.monotonic()
+            if self._items and (
+                self._queued + rows > self.max_events or now - self._items[0][1] > self.max_wait_s
+            ):
                 return False
-            self._items.append((decoded, time.monotonic()))
+            self._items.append((decoded, now))
             self._queued += rows
             self._ready.notify()
         return True

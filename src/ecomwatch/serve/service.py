@@ -82,6 +82,7 @@ class Service:
         batch_seconds: float = 0.25,
         batch_rows: int = 20_000,
         max_queue_events: int = 200_000,
+        max_queue_seconds: float = 0.5,
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = ServiceMetrics()
@@ -97,6 +98,7 @@ class Service:
         self.source = QueueSource(
             source_id=f"http-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}",
             max_events=max_queue_events,
+            max_wait_s=max_queue_seconds,
             batch_rows=batch_rows,
             batch_seconds=batch_seconds,
         )
