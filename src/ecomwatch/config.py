@@ -50,6 +50,11 @@ class DetectConfig(_Strict):
         ge=0,
         description="rows read between rule evaluations of file input (0: every batch)",
     )
+    live_judge_seconds: float = Field(
+        0.5,
+        ge=0,
+        description="shortest wall-clock time between rule evaluations in the live service",
+    )
 
 
 class ServeConfig(_Strict):

@@ -107,7 +107,11 @@ class Service:
         self.writer = LakeWriter(self.table)
         self.traffic = TrafficAggregates()
         self.detector = Detector(
-            rules, sink=self.alert_file, listeners=[self._on_alerts], keep_alerts=False
+            rules,
+            sink=self.alert_file,
+            listeners=[self._on_alerts],
+            keep_alerts=False,
+            judge_seconds=config.detect.live_judge_seconds,
         )
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
