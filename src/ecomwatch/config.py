@@ -50,10 +50,12 @@ class DetectConfig(_Strict):
         ge=0,
         description="rows read between rule evaluations of file input (0: every batch)",
     )
-    live_judge_seconds: float = Field(
+    live_judge_share: float = Field(
         0.5,
-        ge=0,
-        description="shortest wall-clock time between rule evaluations in the live service",
+        gt=0,
+        le=1,
+        description="largest share of the live service's time spent judging rules (it judges "
+        "every micro-batch until judging takes more)",
     )
 
 
@@ -67,7 +69,7 @@ class ServeConfig(_Strict):
     max_batch_rows: int = Field(10_000, ge=1, description="most rows in one request")
     queue_events: int = Field(200_000, ge=1, description="events queued before 429")
     queue_seconds: float = Field(
-        0.5,
+        1.0,
         gt=0,
         description="longest time the oldest queued request may wait before new ones get 429 "
         "(keeps event-to-alert latency bounded when the pipeline is saturated)",

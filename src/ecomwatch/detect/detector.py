@@ -1,11 +1,12 @@
 """The detector operator: rules judged as events flow, in event time, with early firing.
 
 Events are kept as Arrow tables (only the columns rules read, `kept_events`) that DuckDB scans
-in place. In each judging round (every batch, at most every `judge_seconds`, for a live
-service; every `judge_rows` rows for file input) every rule looks at the (key, window) pairs
-that received events since its last round: first the condition's cheap conjuncts (counts,
-durations), then every feature for the windows that passed (`window_sql`); an alert is raised
-in the round where the condition first holds, not when the window closes.
+in place. In each judging round (every batch for a live service, as long as judging takes at
+most `judge_share` of its time; every `judge_rows` rows for file input) every rule looks at
+the (key, window) pairs that received events since its last round: first the condition's
+cheap conjuncts (counts, durations), then every feature for the windows that passed
+(`window_sql`); an alert is raised in the round where the condition first holds, not when the
+window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
@@ -78,7 +79,7 @@ class Detector:
         sink: JsonLinesFile | None = None,
         listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
         judge_rows: int = 0,
-        judge_seconds: float = 0.0,
+        judge_share: float = 1.0,
         keep_alerts: bool = True,
     ) -> None:
         self.rules = rules
@@ -86,12 +87,13 @@ class Detector:
         # listeners only, so that a long run does not keep them all.
         self.keep_alerts = keep_alerts
         # Rows buffered between evaluations: 0 judges every batch (a live service); file input
-        # judges every few hundred thousand rows, which costs far fewer queries per event.
+        # judges every million rows, which costs far fewer queries per event.
         self.judge_rows = judge_rows
-        # ...and a live service at most every `judge_seconds` of wall-clock time, so that a
-        # saturated pipeline spends its time on events rather than on judging tiny batches.
-        self.judge_seconds = judge_seconds
-        self._judged_at = 0.0
+        # A live service judges every batch while judging takes at most `judge_share` of the
+        # time: after a round of d seconds the next waits d * (1/share - 1), so a saturated
+        # pipeline spends the rest on events instead of judging ever smaller batches.
+        self.judge_share = judge_share
+        self._next_judge_at = 0.0
         self._buffered = 0
         self._unjudged: list[pa.Table] = []  # batches since the last judging round
         self._watermark_us: int | None = None
@@ -134,17 +136,16 @@ class Detector:
             self._buffered += events.num_rows
         if watermark_us is not None:
             self._watermark_us = watermark_us
-        if (
-            self._buffered >= self.judge_rows
-            and time.monotonic() - self._judged_at >= self.judge_seconds
-        ):
+        if self._buffered >= self.judge_rows and time.monotonic() >= self._next_judge_at:
+            started = time.monotonic()
             self._judge()
+            took = time.monotonic() - started
+            self._next_judge_at = started + took / self.judge_share
 
     def _judge(self, *, everything: bool = False) -> None:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
         self._buffered = 0
-        self._judged_at = time.monotonic()
         self._note_pending()
         raised = len(self.alerts)
         for rule in self.rules:

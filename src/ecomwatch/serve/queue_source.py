@@ -28,7 +28,7 @@ class QueueSource:
         *,
         source_id: str,
         max_events: int = 200_000,
-        max_wait_s: float = 0.5,
+        max_wait_s: float = 1.0,
         batch_rows: int = 20_000,
         batch_seconds: float = 0.25,
     ) -> None:

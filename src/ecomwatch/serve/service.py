@@ -82,7 +82,7 @@ class Service:
         batch_seconds: float = 0.25,
         batch_rows: int = 20_000,
         max_queue_events: int = 200_000,
-        max_queue_seconds: float = 0.5,
+        max_queue_seconds: float = 1.0,
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = ServiceMetrics()
@@ -111,7 +111,7 @@ class Service:
             sink=self.alert_file,
             listeners=[self._on_alerts],
             keep_alerts=False,
-            judge_seconds=config.detect.live_judge_seconds,
+            judge_share=config.detect.live_judge_share,
         )
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
