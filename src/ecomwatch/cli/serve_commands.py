@@ -74,8 +74,10 @@ def serve(
     from ecomwatch.lake.base import LakeError
     from ecomwatch.serve.app import create_app
     from ecomwatch.serve.collector import Limits
+    from ecomwatch.serve.memory import use_returning_allocators
     from ecomwatch.serve.service import Service
 
+    use_returning_allocators()
     try:
         settings = load_config(config)
     except ConfigError as exc:
