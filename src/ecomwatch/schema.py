@@ -67,3 +67,12 @@ EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
 def empty_events() -> pa.Table:
     """A zero-row table with the event schema."""
     return EVENT_SCHEMA.empty_table()
+
+
+def dictionary_chunks(column: pa.ChunkedArray) -> list[pa.DictionaryArray]:
+    """The column's chunks as dictionary arrays (label columns already are; others are
+    encoded), so that work per distinct value is done once per chunk."""
+    return [
+        chunk if pa.types.is_dictionary(chunk.type) else chunk.dictionary_encode()
+        for chunk in column.chunks
+    ]

@@ -94,7 +94,6 @@ class Detector:
         # pipeline spends the rest on events instead of judging ever smaller batches.
         self.judge_share = judge_share
         self._next_judge_at = 0.0
-        self._buffered = 0
         self._unjudged: list[pa.Table] = []  # batches since the last judging round
         self._watermark_us: int | None = None
         self.sink = sink  # alerts are appended as they are raised
@@ -133,10 +132,10 @@ class Detector:
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
             if self._uses_ip_age:
                 self.ip_memory.add(batch["ip"], batch["t_us"])
-            self._buffered += events.num_rows
         if watermark_us is not None:
             self._watermark_us = watermark_us
-        if self._buffered >= self.judge_rows and time.monotonic() >= self._next_judge_at:
+        unjudged_rows = sum(batch.num_rows for batch in self._unjudged)
+        if unjudged_rows >= self.judge_rows and time.monotonic() >= self._next_judge_at:
             started = time.monotonic()
             self._judge()
             took = time.monotonic() - started
@@ -145,7 +144,6 @@ class Detector:
     def _judge(self, *, everything: bool = False) -> None:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
-        self._buffered = 0
         self._note_pending()
         raised = len(self.alerts)
         for rule in self.rules:

@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.schema import dictionary_chunks
+
 IPV4 = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 MAX_CACHED_AGENTS = 100_000
 
@@ -30,13 +32,6 @@ def _text_keys(values: list[str | None]) -> np.ndarray:
     return np.array([text_key(v) if v is not None else 0 for v in values], dtype=np.uint64)
 
 
-def _dictionary_chunks(column: pa.ChunkedArray) -> list[pa.DictionaryArray]:
-    return [
-        chunk if pa.types.is_dictionary(chunk.type) else chunk.dictionary_encode()
-        for chunk in column.chunks
-    ]
-
-
 def _per_row(chunk: pa.DictionaryArray, keys: np.ndarray) -> pa.Array:
     return pa.array(keys, pa.uint64()).take(chunk.indices)
 
@@ -44,7 +39,7 @@ def _per_row(chunk: pa.DictionaryArray, keys: np.ndarray) -> pa.Array:
 def address_keys(ips: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """(ip key, subnet key) per row; null where the IP is null."""
     ip_chunks, subnet_chunks = [], []
-    for chunk in _dictionary_chunks(ips):
+    for chunk in dictionary_chunks(ips):
         values = chunk.dictionary.cast(pa.string())
         is_v4 = pc.fill_null(pc.match_substring_regex(values, IPV4), False)
         v4 = np.asarray(is_v4.to_numpy(zero_copy_only=False), dtype=bool)
@@ -71,7 +66,7 @@ def address_keys(ips: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray
 def agent_keys(agents: pa.ChunkedArray, cache: dict[str, int]) -> pa.ChunkedArray:
     """A key per row for the user agent (`cache` keeps each agent's key across batches)."""
     chunks = []
-    for chunk in _dictionary_chunks(agents):
+    for chunk in dictionary_chunks(agents):
         values = chunk.dictionary.cast(pa.string()).to_pylist()
         keys = np.zeros(len(values), dtype=np.uint64)
         for i, value in enumerate(values):

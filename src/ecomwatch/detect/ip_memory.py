@@ -10,6 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.schema import dictionary_chunks
+
 SEEN_SCHEMA = pa.schema(
     [("seen_ip", pa.string()), ("first_us", pa.int64()), ("last_us", pa.int64())]
 )
@@ -22,11 +24,9 @@ class IpMemory:
 
     def add(self, ips: pa.ChunkedArray, times_us: pa.ChunkedArray) -> None:
         offset = 0
-        for chunk in ips.chunks:
+        for chunk in dictionary_chunks(ips):
             times = times_us.slice(offset, len(chunk))
             offset += len(chunk)
-            if not pa.types.is_dictionary(chunk.type):
-                chunk = chunk.dictionary_encode()
             grouped = (
                 pa.table({"i": chunk.indices, "t": times})
                 .filter(pc.is_valid(chunk.indices))

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 from crawlerdetect import CrawlerDetect
 
+from ecomwatch.schema import dictionary_chunks
+
 SEARCH_ENGINES = re.compile(
     r"googlebot|bingbot|yandex(bot|images)|baiduspider|duckduckbot|applebot|slurp|"
     r"petalbot|seznambot|naver|sogou",
@@ -42,13 +44,10 @@ class UserAgentClassifier:
             self._cache[agent] = found
         return found
 
-    def classify(self, agents: pa.ChunkedArray | pa.Array) -> AgentFlags:
+    def classify(self, agents: pa.ChunkedArray) -> AgentFlags:
         """Flags per row; each distinct agent of a chunk is looked up once."""
-        chunks = agents.chunks if isinstance(agents, pa.ChunkedArray) else [agents]
         bots, engines = [], []
-        for chunk in chunks:
-            if not pa.types.is_dictionary(chunk.type):
-                chunk = chunk.dictionary_encode()
+        for chunk in dictionary_chunks(agents):
             values = chunk.dictionary.cast(pa.string()).to_pylist()
             flags = np.array(
                 [self.classify_one(v) if v else (False, False) for v in values] or [(False, False)],
