@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -102,7 +103,8 @@ def run_serve_bench(
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
-    lake = base / "lake"
+    # A fresh lake each run: an old one's alerts would answer for this run's scrapers.
+    lake = Path(tempfile.mkdtemp(prefix="lake-", dir=base))
     server = subprocess.Popen(
         [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake", str(lake),
          "--port", str(port)],
@@ -150,6 +152,7 @@ def run_serve_bench(
     finally:
         server.terminate()
         _, server_errors = server.communicate(timeout=300)
+        shutil.rmtree(lake, ignore_errors=True)
     after_first_minute = [mb for t, mb in rss if t >= 60] or [mb for _, mb in rss]
     delays.sort()
     after_accept.sort()
