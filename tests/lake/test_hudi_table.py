@@ -127,6 +127,28 @@ def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
     assert len(files) == 2 and files[0].split("_")[0] == files[1].split("_")[0]
 
 
+def test_small_commits_top_up_a_file_only_while_the_rewrite_is_cheap(tmp_path: Path):
+    """Many small commits: a small file is topped up while rewriting it costs at most about
+    twice what the commit inserts, then a new file group starts (no commit rewrites a file
+    many times its own size)."""
+    table = HudiTable(str(tmp_path / "t"), writer=True, top_up_always_bytes=0)
+    try:
+        for i in range(12):
+            table.commit(events(40, start=100 * i), {})
+    finally:
+        table.close()
+    root = tmp_path / "t"
+    assert read(root).num_rows == 480
+    metas = [json.loads(p.read_text()) for p in sorted((root / ".hoodie").glob("*.commit"))]
+    stats = [s for m in metas for s in m["partitionToWriteStats"]["event_date=2019-11-01"]]
+    assert all(s["numInserts"] == 40 for s in stats)
+    # Each write holds its 40 new rows and at most the rows of a file about twice as big.
+    assert max(s["numWrites"] for s in stats) <= 40 * 4
+    groups = {s["fileId"] for s in stats}
+    topped_up = [s for s in stats if s["prevCommit"] != "null"]
+    assert topped_up and 2 <= len(groups) < 12
+
+
 def test_upsert_replaces_by_key_with_precombine_and_delete_removes(
     table: HudiTable, tmp_path: Path
 ):

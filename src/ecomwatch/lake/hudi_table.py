@@ -66,6 +66,13 @@ CHECKPOINT_KEY = "ecomwatch.checkpoint"
 ROLLUPS_KEY = "ecomwatch.rollups"
 SMALL_FILE_BYTES = 32 << 20  # a file group below this takes new inserts first
 MAX_FILE_BYTES = 128 << 20  # new inserts fill file groups up to about this size
+# Topping up rewrites the whole file: a commit tops up a small file only while rewriting it
+# costs at most TOP_UP_RATIO times the bytes it inserts, or the file is below TOP_UP_ALWAYS_BYTES.
+# Frequent small commits (a live service commits every few seconds) would otherwise rewrite a
+# growing file each time, up to SMALL_FILE_BYTES (write amplification of 4-5 and a read of the
+# whole file into memory per commit); with the bound, files grow to a few commits' worth.
+TOP_UP_RATIO = 2.0
+TOP_UP_ALWAYS_BYTES = 8 << 20
 DEFAULT_BYTES_PER_ROW = 32.0
 
 # A row of the table: the event schema, its record key and its partition value...
@@ -154,12 +161,14 @@ class HudiTable:
         rollups: bool = True,
         small_file_bytes: int = SMALL_FILE_BYTES,
         max_file_bytes: int = MAX_FILE_BYTES,
+        top_up_always_bytes: int = TOP_UP_ALWAYS_BYTES,
     ) -> None:
         self.loc: Location = locate(uri)
         self.location = str(uri)
         self.rollups = rollups
         self.small_file_bytes = small_file_bytes
         self.max_file_bytes = max_file_bytes
+        self.top_up_always_bytes = top_up_always_bytes
         self._lock_handle: Any = None
         self._metadata_cache: dict[str, dict[str, Any]] = {}
         if writer:
@@ -529,11 +538,15 @@ class _PartitionWriter:
         per_row = self._bytes_per_row()
         capacity = max(1, int(self.table.max_file_bytes / per_row))
         sizes = {b.path: self.table.loc.size(b.path) for b in self.slices}  # one stat each
+        worth_rewriting = min(
+            self.table.small_file_bytes,
+            max(self.table.top_up_always_bytes, TOP_UP_RATIO * per_row * incoming.num_rows),
+        )
         small = sorted(
             (
                 b
                 for b in self.slices
-                if b.file_id not in rewritten and sizes[b.path] < self.table.small_file_bytes
+                if b.file_id not in rewritten and sizes[b.path] < worth_rewriting
             ),
             key=lambda b: sizes[b.path],
         )
