@@ -195,13 +195,47 @@ def test_pending_instant_is_rolled_back_by_the_next_writer(tmp_path: Path):
         root / ".hoodie" / ".aux" / "ecomwatch" / "rollups" / "item" / f"part-{pending}.parquet"
     )
     rollup.write_bytes(b"partial")
+    state = root / ".hoodie" / ".aux" / "ecomwatch" / "checkpoints" / f"{pending}.json"
+    state.write_text('{"n": 2}')
     assert read(root).num_rows == 3  # readers never see the pending instant
     reopened = HudiTable(str(root), writer=True)
     reopened.close()
-    assert not partial.exists() and not rollup.exists()
+    assert not partial.exists() and not rollup.exists() and not state.exists()
     assert not list((root / ".hoodie").glob(f"{pending}*"))
     assert read(root).num_rows == 3
     assert HudiTable(str(root)).last_checkpoint() == {"n": 1}
+
+
+def test_checkpoint_is_kept_beside_the_timeline_and_only_the_latest_stays(
+    table: HudiTable, tmp_path: Path
+):
+    root = tmp_path / "t"
+    big = {"state": "x" * 200_000}
+    for i in range(3):
+        table.commit(events(2, start=10 * i), {"n": i, **big})
+    table.delete(["src:000000000000"])  # a commit without a checkpoint
+    assert table.last_checkpoint() == {"n": 2, **big}
+    # The timeline holds a reference, not the state.
+    assert all(p.stat().st_size < 20_000 for p in (root / ".hoodie").glob("*.commit"))
+    (kept,) = (root / ".hoodie" / ".aux" / "ecomwatch" / "checkpoints").glob("*.json")
+    meta = json.loads(sorted((root / ".hoodie").glob("*.commit"))[2].read_text())
+    assert meta["extraMetadata"]["ecomwatch.checkpoint.file"].endswith(kept.name)
+    kept.write_text("{truncated")
+    with pytest.raises(LakeError, match=r"checkpoint .* is missing or corrupt"):
+        HudiTable(str(root)).last_checkpoint()
+
+
+def test_checkpoint_inline_in_the_commit_as_earlier_versions_wrote_it(
+    table: HudiTable, tmp_path: Path
+):
+    table.commit(events(2), {"n": 1})
+    (commit,) = (tmp_path / "t" / ".hoodie").glob("*.commit")
+    meta = json.loads(commit.read_text())
+    extra = meta["extraMetadata"]
+    del extra["ecomwatch.checkpoint.file"]
+    extra["ecomwatch.checkpoint"] = json.dumps({"n": "inline"})
+    commit.write_text(json.dumps(meta))
+    assert HudiTable(str(tmp_path / "t")).last_checkpoint() == {"n": "inline"}
 
 
 def test_second_writer_fails_cleanly(table: HudiTable, tmp_path: Path):

@@ -57,11 +57,34 @@ def test_leftovers_of_a_crashed_commit_are_removed(tmp_path: Path):
     (part / "part-00000002-0000.parquet").write_bytes(b"partial")
     (part / "part-00000002-0001.parquet.inprogress").write_bytes(b"partial")
     (tmp_path / "_ecomwatch" / "commits" / ".00000002.json.tmp").write_text("{")
+    (tmp_path / "_ecomwatch" / "checkpoints" / "00000002.json").write_text('{"n": 2}')
     reader_before = ParquetTable(tmp_path)
     assert len(reader_before.data_files()) == 1  # readers never list the partial commit
     writer = ParquetTable(tmp_path, writer=True)
     writer.close()
     assert sorted(p.name for p in part.iterdir()) == ["part-00000001-0000.parquet"]
+    assert [p.name for p in (tmp_path / "_ecomwatch" / "checkpoints").iterdir()] == [
+        "00000001.json"
+    ]
+    assert ParquetTable(tmp_path).last_checkpoint() == {"n": 1}
+
+
+def test_only_the_latest_checkpoint_is_kept_and_inline_ones_still_read(tmp_path: Path):
+    table = ParquetTable(tmp_path, writer=True)
+    for i in range(3):
+        table.commit(sample(1), {"n": i, "state": "x" * 100_000})
+    table.close()
+    commits = tmp_path / "_ecomwatch" / "commits"
+    assert all(p.stat().st_size < 5_000 for p in commits.glob("*.json"))
+    checkpoints = tmp_path / "_ecomwatch" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["00000003.json"]
+    assert ParquetTable(tmp_path).last_checkpoint()["n"] == 2
+    # A record written by an earlier version holds its checkpoint inline.
+    record = json.loads((commits / "00000003.json").read_text())
+    del record["checkpoint_file"]
+    record["checkpoint"] = {"n": "inline"}
+    (commits / "00000003.json").write_text(json.dumps(record))
+    assert ParquetTable(tmp_path).last_checkpoint() == {"n": "inline"}
 
 
 def test_second_writer_fails_cleanly(tmp_path: Path):

@@ -11,7 +11,10 @@ Commit protocol (no rename needed, so it holds on object stores):
 
 A writer that opens the table rolls back every instant left requested or inflight: it deletes
 that instant's files and timeline entries. The engine's checkpoint (source positions, operator
-state) travels in the commit's `extraMetadata`, so data and checkpoint commit together.
+state) is written beside the data, to `.hoodie/.aux/ecomwatch/checkpoints/<instant>.json`, and
+the commit's `extraMetadata` names it: data and checkpoint commit together, and the timeline
+stays small (a detector's state is megabytes; a service commits every few seconds). Once a
+commit is complete, the checkpoint files of earlier instants are deleted.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
 ROLLUP_DIR = f"{AUX_DIR}/rollups"
 LOCK_FILE = f"{AUX_DIR}/lock"
-CHECKPOINT_KEY = "ecomwatch.checkpoint"
+CHECKPOINT_DIR = f"{AUX_DIR}/checkpoints"
+CHECKPOINT_FILE_KEY = "ecomwatch.checkpoint.file"
+CHECKPOINT_KEY = "ecomwatch.checkpoint"  # inline, as earlier versions wrote it
 ROLLUPS_KEY = "ecomwatch.rollups"
 SMALL_FILE_BYTES = 32 << 20  # a file group below this takes new inserts first
 MAX_FILE_BYTES = 128 << 20  # new inserts fill file groups up to about this size
@@ -273,6 +278,8 @@ class HudiTable:
             if name.endswith(suffixes) or name in rollups:
                 self.loc.delete(path)
         for instant in pending:
+            self.loc.delete(_checkpoint_path(instant))
+        for instant in pending:
             for suffix in (".inflight", ".commit.requested"):
                 self.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
         return pending
@@ -346,7 +353,8 @@ class HudiTable:
                 size += sum(s["fileSizeInBytes"] for s in written)
         extra: dict[str, str] = {"schema": avro_schema(DATA_SCHEMA, TABLE_NAME)}
         if checkpoint is not None:
-            extra[CHECKPOINT_KEY] = json.dumps(checkpoint)
+            self.loc.write_atomic(_checkpoint_path(instant), json.dumps(checkpoint).encode())
+            extra[CHECKPOINT_FILE_KEY] = _checkpoint_path(instant)
         rollups_valid = operation == Operation.INSERT and not changed_existing
         if self.rollups and rollups_valid and events.num_rows:
             written_rollups = {}
@@ -360,7 +368,17 @@ class HudiTable:
         self.loc.write_atomic(
             f"{HOODIE_DIR}/{instant}.commit", commit_metadata(stats, operation, extra)
         )
+        if checkpoint is not None:
+            self._drop_checkpoints_before(instant)
         return CommitInfo(int(instant), rows, files, size)
+
+    def _drop_checkpoints_before(self, instant: str) -> None:
+        """Only the latest checkpoint is ever read back: earlier ones go once it is committed
+        (a crash before this leaves a few extra files, which the next commit removes)."""
+        for path in self.loc.list_files(CHECKPOINT_DIR):
+            name = path.rsplit("/", 1)[-1]
+            if name.endswith(".json") and name[: -len(".json")] < instant:
+                self.loc.delete(path)
 
     def _ensure_partition(self, partition: str, instant: str) -> None:
         if not self.loc.exists(partition, PARTITION_METADATA):
@@ -406,9 +424,19 @@ class HudiTable:
     def last_checkpoint(self) -> dict[str, Any] | None:
         for instant in reversed(self.completed()):
             extra = self.metadata(instant).get("extraMetadata") or {}
-            if CHECKPOINT_KEY in extra:
-                checkpoint: dict[str, Any] = json.loads(extra[CHECKPOINT_KEY])
+            if CHECKPOINT_FILE_KEY in extra:
+                path = extra[CHECKPOINT_FILE_KEY]
+                try:
+                    checkpoint: dict[str, Any] = json.loads(self.loc.read_bytes(path))
+                except (OSError, ValueError) as exc:
+                    raise LakeError(
+                        f"{self.location}: the checkpoint {path} of commit {instant} is missing "
+                        f"or corrupt ({exc}); the table needs repair (nothing was deleted)"
+                    ) from exc
                 return checkpoint
+            if CHECKPOINT_KEY in extra:
+                inline: dict[str, Any] = json.loads(extra[CHECKPOINT_KEY])
+                return inline
         return None
 
     def rollup_files(self) -> dict[str, list[str]] | None:
@@ -451,6 +479,10 @@ class HudiTable:
         files = self.rollup_files() or {}
         prefix = self.loc.duckdb_path("")
         return sum(self.loc.size(p[len(prefix) :]) for paths in files.values() for p in paths)
+
+
+def _checkpoint_path(instant: str) -> str:
+    return f"{CHECKPOINT_DIR}/{instant}.json"
 
 
 def _constant(value: str, n: int) -> pa.DictionaryArray:

@@ -3,15 +3,17 @@
 Layout::
 
     DIR/event_date=2019-11-01/part-00000003-0000.parquet  data, ZSTD, partitioned by UTC date
-    DIR/_ecomwatch/commits/00000003.json                   a commit: its files and checkpoint
+    DIR/_ecomwatch/commits/00000003.json                   a commit: its files, its checkpoint's
+    DIR/_ecomwatch/checkpoints/00000003.json               the engine's checkpoint (latest only)
     DIR/_ecomwatch/rollups/item/part-00000003.parquet      the commit's rollups (lake/rollups.py)
     DIR/_ecomwatch/lock                                    held by the one writer
 
 Commit protocol: data files are written as `*.parquet.inprogress`, fsynced and renamed to
-`*.parquet`; then the commit record is written to a temporary name, fsynced and renamed. The
-record is the commit point. A writer that opens the table deletes data files whose commit number
-has no record (left by a crash), so a reader going through `data_files()` never sees a partial
-commit, and a plain glob over `event_date=*/*.parquet` sees one only until the next writer opens.
+`*.parquet`, the checkpoint likewise; then the commit record is written to a temporary name,
+fsynced and renamed. The record is the commit point. A writer that opens the table deletes data
+files and checkpoints whose commit number has no record (left by a crash), so a reader going
+through `data_files()` never sees a partial commit, and a plain glob over
+`event_date=*/*.parquet` sees one only until the next writer opens.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ParquetTable:
         self.rollups = rollups
         self.location = str(self.root)
         self._commits_dir = self.root / META_DIR / "commits"
+        self._checkpoints_dir = self.root / META_DIR / "checkpoints"
         self._lock_file: Any = None
         if writer:
             self._commits_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,9 @@ class ParquetTable:
                 path.unlink()
         for tmp in self._commits_dir.glob(".*.tmp"):
             tmp.unlink()
+        for path in self._checkpoints_dir.glob("*.json*"):
+            if path.name.startswith(".") or int(path.stem) not in committed:
+                path.unlink()
 
     def commit(self, events: pa.Table, checkpoint: dict[str, Any]) -> CommitInfo:
         if self._lock_file is None:
@@ -115,15 +121,22 @@ class ParquetTable:
                 rollups[name] = self._publish(table, directory / f"part-{number:08d}.parquet")
         for directory in {self.root / Path(f["path"]).parent for f in [*files, *rollups.values()]}:
             fsync_dir(directory)
+        # The checkpoint (megabytes of operator state) goes beside the record, which names it.
+        self._checkpoints_dir.mkdir(exist_ok=True)
+        state = self._checkpoints_dir / f"{number:08d}.json"
+        write_atomic(state, json.dumps(checkpoint).encode())
         record = {
             "commit": number,
             "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "rows": events.num_rows,
             "files": files,
             "rollups": rollups,
-            "checkpoint": checkpoint,
+            "checkpoint_file": str(state.relative_to(self.root)),
         }
         write_atomic(self._commits_dir / f"{number:08d}.json", json.dumps(record).encode())
+        for older in self._checkpoints_dir.glob("*.json"):  # only the latest is read back
+            if int(older.stem) < number:
+                older.unlink()
         return CommitInfo(number, events.num_rows, len(files), sum(f["bytes"] for f in files))
 
     def _publish(self, table: pa.Table, final: Path) -> dict[str, Any]:
@@ -168,9 +181,17 @@ class ParquetTable:
         if not paths:
             return None
         try:
-            checkpoint: dict[str, Any] = json.loads(paths[-1].read_text())["checkpoint"]
+            record = json.loads(paths[-1].read_text())
+            if "checkpoint_file" not in record:  # written inline by earlier versions
+                inline: dict[str, Any] = record["checkpoint"]
+                return inline
+            checkpoint: dict[str, Any] = json.loads(
+                (self.root / record["checkpoint_file"]).read_text()
+            )
         except (OSError, ValueError, KeyError) as exc:
-            raise LakeError(f"commit record {paths[-1]} is unreadable ({exc})") from exc
+            raise LakeError(
+                f"commit record {paths[-1]} or its checkpoint is unreadable ({exc})"
+            ) from exc
         return checkpoint
 
     def data_files(self) -> list[str]:
