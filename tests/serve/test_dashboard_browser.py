@@ -73,3 +73,37 @@ def test_dashboard_updates_live_and_escapes_attacker_text(tmp_path: Path):
             browser.close()
     finally:
         server.stop()
+
+
+def test_dashboard_signs_in_with_a_token_and_out_again(tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = start_server(tmp_path / "lake")  # with a token
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(server.url + "/")
+            expect(page.locator("#login")).to_be_visible(timeout=15_000)
+            expect(page.locator("#status")).to_have_text("signed out")
+            expect(page.locator("#overview")).to_be_hidden()
+
+            page.fill("#token-input", "not-the-token")
+            page.click("#login-form button")
+            expect(page.locator("#login-message")).to_have_text("That token was refused.")
+
+            assert server.token is not None
+            page.fill("#token-input", server.token)
+            page.click("#login-form button")
+            expect(page.locator("#status")).to_have_text("live", timeout=15_000)
+            expect(page.locator("#overview")).to_be_visible()
+            server.post_events([event(i) for i in range(5)])
+            expect(page.locator("#events-total")).to_have_text("5", timeout=15_000)
+
+            page.click("#sign-out")
+            expect(page.locator("#login")).to_be_visible(timeout=15_000)
+            expect(page.locator("#login-message")).to_have_text("")
+            assert page.evaluate("sessionStorage.getItem('ecomwatch-token')") is None
+            browser.close()
+    finally:
+        server.stop()

@@ -77,15 +77,49 @@ function render(data) {
   drawTraffic(s.minutes);
 }
 
+// With tokens configured the data needs one: a sign-in form asks for it (again, if the one
+// given was refused) and resolves once the user submits.
+function askForToken(refused) {
+  setStatus("locked", "signed out");
+  document.getElementById("overview").hidden = true;
+  document.getElementById("entity").hidden = true;
+  document.getElementById("login").hidden = false;
+  document.getElementById("sign-out").hidden = true;
+  document.getElementById("login-message").textContent = refused ? "That token was refused." : "";
+  const form = document.getElementById("login-form");
+  const input = document.getElementById("token-input");
+  input.value = "";
+  input.focus();
+  return new Promise((resolve) => {
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      token = input.value.trim();
+      sessionStorage.setItem("ecomwatch-token", token);
+      document.getElementById("login").hidden = true;
+      route();
+      resolve();
+    };
+  });
+}
+
+function signOut() {
+  token = "";
+  sessionStorage.removeItem("ecomwatch-token");
+  if (controller) controller.abort();
+}
+
+let controller = null;
+
 async function stream() {
   for (;;) {
     try {
-      const response = await fetch("/api/stream", { headers: headers() });
+      controller = new AbortController();
+      const response = await fetch("/api/stream", { headers: headers(), signal: controller.signal });
       if (response.status === 401) {
-        token = window.prompt("ecomwatch bearer token") || "";
-        sessionStorage.setItem("ecomwatch-token", token);
+        await askForToken(token !== "");
         continue;
       }
+      document.getElementById("sign-out").hidden = token === "";
       setStatus("live", "live");
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
@@ -103,6 +137,7 @@ async function stream() {
         }
       }
     } catch (error) {
+      if (error.name === "AbortError") continue;  // signed out: ask for a token at once
       setStatus("error", "disconnected; retrying");
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -114,6 +149,7 @@ async function showEntity(kind, id) {
   document.getElementById("entity").hidden = false;
   document.getElementById("entity-title").textContent = kind + " " + id;
   const response = await fetch("/api/entities/" + encodeURIComponent(kind) + "/" + encodeURIComponent(id), { headers: headers() });
+  if (!response.ok) return;  // 401: the stream asks for a token
   const data = await response.json();
   document.getElementById("entity-alerts").replaceChildren(...data.alerts.map(alertItem));
   if (window.Plotly) {
@@ -127,6 +163,7 @@ async function showEntity(kind, id) {
 }
 
 function route() {
+  if (!document.getElementById("login").hidden) return;
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] === "entity" && parts.length >= 3) {
     showEntity(decodeURIComponent(parts[1]), decodeURIComponent(parts.slice(2).join("/")));
@@ -138,5 +175,6 @@ function route() {
 }
 
 window.addEventListener("hashchange", route);
+document.getElementById("sign-out").addEventListener("click", signOut);
 route();
 stream();
