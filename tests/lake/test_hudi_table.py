@@ -14,6 +14,7 @@ from hudi import HudiQueryType, HudiReadOptions, HudiTableBuilder
 
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.hudi_table import HudiTable
+from ecomwatch.lake.storage import Location
 from ecomwatch.testing import events_table
 
 BASE = datetime(2019, 11, 1, 12, tzinfo=UTC)
@@ -271,3 +272,21 @@ def test_record_key_is_event_id_or_source_position(table: HudiTable, tmp_path: P
     assert pc.all(
         pc.equal(read(tmp_path / "t")["event_key"], read(tmp_path / "t")["_hoodie_record_key"])
     ).as_py()
+
+
+def test_a_reader_that_loses_the_race_with_a_commit_reads_the_newer_checkpoint(
+    table: HudiTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    table.commit(events(2), {"n": 1})
+    reader = HudiTable(str(tmp_path / "t"))
+    read_bytes = Location.read_bytes
+    raced = []
+
+    def commit_meanwhile(self: Location, *parts: str) -> bytes:
+        if "checkpoints/" in parts[0] and not raced:
+            raced.append(table.commit(events(2, start=10), {"n": 2}))  # deletes the old one
+        return read_bytes(self, *parts)
+
+    monkeypatch.setattr(Location, "read_bytes", commit_meanwhile)
+    assert reader.last_checkpoint() == {"n": 2}
+    assert raced

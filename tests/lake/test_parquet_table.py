@@ -108,3 +108,22 @@ def test_corrupt_commit_record_is_a_clear_error(tmp_path: Path):
     record.write_text(json.dumps({"commit": 1})[:-3])
     with pytest.raises(LakeError, match="unreadable"):
         ParquetTable(tmp_path).data_files()
+
+
+def test_a_reader_that_loses_the_race_with_a_commit_reads_the_newer_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    writer = ParquetTable(tmp_path, writer=True)
+    writer.commit(sample(1), {"n": 1})
+    read_text = Path.read_text
+    raced = []
+
+    def commit_meanwhile(self: Path, *args, **kwargs) -> str:
+        if self.parent.name == "checkpoints" and not raced:
+            raced.append(writer.commit(sample(1), {"n": 2}))  # deletes the old one
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", commit_meanwhile)
+    assert ParquetTable(tmp_path).last_checkpoint() == {"n": 2}
+    assert raced
+    writer.close()

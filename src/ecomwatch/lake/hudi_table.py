@@ -422,22 +422,35 @@ class HudiTable:
     # reading -------------------------------------------------------------------------------
 
     def last_checkpoint(self) -> dict[str, Any] | None:
-        for instant in reversed(self.completed()):
-            extra = self.metadata(instant).get("extraMetadata") or {}
-            if CHECKPOINT_FILE_KEY in extra:
-                path = extra[CHECKPOINT_FILE_KEY]
-                try:
-                    checkpoint: dict[str, Any] = json.loads(self.loc.read_bytes(path))
-                except (OSError, ValueError) as exc:
-                    raise LakeError(
-                        f"{self.location}: the checkpoint {path} of commit {instant} is missing "
-                        f"or corrupt ({exc}); the table needs repair (nothing was deleted)"
-                    ) from exc
-                return checkpoint
-            if CHECKPOINT_KEY in extra:
-                inline: dict[str, Any] = json.loads(extra[CHECKPOINT_KEY])
-                return inline
-        return None
+        # A writer deletes a checkpoint once a newer one is committed: a reader that lost that
+        # race finds the newer commit on its next look.
+        for _ in range(3):
+            newest = self.completed()
+            for instant in reversed(newest):
+                extra = self.metadata(instant).get("extraMetadata") or {}
+                if CHECKPOINT_FILE_KEY in extra:
+                    path = extra[CHECKPOINT_FILE_KEY]
+                    try:
+                        checkpoint: dict[str, Any] = json.loads(self.loc.read_bytes(path))
+                    except FileNotFoundError:
+                        if self.completed()[-1:] != newest[-1:]:
+                            break  # superseded while we read: look again
+                        raise self._lost_checkpoint(path, instant, "missing") from None
+                    except (OSError, ValueError) as exc:
+                        raise self._lost_checkpoint(path, instant, str(exc)) from exc
+                    return checkpoint
+                if CHECKPOINT_KEY in extra:
+                    inline: dict[str, Any] = json.loads(extra[CHECKPOINT_KEY])
+                    return inline
+            else:
+                return None
+        raise LakeError(f"{self.location}: the checkpoint kept changing while it was read")
+
+    def _lost_checkpoint(self, path: str, instant: str, why: str) -> LakeError:
+        return LakeError(
+            f"{self.location}: the checkpoint {path} of commit {instant} is missing or corrupt "
+            f"({why}); the table needs repair (nothing was deleted)"
+        )
 
     def rollup_files(self) -> dict[str, list[str]] | None:
         found: dict[str, list[str]] = {name: [] for name in ROLLUPS}

@@ -177,22 +177,32 @@ class ParquetTable:
         return records
 
     def last_checkpoint(self) -> dict[str, Any] | None:
-        paths = sorted(self._commits_dir.glob("*.json"))
-        if not paths:
-            return None
-        try:
-            record = json.loads(paths[-1].read_text())
-            if "checkpoint_file" not in record:  # written inline by earlier versions
-                inline: dict[str, Any] = record["checkpoint"]
-                return inline
-            checkpoint: dict[str, Any] = json.loads(
-                (self.root / record["checkpoint_file"]).read_text()
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise LakeError(
-                f"commit record {paths[-1]} or its checkpoint is unreadable ({exc})"
-            ) from exc
-        return checkpoint
+        # A writer deletes a checkpoint once a newer one is committed: a reader that lost that
+        # race finds the newer record on its next look.
+        for _ in range(3):
+            paths = sorted(self._commits_dir.glob("*.json"))
+            if not paths:
+                return None
+            try:
+                record = json.loads(paths[-1].read_text())
+                if "checkpoint_file" not in record:  # written inline by earlier versions
+                    inline: dict[str, Any] = record["checkpoint"]
+                    return inline
+                checkpoint: dict[str, Any] = json.loads(
+                    (self.root / record["checkpoint_file"]).read_text()
+                )
+            except FileNotFoundError as exc:
+                if sorted(self._commits_dir.glob("*.json"))[-1:] != paths[-1:]:
+                    continue  # superseded while we read: look again
+                raise self._unreadable(paths[-1], exc) from exc
+            except (OSError, ValueError, KeyError) as exc:
+                raise self._unreadable(paths[-1], exc) from exc
+            return checkpoint
+        raise LakeError(f"{self.root}: the checkpoint kept changing while it was read")
+
+    @staticmethod
+    def _unreadable(record: Path, exc: Exception) -> LakeError:
+        return LakeError(f"commit record {record} or its checkpoint is unreadable ({exc})")
 
     def data_files(self) -> list[str]:
         return [str(self.root / f["path"]) for c in self.commits() for f in c["files"]]
