@@ -11,18 +11,15 @@ Windows are tumbling and aligned to the epoch; when the watermark passes a windo
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
 
-One alert per (rule, entity) per cooldown: while it lasts, a worse condition (the rule's
-`escalate_when`) re-emits the same alert id with the higher severity instead of a new alert.
-Group rules (`members`) flag each member IP of a flagged subnet, user agent or the whole shop.
+Matched rows become alerts in `alerting`: one per (rule, entity) per cooldown, escalated in
+place; group rules (`members`) flag each member IP of a flagged subnet, user agent or the shop.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -30,12 +27,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.alert import Alert, evidence_number
+from ecomwatch.detect.alert import Alert
+from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.entity_keys import address_keys, agent_keys
 from ecomwatch.detect.features import CHEAP_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
-from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule, Severity
+from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.detect.window_sql import KEY_SQL, aggregate_sql, window_start_sql
 from ecomwatch.sinks.jsonl import JsonLinesFile
@@ -105,11 +103,9 @@ class Detector:
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
         self._agent_keys: dict[str, int] = {}
-        # (rule, entity) → the last alert raised for it
-        self.raised: dict[tuple[str, str], dict[str, Any]] = {}
+        self.alerting = Alerting()
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
         self.baselines: dict[tuple[str, str], list[float]] = {}
-        self.alerts: list[Alert] = []
         self._now_us: int | None = None
         # rule → end of the last window whose events already fed the baseline
         self._closed_until: dict[str, int] = {}
@@ -119,6 +115,11 @@ class Detector:
         self._pending: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}
         self._next_tick: dict[str, int] = {}
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """What was raised (since the last round, when the detector does not keep alerts)."""
+        return self.alerting.alerts
 
     # operator protocol -------------------------------------------------------------------
 
@@ -202,7 +203,9 @@ class Detector:
         return {
             "events_ipc": _to_ipc(self.kept.since(-(2**62))),
             "ip_seen_ipc": _to_ipc(self.ip_memory.table()),
-            "raised": [[rule, entity, state] for (rule, entity), state in self.raised.items()],
+            "raised": [
+                [rule, entity, state] for (rule, entity), state in self.alerting.raised.items()
+            ],
             "baselines": [
                 [rule, entity, value] for (rule, entity), value in self.baselines.items()
             ],
@@ -231,7 +234,7 @@ class Detector:
         self.ip_memory.restore(
             _from_ipc(state["ip_seen_ipc"]) if "ip_seen_ipc" in state else SEEN_SCHEMA.empty_table()
         )
-        self.raised = {(r, e): s for r, e, s in state.get("raised", [])}
+        self.alerting.raised = {(r, e): s for r, e, s in state.get("raised", [])}
         # Checkpoints written before the funnel was counted hold two numbers: pad them.
         self.baselines = {(r, e): [*v, 0.0][:3] for r, e, v in state.get("baselines", [])}
         self._now_us = state.get("now_us")
@@ -331,7 +334,7 @@ class Detector:
         ips = self._ips(rule, matched) if rule.spec.key is not KeyKind.IP else {}
         for row in matched.to_pylist():
             row["ips"] = ips.get((str(row["key"]), row["window_us"]), [row["name0"]])
-            self._raise(rule, row)
+            self.alerting.raise_row(rule, row, self._raised_at())
 
     def _raise_groups(self, rule: Rule, matched: pa.Table, spec: MembersSpec) -> None:
         """A group is flagged with its members when enough of them meet the member condition."""
@@ -345,9 +348,14 @@ class Detector:
             row["ips"] = (
                 sorted(str(m["name1"]) for m in found)[:10] if spec.key is KeyKind.IP else []
             )
-            self._raise(rule, row)
+            self.alerting.raise_row(rule, row, self._raised_at())
             for member in found:
-                self._raise_member(rule, row, member)
+                self.alerting.raise_member(rule, row, member, self._raised_at())
+
+    def _raised_at(self) -> int:
+        """An alert's detection time: the latest event time seen (rules run after events)."""
+        assert self._now_us is not None
+        return self._now_us
 
     def _register_baselines(self, rule: Rule) -> None:
         """The `baselines` view (closed windows per key) that baseline features join."""
@@ -423,119 +431,6 @@ class Detector:
             for key, start in zip(
                 matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True
             )
-        }
-
-    def _explain(self, rule: Rule, evidence: dict[str, Any], entity: str, kind: str) -> str:
-        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
-        return (
-            f"{kind} {entity} matched {rule.name} in a {rule.spec.window} window "
-            f"({shown}; condition: {rule.spec.condition}). {rule.spec.description}"
-        ).strip()
-
-    def _raise(self, rule: Rule, row: dict[str, Any]) -> None:
-        entity = str(row["name0"])
-        severity = rule.spec.severity
-        if row["worse"] and rule.spec.escalate_to is not None:
-            severity = rule.spec.escalate_to
-        evidence = {name: evidence_number(row[name]) for name in ("events", *rule.features)}
-        if "members" in row:
-            evidence["members"] = row["members"]
-        self._emit(
-            rule,
-            kind=rule.spec.key.value,
-            entity=entity,
-            severity=severity,
-            window_us=row["window_us"],
-            row=row,
-            evidence=evidence,
-            explanation=self._explain(rule, evidence, entity, rule.spec.key.value),
-            ips=tuple(row["ips"]),
-            group=None,
-        )
-
-    def _raise_member(self, rule: Rule, group_row: dict[str, Any], member: dict[str, Any]) -> None:
-        assert rule.spec.members is not None
-        kind = rule.spec.members.key.value
-        entity = str(member["name1"])
-        evidence = {
-            name: evidence_number(member[name]) for name in ("events", *rule.member_features)
-        }
-        group = {"entity_type": rule.spec.key.value, "entity": str(group_row["name0"])}
-        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
-        explanation = (
-            f"{kind} {entity} is one of {group_row['members']} members of {group['entity_type']} "
-            f"{group['entity']} flagged by {rule.name} ({shown}; member condition: "
-            f"{rule.spec.members.condition}). {rule.spec.description}"
-        ).strip()
-        self._emit(
-            rule,
-            kind=kind,
-            entity=entity,
-            severity=rule.spec.severity,
-            window_us=member["window_us"],
-            row=member,
-            evidence=evidence,
-            explanation=explanation,
-            ips=(entity,) if kind == "ip" else (),
-            group=group,
-        )
-
-    def _emit(
-        self,
-        rule: Rule,
-        *,
-        kind: str,
-        entity: str,
-        severity: Severity,
-        window_us: int,
-        row: dict[str, Any],
-        evidence: dict[str, Any],
-        explanation: str,
-        ips: tuple[str, ...],
-        group: dict[str, str] | None,
-    ) -> None:
-        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown.
-
-        The cooldown runs in event time from the start of the window that raised the alert, so
-        which windows alert does not depend on how the input was batched."""
-        assert self._now_us is not None
-        state_key = (rule.name, f"{kind}:{entity}" if group else entity)
-        previous = self.raised.get(state_key)
-        escalated_from: Severity | None = None
-        if previous is not None and window_us - previous["raised_us"] < rule.cooldown_s * 1_000_000:
-            if Severity(previous["severity"]).rank >= severity.rank:
-                return  # already alerted, nothing worse: the cooldown holds
-            escalated_from = Severity(previous["severity"])
-            alert_id = previous["alert_id"]
-        else:
-            seed = f"{rule.name}|{kind}|{entity}|{window_us}"
-            alert_id = hashlib.sha1(seed.encode()).hexdigest()[:16]
-        self.alerts.append(
-            Alert(
-                alert_id=alert_id,
-                rule=rule.name,
-                severity=severity,
-                entity_type=kind,
-                entity=entity,
-                first_seen=row["first_seen"],
-                last_seen=row["last_seen"],
-                detected_at=datetime.fromtimestamp(self._now_us / 1e6, UTC),
-                count=int(row["events"]),
-                evidence=evidence,
-                explanation=explanation,
-                labels=rule.spec.labels,
-                escalated_from=escalated_from,
-                ips=ips,
-                group=group,
-            )
-        )
-        raised_us = (
-            window_us if previous is None or escalated_from is None else previous["raised_us"]
-        )
-        self.raised[state_key] = {
-            "alert_id": alert_id,
-            "severity": severity.value,
-            "raised_us": raised_us,
         }
 
     def _evict(self, watermark_us: int) -> None:

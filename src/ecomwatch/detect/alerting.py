@@ -1,0 +1,145 @@
+"""Raising alerts: one per (rule, entity) per cooldown, escalated in place, explained.
+
+The detector finds the (key, window) rows whose condition holds; this turns each into an
+alert, or holds it while the rule's cooldown for that entity lasts, or re-emits the same alert
+id with a higher severity when the rule's `escalate_when` holds. Group rules flag each member
+(an IP of a flagged subnet, user agent or the whole shop) with an alert of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from ecomwatch.detect.alert import Alert, evidence_number
+from ecomwatch.detect.rules import Rule, Severity
+
+
+class Alerting:
+    """`alerts` collects what was raised; `raised` is the state that outlives a checkpoint."""
+
+    def __init__(self) -> None:
+        # (rule, entity) → the last alert raised for it
+        self.raised: dict[tuple[str, str], dict[str, Any]] = {}
+        self.alerts: list[Alert] = []
+
+    def raise_row(self, rule: Rule, row: dict[str, Any], now_us: int) -> None:
+        """An alert for a (key, window) row that met the rule's condition."""
+        entity = str(row["name0"])
+        severity = rule.spec.severity
+        if row["worse"] and rule.spec.escalate_to is not None:
+            severity = rule.spec.escalate_to
+        evidence = {name: evidence_number(row[name]) for name in ("events", *rule.features)}
+        if "members" in row:
+            evidence["members"] = row["members"]
+        self._emit(
+            rule,
+            now_us,
+            kind=rule.spec.key.value,
+            entity=entity,
+            severity=severity,
+            window_us=row["window_us"],
+            row=row,
+            evidence=evidence,
+            explanation=_explain(rule, evidence, entity, rule.spec.key.value),
+            ips=tuple(row["ips"]),
+            group=None,
+        )
+
+    def raise_member(
+        self, rule: Rule, group_row: dict[str, Any], member: dict[str, Any], now_us: int
+    ) -> None:
+        """An alert for one member that met the member condition of a flagged group."""
+        assert rule.spec.members is not None
+        kind = rule.spec.members.key.value
+        entity = str(member["name1"])
+        evidence = {
+            name: evidence_number(member[name]) for name in ("events", *rule.member_features)
+        }
+        group = {"entity_type": rule.spec.key.value, "entity": str(group_row["name0"])}
+        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+        explanation = (
+            f"{kind} {entity} is one of {group_row['members']} members of {group['entity_type']} "
+            f"{group['entity']} flagged by {rule.name} ({shown}; member condition: "
+            f"{rule.spec.members.condition}). {rule.spec.description}"
+        ).strip()
+        self._emit(
+            rule,
+            now_us,
+            kind=kind,
+            entity=entity,
+            severity=rule.spec.severity,
+            window_us=member["window_us"],
+            row=member,
+            evidence=evidence,
+            explanation=explanation,
+            ips=(entity,) if kind == "ip" else (),
+            group=group,
+        )
+
+    def _emit(
+        self,
+        rule: Rule,
+        now_us: int,
+        *,
+        kind: str,
+        entity: str,
+        severity: Severity,
+        window_us: int,
+        row: dict[str, Any],
+        evidence: dict[str, Any],
+        explanation: str,
+        ips: tuple[str, ...],
+        group: dict[str, str] | None,
+    ) -> None:
+        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown.
+
+        The cooldown runs in event time from the start of the window that raised the alert, so
+        which windows alert does not depend on how the input was batched."""
+        state_key = (rule.name, f"{kind}:{entity}" if group else entity)
+        previous = self.raised.get(state_key)
+        escalated_from: Severity | None = None
+        if previous is not None and window_us - previous["raised_us"] < rule.cooldown_s * 1_000_000:
+            if Severity(previous["severity"]).rank >= severity.rank:
+                return  # already alerted, nothing worse: the cooldown holds
+            escalated_from = Severity(previous["severity"])
+            alert_id = previous["alert_id"]
+        else:
+            seed = f"{rule.name}|{kind}|{entity}|{window_us}"
+            alert_id = hashlib.sha1(seed.encode()).hexdigest()[:16]
+        self.alerts.append(
+            Alert(
+                alert_id=alert_id,
+                rule=rule.name,
+                severity=severity,
+                entity_type=kind,
+                entity=entity,
+                first_seen=row["first_seen"],
+                last_seen=row["last_seen"],
+                detected_at=datetime.fromtimestamp(now_us / 1e6, UTC),
+                count=int(row["events"]),
+                evidence=evidence,
+                explanation=explanation,
+                labels=rule.spec.labels,
+                escalated_from=escalated_from,
+                ips=ips,
+                group=group,
+            )
+        )
+        raised_us = (
+            window_us if previous is None or escalated_from is None else previous["raised_us"]
+        )
+        self.raised[state_key] = {
+            "alert_id": alert_id,
+            "severity": severity.value,
+            "raised_us": raised_us,
+        }
+
+
+def _explain(rule: Rule, evidence: dict[str, Any], entity: str, kind: str) -> str:
+    shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+    return (
+        f"{kind} {entity} matched {rule.name} in a {rule.spec.window} window "
+        f"({shown}; condition: {rule.spec.condition}). {rule.spec.description}"
+    ).strip()
