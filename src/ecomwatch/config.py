@@ -54,8 +54,8 @@ class DetectConfig(_Strict):
         0.5,
         gt=0,
         le=1,
-        description="largest share of the live service's time spent judging rules (it judges "
-        "every micro-batch until judging takes more)",
+        description="largest share of the live service's time spent judging rules once its "
+        "queue falls behind (while it keeps up, it judges every micro-batch)",
     )
 
 

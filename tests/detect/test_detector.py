@@ -336,3 +336,29 @@ def test_a_detector_restored_from_its_checkpoint_raises_what_an_uninterrupted_on
 
     assert final_alerts(before.alerts + after.alerts) == final_alerts(whole.alerts)
     assert {a.rule for a in whole.alerts} == set(INJECTED)
+
+
+def recorded(rows: list[dict]) -> list[tuple[pa.Table, int | None]]:
+    recorder = Recorder()
+    Pipeline(
+        committer=NoCheckpoints(), operators=[recorder], watermark=Watermark(lateness_s=5)
+    ).run([MemorySource(rees46_csv(rows))])
+    return recorder.batches
+
+
+@pytest.mark.parametrize("behind", [False, True])
+def test_a_live_detector_judges_every_batch_unless_its_input_piles_up(behind: bool):
+    """A service that keeps up judges every micro-batch; one falling behind caps judging at
+    `judge_share` of its time (a tiny share here: no second round soon after the first)."""
+    shopper = [event(i, "view", 100 + i, 1, "s-shop", "192.0.2.1", CHROME) for i in range(5)]
+    scraper = INJECTED["fast-scraper"][1]
+    detector = Detector(load_rules(), judge_share=0.0001, behind=lambda: behind)
+    for events, watermark in recorded(shopper):
+        detector.process(events, watermark)  # the first round: always allowed
+    assert not detector.alerts
+    for events, watermark in recorded(scraper):
+        detector.process(events, watermark)
+    raised = {a.rule for a in detector.alerts}
+    assert ("fast-scraper" in raised) is not behind
+    detector.snapshot()  # a checkpoint judges what is left either way
+    assert "fast-scraper" in {a.rule for a in detector.alerts}

@@ -28,3 +28,34 @@ def test_a_queue_refuses_when_full_or_when_its_oldest_request_waited_too_long():
     assert queue.offer(request(10))  # an empty queue always takes a request
     queue.close()
     assert sum(b.decoded.events.num_rows for b in batches) == 10
+
+
+def test_a_batch_closes_batch_seconds_after_its_oldest_request_arrived():
+    queue = QueueSource(source_id="q", batch_seconds=0.3, batch_rows=1_000)
+    batches = queue.read(Position())
+    assert queue.offer(request(5))
+    started = time.monotonic()
+    assert next(batches).decoded.events.num_rows == 5
+    assert time.monotonic() - started >= 0.25  # waited for more, up to batch_seconds
+    assert queue.offer(request(7))
+    time.sleep(0.4)  # as if the engine were busy with the last batch
+    started = time.monotonic()
+    assert next(batches).decoded.events.num_rows == 7
+    assert time.monotonic() - started < 0.2  # it had waited long enough: taken at once
+    started = time.monotonic()
+    assert next(batches).decoded.events.num_rows == 0  # idle: an empty batch
+    assert time.monotonic() - started >= 0.25
+    queue.close()
+
+
+def test_a_queue_is_behind_once_its_oldest_request_waited_half_the_refusal_time():
+    queue = QueueSource(source_id="q", max_wait_s=0.4, batch_seconds=0.01)
+    assert not queue.behind()  # empty
+    assert queue.offer(request(3))
+    assert not queue.behind()
+    time.sleep(0.25)
+    assert queue.behind()
+    batches = queue.read(Position())
+    assert next(batches).decoded.events.num_rows == 3
+    assert not queue.behind()
+    queue.close()

@@ -1,12 +1,12 @@
 """The detector operator: rules judged as events flow, in event time, with early firing.
 
 Events are kept as Arrow tables (only the columns rules read, `kept_events`) that DuckDB scans
-in place. In each judging round (every batch for a live service, as long as judging takes at
-most `judge_share` of its time; every `judge_rows` rows for file input) every rule looks at
-the (key, window) pairs that received events since its last round: first the condition's
-cheap conjuncts (counts, durations), then every feature for the windows that passed
-(`window_sql`); an alert is raised in the round where the condition first holds, not when the
-window closes.
+in place. In each judging round (every batch for a live service that keeps up, at most
+`judge_share` of its time when it falls behind; every `judge_rows` rows for file input) every
+rule looks at the (key, window) pairs that received events since its last round: first the
+condition's cheap conjuncts (counts, durations), then every feature for the windows that
+passed (`window_sql`); an alert is raised in the round where the condition first holds, not
+when the window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
@@ -78,6 +78,7 @@ class Detector:
         listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
         judge_rows: int = 0,
         judge_share: float = 1.0,
+        behind: Callable[[], bool] = lambda: True,
         keep_alerts: bool = True,
     ) -> None:
         self.rules = rules
@@ -87,10 +88,12 @@ class Detector:
         # Rows buffered between evaluations: 0 judges every batch (a live service); file input
         # judges every million rows, which costs far fewer queries per event.
         self.judge_rows = judge_rows
-        # A live service judges every batch while judging takes at most `judge_share` of the
-        # time: after a round of d seconds the next waits d * (1/share - 1), so a saturated
-        # pipeline spends the rest on events instead of judging ever smaller batches.
+        # A live service judges every batch while it keeps up with its input; once `behind()`
+        # says requests are piling up, judging takes at most `judge_share` of the time: after
+        # a round of d seconds the next waits d * (1/share - 1), so a saturated pipeline
+        # spends the rest on events instead of judging ever smaller batches.
         self.judge_share = judge_share
+        self.behind = behind
         self._next_judge_at = 0.0
         self._unjudged: list[pa.Table] = []  # batches since the last judging round
         self._watermark_us: int | None = None
@@ -136,7 +139,9 @@ class Detector:
         if watermark_us is not None:
             self._watermark_us = watermark_us
         unjudged_rows = sum(batch.num_rows for batch in self._unjudged)
-        if unjudged_rows >= self.judge_rows and time.monotonic() >= self._next_judge_at:
+        if unjudged_rows >= self.judge_rows and (
+            time.monotonic() >= self._next_judge_at or not self.behind()
+        ):
             started = time.monotonic()
             self._judge()
             took = time.monotonic() - started

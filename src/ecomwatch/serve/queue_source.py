@@ -1,12 +1,13 @@
 """A live source: events the collector accepted, handed to the engine in micro-batches.
 
 The collector `offer`s decoded requests; the engine's `read` loop takes them out in batches of up
-to `batch_rows` events or every `batch_seconds`, whichever comes first, and yields an empty
-batch when nothing arrived (so the engine's clock, watermark and commits go on while idle). The
-queue is bounded in events and in time: a full queue, or one whose oldest request has waited
-longer than `max_wait_s`, refuses the offer, and the collector answers 429. The time bound
-keeps the delay from acceptance to detection short when clients send more than the pipeline
-takes: they are told to retry instead of queueing seconds of backlog.
+to `batch_rows` events, or once the oldest waiting request has waited `batch_seconds` (so what
+came in while the engine worked on the last batch goes at once), and yields an empty batch
+when nothing arrived for `batch_seconds` (so the engine's clock, watermark and commits go on
+while idle). The queue is bounded in events and in time: a full queue, or one whose oldest
+request has waited longer than `max_wait_s`, refuses the offer, and the collector answers 429.
+The time bound keeps the delay from acceptance to detection short when clients send more than
+the pipeline takes: they are told to retry instead of queueing seconds of backlog.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class QueueSource:
     def depth(self) -> int:
         return self._queued
 
+    def behind(self) -> bool:
+        """The engine is not keeping up: the oldest queued request has waited half the time
+        after which requests are refused."""
+        with self._ready:
+            return bool(self._items) and (
+                time.monotonic() - self._items[0][1] > self.max_wait_s / 2
+            )
+
     def offer(self, decoded: Decoded) -> bool:
         """Queue a decoded request; False (nothing queued) when it does not fit."""
         rows = decoded.read
@@ -75,9 +84,16 @@ class QueueSource:
     def read(self, start: Position) -> Iterator[SourceBatch]:
         while True:
             with self._ready:
-                deadline = time.monotonic() + self.batch_seconds
-                while self._queued < self.batch_rows and not self._closed:
-                    left = deadline - time.monotonic()
+                # A batch closes `batch_seconds` after its oldest request arrived (or when full):
+                # requests that came while the engine worked on the last batch go at once.
+                idle_until = time.monotonic() + self.batch_seconds
+                while not self._items and not self._closed:
+                    left = idle_until - time.monotonic()
+                    if left <= 0:
+                        break  # nothing came: an empty batch keeps the engine's clock going
+                    self._ready.wait(left)
+                while self._items and self._queued < self.batch_rows and not self._closed:
+                    left = self._items[0][1] + self.batch_seconds - time.monotonic()
                     if left <= 0:
                         break
                     self._ready.wait(left)

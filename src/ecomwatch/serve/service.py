@@ -112,6 +112,7 @@ class Service:
             listeners=[self._on_alerts],
             keep_alerts=False,
             judge_share=config.detect.live_judge_share,
+            behind=self.source.behind,
         )
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
