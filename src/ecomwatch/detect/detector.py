@@ -135,7 +135,7 @@ class Detector:
             latest = int(pc.max(batch["t_us"]).as_py())
             self._now_us = latest if self._now_us is None else max(self._now_us, latest)
             if self._uses_ip_age:
-                self.ip_memory.add(batch["ip"], batch["t_us"])
+                self.ip_memory.add(batch["ip_key"], batch["t_us"])
         if watermark_us is not None:
             self._watermark_us = watermark_us
         unjudged_rows = sum(batch.num_rows for batch in self._unjudged)

@@ -69,10 +69,7 @@ def aggregate_sql(
             f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
         )
     if "ip_age_s" in wanted:
-        joins.append(
-            "LEFT JOIN (SELECT seen_ip, min(first_us) AS first_us FROM ip_seen "
-            "GROUP BY seen_ip) s ON s.seen_ip = e.ip"
-        )
+        joins.append("LEFT JOIN ip_seen s ON s.seen_key = e.ip_key")
         extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
     if baseline:
         aggregates += ",\ncount(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel_events"
