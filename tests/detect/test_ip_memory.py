@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from ecomwatch.detect.entity_keys import address_keys
@@ -44,3 +45,27 @@ def test_a_checkpoint_holding_addresses_as_text_is_read_by_key():
         {"seen_key": one, "first_us": 5, "last_us": 50},
         {"seen_key": two, "first_us": 10, "last_us": 10},
     ]
+
+
+def test_merging_batch_by_batch_matches_grouping_everything_at_once():
+    rng = np.random.default_rng(7)
+    memory = IpMemory(memory_s=10**9)
+    all_keys, all_times = [], []
+    handed_out = None
+    for batch in range(30):
+        keys = rng.integers(1, 400, size=200).astype(np.uint64)
+        stamps = rng.integers(0, 10**9, size=200)
+        memory.add(pa.chunked_array([keys]), pa.chunked_array([stamps]))
+        all_keys.append(keys)
+        all_times.append(stamps)
+        if batch == 10:
+            handed_out = memory.table()
+            before = handed_out.to_pylist()
+    keys, stamps = np.concatenate(all_keys), np.concatenate(all_times)
+    expected = {
+        int(k): (int(stamps[keys == k].min()), int(stamps[keys == k].max())) for k in set(keys)
+    }
+    got = {r["seen_key"]: (r["first_us"], r["last_us"]) for r in memory.table().to_pylist()}
+    assert got == expected
+    assert memory.table()["seen_key"].to_pylist() == sorted(expected)
+    assert handed_out is not None and handed_out.to_pylist() == before  # not changed later
