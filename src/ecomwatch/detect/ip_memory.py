@@ -68,7 +68,7 @@ class IpMemory:
 
     def restore(self, table: pa.Table) -> None:
         if "seen_ip" in table.column_names:  # written by earlier versions: addresses as text
-            keys, _ = address_keys(table["seen_ip"].cast(pa.string()).dictionary_encode())
+            keys, _ = address_keys(table["seen_ip"])
         else:
             keys = table["seen_key"]
         self._pending = []
@@ -77,8 +77,12 @@ class IpMemory:
     def _merge_pending(self) -> None:
         if not self._pending:
             return
-        keys = pa.chunked_array([k for k, _ in self._pending for k in k.chunks], pa.uint64())
-        times = pa.chunked_array([t for _, t in self._pending for t in t.chunks], pa.int64())
+        keys = pa.chunked_array(
+            [chunk for batch_keys, _ in self._pending for chunk in batch_keys.chunks], pa.uint64()
+        )
+        times = pa.chunked_array(
+            [chunk for _, batch_times in self._pending for chunk in batch_times.chunks], pa.int64()
+        )
         self._pending = []
         new_keys, new_first, new_last = _grouped(keys, times, times)
         at = np.searchsorted(self._keys, new_keys)

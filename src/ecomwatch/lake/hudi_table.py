@@ -279,7 +279,6 @@ class HudiTable:
                 self.loc.delete(path)
         for instant in pending:
             self.loc.delete(_checkpoint_path(instant))
-        for instant in pending:
             for suffix in (".inflight", ".commit.requested"):
                 self.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
         return pending
