@@ -123,6 +123,38 @@ def test_each_injected_behaviour_gets_its_alert_and_normal_traffic_none(traffic)
     assert "203.0.113.7" in scraper.explanation and "fast-scraper" in scraper.explanation
 
 
+def test_an_alert_reaches_the_listeners_before_the_rules_judged_after_its_own(monkeypatch):
+    """A live service shows an alert as soon as its rule found it, not after a whole round."""
+    entity, rows = INJECTED["fast-scraper"]
+    heard: list[dict] = []
+    rounds: list[list[tuple[str, int]]] = []  # per judging round: (rule, alerts heard before it)
+    judge, evaluate = Detector._judge, Detector._evaluate
+
+    def judging(self, **kwargs):
+        rounds.append([])
+        return judge(self, **kwargs)
+
+    def evaluating(self, rule, earliest_us):
+        rounds[-1].append((rule.name, len(heard)))
+        return evaluate(self, rule, earliest_us)
+
+    monkeypatch.setattr(Detector, "_judge", judging)
+    monkeypatch.setattr(Detector, "_evaluate", evaluating)
+    _, alerts = detect(
+        [MemorySource(rees46_csv(rows))], load_rules(), config=EVERY_BATCH,
+        alert_listeners=[heard.extend],
+    )  # fmt: skip
+    assert (
+        [(a["rule"], a["entity"]) for a in heard]
+        == [("fast-scraper", entity)]
+        == [(a.rule, a.entity) for a in alerts]
+    )
+    # The round that raised it: the rules judged after fast-scraper already had it.
+    raising = next(r for r in rounds if r and r[0] == ("fast-scraper", 0) and len(r) > 1
+                   and any(seen for _, seen in r))  # fmt: skip
+    assert all(seen == 1 for _, seen in raising[1:])
+
+
 def final_alerts(alerts) -> set[tuple]:
     """Each alert id with its rule, entity and final severity (escalations repeat the id)."""
     last = {a.alert_id: a for a in alerts}

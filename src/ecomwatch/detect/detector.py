@@ -107,6 +107,7 @@ class Detector:
         self.agents = UserAgentClassifier()
         self._agent_keys: dict[str, int] = {}
         self.alerting = Alerting()
+        self._published = 0  # alerts already handed to the sink and the listeners
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
         self.baselines: dict[tuple[str, str], list[float]] = {}
         self._now_us: int | None = None
@@ -151,21 +152,28 @@ class Detector:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
         self._note_pending()
-        raised = len(self.alerts)
         for rule in self.rules:
             if self._due(rule, self._watermark_us, everything):
                 self._evaluate(rule, self._pending.pop(rule.name))
                 self._last_seq[rule.name] = self._seq
                 self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
-        new = [a.to_json() for a in self.alerts[raised:]]
+                self._publish()
+        if self._watermark_us is not None:
+            self._evict(self._watermark_us)
+
+    def _publish(self) -> None:
+        """Hand the alerts raised since the last call to the sink and the listeners: after
+        each rule, so that an alert does not wait for the rules judged after it."""
+        new = [a.to_json() for a in self.alerts[self._published :]]
+        if not new:
+            return
         if self.sink is not None:
             self.sink.write_records(new)
-        for listener in self.listeners if new else ():
+        for listener in self.listeners:
             listener(new)
         if not self.keep_alerts:
             self.alerts.clear()
-        if self._watermark_us is not None:
-            self._evict(self._watermark_us)
+        self._published = len(self.alerts)
 
     def _note_pending(self) -> None:
         """For each rule, the earliest event passing its filter among the batches since the

@@ -1,9 +1,10 @@
 """Send a file of events to a collector at a chosen pace (demos and load tests).
 
-Rows are read through the same decoders as `ecomwatch run` (rejected rows are not sent), turned
-into JSON and POSTed in batches over keep-alive connections. `rate` paces by events per second,
-`speed` by event time (2.0: twice as fast as the events happened); neither: as fast as the
-collector takes them. A 429 is retried after its Retry-After delay; nothing is dropped.
+Rows are read through the same decoders as `ecomwatch run` (rejected rows are not sent), encoded
+as NDJSON a block at a time (`ndjson`) and POSTed in batches over keep-alive connections. `rate`
+paces by events per second, `speed` by event time (2.0: twice as fast as the events happened);
+neither: as fast as the collector takes them. A 429 is retried after its Retry-After delay;
+nothing is dropped.
 """
 
 from __future__ import annotations
@@ -13,23 +14,20 @@ import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomwatch.config import Config
+from ecomwatch.serve.ndjson import encode_lines
 from ecomwatch.sources.base import Position
-
-SENT_COLUMNS = (
-    "event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price",
-    "user_id", "user_session", "ip", "user_agent", "event_id",
-)  # fmt: skip
 
 
 @dataclass
@@ -65,8 +63,17 @@ class ReplayStats:
         }
 
 
-def event_batches(paths: list[Path], batch: int) -> Iterator[pa.Table]:
-    """The files' accepted events in batches of `batch`, in file order."""
+@dataclass(frozen=True)
+class Body:
+    """One request: NDJSON lines, their count and the earliest event time among them."""
+
+    first_us: int
+    data: bytes
+    rows: int
+
+
+def event_blocks(paths: list[Path]) -> Iterator[pa.Table]:
+    """The files' accepted events in the blocks the decoders read, in file order."""
     from ecomwatch.ingest import open_inputs
 
     sources, errors = open_inputs(paths, Config())
@@ -74,39 +81,20 @@ def event_batches(paths: list[Path], batch: int) -> Iterator[pa.Table]:
         raise ValueError(str(errors[0]))
     for source in sources:
         for part in source.read(Position()):
-            events = part.decoded.events
-            for offset in range(0, events.num_rows, batch):
-                yield events.slice(offset, batch)
+            if part.decoded.events.num_rows:
+                yield part.decoded.events
 
 
-def json_batches(paths: list[Path], batch: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(first event time in µs, rows as JSON) per batch, in file order."""
-    for chunk in event_batches(paths, batch):
-        yield _encoded(chunk)
-
-
-def _encoded(chunk: pa.Table) -> tuple[int, list[bytes]]:
-    return _first_time(chunk), [json.dumps(r).encode() for r in _records(chunk)]
-
-
-def _first_time(events: pa.Table) -> int:
-    return int(pc.min(events["event_time"]).cast(pa.int64()).as_py())
-
-
-def _records(events: pa.Table) -> list[dict[str, Any]]:
-    columns = [c for c in SENT_COLUMNS if c in events.column_names]
-    table = events.select(columns)
-    stamps = table["event_time"]
-    micros = stamps.cast(pa.int64()).to_numpy()
-    if not (micros % 1_000_000).any():  # REES46 times: no fraction to send
-        stamps = stamps.cast(pa.timestamp("s", tz="UTC"))
-    times = pc.strftime(stamps, format="%Y-%m-%dT%H:%M:%SZ")
-    table = table.set_column(0, "event_time", times)
-    rows = table.to_pylist()
-    for row in rows:
-        for key in [k for k, v in row.items() if v is None]:
-            del row[key]
-    return rows
+def request_bodies(blocks: Iterable[pa.Table], batch: int) -> Iterator[Body]:
+    """Each block's events as NDJSON bodies of up to `batch` events (one DuckDB connection
+    encodes them all)."""
+    con = duckdb.connect()
+    for block in blocks:
+        lines = encode_lines(block, con)
+        for start in range(0, len(lines), batch):
+            stop = min(start + batch, len(lines))
+            first_us = int(lines.times_us[start:stop].min())
+            yield Body(first_us, lines.body(start, stop), stop - start)
 
 
 class Sender:
@@ -124,10 +112,8 @@ class Sender:
         self.compress = compress
         self.connection = http.client.HTTPConnection(self.host, timeout=60)
 
-    def post(self, rows: list[bytes], stats: ReplayStats, lock: threading.Lock) -> None:
-        body = b"\n".join(rows)
-        if self.compress:
-            body = gzip.compress(body, 1)
+    def post(self, batch: Body, stats: ReplayStats, lock: threading.Lock) -> None:
+        body = gzip.compress(batch.data, 1) if self.compress else batch.data
         while True:
             started = time.perf_counter()
             try:
@@ -150,7 +136,7 @@ class Sender:
             answer = json.loads(payload)
             with lock:
                 stats.requests += 1
-                stats.sent += len(rows)
+                stats.sent += batch.rows
                 stats.accepted += answer["accepted"]
                 stats.rejected += len(answer["rejected"])
                 stats.latencies.append(elapsed)
@@ -175,26 +161,26 @@ def replay(
     lock = threading.Lock()
     local = threading.local()
 
-    def send(rows: list[bytes]) -> None:
+    def send(body: Body) -> None:
         if not hasattr(local, "sender"):
             local.sender = Sender(url, token, compress)
-        local.sender.post(rows, stats, lock)
+        local.sender.post(body, stats, lock)
         if on_progress:
-            on_progress(len(rows))
+            on_progress(body.rows)
 
     started = time.perf_counter()
     first_event: int | None = None
     queued = 0
     with ThreadPoolExecutor(max(1, connections), thread_name_prefix="replay") as pool:
         pending = []
-        for event_us, rows in _batches(paths, batch, started, repeat_for_s):
-            first_event = event_us if first_event is None else first_event
+        for body in _bodies(paths, batch, started, repeat_for_s):
+            first_event = body.first_us if first_event is None else first_event
             if rate:
                 _sleep_until(started + queued / rate)
             elif speed:
-                _sleep_until(started + (event_us - first_event) / 1e6 / speed)
-            queued += len(rows)
-            pending.append(pool.submit(send, rows))
+                _sleep_until(started + (body.first_us - first_event) / 1e6 / speed)
+            queued += body.rows
+            pending.append(pool.submit(send, body))
             if len(pending) >= 4 * connections:  # bounded: the file is not read ahead
                 pending.pop(0).result()
         for future in pending:
@@ -203,25 +189,29 @@ def replay(
     return stats
 
 
-def _batches(
+def _bodies(
     paths: list[Path], batch: int, started: float, repeat_for_s: float | None
-) -> Iterator[tuple[int, list[bytes]]]:
+) -> Iterator[Body]:
     if repeat_for_s is None:
-        yield from json_batches(paths, batch)
+        yield from request_bodies(event_blocks(paths), batch)
         return
     # Sent over and over until the time is up; each round moves the event times on by the
     # files' span, so that time keeps going forward as in a real stream.
-    chunks = list(event_batches(paths, batch))
-    times = pa.chunked_array([c["event_time"] for c in chunks]).cast(pa.int64())
+    blocks = list(event_blocks(paths))
+    times = pa.chunked_array([b["event_time"] for b in blocks]).cast(pa.int64())
     span_us = int(pc.max(times).as_py()) - int(pc.min(times).as_py()) + 1_000_000
     rounds = 0
+
+    def moved(shift_us: int) -> Iterator[pa.Table]:
+        shift = pa.scalar(shift_us, pa.duration("us"))
+        for block in blocks:
+            yield block.set_column(0, "event_time", pc.add(block["event_time"], shift))
+
     while time.perf_counter() - started < repeat_for_s:
-        shift = pa.scalar(rounds * span_us, pa.duration("us"))
-        for chunk in chunks:
+        for body in request_bodies(moved(rounds * span_us) if rounds else blocks, batch):
             if time.perf_counter() - started >= repeat_for_s:
                 return
-            moved = pc.add(chunk["event_time"], shift) if rounds else chunk["event_time"]
-            yield _encoded(chunk.set_column(0, "event_time", moved))
+            yield body
         rounds += 1
 
 
