@@ -15,7 +15,6 @@ import pyarrow as pa
 
 from ecomwatch.config import Config
 from ecomwatch.decode.validate import Decoded
-from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.rules import Rule, is_flagging
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Watermark
@@ -24,6 +23,7 @@ from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
 from ecomwatch.serve.collector import Limits, Numbering, decode_body
+from ecomwatch.serve.detector_process import DetectorProcess
 from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
@@ -90,7 +90,6 @@ class Service:
         aux = self.table.local_aux_dir()
         self.alerts_path = alerts or (aux / "alerts.jsonl" if aux else Path("alerts.jsonl"))
         self.dead_letter = JsonLinesFile(default_dead_letter(self.table))
-        self.alert_file = JsonLinesFile(self.alerts_path)
         # alert id → its latest version, oldest first; (entity type, entity) → alert ids
         self._latest: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._about: dict[tuple[str, str], set[str]] = {}
@@ -106,18 +105,18 @@ class Service:
         self.accepted_events = 0
         self.writer = LakeWriter(self.table)
         self.traffic = TrafficAggregates()
-        self.detector = Detector(
+        self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
+        self._lock = threading.Lock()
+        self._load_alerts()  # before the detector process appends to the file
+        self.detector = DetectorProcess(
             rules,
-            sink=self.alert_file,
+            alerts_path=self.alerts_path,
             listeners=[self._on_alerts],
-            keep_alerts=False,
             judge_share=config.detect.live_judge_share,
             behind=self.source.behind,
         )
-        self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self.live = LiveSummary(lambda: self.flagged)
         self.stats = BatchStats(self.source, self.traffic, self.metrics)
-        self._lock = threading.Lock()
         self.watermark = Watermark(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         )
@@ -137,7 +136,6 @@ class Service:
         self.summary: RunSummary | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
-        self._load_alerts()
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -152,8 +150,8 @@ class Service:
         """Refuse new events, drain the queue, commit the lake and the state, close."""
         self.source.close()
         self._thread.join(timeout_s)
+        self.detector.close()
         self.dead_letter.close()
-        self.alert_file.close()
         self.table.close()
         if self.error is not None:
             raise RuntimeError(f"the pipeline failed: {self.error}") from self.error
