@@ -5,7 +5,7 @@ in batches of 500 events over several connections for a fixed time. Meanwhile th
 injects fast scrapers (one new IP at a time, stamped with the service's latest event time) and
 measures how long after its POST each one shows up in the alerts API — from the first attempt
 (a 429 makes it wait the Retry-After second) and from the collector's acceptance — and samples
-the serving process's resident memory.
+the resident memory of the serving process and its child (the detector).
 """
 
 from __future__ import annotations
@@ -35,10 +35,16 @@ def _free_port() -> int:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of a process and its children (the service's detector process)."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # it ended meanwhile
+        return total
+    return total + sum(_rss_mb(int(child)) for child in children)
 
 
 def _get(url: str) -> Any:
