@@ -20,6 +20,7 @@ import pyarrow as pa
 from ecomwatch.decode.chunks import iter_chunks
 from ecomwatch.decode.csv_decoder import decode_csv_chunk, sniff_layout
 from ecomwatch.decode.validate import empty_decoded
+from ecomwatch.engine.operator import settle, unsettled
 from ecomwatch.engine.watermark import FakeClock
 from ecomwatch.schema import EVENT_SCHEMA, REES46_COLUMNS
 from ecomwatch.sources.base import Position, SourceBatch
@@ -84,7 +85,8 @@ class MemoryCommitter:
         return copy.deepcopy(self.checkpoints[-1]) if self.checkpoints else None
 
     def commit(self, checkpoint: dict[str, Any]) -> None:
-        self.checkpoints.append(copy.deepcopy(checkpoint))
+        ready, later = unsettled(checkpoint)
+        self.checkpoints.append(settle(copy.deepcopy(ready), later))
 
     def flush(self) -> None:
         return None

@@ -54,7 +54,7 @@ def test_the_child_raises_what_the_detector_in_process_raises(tmp_path: Path, ex
     try:
         for events, watermark in batches():
             child.process(events, watermark)
-        state = child.snapshot()  # answered after every batch: the alerts came before it
+        state = child.snapshot().result(timeout=60)  # after every batch: alerts came first
     finally:
         child.close()
     assert ids(heard) == expected
@@ -70,7 +70,7 @@ def test_a_snapshot_restores_into_a_new_process_exactly_once(tmp_path: Path, exp
     try:
         for events, watermark in parts[:half]:
             first.process(events, watermark)
-        state = first.snapshot()
+        state = first.snapshot().result(timeout=60)
         for events, watermark in parts[half:]:  # lost: no checkpoint after them
             first.process(events, watermark)
     finally:
@@ -80,7 +80,7 @@ def test_a_snapshot_restores_into_a_new_process_exactly_once(tmp_path: Path, exp
         second.restore(state)  # cuts the alerts file back to the checkpoint
         for events, watermark in parts[half:]:
             second.process(events, watermark)
-        second.snapshot()
+        second.snapshot().result(timeout=60)
     finally:
         second.close()
     written = read_json_lines(alerts)
@@ -96,7 +96,7 @@ def test_a_failure_in_the_child_is_raised_in_the_pipeline(tmp_path: Path):
         broken = events.set_column(0, "event_time", pa.array(["not a time"] * len(events)))
         child.process(broken, watermark)
         with pytest.raises(RuntimeError, match="the detector process failed"):
-            child.snapshot()
+            child.snapshot().result(timeout=60)
         with pytest.raises(RuntimeError, match="Traceback"):
             child.process(events, watermark)
     finally:

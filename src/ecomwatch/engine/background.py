@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ecomwatch.engine.operator import Operator
+from ecomwatch.engine.operator import Operator, State
 
 
 class InBackground:
@@ -36,7 +36,7 @@ class InBackground:
         while self._pending:
             self._pending.popleft().result()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> State | Future[State]:
         self.drain()
         return self.operator.snapshot()
 

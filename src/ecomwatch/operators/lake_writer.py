@@ -1,18 +1,22 @@
 """The lake writer: buffers accepted events and commits them with each checkpoint.
 
 Commits run on one background thread, so that decoding goes on while a checkpoint's files are
-written (an asynchronous snapshot). Commits stay in order: a new one first waits for the previous
-one, and `flush()` waits for the last. A failed commit is raised at the next call.
+written (an asynchronous snapshot); that thread also waits for operator states that come later
+(`engine.operator.settle`). Commits stay in order (one thread); at most `in_flight` are handed
+over and not collected, and `flush()` waits for them all. A failed commit is raised at the next
+call.
 """
 
 from __future__ import annotations
 
 import copy
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
 
+from ecomwatch.engine.operator import State, settle, unsettled
 from ecomwatch.lake.base import CommitInfo, EventTable
 from ecomwatch.schema import EVENT_SCHEMA
 
@@ -20,13 +24,16 @@ from ecomwatch.schema import EVENT_SCHEMA
 class LakeWriter:
     name = "lake"
 
-    def __init__(self, table: EventTable, *, background: bool = True) -> None:
+    def __init__(self, table: EventTable, *, background: bool = True, in_flight: int = 2) -> None:
         self.table = table
         self._pending: list[pa.Table] = []
         self.committed_rows = 0
         self.commits: list[CommitInfo] = []
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="commit") if background else None
-        self._inflight: Future[CommitInfo] | None = None
+        # Commits handed to the thread and not collected yet: one may wait behind the one being
+        # written (whose operator state may still be coming), so the pipeline rarely waits.
+        self.in_flight = in_flight
+        self._inflight: deque[Future[CommitInfo]] = deque()
 
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if events.num_rows:
@@ -43,18 +50,26 @@ class LakeWriter:
             else EVENT_SCHEMA.empty_table()
         )
         self._pending = []
-        state = copy.deepcopy(checkpoint)  # the engine goes on changing its copy
-        self.flush()
+        ready, later = unsettled(checkpoint)
+        state = copy.deepcopy(ready)  # the engine goes on changing its copy
         if self._pool is None:
-            self._done(self.table.commit(events, state))
-        else:
-            self._inflight = self._pool.submit(self.table.commit, events, state)
+            self._done(self._commit(events, state, later))
+            return
+        inflight = self._inflight
+        while inflight and (inflight[0].done() or len(inflight) >= self.in_flight):
+            self._done(inflight.popleft().result())
+        self._inflight.append(self._pool.submit(self._commit, events, state, later))
+
+    def _commit(
+        self, events: pa.Table, state: dict[str, Any], later: dict[str, Future[State]]
+    ) -> CommitInfo:
+        # An operator in another process answers its snapshot here, not on the pipeline's thread.
+        return self.table.commit(events, settle(state, later))
 
     def flush(self) -> None:
-        """Wait for the commit in flight, if any; raise its error."""
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            self._done(inflight.result())
+        """Wait for the commits in flight, if any; raise the first error."""
+        while self._inflight:
+            self._done(self._inflight.popleft().result())
 
     def _done(self, info: CommitInfo) -> None:
         self.committed_rows += info.rows

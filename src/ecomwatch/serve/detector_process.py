@@ -10,9 +10,10 @@ The parent (`DetectorProcess`, an operator of the service's pipeline) sends on o
 order: batches (the columns the detector keeps, as Arrow IPC, with the watermark and whether
 the collector's queue is behind), snapshot and restore requests, and stop. The child answers on
 a second pipe: alerts as soon as a rule raises them (the parent hands them to its listeners on
-a reader thread), the state for each snapshot, or the error that ended it. A snapshot is
-answered after every batch sent before it, so a checkpoint holds the state that matches the
-committed positions, as with the detector in process. The child writes the alerts file itself.
+a reader thread), the state for each snapshot, or the error that ended it. A snapshot is a
+Future answered after every batch sent before it, so a checkpoint holds the state that matches
+the committed positions, as with the detector in process; the pipeline does not wait for it
+(the lake writer's commit thread does). The child writes the alerts file itself.
 At most `depth` batches wait in the child; beyond that the pipeline waits (backpressure).
 """
 
@@ -24,7 +25,9 @@ import queue
 import signal
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import pyarrow as pa
 
 from ecomwatch.detect.detector import STATE_COLUMNS, Detector
 from ecomwatch.detect.rules import Rule
+from ecomwatch.engine.operator import State
 
 Listener = Callable[[list[dict[str, Any]]], None]
 
@@ -62,7 +66,7 @@ class DetectorProcess:
         self.listeners = list(listeners)
         self.behind = behind
         self._error: str | None = None
-        self._states: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._waiting: deque[Future[State]] = deque()  # snapshots not answered yet, in order
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         commands_in, self._commands = context.Pipe(duplex=False)
         self._answers, answers_out = context.Pipe(duplex=False)
@@ -85,13 +89,13 @@ class DetectorProcess:
         batch = _to_ipc(events.select(list(STATE_COLUMNS))) if events.num_rows else b""
         self._send(("batch", batch, watermark_us, self.behind()))
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Future[State]:
+        """The state as of every batch sent so far; it comes later, while the pipeline goes on
+        (the lake writer waits for it on its commit thread)."""
         self._check()
+        state: Future[State] = Future()
+        self._waiting.append(state)
         self._send(("snapshot",))
-        state = self._states.get()
-        if state is None:
-            self._check()
-            raise RuntimeError("the detector process ended without its state")
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -124,23 +128,26 @@ class DetectorProcess:
             raise RuntimeError(f"the detector process failed: {self._error}")
 
     def _read(self) -> None:
-        """The child's answers: alerts to the listeners, states to `snapshot`."""
+        """The child's answers: alerts to the listeners, states to the snapshots waiting."""
         while True:
             try:
                 kind, payload = self._answers.recv()
             except (EOFError, OSError):
-                if self._process.exitcode not in (0, None) and self._error is None:
-                    self._error = f"it exited with code {self._process.exitcode}"
-                self._states.put(None)
-                return
+                self._process.join(5)
+                if self._error is None and self._process.exitcode != 0:
+                    self._error = f"it ended (exit code {self._process.exitcode})"
+                break
             if kind == "alerts":
                 for listener in self.listeners:
                     listener(payload)
             elif kind == "state":
-                self._states.put(payload)
+                self._waiting.popleft().set_result(payload)
             else:  # "error": the child's traceback; it exits after sending it
                 self._error = payload
-                self._states.put(None)
+        while self._waiting:
+            self._waiting.popleft().set_exception(
+                RuntimeError(f"the detector process failed: {self._error or 'it stopped'}")
+            )
 
 
 def _child(
