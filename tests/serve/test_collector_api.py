@@ -176,3 +176,31 @@ def test_replay_sends_a_file_and_the_service_commits_it(tmp_path: Path):
     finally:
         server.stop()
     assert table_rows(tmp_path / "lake") == 1325
+
+
+def test_kill_9_keeps_what_was_committed_and_takes_the_detector_process_along(tmp_path: Path):
+    lake = tmp_path / "lake"
+    server = start_server(lake, env={"ECOMWATCH_SERVE__COMMIT_SECONDS": "0.5"})
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children  # the detector's process (and multiprocessing's resource tracker)
+    for start in range(0, 3000, 500):
+        status, _ = server.post_events([event(start + i) for i in range(500)])
+        assert status == 200
+    deadline = time.monotonic() + 30
+    while table_rows(lake) < 3000 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert table_rows(lake) == 3000  # committed within a few commit intervals
+    server.post_events([event(3000 + i) for i in range(500)])  # maybe committed, maybe not
+    server.process.kill()
+    server.process.communicate()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{child}").exists() for child in children):
+        assert time.monotonic() < deadline, "the detector process outlived its parent"
+        time.sleep(0.2)
+    assert table_rows(lake) in (3000, 3500)
+    again = start_server(lake)  # the table and its checkpoint are whole: the service resumes
+    try:
+        assert again.post_events([event(4000)])[0] == 200
+    finally:
+        assert "events committed" in again.stop()
