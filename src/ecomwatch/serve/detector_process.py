@@ -66,6 +66,7 @@ class DetectorProcess:
         self.listeners = list(listeners)
         self.behind = behind
         self._error: str | None = None
+        self._stopping = False
         self._waiting: deque[Future[State]] = deque()  # snapshots not answered yet, in order
         context = multiprocessing.get_context("spawn")  # never fork a process with threads
         commands_in, self._commands = context.Pipe(duplex=False)
@@ -98,12 +99,13 @@ class DetectorProcess:
         self._send(("snapshot",))
         return state
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: State) -> None:
         self._check()
         self._send(("restore", state))
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Stop the child once it has processed what was sent; its alerts file is closed."""
+        self._stopping = True
         if self._process.is_alive():
             with contextlib.suppress(OSError):
                 self._commands.send(("stop",))
@@ -133,13 +135,15 @@ class DetectorProcess:
             try:
                 kind, payload = self._answers.recv()
             except (EOFError, OSError):
-                self._process.join(5)
-                if self._error is None and self._process.exitcode != 0:
-                    self._error = f"it ended (exit code {self._process.exitcode})"
+                if self._error is None and not self._stopping:
+                    self._error = "it ended unexpectedly"
                 break
             if kind == "alerts":
                 for listener in self.listeners:
-                    listener(payload)
+                    try:
+                        listener(payload)
+                    except Exception as exc:  # keep reading: the child must never block on us
+                        self._error = f"an alert listener failed: {exc!r}"
             elif kind == "state":
                 self._waiting.popleft().set_result(payload)
             else:  # "error": the child's traceback; it exits after sending it
