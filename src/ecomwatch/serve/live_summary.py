@@ -29,12 +29,21 @@ class LiveSummary:
         self.products: Counter[int] = Counter()
         self.events = 0
         self.flagged_events = 0
+        # Events counted before their IP was flagged (written by the alerts' thread only).
+        self.flagged_earlier = 0
+        self._published_earlier = 0
         self.revenue = 0.0
         self.latest_us = 0
         self.published: dict[str, Any] = self._publish()
 
+    def count_flagged_earlier(self, events: int) -> None:
+        """A newly flagged IP's events that went by before its alert came."""
+        self.flagged_earlier += events
+
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if not events.num_rows:
+            if self.flagged_earlier != self._published_earlier:  # an idle tick: show it
+                self.published = self._publish()
             return
         self.events += events.num_rows
         self._count(self.categories, events["category_code"])
@@ -68,13 +77,15 @@ class LiveSummary:
 
     def _publish(self) -> dict[str, Any]:
         horizon = self.latest_us - ACTIVE_SESSION_S * 1_000_000
+        self._published_earlier = self.flagged_earlier
+        flagged = min(self.events, self.flagged_events + self._published_earlier)
         return {
             "events": self.events,
             "latest_event_us": self.latest_us or None,
             "revenue": round(self.revenue, 2),
             "active_sessions": sum(1 for t in self.last_seen.values() if t >= horizon),
-            "flagged_events": self.flagged_events,
-            "flagged_share": round(self.flagged_events / self.events, 4) if self.events else 0.0,
+            "flagged_events": flagged,
+            "flagged_share": round(flagged / self.events, 4) if self.events else 0.0,
             "top_categories": [
                 {"name": k, "events": v} for k, v in self.categories.most_common(TOP)
             ],
