@@ -74,7 +74,7 @@ class ServeConfig(_Strict):
         description="longest time the oldest queued request may wait before new ones get 429 "
         "(keeps event-to-alert latency bounded when the pipeline is saturated)",
     )
-    batch_seconds: float = Field(0.25, gt=0, description="longest wait to fill a micro-batch")
+    batch_seconds: float = Field(0.15, gt=0, description="longest wait to fill a micro-batch")
     batch_rows: int = Field(20_000, ge=1, description="events in a full micro-batch")
     commit_seconds: float = Field(2.0, gt=0, description="longest time data waits to commit")
 

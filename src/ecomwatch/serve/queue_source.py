@@ -31,7 +31,7 @@ class QueueSource:
         max_events: int = 200_000,
         max_wait_s: float = 1.0,
         batch_rows: int = 20_000,
-        batch_seconds: float = 0.25,
+        batch_seconds: float = 0.15,
     ) -> None:
         self.name = "http collector"
         self.source_id = source_id
