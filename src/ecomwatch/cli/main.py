@@ -28,7 +28,7 @@ from ecomwatch.cli.alert_outputs import (
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.lake_commands import lake_app
-from ecomwatch.cli.serve_commands import bench_serve, replay, serve
+from ecomwatch.cli.serve_commands import bench_judging, bench_serve, replay, serve
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
@@ -50,6 +50,7 @@ app.command()(explain)
 app.command()(serve)
 app.command()(replay)
 app.command("bench-serve")(bench_serve)
+app.command("bench-judging")(bench_judging)
 
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2

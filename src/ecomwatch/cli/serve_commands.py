@@ -205,6 +205,24 @@ def bench_serve(
     print(json.dumps(figures))
 
 
+def bench_judging(
+    events: Annotated[int, typer.Option(min=10_000, help="Events simulated.")] = 100_000,
+    batch: Annotated[
+        int, typer.Option(min=100, help="Events per batch (one round each).")
+    ] = 12_500,
+    rules: RulesOption = None,
+) -> None:
+    """Time the detector's judging rounds alone and beside a busy Python thread (the GIL's
+    cost: why `serve` judges in a process of its own). Prints one JSON line."""
+    import json
+
+    from ecomwatch.detect.judging_bench import run_judging_bench
+
+    err.print(f"judging {events:,} simulated events in batches of {batch:,}, twice")
+    figures = run_judging_bench(events=events, batch=batch, rules=load_rules_or_exit(rules))
+    print(json.dumps(figures))
+
+
 def live_demo(directory: Path, port: int) -> None:
     """`ecomwatch demo --live`: serve + a replayed attack scenario, until Ctrl-C."""
     import subprocess
