@@ -53,12 +53,17 @@ STATE_COLUMNS = (
 )
 
 
-def _to_ipc(table: pa.Table) -> str:
+def ipc_bytes(table: pa.Table, *, compression: str | None = None) -> bytes:
+    """A table as an Arrow IPC stream."""
     sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
         writer.write_table(table)
-    return base64.b64encode(sink.getvalue().to_pybytes()).decode()
+    return sink.getvalue().to_pybytes()
+
+
+def _to_ipc(table: pa.Table) -> str:
+    return base64.b64encode(ipc_bytes(table, compression="zstd")).decode()
 
 
 def _from_ipc(text: str) -> pa.Table:

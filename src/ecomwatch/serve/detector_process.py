@@ -34,18 +34,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from ecomwatch.detect.detector import STATE_COLUMNS, Detector
+from ecomwatch.detect.detector import STATE_COLUMNS, Detector, ipc_bytes
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.operator import State
 
 Listener = Callable[[list[dict[str, Any]]], None]
-
-
-def _to_ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 class DetectorProcess:
@@ -87,7 +80,7 @@ class DetectorProcess:
 
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         self._check()
-        batch = _to_ipc(events.select(list(STATE_COLUMNS))) if events.num_rows else b""
+        batch = ipc_bytes(events.select(list(STATE_COLUMNS))) if events.num_rows else b""
         self._send(("batch", batch, watermark_us, self.behind()))
 
     def snapshot(self) -> Future[State]:
