@@ -187,9 +187,14 @@ def bench_serve(
     rate: Annotated[
         float | None, typer.Option(help="Offer this many events/s (default: as many as taken).")
     ] = None,
+    baseline_seconds: Annotated[
+        float,
+        typer.Option(min=5, help="How long the same load runs against a do-nothing collector."),
+    ] = 30,
 ) -> None:
-    """Load-test `serve` on loopback from a second process: events/s, request and
-    event-to-alert latency, memory over the run. Prints one JSON line."""
+    """Load-test `serve` on loopback from a second process: events/s (and their ratio to the
+    same client against a collector that keeps nothing), request and event-to-alert latency,
+    memory over the run. Prints one JSON line."""
     import json
 
     from ecomwatch.serve.load_bench import run_serve_bench
@@ -201,6 +206,7 @@ def bench_serve(
         workdir=workdir,
         console=err,
         rate=rate,
+        baseline_seconds=baseline_seconds,
     )
     print(json.dumps(figures))
 

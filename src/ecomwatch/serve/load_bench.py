@@ -6,6 +6,10 @@ injects fast scrapers (one new IP at a time, stamped with the service's latest e
 measures how long after its POST each one shows up in the alerts API — from the first attempt
 (a 429 makes it wait the Retry-After second) and from the collector's acceptance — and samples
 the resident memory of the serving process and its child (the detector).
+
+The baseline, in the same run: the same client with the same connections and pace against
+`null_collector`, a server on the same HTTP stack that counts each body's lines and keeps
+nothing: the most this machine's loopback and client let any collector take.
 """
 
 from __future__ import annotations
@@ -45,6 +49,94 @@ def _rss_mb(pid: int) -> float:
     except OSError:  # it ended meanwhile
         return total
     return total + sum(_rss_mb(int(child)) for child in children)
+
+
+async def null_collector(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that answers every request as the collector would accept all its lines."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    lines = 0
+    more = True
+    while more:
+        message = await receive()
+        lines += message.get("body", b"").count(b"\n")
+        more = message.get("more_body", False)
+    answer = {"status": "ready"} if scope["path"] == "/readyz" else {"accepted": lines}
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send(
+        {"type": "http.response.body", "body": json.dumps({**answer, "rejected": []}).encode()}
+    )
+
+
+def _wait_ready(url: str, server: subprocess.Popen[str]) -> None:
+    for _ in range(600):
+        if server.poll() is not None:
+            raise RuntimeError(f"the server ended: {server.communicate()[1][-2000:]}")
+        try:
+            if _get(url + "/readyz")["status"] == "ready":
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} was not ready after a minute")
+
+
+def _start_replay(
+    traffic: Path, url: str, seconds: float, connections: int, rate: float | None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(traffic), "--to", url,
+         "--batch", "500", "--connections", str(connections), "--for", str(seconds),
+         "--json", *(["--rate", str(rate)] if rate else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
+    )  # fmt: skip
+
+
+def _finish_replay(sender: subprocess.Popen[str]) -> dict[str, Any]:
+    out, errors = sender.communicate()
+    if sender.returncode != 0:
+        raise RuntimeError(f"replay failed: {errors[-2000:]}")
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def _environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
+
+
+def null_baseline(
+    traffic: Path, *, seconds: float, connections: int, rate: float | None
+) -> dict[str, Any]:
+    """The replay's figures against `null_collector` on a free port."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "ecomwatch.serve.load_bench:null_collector",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
+    )  # fmt: skip
+    try:
+        _wait_ready(url, server)
+        return _finish_replay(_start_replay(traffic, url, seconds, connections, rate))
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+
+
+def _mb_per_minute(samples: list[tuple[float, float]]) -> float | None:
+    """The least-squares slope of memory over time, in MB per minute."""
+    if len(samples) < 2:
+        return None
+    times = [t for t, _ in samples]
+    mean_t = statistics.fmean(times)
+    mean_mb = statistics.fmean(mb for _, mb in samples)
+    spread = sum((t - mean_t) ** 2 for t in times)
+    if not spread:
+        return None
+    slope = sum((t - mean_t) * (mb - mean_mb) for t, mb in samples) / spread
+    return round(slope * 60, 1)
 
 
 def _get(url: str) -> Any:
@@ -96,6 +188,7 @@ def run_serve_bench(
     workdir: Path | None,
     console: Console,
     rate: float | None = None,
+    baseline_seconds: float = 30,
 ) -> dict[str, Any]:
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic
@@ -106,30 +199,21 @@ def run_serve_bench(
     if not traffic.exists():
         console.print(f"simulating {events:,} events → {traffic} (not timed)")
         write_traffic(generate(TrafficSpec(events=events, seed=1)), traffic)
+    console.print(f"baseline: {baseline_seconds:.0f} s against a collector that keeps nothing")
+    null = null_baseline(traffic, seconds=baseline_seconds, connections=connections, rate=rate)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
     # A fresh lake each run: an old one's alerts would answer for this run's scrapers.
     lake = Path(tempfile.mkdtemp(prefix="lake-", dir=base))
     server = subprocess.Popen(
         [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake", str(lake),
          "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
     )  # fmt: skip
     try:
-        for _ in range(600):
-            try:
-                if _get(url + "/readyz")["status"] == "ready":
-                    break
-            except OSError:
-                time.sleep(0.1)
+        _wait_ready(url, server)
         console.print(f"loading for {seconds:.0f} s with {connections} connections of 500 events")
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(traffic), "--to", url,
-             "--batch", "500", "--connections", str(connections), "--for", str(seconds),
-             "--json", *(["--rate", str(rate)] if rate else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+        sender = _start_replay(traffic, url, seconds, connections, rate)
         rss: list[tuple[float, float]] = []
         delays: list[float] = []  # from the first POST attempt to the alert
         after_accept: list[float] = []  # from the collector's 2xx to the alert
@@ -151,23 +235,25 @@ def run_serve_bench(
                         break
                     time.sleep(0.02)
             time.sleep(1.0)
-        out, errors = sender.communicate()
-        if sender.returncode != 0:
-            raise RuntimeError(f"replay failed: {errors[-2000:]}")
-        load = json.loads(out.strip().splitlines()[-1])
+        load = _finish_replay(sender)
     finally:
         server.terminate()
         _, server_errors = server.communicate(timeout=300)
         shutil.rmtree(lake, ignore_errors=True)
-    after_first_minute = [mb for t, mb in rss if t >= 60] or [mb for _, mb in rss]
+    after_first_minute = [(t, mb) for t, mb in rss if t >= 60] or rss
     delays.sort()
     after_accept.sort()
     return {
         "seconds": load["seconds"],
         "events_accepted": load["accepted"],
         "events_per_s": load["events_per_s"],
+        "baseline_events_per_s": null["events_per_s"],
+        "ratio_to_baseline": round(load["events_per_s"] / null["events_per_s"], 3)
+        if null["events_per_s"]
+        else None,
         "request_p50_ms": load["p50_ms"],
         "request_p99_ms": load["p99_ms"],
+        "baseline_request_p50_ms": null["p50_ms"],
         "retries_429": load["retries_429"],
         "attacks_injected": n,
         "attacks_alerted": len(delays),
@@ -177,8 +263,13 @@ def run_serve_bench(
         "accepted_to_alert_p50_s": _percentile(after_accept, 0.5),
         "accepted_to_alert_p99_s": _percentile(after_accept, 0.99),
         "serve_rss_mb_first": round(rss[0][1], 1) if rss else None,
-        "serve_rss_mb_after_1_min_min": round(min(after_first_minute), 1),
-        "serve_rss_mb_after_1_min_max": round(max(after_first_minute), 1),
+        "serve_rss_mb_after_1_min_min": round(min(mb for _, mb in after_first_minute), 1)
+        if after_first_minute
+        else None,
+        "serve_rss_mb_after_1_min_max": round(max(mb for _, mb in after_first_minute), 1)
+        if after_first_minute
+        else None,
+        "serve_rss_mb_per_min_after_1_min": _mb_per_minute(after_first_minute),
         "serve_rss_mb_last": round(rss[-1][1], 1) if rss else None,
         "clean_stop": server.returncode == 0,
         "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",

@@ -1,0 +1,42 @@
+"""`bench-serve` end to end, briefly: the baseline, the load, the injected scrapers, the stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from ecomwatch.serve.load_bench import _mb_per_minute, run_serve_bench
+
+
+def test_memory_slope_is_megabytes_per_minute() -> None:
+    rising = [(float(t), 500.0 + 2.0 * t) for t in range(60, 120)]  # 2 MB a second
+    assert _mb_per_minute(rising) == pytest.approx(120.0)
+    swinging = [(float(t), 600.0 if t % 10 < 5 else 900.0) for t in range(60, 300)]
+    assert abs(_mb_per_minute(swinging) or 0.0) < 5
+    assert _mb_per_minute([(1.0, 5.0)]) is None
+
+
+def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
+    figures = run_serve_bench(
+        seconds=12,
+        events=10_000,
+        connections=2,
+        workdir=tmp_path,
+        console=Console(quiet=True),
+        rate=5_000,
+        baseline_seconds=5,
+    )
+    assert 0 < figures["events_accepted"] <= 12 * 5_000 * 1.05
+    assert figures["baseline_events_per_s"] > 0
+    assert figures["ratio_to_baseline"] == pytest.approx(
+        figures["events_per_s"] / figures["baseline_events_per_s"], abs=0.001
+    )
+    # Scrapers are posted from the sixth second on, one a second, each awaited.
+    assert figures["attacks_injected"] >= 1
+    assert figures["attacks_alerted"] == figures["attacks_injected"]
+    assert figures["event_to_alert_p99_s"] > 0
+    assert figures["clean_stop"]
+    committed = int(figures["stop_message"].split()[1].replace(",", ""))
+    assert committed >= figures["events_accepted"]  # replayed events + the injected scrapers
