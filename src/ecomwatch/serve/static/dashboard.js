@@ -51,7 +51,9 @@ function drawTraffic(minutes) {
   const x = minutes.map((m) => new Date(m.minute_us / 1000).toISOString());
   const traces = TYPES.map((t) => ({ type: "bar", name: t, x, y: minutes.map((m) => m[t] || 0) }));
   Plotly.react("traffic-chart", traces, {
-    barmode: "stack", margin: { t: 8, r: 8, b: 40, l: 48 }, legend: { orientation: "h" },
+    // The legend above the plot: below it, it would cover the axis's second line (the date).
+    barmode: "stack", margin: { t: 28, r: 8, b: 48, l: 48 },
+    legend: { orientation: "h", x: 0, y: 1, yanchor: "bottom" },
   }, { displayModeBar: false, responsive: true });
 }
 
