@@ -33,6 +33,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ecomwatch.lake.base import CommitInfo, LakeError
+from ecomwatch.lake.hudi_archive import (
+    AUX_DIR,
+    ROLLUP_DIR,
+    ROLLUPS_KEY,
+    Archive,
+    archived_commits,
+    commit_rollups,
+    maintain,
+)
 from ecomwatch.lake.hudi_format import (
     HOODIE_DIR,
     META_COLUMNS,
@@ -61,14 +70,16 @@ from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE
 
 TABLE_NAME = "ecomwatch_events"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-# Our own files live in Hudi's auxiliary folder, where table readers do not look for partitions.
-AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
-ROLLUP_DIR = f"{AUX_DIR}/rollups"
+# Our own files live in Hudi's auxiliary folder (AUX_DIR), where table readers do not look for
+# partitions.
 LOCK_FILE = f"{AUX_DIR}/lock"
 CHECKPOINT_DIR = f"{AUX_DIR}/checkpoints"
 CHECKPOINT_FILE_KEY = "ecomwatch.checkpoint.file"
 CHECKPOINT_KEY = "ecomwatch.checkpoint"  # inline, as earlier versions wrote it
-ROLLUPS_KEY = "ecomwatch.rollups"
+# Cleaning and archiving after commits (`hudi_archive`), Hudi's defaults: keep the file versions
+# of the last 10 commits; archive down to 20 active commits once there are more than 30.
+RETAIN_COMMITS = 10
+KEEP_COMMITS = (20, 30)
 SMALL_FILE_BYTES = 32 << 20  # a file group below this takes new inserts first
 MAX_FILE_BYTES = 128 << 20  # new inserts fill file groups up to about this size
 # Topping up rewrites the whole file: a commit tops up a small file only while rewriting it
@@ -167,7 +178,13 @@ class HudiTable:
         small_file_bytes: int = SMALL_FILE_BYTES,
         max_file_bytes: int = MAX_FILE_BYTES,
         top_up_always_bytes: int = TOP_UP_ALWAYS_BYTES,
+        retain_commits: int = RETAIN_COMMITS,
+        keep_commits: tuple[int, int] = KEEP_COMMITS,
     ) -> None:
+        if not 0 < retain_commits < keep_commits[0] < keep_commits[1]:
+            raise ValueError("need 0 < retain_commits < keep_commits[0] < keep_commits[1]")
+        self.retain_commits = retain_commits
+        self.keep_commits = keep_commits
         self.loc: Location = locate(uri)
         self.location = str(uri)
         self.rollups = rollups
@@ -176,6 +193,7 @@ class HudiTable:
         self.top_up_always_bytes = top_up_always_bytes
         self._lock_handle: Any = None
         self._metadata_cache: dict[str, dict[str, Any]] = {}
+        self._file_facts: dict[str, tuple[int, int]] = {}  # path → (bytes, rows)
         if writer:
             if not self.loc.exists(PROPERTIES_FILE):
                 self._create()
@@ -250,7 +268,28 @@ class HudiTable:
         return [Instant(t, states[t]) for t in sorted(states)]
 
     def completed(self) -> list[str]:
+        """The completed instants of the active timeline (archived ones are not listed)."""
         return [i.time for i in self.instants() if i.state == "completed"]
+
+    def _timeline(self) -> tuple[list[str], Archive]:
+        """The active completed instants beyond the archive, and the archive (read second:
+        an instant archived after the listing is then within it)."""
+        completed = self.completed()
+        archive = Archive.read(self.loc)
+        return archive.active(completed), archive
+
+    def file_facts(self, path: str) -> tuple[int, int]:
+        """A base file's size and rows, read once: a file version never changes (a writer
+        asks for every file group's on every commit)."""
+        if path not in self._file_facts:
+            with self.loc.fs.open_input_file(self.loc.path(path)) as f:
+                self._file_facts[path] = (f.size(), pq.ParquetFile(f).metadata.num_rows)
+        return self._file_facts[path]
+
+    def forget(self, instants: list[str]) -> None:
+        """Drop archived instants' metadata from the cache (a service runs for weeks)."""
+        for instant in instants:
+            self._metadata_cache.pop(instant, None)
 
     def metadata(self, instant: str) -> dict[str, Any]:
         if instant not in self._metadata_cache:
@@ -294,7 +333,9 @@ class HudiTable:
 
     def file_slices(self, as_of: str | None = None) -> dict[tuple[str, str], BaseFile]:
         """The latest base file of every file group, as of an instant (default: the latest)."""
-        return _latest_slices(self._all_base_files(), set(self.completed()), as_of)
+        bases = self._all_base_files()  # before the timeline: a later commit's files are skipped
+        completed, archive = self._timeline()
+        return _latest_slices(bases, set(completed), archive, as_of)
 
     def data_files(self) -> list[str]:
         return [
@@ -369,6 +410,8 @@ class HudiTable:
         )
         if checkpoint is not None:
             self._drop_checkpoints_before(instant)
+        retain, (keep_min, keep_max) = self.retain_commits, self.keep_commits
+        maintain(self, retain=retain, keep_min=keep_min, keep_max=keep_max)
         return CommitInfo(int(instant), rows, files, size)
 
     def _drop_checkpoints_before(self, instant: str) -> None:
@@ -393,19 +436,24 @@ class HudiTable:
 
     def clean(self, *, retain_commits: int = 10) -> list[str]:
         """Delete file versions no snapshot of the last `retain_commits` commits needs."""
-        done = self.completed()
+        bases = self._all_base_files()  # listed once for every snapshot kept
+        done, archive = self._timeline()
         if len(done) <= retain_commits:
             return []
-        bases = self._all_base_files()  # listed once for every snapshot kept
         completed = set(done)
         oldest_kept = done[-retain_commits]
         keep: set[str] = set()
         for instant in done[-retain_commits:]:
-            keep |= {b.path for b in _latest_slices(bases, completed, instant).values()}
+            keep |= {b.path for b in _latest_slices(bases, completed, archive, instant).values()}
         removed = []
         for base in bases:
-            if base.path not in keep and base.instant in completed and base.instant < oldest_kept:
+            if (
+                base.path not in keep
+                and archive.committed(base.instant, completed)
+                and base.instant < oldest_kept
+            ):
                 self.loc.delete(base.path)
+                self._file_facts.pop(base.path, None)
                 removed.append(base.path)
         return removed
 
@@ -452,24 +500,23 @@ class HudiTable:
         )
 
     def rollup_files(self) -> dict[str, list[str]] | None:
-        found: dict[str, list[str]] = {name: [] for name in ROLLUPS}
-        for instant in self.completed():
-            meta = self.metadata(instant)
-            extra = meta.get("extraMetadata") or {}
-            written = json.loads(extra.get(ROLLUPS_KEY, "null"))
-            has_rows = any(meta.get("partitionToWriteStats", {}).values())
+        completed, archive = self._timeline()
+        if archive.rollups is None:
+            return None
+        found = {name: list(archive.rollups.get(name, [])) for name in ROLLUPS}
+        for instant in completed:
+            written = commit_rollups(self.metadata(instant))
             if written is None:
-                if has_rows or ROLLUPS_KEY in extra:
-                    return None
-                continue
-            for name in ROLLUPS:
-                found[name].append(self.loc.duckdb_path(written[name]))
-        return found
+                return None
+            for name, path in written.items():
+                found[name].append(path)
+        return {name: [self.loc.duckdb_path(p) for p in paths] for name, paths in found.items()}
 
     def commits(self) -> list[dict[str, Any]]:
         history = []
-        for instant in self.completed():
-            meta = self.metadata(instant)
+        completed, _ = self._timeline()
+        timeline = {**archived_commits(self.loc), **{i: self.metadata(i) for i in completed}}
+        for instant, meta in timeline.items():
             writes = [s for stats in meta.get("partitionToWriteStats", {}).values() for s in stats]
             history.append(
                 {
@@ -516,12 +563,14 @@ def _partition_values(event_time: pa.ChunkedArray) -> pa.DictionaryArray:
 
 
 def _latest_slices(
-    bases: list[BaseFile], completed: set[str], as_of: str | None
+    bases: list[BaseFile], completed: set[str], archive: Archive, as_of: str | None
 ) -> dict[tuple[str, str], BaseFile]:
-    """Per file group, its newest base file of a completed instant no later than `as_of`."""
+    """Per file group, its newest base file of a committed instant no later than `as_of`."""
     latest: dict[tuple[str, str], BaseFile] = {}
     for base in bases:
-        if base.instant not in completed or (as_of is not None and base.instant > as_of):
+        if not archive.committed(base.instant, completed) or (
+            as_of is not None and base.instant > as_of
+        ):
             continue
         key = (base.partition, base.file_id)
         if key not in latest or base.instant > latest[key].instant:
@@ -581,7 +630,7 @@ class _PartitionWriter:
             return stats
         per_row = self._bytes_per_row()
         capacity = max(1, int(self.table.max_file_bytes / per_row))
-        sizes = {b.path: self.table.loc.size(b.path) for b in self.slices}  # one stat each
+        sizes = {b.path: self.table.file_facts(b.path)[0] for b in self.slices}
         worth_rewriting = min(
             self.table.small_file_bytes,
             max(self.table.top_up_always_bytes, TOP_UP_RATIO * per_row * incoming.num_rows),
@@ -597,7 +646,7 @@ class _PartitionWriter:
         for base in small:
             if incoming.num_rows == 0:
                 break
-            room = max(0, capacity - self._rows(base))
+            room = max(0, capacity - self.table.file_facts(base.path)[1])
             if room == 0:
                 continue
             take, incoming = incoming.slice(0, room), incoming.slice(room)
@@ -664,13 +713,9 @@ class _PartitionWriter:
         return remaining
 
     def _bytes_per_row(self) -> float:
-        sizes = [(self.table.loc.size(b.path), self._rows(b)) for b in self.slices]
-        total_rows = sum(r for _, r in sizes)
-        return sum(s for s, _ in sizes) / total_rows if total_rows else DEFAULT_BYTES_PER_ROW
-
-    def _rows(self, base: BaseFile) -> int:
-        with self.table.loc.fs.open_input_file(self.table.loc.path(base.path)) as f:
-            return int(pq.ParquetFile(f).metadata.num_rows)
+        facts = [self.table.file_facts(b.path) for b in self.slices]
+        total_rows = sum(rows for _, rows in facts)
+        return sum(size for size, _ in facts) / total_rows if total_rows else DEFAULT_BYTES_PER_ROW
 
     def _read(self, base: BaseFile) -> pa.Table:
         """A base file's rows: kept rows keep their commit time and sequence number."""

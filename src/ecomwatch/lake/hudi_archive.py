@@ -1,0 +1,162 @@
+"""Keeping a long-lived Hudi table small: cleaning and archiving after commits.
+
+A live service commits every two seconds, 43,200 commits a day. Each adds three timeline files,
+a version of a data file and a file per rollup, and every commit, report and query lists them.
+So, as Hudi's own writers do by default (automatic cleaning that retains 10 commits; archiving
+between 20 and 30 active commits), once the active timeline holds more than `keep_max`
+completed commits, the writer
+
+1. cleans: deletes the file versions that no snapshot of the last `retain` commits reads;
+2. archives the oldest commits down to `keep_min`, in this order:
+   - their commit metadata is written to `.hoodie/.aux/ecomwatch/archived/<last>.json` (the
+     table's history, read by `HudiTable.commits`);
+   - their rollup files are merged into one file per rollup (appended to the previous merged
+     file while that is below `MERGED_ROLLUP_BYTES`);
+   - the files the previous archiving made redundant are deleted (a reader that listed them
+     before has had a whole archiving interval to read them);
+   - `archive.json` is replaced in one write: the newest archived instant (`until`), the merged
+     rollup files that now stand for every archived commit, and the files this archiving made
+     redundant;
+   - their timeline files are deleted.
+
+A crash at any step leaves a table that reads the same: the next archiving redoes or finishes
+the work.
+
+A base file of an archived instant counts as committed, as in Hudi, whose readers take every
+instant before the start of the active timeline as completed. A reader lists the timeline first
+and reads `archive.json` second: an instant archived in between is then within `until`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ecomwatch.lake.hudi_format import HOODIE_DIR
+from ecomwatch.lake.parquet_table import write_parquet_file
+from ecomwatch.lake.rollups import ROLLUPS
+from ecomwatch.lake.storage import Location
+
+if TYPE_CHECKING:
+    from ecomwatch.lake.hudi_table import HudiTable
+
+AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
+ROLLUP_DIR = f"{AUX_DIR}/rollups"
+ARCHIVE_FILE = f"{AUX_DIR}/archive.json"
+ARCHIVED_DIR = f"{AUX_DIR}/archived"
+ROLLUPS_KEY = "ecomwatch.rollups"
+MERGED_ROLLUP_BYTES = 8 << 20  # a merged rollup file takes more commits' rollups below this
+
+
+@dataclass(frozen=True)
+class Archive:
+    """What `archive.json` says; the empty archive before the first archiving."""
+
+    until: str | None = None  # every instant up to this one is archived (and was completed)
+    # Merged rollup files (relative paths) for every archived commit; None when some archived
+    # commit changed existing rows, so that reports must read the raw events.
+    rollups: dict[str, list[str]] | None = field(default_factory=dict)
+    redundant: list[str] = field(default_factory=list)  # deleted by the next archiving
+
+    @classmethod
+    def read(cls, loc: Location) -> Archive:
+        if not loc.exists(ARCHIVE_FILE):
+            return cls()
+        data = json.loads(loc.read_bytes(ARCHIVE_FILE))
+        return cls(data["until"], data["rollups"], list(data["redundant"]))
+
+    def write(self, loc: Location) -> None:
+        record = {"until": self.until, "rollups": self.rollups, "redundant": self.redundant}
+        loc.write_atomic(ARCHIVE_FILE, json.dumps(record).encode())
+
+    def committed(self, instant: str, completed: set[str]) -> bool:
+        return instant in completed or (self.until is not None and instant <= self.until)
+
+    def active(self, completed: list[str]) -> list[str]:
+        """The completed instants the archive does not stand for."""
+        return [i for i in completed if self.until is None or i > self.until]
+
+
+def commit_rollups(meta: dict[str, Any]) -> dict[str, str] | None:
+    """A commit's rollup files by name ({} for a commit without rows), or None when the commit
+    changed existing rows (reports must then read the raw events)."""
+    extra = meta.get("extraMetadata") or {}
+    written = json.loads(extra.get(ROLLUPS_KEY, "null"))
+    if written is None:
+        has_rows = any(meta.get("partitionToWriteStats", {}).values())
+        return None if has_rows or ROLLUPS_KEY in extra else {}
+    return {name: str(written[name]) for name in ROLLUPS}
+
+
+def maintain(table: HudiTable, *, retain: int, keep_min: int, keep_max: int) -> bool:
+    """Clean and archive once more than `keep_max` commits are active; True if it did."""
+    archive = Archive.read(table.loc)
+    instants = table.instants()
+    pending = [i.time for i in instants if i.state != "completed"]
+    active = archive.active([i.time for i in instants if i.state == "completed"])
+    if len(active) <= keep_max:
+        return False
+    table.clean(retain_commits=retain)
+    # Never past an unfinished instant: its files must stay uncommitted.
+    chosen = [i for i in active[: len(active) - keep_min] if not pending or i < min(pending)]
+    if not chosen:
+        return False
+    metadata = {instant: table.metadata(instant) for instant in chosen}
+    table.loc.write_atomic(
+        f"{ARCHIVED_DIR}/{chosen[-1]}.json", json.dumps({"commits": metadata}).encode()
+    )
+    rollups, redundant = _merge_rollups(table.loc, archive, metadata, chosen[-1])
+    for path in archive.redundant:  # an archiving ago: no reader still reads them
+        table.loc.delete(path)
+    Archive(chosen[-1], rollups, redundant).write(table.loc)
+    # With the instants a crash left behind after an earlier archive.json was written.
+    done = [i.time for i in instants if archive.until is not None and i.time <= archive.until]
+    for instant in [*done, *chosen]:
+        for suffix in (".commit.requested", ".inflight", ".commit"):
+            table.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
+    table.forget(chosen)
+    return True
+
+
+def _merge_rollups(
+    loc: Location, archive: Archive, metadata: dict[str, dict[str, Any]], last: str
+) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """The merged rollup files standing for every archived commit, and the files they replace."""
+    per_commit = [commit_rollups(meta) for meta in metadata.values()]
+    replaced = [path for files in per_commit if files for path in files.values()]
+    if archive.rollups is None or any(files is None for files in per_commit):
+        return None, replaced
+    merged: dict[str, list[str]] = {}
+    for name in ROLLUPS:
+        sources = [files[name] for files in per_commit if files]
+        kept = list(archive.rollups.get(name, []))
+        if kept and loc.size(kept[-1]) < MERGED_ROLLUP_BYTES:
+            sources.insert(0, kept.pop())
+            replaced.append(sources[0])
+        if sources:
+            target = f"{ROLLUP_DIR}/{name}/merged-{last}.parquet"
+            write_parquet_file(_read_all(loc, sources), loc, target)
+            kept.append(target)
+        merged[name] = kept
+    return merged, replaced
+
+
+def _read_all(loc: Location, paths: list[str]) -> pa.Table:
+    tables = []
+    for path in paths:
+        with loc.fs.open_input_file(loc.path(path)) as f:
+            tables.append(pq.read_table(f))
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def archived_commits(loc: Location) -> dict[str, dict[str, Any]]:
+    """The commit metadata of every archived instant, by instant."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in loc.list_files(ARCHIVED_DIR):
+        if path.endswith(".json"):
+            found.update(json.loads(loc.read_bytes(path))["commits"])
+    return dict(sorted(found.items()))
