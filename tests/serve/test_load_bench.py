@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ecomwatch.serve.load_bench import _mb_per_minute, run_serve_bench
+from ecomwatch.serve.load_bench import _mb_per_minute, _median_by_minute, run_serve_bench
 
 
 def test_memory_slope_is_megabytes_per_minute() -> None:
@@ -16,6 +16,11 @@ def test_memory_slope_is_megabytes_per_minute() -> None:
     swinging = [(float(t), 600.0 if t % 10 < 5 else 900.0) for t in range(60, 300)]
     assert abs(_mb_per_minute(swinging) or 0.0) < 5
     assert _mb_per_minute([(1.0, 5.0)]) is None
+
+
+def test_memory_by_minute_is_each_minutes_median() -> None:
+    samples = [(0.0, 100.0), (30.0, 300.0), (59.0, 200.0), (61.0, 900.0), (125.0, 50.0)]
+    assert _median_by_minute(samples) == [200.0, 900.0, 50.0]
 
 
 def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
@@ -37,6 +42,7 @@ def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
     assert figures["attacks_injected"] >= 1
     assert figures["attacks_alerted"] == figures["attacks_injected"]
     assert figures["event_to_alert_p99_s"] > 0
+    assert len(figures["serve_rss_mb_median_by_minute"]) == 1  # a 12-s run: its first minute
     assert figures["clean_stop"]
     committed = int(figures["stop_message"].split()[1].replace(",", ""))
     assert committed >= figures["events_accepted"]  # replayed events + the injected scrapers

@@ -139,6 +139,14 @@ def _mb_per_minute(samples: list[tuple[float, float]]) -> float | None:
     return round(slope * 60, 1)
 
 
+def _median_by_minute(samples: list[tuple[float, float]]) -> list[float]:
+    """The median memory of each minute of the run (a trend, without the swings of commits)."""
+    minutes: dict[int, list[float]] = {}
+    for t, mb in samples:
+        minutes.setdefault(int(t // 60), []).append(mb)
+    return [round(statistics.median(minutes[m]), 1) for m in sorted(minutes)]
+
+
 def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -270,6 +278,7 @@ def run_serve_bench(
         if after_first_minute
         else None,
         "serve_rss_mb_per_min_after_1_min": _mb_per_minute(after_first_minute),
+        "serve_rss_mb_median_by_minute": _median_by_minute(rss),
         "serve_rss_mb_last": round(rss[-1][1], 1) if rss else None,
         "clean_stop": server.returncode == 0,
         "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",
