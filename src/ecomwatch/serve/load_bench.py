@@ -38,17 +38,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the service's detector process)."""
-    total = 0.0
+def _own_rss_mb(pid: int) -> float:
+    """Resident memory of one process (0 once it ended)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the service's detector process)."""
+    try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:  # it ended meanwhile
-        return total
-    return total + sum(_rss_mb(int(child)) for child in children)
+        children = []
+    return _own_rss_mb(pid) + sum(_rss_mb(int(child)) for child in children)
 
 
 async def null_collector(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -222,7 +229,8 @@ def run_serve_bench(
         _wait_ready(url, server)
         console.print(f"loading for {seconds:.0f} s with {connections} connections of 500 events")
         sender = _start_replay(traffic, url, seconds, connections, rate)
-        rss: list[tuple[float, float]] = []
+        rss: list[tuple[float, float]] = []  # the service with its child processes
+        parent_rss: list[tuple[float, float]] = []  # the service's own process
         delays: list[float] = []  # from the first POST attempt to the alert
         after_accept: list[float] = []  # from the collector's 2xx to the alert
         started = time.monotonic()
@@ -230,6 +238,7 @@ def run_serve_bench(
         while sender.poll() is None:
             elapsed = time.monotonic() - started
             rss.append((elapsed, _rss_mb(server.pid)))
+            parent_rss.append((elapsed, _own_rss_mb(server.pid)))
             latest = _get(url + "/api/summary")["live"].get("latest_event_us")
             if latest and elapsed > 5:  # once the load runs: a scraper, then wait for its alert
                 ip, rows = _scraper(n, latest)
@@ -279,6 +288,7 @@ def run_serve_bench(
         else None,
         "serve_rss_mb_per_min_after_1_min": _mb_per_minute(after_first_minute),
         "serve_rss_mb_median_by_minute": _median_by_minute(rss),
+        "parent_rss_mb_median_by_minute": _median_by_minute(parent_rss),
         "serve_rss_mb_last": round(rss[-1][1], 1) if rss else None,
         "clean_stop": server.returncode == 0,
         "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",
