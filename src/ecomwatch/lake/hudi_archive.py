@@ -10,8 +10,8 @@ completed commits, the writer
 2. archives the oldest commits down to `keep_min`, in this order:
    - their commit metadata is written to `.hoodie/.aux/ecomwatch/archived/<last>.json` (the
      table's history, read by `HudiTable.commits`);
-   - their rollup files are merged into one file per rollup (appended to the previous merged
-     file while that is below `MERGED_ROLLUP_BYTES`);
+   - their rollup files are merged into one file per rollup (an archiving's worth: topping
+     up the previous merged file as well rewrote megabytes at every archiving);
    - the files the previous archiving made redundant are deleted (a reader that listed them
      before has had a whole archiving interval to read them);
    - `archive.json` is replaced in one write: the newest archived instant (`until`), the merged
@@ -49,7 +49,6 @@ ROLLUP_DIR = f"{AUX_DIR}/rollups"
 ARCHIVE_FILE = f"{AUX_DIR}/archive.json"
 ARCHIVED_DIR = f"{AUX_DIR}/archived"
 ROLLUPS_KEY = "ecomwatch.rollups"
-MERGED_ROLLUP_BYTES = 8 << 20  # a merged rollup file takes more commits' rollups below this
 
 
 @dataclass(frozen=True)
@@ -134,9 +133,6 @@ def _merge_rollups(
     for name in ROLLUPS:
         sources = [files[name] for files in per_commit if files]
         kept = list(archive.rollups.get(name, []))
-        if kept and loc.size(kept[-1]) < MERGED_ROLLUP_BYTES:
-            sources.insert(0, kept.pop())
-            replaced.append(sources[0])
         if sources:
             target = f"{ROLLUP_DIR}/{name}/merged-{last}.parquet"
             write_parquet_file(_read_all(loc, sources), loc, target)
