@@ -14,7 +14,8 @@ that instant's files and timeline entries. The engine's checkpoint (source posit
 state) is written beside the data, to `.hoodie/.aux/ecomwatch/checkpoints/<instant>.json`, and
 the commit's `extraMetadata` names it: data and checkpoint commit together, and the timeline
 stays small (a detector's state is megabytes; a service commits every few seconds). Once a
-commit is complete, the checkpoint files of earlier instants are deleted.
+commit is complete, the checkpoint files of earlier instants are deleted; past 30 commits on the
+active timeline, old file versions are cleaned and old commits archived (`hudi_archive`).
 """
 
 from __future__ import annotations
