@@ -127,3 +127,37 @@ def test_second_writer_on_s3_fails_cleanly_and_an_expired_lock_is_taken_over(s3_
     second = HudiTable(uri, writer=True)
     second.close()
     HudiTable(uri, writer=True).close()
+
+
+def test_an_archived_table_on_s3_reads_whole_in_hudi_rs_and_reports(s3_endpoint):
+    from ecomwatch.lake.hudi_archive import Archive
+    from ecomwatch.lake.hudi_table import HudiTable
+    from tests.lake.test_hudi_table import events
+
+    uri = f"s3://{BUCKET}/archived"
+    table = HudiTable(uri, writer=True, retain_commits=2, keep_commits=(3, 5))
+    for i in range(12):
+        table.commit(events(10, start=i * 100, shift_s=i * 60), {"n": i})
+    assert Archive.read(table.loc).until is not None  # archived at least once
+    assert len(table.completed()) <= 5 and len(table.commits()) == 12
+    table.close()
+    reader = (
+        HudiTableBuilder.from_base_uri(uri)
+        .with_storage_options(
+            {
+                "aws_endpoint_url": s3_endpoint,
+                "aws_access_key_id": "testing",
+                "aws_secret_access_key": "testing",
+                "aws_region": "us-east-1",
+                "aws_allow_http": "true",
+            }
+        )
+        .build()
+    )
+    assert sum(b.num_rows for b in reader.read()) == 120
+    lake = open_lake(uri)
+    rollups = lake.rollup_files()
+    assert rollups is not None and any("/merged-" in p for p in rollups["hour_type"])
+    report = lake_report(lake)  # from the merged and the active commits' rollups
+    assert report["totals"]["events"] == 120
+    assert report == lake_report(lake, use_rollups=False)  # the same as from the raw events
