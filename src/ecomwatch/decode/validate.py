@@ -280,24 +280,28 @@ def validate(
     price = _parse_price(text_cols["price"], checks)
 
     accepted = checks.codes == 0
-    keep = pa.array(accepted)
     repaired: dict[str, int] = {}
     imprecise = int((category.imprecise & accepted).sum())
     if imprecise:
         repaired["category_id_nulled_imprecise"] = imprecise
 
     n_ok = int(accepted.sum())
+    keep = pa.array(accepted)
+
+    def kept(values: pa.Array) -> pa.Array:
+        return values if n_ok == n else pc.filter(values, keep)  # usually every row: no copy
+
     out: dict[str, pa.Array] = {
-        "event_time": pc.filter(event_time, keep),
-        "event_type": pc.filter(event_type, keep).dictionary_encode(),
-        "product_id": pc.filter(product.values, keep),
-        "category_id": pc.filter(category.values, keep),
-        "price": pc.filter(price, keep),
-        "user_id": pc.filter(user.values, keep),
+        "event_time": kept(event_time),
+        "event_type": kept(event_type).dictionary_encode(),
+        "product_id": kept(product.values),
+        "category_id": kept(category.values),
+        "price": kept(price),
+        "user_id": kept(user.values),
     }
     for name in _TEXT_COLUMNS:
         if name in text_cols:
-            value = pc.filter(_blank_to_null(text_cols[name].cast(pa.string())), keep)
+            value = kept(_blank_to_null(text_cols[name].cast(pa.string())))
         else:
             value = pa.nulls(n_ok, pa.string())
         out[name] = value
