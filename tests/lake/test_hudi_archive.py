@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from ecomwatch.lake import hudi_archive
 from ecomwatch.lake.hudi_archive import ARCHIVE_FILE, ROLLUP_DIR, Archive
 from ecomwatch.lake.hudi_table import HudiTable
 from ecomwatch.lake.rollups import ROLLUPS
@@ -135,3 +136,21 @@ def test_a_crash_at_any_step_of_archiving_reads_the_same_and_is_finished_later(
     assert read(root).num_rows == (committed + 8) * 10
     assert rollup_sums(table) == ((committed + 8) * 10, (committed + 8) * 10 * 1.5)
     assert len(timeline_commits(root)) <= 5
+
+
+def test_merged_rollups_are_merged_again_in_tiers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(hudi_archive, "FANOUT", 2)
+    root = tmp_path / "t"
+    table = small_table(root)
+    fill(table, 40)
+    archive = Archive.read(table.loc)
+    assert archive.rollups is not None
+    for name in ROLLUPS:
+        levels = [hudi_archive._level(p) for p in archive.rollups[name]]
+        assert max(levels) == hudi_archive.TOP_LEVEL  # merged twice over
+        for level in range(hudi_archive.TOP_LEVEL):
+            assert levels.count(level) < 2  # a full tier was merged into the next
+    assert rollup_sums(table) == (400, 400 * 1.5)
+    # What the tiers replaced is gone after the next archiving: few files are left on disk.
+    on_disk = list((root / ROLLUP_DIR).rglob("*.parquet"))
+    assert len(on_disk) < 40 * len(ROLLUPS) / 2

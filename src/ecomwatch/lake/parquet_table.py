@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -291,6 +292,32 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
         pq.write_table(table, sink, **parquet_options(table.schema))
         sink.flush()
         os.fsync(sink.fileno())
+
+
+def write_parquet_batches(
+    batches: Iterable[pa.RecordBatch], schema: pa.Schema, loc: Location, relative: str
+) -> int:
+    """Write a lake file from batches, one batch in memory at a time (durably, on local disk);
+    return its size."""
+    options = parquet_options(schema)
+    group_rows = options.pop("row_group_size")
+
+    def write_all(sink: Any) -> None:
+        with pq.ParquetWriter(sink, schema, **options) as writer:
+            for batch in batches:
+                writer.write_batch(batch, row_group_size=group_rows)
+
+    if not loc.is_local:
+        with loc.fs.open_output_stream(loc.path(relative)) as sink:
+            write_all(sink)
+        return loc.size(relative)
+    path = loc.local_path(relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as sink:
+        write_all(sink)
+        sink.flush()
+        os.fsync(sink.fileno())
+    return path.stat().st_size
 
 
 def write_parquet_file(table: pa.Table, loc: Location, relative: str) -> int:
