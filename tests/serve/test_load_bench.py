@@ -46,3 +46,41 @@ def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
     assert figures["clean_stop"]
     committed = int(figures["stop_message"].split()[1].replace(",", ""))
     assert committed >= figures["events_accepted"]  # replayed events + the injected scrapers
+
+
+def test_replay_for_a_time_starts_its_clock_once_the_files_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from ecomwatch.serve import replay as replay_module
+    from ecomwatch.serve.load_bench import _free_port, _wait_ready
+    from ecomwatch.simulate.traffic import TrafficSpec, generate
+    from ecomwatch.simulate.writers import write_traffic
+
+    traffic = tmp_path / "t.csv"
+    write_traffic(generate(TrafficSpec(events=5_000, seed=2)), traffic)
+    real_blocks = replay_module.event_blocks
+
+    def slow_blocks(paths: list[Path]):  # a big file: reading it takes a while
+        time.sleep(1.5)
+        yield from real_blocks(paths)
+
+    monkeypatch.setattr(replay_module, "event_blocks", slow_blocks)
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "ecomwatch.serve.load_bench:null_collector",
+         "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, server)
+        stats = replay_module.replay([traffic], url, rate=2_000, repeat_for_s=1.0)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert stats.seconds < 1.4  # the 1.5 s of reading is not counted
+    assert 1_000 <= stats.accepted <= 2_600  # paced at 2,000/s from the start, no catching up
