@@ -30,6 +30,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def hudi_rs_on_s3(uri: str, endpoint: str):
+    """The table read by hudi-rs from the moto server."""
+    options = {
+        "aws_endpoint_url": endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+        "aws_allow_http": "true",
+    }
+    return HudiTableBuilder.from_base_uri(uri).with_storage_options(options).build()
+
+
 @pytest.fixture(scope="module")
 def s3_endpoint():
     port = free_port()
@@ -75,19 +87,7 @@ def test_ingest_to_s3_read_with_hudi_rs_and_report(s3_endpoint, tmp_path: Path):
         n.endswith(".inflight") and n.replace(".inflight", ".commit") not in names for n in names
     )
 
-    table = (
-        HudiTableBuilder.from_base_uri(uri)
-        .with_storage_options(
-            {
-                "aws_endpoint_url": s3_endpoint,
-                "aws_access_key_id": "testing",
-                "aws_secret_access_key": "testing",
-                "aws_region": "us-east-1",
-                "aws_allow_http": "true",
-            }
-        )
-        .build()
-    )
+    table = hudi_rs_on_s3(uri, s3_endpoint)
     snapshot = pa.Table.from_batches(table.read())
     assert snapshot.num_rows == 20_000
     assert len(set(snapshot["_hoodie_record_key"].to_pylist())) == 20_000
@@ -141,19 +141,7 @@ def test_an_archived_table_on_s3_reads_whole_in_hudi_rs_and_reports(s3_endpoint)
     assert Archive.read(table.loc).until is not None  # archived at least once
     assert len(table.completed()) <= 5 and len(table.commits()) == 12
     table.close()
-    reader = (
-        HudiTableBuilder.from_base_uri(uri)
-        .with_storage_options(
-            {
-                "aws_endpoint_url": s3_endpoint,
-                "aws_access_key_id": "testing",
-                "aws_secret_access_key": "testing",
-                "aws_region": "us-east-1",
-                "aws_allow_http": "true",
-            }
-        )
-        .build()
-    )
+    reader = hudi_rs_on_s3(uri, s3_endpoint)
     assert sum(b.num_rows for b in reader.read()) == 120
     lake = open_lake(uri)
     rollups = lake.rollup_files()
