@@ -23,7 +23,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -294,11 +294,26 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
         os.fsync(sink.fileno())
 
 
+def _write_lake_file(loc: Location, relative: str, write: Callable[[Any], None]) -> int:
+    """Run `write` on a sink for the lake file at `relative` (durably, on local disk); return
+    the file's size."""
+    if not loc.is_local:
+        with loc.fs.open_output_stream(loc.path(relative)) as sink:
+            write(sink)
+        return loc.size(relative)
+    path = loc.local_path(relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as sink:
+        write(sink)
+        sink.flush()
+        os.fsync(sink.fileno())
+    return path.stat().st_size
+
+
 def write_parquet_batches(
     batches: Iterable[pa.RecordBatch], schema: pa.Schema, loc: Location, relative: str
 ) -> int:
-    """Write a lake file from batches, one batch in memory at a time (durably, on local disk);
-    return its size."""
+    """Write a lake file from batches, one batch in memory at a time; return its size."""
     options = parquet_options(schema)
     group_rows = options.pop("row_group_size")
 
@@ -307,26 +322,11 @@ def write_parquet_batches(
             for batch in batches:
                 writer.write_batch(batch, row_group_size=group_rows)
 
-    if not loc.is_local:
-        with loc.fs.open_output_stream(loc.path(relative)) as sink:
-            write_all(sink)
-        return loc.size(relative)
-    path = loc.local_path(relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as sink:
-        write_all(sink)
-        sink.flush()
-        os.fsync(sink.fileno())
-    return path.stat().st_size
+    return _write_lake_file(loc, relative, write_all)
 
 
 def write_parquet_file(table: pa.Table, loc: Location, relative: str) -> int:
-    """Write a lake file at `relative` under `loc` (durably, on local disk); return its size."""
-    if loc.is_local:
-        path = loc.local_path(relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(table, path)
-        return path.stat().st_size
-    with loc.fs.open_output_stream(loc.path(relative)) as sink:
-        pq.write_table(table, sink, **parquet_options(table.schema))
-    return loc.size(relative)
+    """Write a lake file at `relative` under `loc`; return its size."""
+    return _write_lake_file(
+        loc, relative, lambda sink: pq.write_table(table, sink, **parquet_options(table.schema))
+    )
