@@ -51,12 +51,10 @@ def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
 def test_replay_for_a_time_starts_its_clock_once_the_files_are_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import subprocess
-    import sys
     import time
 
     from ecomwatch.serve import replay as replay_module
-    from ecomwatch.serve.load_bench import _free_port, _wait_ready
+    from ecomwatch.serve.load_bench import running_null_collector
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic
 
@@ -69,18 +67,7 @@ def test_replay_for_a_time_starts_its_clock_once_the_files_are_read(
         yield from real_blocks(paths)
 
     monkeypatch.setattr(replay_module, "event_blocks", slow_blocks)
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "ecomwatch.serve.load_bench:null_collector",
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, server)
+    with running_null_collector() as url:
         stats = replay_module.replay([traffic], url, rate=2_000, repeat_for_s=1.0)
-    finally:
-        server.terminate()
-        server.communicate(timeout=30)
     assert stats.seconds < 1.4  # the 1.5 s of reading is not counted
     assert 1_000 <= stats.accepted <= 2_600  # paced at 2,000/s from the start, no catching up

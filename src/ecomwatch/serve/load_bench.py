@@ -25,6 +25,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -113,10 +115,9 @@ def _environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
 
 
-def null_baseline(
-    traffic: Path, *, seconds: float, connections: int, rate: float | None
-) -> dict[str, Any]:
-    """The replay's figures against `null_collector` on a free port."""
+@contextmanager
+def running_null_collector() -> Iterator[str]:
+    """`null_collector` served by uvicorn on a free loopback port; yields its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -126,24 +127,27 @@ def null_baseline(
     )  # fmt: skip
     try:
         _wait_ready(url, server)
-        return _finish_replay(_start_replay(traffic, url, seconds, connections, rate))
+        yield url
     finally:
         server.terminate()
         server.communicate(timeout=60)
 
 
+def null_baseline(
+    traffic: Path, *, seconds: float, connections: int, rate: float | None
+) -> dict[str, Any]:
+    """The replay's figures against `null_collector`."""
+    with running_null_collector() as url:
+        return _finish_replay(_start_replay(traffic, url, seconds, connections, rate))
+
+
 def _mb_per_minute(samples: list[tuple[float, float]]) -> float | None:
     """The least-squares slope of memory over time, in MB per minute."""
-    if len(samples) < 2:
+    try:
+        fit = statistics.linear_regression([t for t, _ in samples], [mb for _, mb in samples])
+    except statistics.StatisticsError:  # fewer than two samples, or all at one time
         return None
-    times = [t for t, _ in samples]
-    mean_t = statistics.fmean(times)
-    mean_mb = statistics.fmean(mb for _, mb in samples)
-    spread = sum((t - mean_t) ** 2 for t in times)
-    if not spread:
-        return None
-    slope = sum((t - mean_t) * (mb - mean_mb) for t, mb in samples) / spread
-    return round(slope * 60, 1)
+    return round(fit.slope * 60, 1)
 
 
 def _median_by_minute(samples: list[tuple[float, float]]) -> list[float]:
