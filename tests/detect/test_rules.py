@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ecomwatch.detect.rules import RuleError, compile_condition, load_rules
+from ecomwatch.detect.rules import RuleError, compile_condition, load_rules, prefilter
 
 GOOD = """
 [[rule]]
@@ -88,3 +88,23 @@ def test_filters_use_event_columns_and_strings(tmp_path):
     bad = GOOD.replace('window = "5m"', 'window = "5m"\nfilter = "views > 3"')
     with pytest.raises(RuleError, match=r"field filter.*unknown column 'views'"):
         load_rules([write(tmp_path, bad)])
+
+
+@pytest.mark.parametrize(
+    ("condition", "cheap"),
+    [
+        ("views >= 60 and distinct_products >= 40", "(views >= 60)"),
+        # every branch of an `or` has a cheap part: their `or` is necessary
+        (
+            "purchases == 0 and ((carts >= 12 and removes >= 8) or "
+            "(carts >= 20 and carted_products <= 3))",
+            "((purchases = 0) AND (((carts >= 12) AND (removes >= 8)) OR (carts >= 20)))",
+        ),
+        # a branch with none can hold alone: nothing from that `or`
+        ("events >= 5 and (carts >= 2 or distinct_products >= 9)", "(events >= 5)"),
+        ("distinct_products >= 3 or views > 2", "TRUE"),
+        ("not (views >= 3 and distinct_products >= 3)", "TRUE"),
+    ],
+)
+def test_the_cheap_screen_is_implied_by_the_condition(condition, cheap):
+    assert prefilter(condition)[0] == cheap

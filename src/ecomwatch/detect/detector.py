@@ -4,9 +4,10 @@ Events are kept as Arrow tables (only the columns rules read, `kept_events`) tha
 in place. In each judging round (every batch for a live service that keeps up, at most
 `judge_share` of its time when it falls behind; every `judge_rows` rows for file input) every
 rule looks at the (key, window) pairs that received events since its last round: first the
-condition's cheap conjuncts (counts, durations), then every feature for the windows that
-passed (`window_sql`); an alert is raised in the round where the condition first holds, not
-when the window closes.
+cheap part of its condition (counts, durations), then every feature for the windows that
+passed (`window_sql`), each step one query for all rules (a query over these small tables
+costs milliseconds whatever its size); an alert is raised in the round where the condition
+first holds, not when the window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
@@ -30,12 +32,18 @@ import pyarrow.compute as pc
 from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.entity_keys import address_keys, agent_keys
-from ecomwatch.detect.features import CHEAP_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
-from ecomwatch.detect.window_sql import KEY_SQL, aggregate_sql, window_start_sql
+from ecomwatch.detect.window_sql import (
+    KEY_SQL,
+    KEY_TYPE,
+    aggregate_sql,
+    candidates_sql,
+    matches_sql,
+    window_start_sql,
+)
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
@@ -68,6 +76,17 @@ def _to_ipc(table: pa.Table) -> str:
 
 def _from_ipc(text: str) -> pa.Table:
     return pa.ipc.open_stream(base64.b64decode(text)).read_all()
+
+
+@dataclass(frozen=True)
+class _Due:
+    """A rule's share of a judging round."""
+
+    rule: Rule
+    number: int  # its number in the round's queries
+    first_us: int  # the start of its first window with events not judged yet
+    last_seq: int  # the last batch judged in its previous round
+    screened: bool = False  # judged only in the windows its screening let through
 
 
 class Detector:
@@ -157,12 +176,9 @@ class Detector:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
         self._note_pending()
-        for rule in self.rules:
-            if self._due(rule, self._watermark_us, everything):
-                self._evaluate(rule, self._pending.pop(rule.name))
-                self._last_seq[rule.name] = self._seq
-                self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
-                self._publish()
+        due = [rule for rule in self.rules if self._due(rule, self._watermark_us, everything)]
+        if due:
+            self._evaluate(due)
         if self._watermark_us is not None:
             self._evict(self._watermark_us)
 
@@ -299,53 +315,81 @@ class Detector:
         if self._uses_ip_age:
             self.con.register("ip_seen", self.ip_memory.table())
 
-    def _evaluate(self, rule: Rule, earliest_us: int) -> None:
-        """Judge every (key, window) that received events since the rule's last evaluation.
+    def _evaluate(self, rules: list[Rule]) -> None:
+        """Judge, for each rule, every (key, window) that received events since its last round.
 
-        Two passes when the condition reads costly features: the cheap conjuncts over every
-        window since the earliest new event, then every feature for the windows that passed.
+        A query here costs milliseconds whatever its size, so a round runs two for all rules:
+        the windows passing the cheap part of the conditions that read costly features
+        (`candidates`), then every feature of those windows and of the other rules' windows.
+        The alerts of each rule go to the listeners before the next rule raises its own.
         """
-        key = KEY_SQL[rule.spec.key]
+        due = [
+            _Due(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
+            for number, rule in enumerate(rules)
+        ]
+        for rule in rules:
+            self._last_seq[rule.name] = self._seq
+            self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
+        self._register_events(min(d.first_us for d in due))
+        self._register_baselines()
+        found = self._matches(self._screen(due))
+        for d in due:
+            if d.number in found:
+                self._raise(d.rule, found[d.number])
+                self._publish()
+        self.con.unregister("baselines")
+        self.con.unregister("candidates")
+
+    def _first_judged(self, rule: Rule) -> int:
+        """The start of the rule's first window with events it has not judged."""
+        earliest_us = self._pending.pop(rule.name)
         window_us = rule.window_s * 1_000_000
-        self._register_baselines(rule)
         first = earliest_us - earliest_us % window_us  # older windows are untouched
         if {"baseline", "baseline_funnel"} & set(rule.features):
             # ...but a baseline reads every window the state has not absorbed yet.
             first = min(first, self._closed_until.get(rule.name, first))
-        since = f"t_us >= {first}"
-        self._register_events(first)
-        new_rows = f"newest_seq > {self._last_seq.get(rule.name, 0)}"
-        costly = bool(set(rule.features) - CHEAP_FEATURES)
-        where, judged = since, new_rows
-        if costly and rule.prefilter_sql != "TRUE":
-            cheap = aggregate_sql(
-                rule, (rule.spec.key,), window_us, rule.prefilter_features, since, names=False
+        return first
+
+    def _screen(self, due: list[_Due]) -> list[_Due]:
+        """The due rules left once screening (`Rule.screens`) found no window for some; the
+        windows it let through are registered as `candidates`."""
+        screening = [d for d in due if d.rule.screens]
+        if not screening:
+            return due
+        found = self.con.sql(
+            " UNION ALL ".join(
+                candidates_sql(d.rule, d.number, d.first_us, d.last_seq) for d in screening
             )
-            found = self.con.sql(
-                f"SELECT key0 AS key, window_us FROM ({cheap}) "
-                f"WHERE {new_rows} AND {rule.prefilter_sql}"
-            ).to_arrow_table()
-            if not found.num_rows:
-                self.con.unregister("baselines")
-                return
-            self.con.register("candidates", found)
-            # One hash per (key, window): a semi-join on one column is far cheaper than on two;
-            # a collision only adds a window that `judged` then drops.
-            start = window_start_sql(window_us)
-            where = (
-                f"{since} AND hash({key}, {start}) IN (SELECT hash(key, window_us) FROM candidates)"
-            )
-            judged = "(key0, window_us) IN (SELECT key, window_us FROM candidates)"
-        escalate = rule.escalate_sql or "FALSE"
-        features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.features, where)
-        matched = self.con.sql(
-            f"SELECT *, key0 AS key, ({escalate}) AS worse FROM ({features}) "
-            f"WHERE {judged} AND {rule.condition_sql} ORDER BY key, window_us"
         ).to_arrow_table()
-        self.con.unregister("baselines")
-        self.con.unregister("candidates")
-        if not matched.num_rows:
-            return
+        self.con.register("candidates", found)
+        passed = set(pc.unique(found["rule"]).to_pylist())
+        return [
+            replace(d, screened=True) if d.rule.screens else d
+            for d in due
+            if not d.rule.screens or d.number in passed
+        ]
+
+    def _matches(self, due: list[_Due]) -> dict[int, pa.Table]:
+        """Rule number → its matched windows, each with every feature, ordered by key."""
+        if not due:
+            return {}
+        found = self.con.sql(
+            " UNION ALL BY NAME ".join(
+                f"({matches_sql(d.rule, d.number, d.first_us, d.last_seq, screened=d.screened)})"
+                for d in due
+            )
+        ).to_arrow_table()
+        by_rule: dict[int, pa.Table] = {}
+        for d in due:
+            rows = found.filter(pc.equal(found["rule"], d.number))
+            if rows.num_rows:
+                key = rows["key0"].cast(KEY_TYPE[d.rule.spec.key])
+                rows = rows.append_column("key", key)
+                by_rule[d.number] = rows.sort_by([("key", "ascending"), ("window_us", "ascending")])
+        return by_rule
+
+    def _raise(self, rule: Rule, matched: pa.Table) -> None:
+        """The alerts of a rule's matched windows."""
         if rule.spec.members is not None:
             self._raise_groups(rule, matched, rule.spec.members)
             return
@@ -375,20 +419,19 @@ class Detector:
         assert self._now_us is not None
         return self._now_us
 
-    def _register_baselines(self, rule: Rule) -> None:
-        """The `baselines` view (closed windows per key) that baseline features join."""
-        needed = {"baseline", "baseline_funnel"} & {*rule.features, *rule.member_features}
-        state = (
-            [(e, *v) for (r, e), v in self.baselines.items() if r == rule.name] if needed else []
-        )
+    def _register_baselines(self) -> None:
+        """The `baselines` view (each rule's closed windows per key) that baseline features
+        join."""
+        state = list(self.baselines.items())
         self.con.register(
             "baselines",
             pa.table(
                 {
-                    "key": pa.array([row[0] for row in state], pa.string()),
-                    "events": pa.array([row[1] for row in state], pa.float64()),
-                    "windows": pa.array([row[2] for row in state], pa.float64()),
-                    "funnel": pa.array([row[3] for row in state], pa.float64()),
+                    "rule": pa.array([rule for (rule, _), _ in state], pa.string()),
+                    "key": pa.array([key for (_, key), _ in state], pa.string()),
+                    "events": pa.array([value[0] for _, value in state], pa.float64()),
+                    "windows": pa.array([value[1] for _, value in state], pa.float64()),
+                    "funnel": pa.array([value[2] for _, value in state], pa.float64()),
                 }
             ),
         )
@@ -433,11 +476,9 @@ class Detector:
             rule.member_features,
             where,
         )
-        self._register_baselines(rule)
         rows = self.con.sql(
             f"SELECT * FROM ({features}) WHERE {rule.members_sql} ORDER BY key0, key1"
         ).to_arrow_table()
-        self.con.unregister("baselines")
         self.con.unregister("matched")
         by_member_window: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for row in rows.to_pylist():

@@ -171,6 +171,12 @@ class Rule:
         return self.spec.name
 
     @property
+    def screens(self) -> bool:
+        """Whether its windows are first screened by the condition's cheap part: when the
+        condition reads costly features and has one."""
+        return bool(set(self.features) - CHEAP_FEATURES) and self.prefilter_sql != "TRUE"
+
+    @property
     def retention_s(self) -> int:
         """How long the rule needs an event after its time: its longest window."""
         return max(self.window_s, self.members_window_s)
@@ -256,21 +262,32 @@ def compile_condition(
 
 
 def prefilter(condition: str) -> tuple[str, tuple[str, ...]]:
-    """The conjuncts of a condition that read only cheap features, as SQL (and those features).
-
-    They are necessary for the condition, so windows failing them are skipped before the costly
-    features (distinct counts, timing) are computed. "TRUE" when there are none.
+    """A condition over cheap features only that every window meeting `condition` meets (and
+    those features): its cheap conjuncts, and of an `or` whose every branch has some, the `or`
+    of those. Windows failing it are skipped before the costly features (distinct counts,
+    timing) are computed. "TRUE" when there is none.
     """
-    tree = ast.parse(condition, mode="eval").body
-    terms = tree.values if isinstance(tree, ast.BoolOp) and isinstance(tree.op, ast.And) else [tree]
-    cheap = []
-    for term in terms:
-        names = {n.id for n in ast.walk(term) if isinstance(n, ast.Name)}
-        if names <= CHEAP_FEATURES:
-            cheap.append(ast.unparse(term))
-    if not cheap:
+    necessary = _cheap_part(ast.parse(condition, mode="eval").body)
+    if necessary is None:
         return "TRUE", ()
-    return compile_condition(" and ".join(f"({t})" for t in cheap))
+    return compile_condition(ast.unparse(necessary))
+
+
+def _cheap_part(node: ast.expr) -> ast.expr | None:
+    """What `node` implies over cheap features only, or None when that is nothing."""
+    if isinstance(node, ast.BoolOp):
+        parts = [_cheap_part(value) for value in node.values]
+        if isinstance(node.op, ast.And):
+            kept = [part for part in parts if part is not None]
+        elif any(part is None for part in parts):
+            return None  # a branch with no cheap part can hold on its own
+        else:
+            kept = [part for part in parts if part is not None]
+        if not kept:
+            return None
+        return kept[0] if len(kept) == 1 else ast.BoolOp(op=node.op, values=kept)
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    return node if names <= CHEAP_FEATURES else None
 
 
 def compile_rule(spec: RuleSpec) -> Rule:

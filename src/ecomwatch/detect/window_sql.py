@@ -8,6 +8,8 @@ windows (`baseline`, `baseline_funnel`).
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import KeyKind, Rule
 
@@ -20,6 +22,15 @@ KEY_SQL: dict[KeyKind, str] = {
     KeyKind.USER_AGENT: "agent_key",
     KeyKind.GLOBAL: "'*'",
 }
+# ...and their types (a round's matches carry keys as text: its queries are one union).
+KEY_TYPE: dict[KeyKind, pa.DataType] = {
+    KeyKind.IP: pa.uint64(),
+    KeyKind.SUBNET: pa.uint64(),
+    KeyKind.USER: pa.int64(),
+    KeyKind.SESSION: pa.string(),
+    KeyKind.USER_AGENT: pa.uint64(),
+    KeyKind.GLOBAL: pa.string(),
+}
 # ...and the entity's name in alerts, an aggregate over the group's events.
 NAME_SQL: dict[KeyKind, str] = {
     KeyKind.IP: "any_value(ip)",
@@ -29,6 +40,11 @@ NAME_SQL: dict[KeyKind, str] = {
     KeyKind.USER_AGENT: "any_value(user_agent)",
     KeyKind.GLOBAL: "'*'",
 }
+
+
+def sql_text(text: str) -> str:
+    """A string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def window_start_sql(window_us: int) -> str:
@@ -93,6 +109,42 @@ def aggregate_sql(
                 + count(*) OVER earlier, 0), 0) AS baseline,
             coalesce((coalesce(b.funnel, 0) + coalesce(sum(g.funnel_events) OVER earlier, 0))
                 / NULLIF({earlier_events}, 0), 0) AS baseline_funnel
-        FROM ({grouped}) g LEFT JOIN baselines b ON b.key = CAST(g.{judged} AS VARCHAR)
+        FROM ({grouped}) g LEFT JOIN baselines b
+            ON b.rule = {sql_text(rule.name)} AND b.key = CAST(g.{judged} AS VARCHAR)
         WINDOW earlier AS (PARTITION BY g.{judged} ORDER BY g.window_us
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
+
+
+def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str:
+    """(number, hash of key and window) of the rule's windows from `first_us` on that hold rows
+    newer than batch `last_seq` and meet the condition's cheap part (`Rule.screens`)."""
+    window_us = rule.window_s * 1_000_000
+    cheap = aggregate_sql(
+        rule, (rule.spec.key,), window_us, rule.prefilter_features, f"t_us >= {first_us}",
+        names=False,
+    )  # fmt: skip
+    return (
+        f"SELECT {number} AS rule, hash(key0, window_us) AS h FROM ({cheap}) "
+        f"WHERE newest_seq > {last_seq} AND {rule.prefilter_sql}"
+    )
+
+
+def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screened: bool) -> str:
+    """The rule's windows from `first_us` on that hold rows newer than batch `last_seq` and meet
+    its condition, with every feature, `worse` (the escalation holds) and `rule` (`number`);
+    keys as text (key0). When `screened`, only the windows in `candidates` are computed."""
+    window_us = rule.window_s * 1_000_000
+    where, judged = f"t_us >= {first_us}", f"newest_seq > {last_seq}"
+    if screened:
+        # One hash per (key, window): a semi-join on one column is far cheaper than on two; a
+        # collision only adds a window that the condition then judges as any other.
+        mine = f"(SELECT h FROM candidates WHERE rule = {number})"
+        start = window_start_sql(window_us)
+        where += f" AND hash({KEY_SQL[rule.spec.key]}, {start}) IN {mine}"
+        judged += f" AND hash(key0, window_us) IN {mine}"
+    features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.features, where)
+    return (
+        f"SELECT {number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
+        f"({rule.escalate_sql or 'FALSE'}) AS worse "
+        f"FROM ({features}) WHERE {judged} AND {rule.condition_sql}"
+    )
