@@ -135,9 +135,9 @@ def test_an_alert_reaches_the_listeners_before_the_rules_raised_after_its_own(mo
         rounds.append([])
         return judge(self, **kwargs)
 
-    def raising(self, rule, matched):
+    def raising(self, rule, matched, members):
         rounds[-1].append((rule.name, len(heard)))
-        return raise_(self, rule, matched)
+        return raise_(self, rule, matched, members)
 
     monkeypatch.setattr(Detector, "_judge", judging)
     monkeypatch.setattr(Detector, "_raise", raising)

@@ -89,6 +89,24 @@ class _Due:
     screened: bool = False  # judged only in the windows its screening let through
 
 
+# A group rule's matched groups, (key as text, window start) → its members' feature rows.
+Members = dict[tuple[str, int], list[dict[str, Any]]]
+
+
+def _by_group(rule: Rule, matched: pa.Table, members: pa.Table) -> Members:
+    """The member rows (key0: the group's key) under each matched group."""
+    window_us = rule.members_window_s * 1_000_000
+    by_member_window: Members = {}
+    for row in members.to_pylist():
+        by_member_window.setdefault((str(row["key0"]), row["window_us"]), []).append(row)
+    return {
+        (str(key), start): by_member_window.get((str(key), start - start % window_us), [])
+        for key, start in zip(
+            matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True
+        )
+    }
+
+
 class Detector:
     """The operator. `alerts` collects what was raised; sinks read it after each batch."""
 
@@ -318,10 +336,11 @@ class Detector:
     def _evaluate(self, rules: list[Rule]) -> None:
         """Judge, for each rule, every (key, window) that received events since its last round.
 
-        A query here costs milliseconds whatever its size, so a round runs two for all rules:
+        A query here costs milliseconds whatever its size, so a round runs three for all rules:
         the windows passing the cheap part of the conditions that read costly features
-        (`candidates`), then every feature of those windows and of the other rules' windows.
-        The alerts of each rule go to the listeners before the next rule raises its own.
+        (`candidates`), then every feature of those windows and of the other rules' windows,
+        then the members of the groups that group rules matched. The alerts of each rule go to
+        the listeners before the next rule raises its own.
         """
         due = [
             _Due(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
@@ -333,9 +352,11 @@ class Detector:
         self._register_events(min(d.first_us for d in due))
         self._register_baselines()
         found = self._matches(self._screen(due))
+        groups = [d for d in due if d.number in found and d.rule.spec.members is not None]
+        members = self._members([(d, found[d.number]) for d in groups])
         for d in due:
             if d.number in found:
-                self._raise(d.rule, found[d.number])
+                self._raise(d.rule, found[d.number], members.get(d.number, {}))
                 self._publish()
         self.con.unregister("baselines")
         self.con.unregister("candidates")
@@ -388,19 +409,20 @@ class Detector:
                 by_rule[d.number] = rows.sort_by([("key", "ascending"), ("window_us", "ascending")])
         return by_rule
 
-    def _raise(self, rule: Rule, matched: pa.Table) -> None:
-        """The alerts of a rule's matched windows."""
+    def _raise(self, rule: Rule, matched: pa.Table, members: Members) -> None:
+        """The alerts of a rule's matched windows (`members`: of a group rule's groups)."""
         if rule.spec.members is not None:
-            self._raise_groups(rule, matched, rule.spec.members)
+            self._raise_groups(rule, matched, rule.spec.members, members)
             return
         ips = self._ips(rule, matched) if rule.spec.key is not KeyKind.IP else {}
         for row in matched.to_pylist():
             row["ips"] = ips.get((str(row["key"]), row["window_us"]), [row["name0"]])
             self.alerting.raise_row(rule, row, self._raised_at())
 
-    def _raise_groups(self, rule: Rule, matched: pa.Table, spec: MembersSpec) -> None:
+    def _raise_groups(
+        self, rule: Rule, matched: pa.Table, spec: MembersSpec, members: Members
+    ) -> None:
         """A group is flagged with its members when enough of them meet the member condition."""
-        members = self._members(rule, matched)
         for row in matched.to_pylist():
             found = members.get((str(row["key"]), row["window_us"]), [])
             if len(found) < spec.min:
@@ -436,23 +458,26 @@ class Detector:
             ),
         )
 
-    def _groups(self, rule: Rule, matched: pa.Table, window_us: int) -> str:
-        """A `WHERE` over kept events: in a matched group's `window_us`-long window."""
+    def _in_groups(
+        self, rule: Rule, matched: pa.Table, window_us: int, name: str
+    ) -> tuple[str, int]:
+        """A `WHERE` over kept events: in a matched group's `window_us`-long window (the groups
+        registered as `name`); and the earliest such window's start."""
         starts = pc.multiply(pc.divide(matched["window_us"], window_us), window_us)
-        self.con.register("matched", pa.table({"key": matched["key"], "window_us": starts}))
+        self.con.register(name, pa.table({"key": matched["key"], "window_us": starts}))
         key = KEY_SQL[rule.spec.key]
         first = pc.min(starts).as_py()
-        self._register_events(first)
-        return (
-            f"t_us >= {first} AND "
-            f"hash({key}, {window_start_sql(window_us)}) IN "
-            "(SELECT hash(key, window_us) FROM matched)"
+        where = (
+            f"t_us >= {first} AND hash({key}, {window_start_sql(window_us)}) IN "
+            f"(SELECT hash(key, window_us) FROM {name})"
         )
+        return where, first
 
     def _ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], list[str]]:
         """Up to ten IPs of each matched group (sorted), to show and act on."""
         window_us = rule.window_s * 1_000_000
-        where = self._groups(rule, matched, window_us)
+        where, first = self._in_groups(rule, matched, window_us, "matched")
+        self._register_events(first)
         key = KEY_SQL[rule.spec.key]
         start = window_start_sql(window_us)
         rows = self.con.sql(
@@ -462,59 +487,70 @@ class Detector:
         self.con.unregister("matched")
         return {(str(k), w): list(v) for k, w, v in rows}
 
-    def _members(
-        self, rule: Rule, matched: pa.Table
-    ) -> dict[tuple[str, int], list[dict[str, Any]]]:
-        """The members of each matched group that meet the member condition."""
-        assert rule.spec.members is not None and rule.members_sql is not None
-        member_window_us = rule.members_window_s * 1_000_000
-        where = self._groups(rule, matched, member_window_us)
-        features = aggregate_sql(
-            rule,
-            (rule.spec.key, rule.spec.members.key),
-            member_window_us,
-            rule.member_features,
-            where,
-        )
-        rows = self.con.sql(
-            f"SELECT * FROM ({features}) WHERE {rule.members_sql} ORDER BY key0, key1"
-        ).to_arrow_table()
-        self.con.unregister("matched")
-        by_member_window: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for row in rows.to_pylist():
-            by_member_window.setdefault((str(row["key0"]), row["window_us"]), []).append(row)
-        return {
-            (str(key), start): by_member_window.get(
-                (str(key), start - start % member_window_us), []
+    def _members(self, groups: list[tuple[_Due, pa.Table]]) -> dict[int, Members]:
+        """Rule number → the members of each group it matched that meet its member condition
+        (one query for every group rule)."""
+        queries, firsts = [], []
+        for d, matched in groups:
+            rule, spec = d.rule, d.rule.spec.members
+            assert spec is not None and rule.members_sql is not None
+            window_us = rule.members_window_s * 1_000_000
+            where, first = self._in_groups(rule, matched, window_us, f"matched{d.number}")
+            firsts.append(first)
+            features = aggregate_sql(
+                rule, (rule.spec.key, spec.key), window_us, rule.member_features, where
             )
-            for key, start in zip(
-                matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True
+            queries.append(
+                f"SELECT {d.number} AS rule, * REPLACE "
+                f"(CAST(key0 AS VARCHAR) AS key0, CAST(key1 AS VARCHAR) AS key1) "
+                f"FROM ({features}) WHERE {rule.members_sql}"
             )
-        }
+        if not queries:
+            return {}
+        self._register_events(min(firsts))
+        rows = self.con.sql(" UNION ALL BY NAME ".join(f"({q})" for q in queries)).to_arrow_table()
+        by_rule: dict[int, Members] = {}
+        for d, matched in groups:
+            self.con.unregister(f"matched{d.number}")
+            assert d.rule.spec.members is not None
+            mine = rows.filter(pc.equal(rows["rule"], d.number))
+            keys = {
+                "key0": KEY_TYPE[d.rule.spec.key],
+                "key1": KEY_TYPE[d.rule.spec.members.key],
+            }
+            for name, key_type in keys.items():
+                index = mine.schema.get_field_index(name)
+                mine = mine.set_column(index, name, mine[name].cast(key_type))
+            mine = mine.sort_by([("key0", "ascending"), ("key1", "ascending")])
+            by_rule[d.number] = _by_group(d.rule, matched, mine)
+        return by_rule
 
     def _evict(self, watermark_us: int) -> None:
         """Close windows the watermark has passed: update baselines, drop their events."""
-        for rule in self.rules:
-            if not {"baseline", "baseline_funnel"} & set(rule.features):
-                continue
+        rules = [r for r in self.rules if {"baseline", "baseline_funnel"} & set(r.features)]
+        queries, firsts = [], []
+        for number, rule in enumerate(rules):
             key = KEY_SQL[rule.spec.key]
             window_us = rule.window_s * 1_000_000
-            start = window_start_sql(window_us)
+            end = f"{window_start_sql(window_us)} + {window_us}"
             done = self._closed_until.get(rule.name, -(2**62))
-            self._register_events(done - window_us)
-            closing = self.con.execute(
-                f"SELECT {key} AS key, count(*) AS n, "
+            firsts.append(done - window_us)
+            queries.append(
+                f"SELECT {number} AS rule, CAST({key} AS VARCHAR) AS key, count(*) AS n, "
                 f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
-                f"WHERE {start} + {window_us} <= ? AND {start} + {window_us} > ? "
-                f"AND {key} IS NOT NULL AND {rule.filter_sql} GROUP BY {key}, {start}",
-                [watermark_us, done],
-            ).fetchall()
-            for entity, count, funnel in closing:
-                total = self.baselines.setdefault((rule.name, str(entity)), [0.0, 0.0, 0.0])
+                f"WHERE {end} <= {watermark_us} AND {end} > {done} "
+                f"AND {key} IS NOT NULL AND {rule.filter_sql} "
+                f"GROUP BY {key}, {window_start_sql(window_us)}"
+            )
+            self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
+        if queries:
+            self._register_events(min(firsts))
+            closing = self.con.execute(" UNION ALL ".join(queries)).fetchall()
+            for number, entity, count, funnel in closing:
+                total = self.baselines.setdefault((rules[number].name, entity), [0.0, 0.0, 0.0])
                 total[0] += count
                 total[1] += 1
                 total[2] += funnel
-            self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
         self.kept.evict(watermark_us, self.con)
         if self._uses_ip_age:
             self.ip_memory.forget(watermark_us)
