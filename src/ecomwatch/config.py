@@ -76,7 +76,7 @@ class ServeConfig(_Strict):
     )
     batch_seconds: float = Field(0.15, gt=0, description="longest wait to fill a micro-batch")
     batch_rows: int = Field(20_000, ge=1, description="events in a full micro-batch")
-    commit_seconds: float = Field(2.0, gt=0, description="longest time data waits to commit")
+    commit_seconds: float = Field(5.0, gt=0, description="longest time data waits to commit")
 
 
 class Config(_Strict):

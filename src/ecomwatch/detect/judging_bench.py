@@ -1,8 +1,9 @@
 """`ecomwatch bench-judging`: what a judging round of the rules costs, alone and beside a busy
 Python thread.
 
-The live service judges every micro-batch, and a round's cost is nearly fixed: about a dozen
-DuckDB queries over small tables. DuckDB reads the registered Arrow tables through Python and
+The live service judges every micro-batch, and a round's cost is nearly fixed: a few DuckDB
+queries over small tables (three or four for all rules, `Detector._evaluate`; a dozen and more,
+one or two per rule, before 2026-12-01). DuckDB reads the registered Arrow tables through Python and
 takes the GIL back many times a query, so a thread that keeps the GIL busy (the collector's
 decoding, in a service) stretches a round far beyond its CPU time; this is why the service
 judges in a process of its own (`serve/detector_process.py`). Simulated traffic is fed to a

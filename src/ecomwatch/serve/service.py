@@ -78,7 +78,7 @@ class Service:
         rules: list[Rule],
         alerts: Path | None = None,
         limits: Limits | None = None,
-        commit_seconds: float = 2.0,
+        commit_seconds: float = 5.0,
         batch_seconds: float = 0.15,
         batch_rows: int = 20_000,
         max_queue_events: int = 200_000,
