@@ -277,12 +277,9 @@ def _cheap_part(node: ast.expr) -> ast.expr | None:
     """What `node` implies over cheap features only, or None when that is nothing."""
     if isinstance(node, ast.BoolOp):
         parts = [_cheap_part(value) for value in node.values]
-        if isinstance(node.op, ast.And):
-            kept = [part for part in parts if part is not None]
-        elif any(part is None for part in parts):
+        if isinstance(node.op, ast.Or) and any(part is None for part in parts):
             return None  # a branch with no cheap part can hold on its own
-        else:
-            kept = [part for part in parts if part is not None]
+        kept = [part for part in parts if part is not None]
         if not kept:
             return None
         return kept[0] if len(kept) == 1 else ast.BoolOp(op=node.op, values=kept)
