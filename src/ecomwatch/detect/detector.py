@@ -93,6 +93,18 @@ class _Due:
 Members = dict[tuple[str, int], list[dict[str, Any]]]
 
 
+def _rows_of(
+    union: pa.Table, number: int, key_types: dict[str, pa.DataType], *then: str
+) -> pa.Table:
+    """Rule `number`'s rows of a round's union (its keys are text there), the keys cast back to
+    `key_types`, ordered by them, then by the columns `then`."""
+    rows = union.filter(pc.equal(union["rule"], number))
+    for name, key_type in key_types.items():
+        index = rows.schema.get_field_index(name)
+        rows = rows.set_column(index, name, rows[name].cast(key_type))
+    return rows.sort_by([(name, "ascending") for name in (*key_types, *then)])
+
+
 def _by_group(rule: Rule, matched: pa.Table, members: pa.Table) -> Members:
     """The member rows (key0: the group's key) under each matched group."""
     window_us = rule.members_window_s * 1_000_000
@@ -402,11 +414,9 @@ class Detector:
         ).to_arrow_table()
         by_rule: dict[int, pa.Table] = {}
         for d in due:
-            rows = found.filter(pc.equal(found["rule"], d.number))
+            rows = _rows_of(found, d.number, {"key0": KEY_TYPE[d.rule.spec.key]}, "window_us")
             if rows.num_rows:
-                key = rows["key0"].cast(KEY_TYPE[d.rule.spec.key])
-                rows = rows.append_column("key", key)
-                by_rule[d.number] = rows.sort_by([("key", "ascending"), ("window_us", "ascending")])
+                by_rule[d.number] = rows.append_column("key", rows["key0"])
         return by_rule
 
     def _raise(self, rule: Rule, matched: pa.Table, members: Members) -> None:
@@ -513,16 +523,11 @@ class Detector:
         for d, matched in groups:
             self.con.unregister(f"matched{d.number}")
             assert d.rule.spec.members is not None
-            mine = rows.filter(pc.equal(rows["rule"], d.number))
-            keys = {
+            key_types = {
                 "key0": KEY_TYPE[d.rule.spec.key],
                 "key1": KEY_TYPE[d.rule.spec.members.key],
             }
-            for name, key_type in keys.items():
-                index = mine.schema.get_field_index(name)
-                mine = mine.set_column(index, name, mine[name].cast(key_type))
-            mine = mine.sort_by([("key0", "ascending"), ("key1", "ascending")])
-            by_rule[d.number] = _by_group(d.rule, matched, mine)
+            by_rule[d.number] = _by_group(d.rule, matched, _rows_of(rows, d.number, key_types))
         return by_rule
 
     def _evict(self, watermark_us: int) -> None:

@@ -168,15 +168,21 @@ def replay(
         if on_progress:
             on_progress(body.rows)
 
-    # Sent over and over: the files are read before the clock starts, so that reading them
-    # counts neither in the time sent for nor in the events/s (nor makes a paced run catch up).
-    blocks = list(event_blocks(paths)) if repeat_for_s is not None else None
-    started = time.perf_counter()
+    if repeat_for_s is None:
+        started = time.perf_counter()
+        bodies = request_bodies(event_blocks(paths), batch)
+    else:
+        # Sent over and over: the files are read before the clock starts, so that reading them
+        # counts neither in the time sent for nor in the events/s (nor makes a paced run catch
+        # up).
+        blocks = list(event_blocks(paths))
+        started = time.perf_counter()
+        bodies = _repeated_bodies(blocks, batch, started, repeat_for_s)
     first_event: int | None = None
     queued = 0
     with ThreadPoolExecutor(max(1, connections), thread_name_prefix="replay") as pool:
         pending = []
-        for body in _bodies(paths, blocks, batch, started, repeat_for_s):
+        for body in bodies:
             first_event = body.first_us if first_event is None else first_event
             if rate:
                 _sleep_until(started + queued / rate)
@@ -192,18 +198,11 @@ def replay(
     return stats
 
 
-def _bodies(
-    paths: list[Path],
-    blocks: list[pa.Table] | None,
-    batch: int,
-    started: float,
-    repeat_for_s: float | None,
+def _repeated_bodies(
+    blocks: list[pa.Table], batch: int, started: float, repeat_for_s: float
 ) -> Iterator[Body]:
-    if repeat_for_s is None or blocks is None:
-        yield from request_bodies(event_blocks(paths), batch)
-        return
-    # Sent over and over until the time is up; each round moves the event times on by the
-    # files' span, so that time keeps going forward as in a real stream.
+    """The blocks sent over and over until `repeat_for_s` after `started`; each round moves the
+    event times on by the blocks' span, so that time keeps going forward as in a real stream."""
     times = pa.chunked_array([b["event_time"] for b in blocks]).cast(pa.int64())
     span_us = int(pc.max(times).as_py()) - int(pc.min(times).as_py()) + 1_000_000
     rounds = 0
