@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body, read_ndjson_table
+from ecomwatch.decode.json_rows import read_ndjson_table
+from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body
 from tests.serve.test_collector_api import event
 
 

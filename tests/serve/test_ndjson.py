@@ -10,8 +10,9 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecomwatch.decode.json_rows import read_ndjson_table
 from ecomwatch.schema import EVENT_SCHEMA
-from ecomwatch.serve.collector import Limits, Numbering, decode_body, read_ndjson_table
+from ecomwatch.serve.collector import Limits, Numbering, decode_body
 from ecomwatch.serve.ndjson import SENT_COLUMNS, encode_lines
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

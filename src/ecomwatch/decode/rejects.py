@@ -18,6 +18,8 @@ class RejectReason(StrEnum):
     BAD_PRICE = "bad_price"
     NEGATIVE_PRICE = "negative_price"
     BAD_JSON = "bad_json"
+    # A stream record as a whole: damaged gzip, a KPL record whose digest does not match.
+    UNDECODABLE_RECORD = "undecodable_record"
 
 
 REJECT_SCHEMA = pa.schema(

@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
+from ecomwatch.decode.json_rows import RowsError, parse_rows, read_ndjson_table
 from ecomwatch.decode.jsonl_decoder import BadRecord, decode_records
 from ecomwatch.decode.validate import Decoded, validate
-from ecomwatch.schema import INPUT_COLUMNS
 
 
 class BodyError(ValueError):
@@ -58,24 +57,10 @@ def decompress(body: bytes, *, encoding: str | None, limits: Limits) -> bytes:
 
 def read_rows(text: bytes, limits: Limits) -> list[Any]:
     """The request's rows: a JSON array, or one JSON value per line (NDJSON)."""
-    text = text.lstrip()
-    rows: Any = None
-    if text.startswith(b"["):
-        try:
-            rows = json.loads(text)
-        except ValueError as exc:
-            if b"\n" not in text.strip():
-                raise BodyError(f"the body is not a valid JSON array: {exc}") from exc
-            # Not one array: NDJSON whose first row happens to start with "[".
-    if rows is None:
-        rows = []
-        for line in text.split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                rows.append(BadRecord(f"not JSON: {exc}", line.decode("utf-8", "replace")))
+    try:
+        rows = parse_rows(text)
+    except RowsError as exc:
+        raise BodyError(str(exc)) from exc
     _check_rows(len(rows), limits)
     return rows
 
@@ -83,36 +68,6 @@ def read_rows(text: bytes, limits: Limits) -> list[Any]:
 def _check_rows(count: int, limits: Limits) -> None:
     if count > limits.max_batch_rows:
         raise BodyError(f"{count} rows in one request; the limit is {limits.max_batch_rows}", 413)
-
-
-# NDJSON of well-typed events is read by pyarrow's JSON reader in one go; a body it cannot read
-# with these types (a bad line, an ID sent as a string…) takes the row-by-row path instead.
-_FAST_SCHEMA = pa.schema(
-    [
-        (name, pa.int64() if name in ("product_id", "category_id", "user_id") else
-         pa.float64() if name == "price" else pa.string())
-        for name in INPUT_COLUMNS
-    ]
-)  # fmt: skip
-_FAST_OPTIONS = pajson.ParseOptions(
-    explicit_schema=_FAST_SCHEMA, unexpected_field_behavior="ignore"
-)
-# A request is small and decoded on a collector thread already: parsing it on Arrow's thread
-# pool only adds hand-offs (1.58 -> 1.37 ms of CPU per 500-event body without it).
-_FAST_READ = pajson.ReadOptions(use_threads=False, block_size=1 << 22)
-
-
-def read_ndjson_table(text: bytes) -> pa.Table | None:
-    """The rows of an NDJSON body as typed columns, or None when the fast path cannot read it."""
-    body = text.strip()
-    if not body.startswith(b"{") or b"\n\n" in body or b"\r" in body:
-        return None
-    try:
-        return pajson.read_json(
-            pa.py_buffer(body), read_options=_FAST_READ, parse_options=_FAST_OPTIONS
-        )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
 
 
 class Numbering:
