@@ -49,10 +49,14 @@ def ingest(
     alerts: Path | None = None,
     rules: list[Rule] | None = None,
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
+    checkpoint_seconds: float | None = None,
+    behind: Callable[[], bool] | None = None,
 ) -> RunSummary:
     """Ingest files into the lake at `lake`, resuming from its last checkpoint.
 
-    `opened` passes sources the caller already opened (to size a progress bar).
+    `opened` passes sources the caller already opened (to size a progress bar, or a stream).
+    A stream commits every `checkpoint_seconds` as well, and its detector judges every batch
+    as the live service's does, less often while `behind()` says the stream is lagging.
     """
     sources, errors = opened if opened is not None else open_inputs(inputs, config)
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
@@ -69,7 +73,11 @@ def ingest(
                     rules if rules is not None else load_rules(),
                     sink=alert_sink,
                     listeners=alert_listeners,
-                    judge_rows=config.detect.judge_rows,
+                    **(
+                        {"judge_rows": config.detect.judge_rows}
+                        if behind is None
+                        else {"judge_share": config.detect.live_judge_share, "behind": behind}
+                    ),
                 )
             )
             operators.append(detector)
@@ -83,6 +91,7 @@ def ingest(
             ),
             dead_letter=sink,
             checkpoint_rows=config.engine.checkpoint_rows,
+            checkpoint_seconds=checkpoint_seconds,
         )
         try:
             return pipeline.run(sources, open_errors=errors, on_progress=on_progress)

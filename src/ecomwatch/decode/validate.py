@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -60,6 +60,23 @@ class Decoded:
 
 def empty_decoded() -> Decoded:
     return Decoded(EVENT_SCHEMA.empty_table(), empty_rejects())
+
+
+def merge_decoded(parts: Sequence[Decoded]) -> Decoded:
+    """Several decoded parts as one (in order); their repair counts added up."""
+    if not parts:
+        return empty_decoded()
+    if len(parts) == 1:
+        return parts[0]
+    repaired: dict[str, int] = {}
+    for part in parts:
+        for kind, count in part.repaired.items():
+            repaired[kind] = repaired.get(kind, 0) + count
+    return Decoded(
+        pa.concat_tables([p.events for p in parts]),
+        pa.concat_tables([p.rejects for p in parts]),
+        repaired,
+    )
 
 
 @dataclass

@@ -17,9 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-import pyarrow as pa
-
-from ecomwatch.decode.validate import Decoded, empty_decoded
+from ecomwatch.decode.validate import Decoded, merge_decoded
 from ecomwatch.sources.base import Position, SourceBatch
 
 
@@ -109,22 +107,6 @@ class QueueSource:
                 now = time.monotonic()
                 self.latencies.extend(now - at for _, at in taken)
                 self._taken += rows
-            yield SourceBatch(_merge([d for d, _ in taken]), Position(self._taken, 1), 0)
+            yield SourceBatch(merge_decoded([d for d, _ in taken]), Position(self._taken, 1), 0)
             if finished:
                 return
-
-
-def _merge(parts: list[Decoded]) -> Decoded:
-    if not parts:
-        return empty_decoded()
-    if len(parts) == 1:
-        return parts[0]
-    repaired: dict[str, int] = {}
-    for part in parts:
-        for kind, count in part.repaired.items():
-            repaired[kind] = repaired.get(kind, 0) + count
-    return Decoded(
-        pa.concat_tables([p.events for p in parts]),
-        pa.concat_tables([p.rejects for p in parts]),
-        repaired,
-    )

@@ -185,9 +185,9 @@ def replay(
         for body in bodies:
             first_event = body.first_us if first_event is None else first_event
             if rate:
-                _sleep_until(started + queued / rate)
+                sleep_until(started + queued / rate)
             elif speed:
-                _sleep_until(started + (body.first_us - first_event) / 1e6 / speed)
+                sleep_until(started + (body.first_us - first_event) / 1e6 / speed)
             queued += body.rows
             pending.append(pool.submit(send, body))
             if len(pending) >= 4 * connections:  # bounded: the file is not read ahead
@@ -220,7 +220,7 @@ def _repeated_bodies(
         rounds += 1
 
 
-def _sleep_until(moment: float) -> None:
+def sleep_until(moment: float) -> None:
     delay = moment - time.perf_counter()
     if delay > 0:
         time.sleep(delay)

@@ -20,18 +20,24 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class Position:
-    """Where a source resumes: an offset in its (decompressed) stream and the next line."""
+    """Where a source resumes: an offset in its (decompressed) stream and the next line; a
+    source of many parts (a stream's shards) keeps each part's place in `cursor`, a JSON
+    object of its own design."""
 
     offset: int = 0
     line: int = 1
     done: bool = False
+    cursor: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.cursor is None:
+            del data["cursor"]  # file checkpoints stay as they were
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Position:
-        return cls(int(data["offset"]), int(data["line"]), bool(data["done"]))
+        return cls(int(data["offset"]), int(data["line"]), bool(data["done"]), data.get("cursor"))
 
 
 @dataclass(frozen=True)
