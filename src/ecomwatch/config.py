@@ -79,12 +79,27 @@ class ServeConfig(_Strict):
     commit_seconds: float = Field(5.0, gt=0, description="longest time data waits to commit")
 
 
+class KinesisConfig(_Strict):
+    poll_interval_s: float = Field(
+        0.2, ge=0.2, description="least time between two GetRecords of one shard (5 a second)"
+    )
+    idle_poll_s: float = Field(1.0, gt=0, description="wait before polling a shard at its tip")
+    list_interval_s: float = Field(60.0, gt=0, description="how often the shards are listed")
+    target_events_per_call: int = Field(
+        50_000, ge=1, description="events one GetRecords should carry (sets its Limit)"
+    )
+    retry_for_s: float = Field(
+        300.0, gt=0, description="how long failing calls (not throttling) are retried"
+    )
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
+    kinesis: KinesisConfig = Field(default_factory=KinesisConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

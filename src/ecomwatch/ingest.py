@@ -18,7 +18,7 @@ from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
 from ecomwatch.sinks.jsonl import JsonLinesFile
-from ecomwatch.sources.base import SourceError
+from ecomwatch.sources.base import Source, SourceError
 from ecomwatch.sources.files import FileSource, file_sources
 
 
@@ -45,7 +45,7 @@ def ingest(
     dead_letter: Path | None = None,
     clock: Clock | None = None,
     on_progress: Callable[[str, int], None] | None = None,
-    opened: tuple[list[FileSource], list[SourceError]] | None = None,
+    opened: tuple[Sequence[Source], Sequence[SourceError]] | None = None,
     alerts: Path | None = None,
     rules: list[Rule] | None = None,
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecomwatch.cli.stream_commands import checkpointed_streams, print_shards
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.hudi_table import DATA_SCHEMA, HudiTable
 
@@ -51,6 +52,7 @@ def _info(table: HudiTable) -> dict[str, Any]:
         "partitions": dict(sorted(partitions.items())),
         "file_groups": len(slices),
         "bytes": sum(p["bytes"] for p in partitions.values()),
+        "streams": checkpointed_streams(table.last_checkpoint()),
     }
 
 
@@ -79,6 +81,8 @@ def info(lake: LakeArg, as_json: JsonOption = False) -> None:
     for name, p in data["partitions"].items():
         table.add_row(name, f"{p['file_groups']:,}", f"{p['bytes']:,}")
     out.print(table)
+    for name, stream in data["streams"].items():
+        print_shards(stream["shards"], out, f"Checkpoint of {name} (lag as last read)")
 
 
 @lake_app.command()

@@ -10,7 +10,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,6 +33,11 @@ from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.open import open_lake
+
+if TYPE_CHECKING:
+    from ecomwatch.detect.rules import Rule
+    from ecomwatch.sinks.webhook import WebhookSink
+    from ecomwatch.sources.kinesis import KinesisSource
 
 app = typer.Typer(
     name="ecomwatch",
@@ -147,7 +152,12 @@ def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Con
 @app.command()
 def run(
     inputs: Annotated[
-        list[Path], typer.Argument(help="REES46 files: .csv, .csv.gz, .jsonl, .parquet")
+        list[str],
+        typer.Argument(
+            help="REES46 files (.csv, .csv.gz, .jsonl, .parquet), or one stream: "
+            "kinesis://STREAM (name or ARN)",
+            show_default=False,
+        ),
     ],
     lake: Annotated[
         str,
@@ -173,12 +183,29 @@ def run(
     checkpoint_rows: Annotated[
         int | None, typer.Option(help="Accepted rows between checkpoints.")
     ] = None,
+    start_from: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="A stream never read before: trim-horizon (default), latest, or a time "
+            "(2026-12-01T10:00:00Z). After that the checkpoint decides.",
+        ),
+    ] = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up", help="A stream: stop once every shard is read to its tip."
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
 ) -> None:
-    """Ingest files into the lake; a rerun resumes and never ingests a row twice."""
-    from ecomwatch.ingest import ingest, open_inputs
+    """Ingest files, or consume a Kinesis stream, into the lake; a rerun resumes and never
+    ingests a row twice. A stream runs until SIGTERM or Ctrl-C (which drain and commit) or,
+    with --until-caught-up, until every shard is read to its tip."""
+    from ecomwatch.cli.stream_commands import open_stream, print_shards, stream_figures
+    from ecomwatch.sources.kinesis_api import is_stream_uri
 
     settings = _config(config)
     if checkpoint_rows is not None:
@@ -189,36 +216,102 @@ def run(
         )
     if alerts is None and (store is not None or webhook is not None):
         raise _fail("--store and --webhook need --alerts FILE (detection runs with --alerts)")
+    streams = [i for i in inputs if is_stream_uri(i)]
+    if streams and len(inputs) > 1:
+        raise _fail("a run reads one stream or files, not both: give kinesis://STREAM alone")
+    if not streams and (start_from is not None or until_caught_up):
+        raise _fail("--from and --until-caught-up apply to a stream (kinesis://STREAM)")
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
     hook = open_webhook(webhook, alerts) if alerts is not None else None
-    opened = open_inputs(inputs, settings)
-    total = sum(s.size for s in opened[0])
-    progress, update = _progress_reporter(total, err.is_terminal and not as_json)
+    stream = None
     try:
-        with progress:
-            summary = ingest(
-                inputs,
-                lake,
-                config=settings,
-                dead_letter=dead_letter,
-                on_progress=update,
-                opened=opened,
-                alerts=alerts,
-                rules=loaded_rules,
-                alert_listeners=[hook.send] if hook is not None else [],
+        if streams:
+            stream = open_stream(
+                streams[0], start=start_from, until_caught_up=until_caught_up, config=settings
             )
+            summary = _run_stream(
+                stream, lake, settings, dead_letter, alerts, loaded_rules, hook, as_json
+            )
+        else:
+            summary = _run_files(
+                [Path(i) for i in inputs], lake, settings, dead_letter, alerts, loaded_rules,
+                hook, as_json,
+            )  # fmt: skip
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     finally:
         close_webhook(hook, err)
     if alerts is not None:
         store_alerts(store, read_alerts(alerts))
+    figures = stream_figures(stream) if stream is not None else {}
     if as_json:
-        print(json.dumps({**summary.to_json(), "lake": str(lake), "peak_rss_mb": peak_rss_mb()}))
+        print(
+            json.dumps(
+                {**summary.to_json(), **figures, "lake": str(lake), "peak_rss_mb": peak_rss_mb()}
+            )
+        )
     else:
         print_run_summary(summary, lake, out)
+        if stream is not None:
+            print_shards(figures["shards"], out, f"Shards of {stream.name}")
+            if figures["retries"]:
+                out.print(f"calls retried: {json.dumps(figures['retries'])}")
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
+
+
+def _run_files(
+    paths: list[Path],
+    lake: str,
+    settings: Config,
+    dead_letter: Path | None,
+    alerts: Path | None,
+    rules: list[Rule] | None,
+    hook: WebhookSink | None,
+    quiet: bool,
+) -> RunSummary:
+    from ecomwatch.ingest import ingest, open_inputs
+
+    opened = open_inputs(paths, settings)
+    total = sum(s.size for s in opened[0])
+    progress, update = _progress_reporter(total, err.is_terminal and not quiet)
+    with progress:
+        return ingest(
+            paths,
+            lake,
+            config=settings,
+            dead_letter=dead_letter,
+            on_progress=update,
+            opened=opened,
+            alerts=alerts,
+            rules=rules,
+            alert_listeners=[hook.send] if hook is not None else [],
+        )
+
+
+def _run_stream(
+    stream: KinesisSource,
+    lake: str,
+    settings: Config,
+    dead_letter: Path | None,
+    alerts: Path | None,
+    rules: list[Rule] | None,
+    hook: WebhookSink | None,
+    quiet: bool,
+) -> RunSummary:
+    from ecomwatch.cli.stream_commands import run_stream
+
+    return run_stream(
+        stream,
+        lake,
+        config=settings,
+        dead_letter=dead_letter,
+        alerts=alerts,
+        rules=rules,
+        alert_listeners=[hook.send] if hook is not None else [],
+        console=err,
+        quiet=quiet,
+    )
 
 
 def peak_rss_mb() -> float:

@@ -132,7 +132,14 @@ def serve(
 
 def replay(
     inputs: Annotated[list[Path], typer.Argument(help="REES46 files to send.")],
-    to: Annotated[str, typer.Option("--to", help="Collector base URL, e.g. http://127.0.0.1:8080")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Collector base URL (http://127.0.0.1:8080) or a Kinesis stream "
+            "(kinesis://STREAM, name or ARN).",
+        ),
+    ],
     rate: Annotated[
         float | None, typer.Option(help="Events per second (default: as fast as accepted).")
     ] = None,
@@ -146,16 +153,35 @@ def replay(
         float | None,
         typer.Option("--for", help="Send the files over and over for this many seconds."),
     ] = None,
+    per_record: Annotated[
+        int,
+        typer.Option(
+            "--per-record", min=1, max=10_000, help="A stream: events packed in one record."
+        ),
+    ] = 1,
+    partition_key: Annotated[
+        str, typer.Option("--partition-key", help="A stream: ip or user_session.")
+    ] = "ip",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Send files to a running collector at a chosen pace (token from ECOMWATCH_TOKENS)."""
+    """Send files to a running collector (token from ECOMWATCH_TOKENS) or into a Kinesis
+    stream (PutRecords), at a chosen pace."""
     import json
 
     from ecomwatch.serve.replay import replay as run_replay
+    from ecomwatch.sources.kinesis_api import is_stream_uri
 
     if rate is not None and speed is not None:
         err.print("[red]error:[/] give --rate or --speed, not both")
         raise typer.Exit(2)
+    if is_stream_uri(to):
+        from ecomwatch.cli.stream_commands import produce
+
+        produce(
+            inputs, to, rate=rate, speed=speed, per_record=per_record,
+            partition_key=partition_key, console=err, as_json=as_json,
+        )  # fmt: skip
+        return
     token = os.environ.get(TOKENS_VARIABLE, "").split(",")[0].strip() or None
     try:
         stats = run_replay(
