@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser demo live test lint bench clean
+.PHONY: setup services browser demo live test lint bench clean
 
 setup: $(STAMP)
 
@@ -32,11 +32,19 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 
-test: setup lint browser
+# Servers the tests start on loopback (kinesis-local, pinned in services/package-lock.json).
+SERVICES_STAMP := services/node_modules/.installed
+services: $(SERVICES_STAMP)
+
+$(SERVICES_STAMP): services/package.json services/package-lock.json
+	npm ci --prefix services --no-audit --no-fund --loglevel=error
+	touch $(SERVICES_STAMP)
+
+test: setup lint browser services
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/ecomwatch bench --events 10000000 --json
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules

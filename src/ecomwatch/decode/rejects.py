@@ -34,11 +34,17 @@ REJECT_SCHEMA = pa.schema(
 
 
 def rejects_table(
-    source: str, lines: list[int], reasons: list[str], details: list[str], raws: list[str]
+    source: str | list[str],
+    lines: list[int],
+    reasons: list[str],
+    details: list[str],
+    raws: list[str],
 ) -> pa.Table:
+    """Rejected rows of one source (a name) or of several (a name per row)."""
+    sources = [source] * len(lines) if isinstance(source, str) else source
     return pa.table(
         {
-            "source": pa.array([source] * len(lines), pa.string()),
+            "source": pa.array(sources, pa.string()),
             "line": pa.array(lines, pa.int64()),
             "reason": pa.array(reasons, pa.string()),
             "detail": pa.array(details, pa.string()),

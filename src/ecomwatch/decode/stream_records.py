@@ -174,23 +174,23 @@ def _identified(
         lines = table["line"].to_numpy()
         named.append(
             rejects_table(
-                "",
+                [keys[i] for i in lines],
                 [int(within[i]) for i in lines],
                 table["reason"].to_pylist(),
                 table["detail"].to_pylist(),
                 table["raw"].to_pylist(),
-            ).set_column(0, "source", pa.array([keys[i] for i in lines], pa.string()))
+            )
         )
     if broken:
         named.append(
             rejects_table(
-                "",
+                [u.key for u in broken],
                 [0] * len(broken),
                 [RejectReason.UNDECODABLE_RECORD.value] * len(broken),
                 [u.problem for u in broken],
                 # The record's bytes, base64-encoded, so that it can be recovered.
                 [base64.b64encode(u.raw).decode() for u in broken],
-            ).set_column(0, "source", pa.array([u.key for u in broken], pa.string()))
+            )
         )
     repaired: dict[str, int] = {}
     for decoded, _, _ in parts:
