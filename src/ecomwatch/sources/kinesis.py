@@ -184,7 +184,9 @@ class KinesisSource:
         )
         self.shards: dict[str, ShardState] = {}
         self._stop = threading.Event()
-        self._events_per_record = 1.0
+        # Until the first records tell, assume records as packed as shops pack them, so that
+        # the first call of a stream of large records is not huge.
+        self._events_per_record = 500.0
         self._listed_at = 0.0
 
     # control ---------------------------------------------------------------------------
