@@ -57,6 +57,36 @@ app.command()(replay)
 app.command("bench-serve")(bench_serve)
 app.command("bench-judging")(bench_judging)
 
+
+@app.command("bench-kinesis")
+def bench_kinesis(
+    events: Annotated[int, typer.Option(min=10_000, help="Events in the stream.")] = 200_000,
+    shards: Annotated[int, typer.Option(min=1, max=50)] = 4,
+    per_record: Annotated[int, typer.Option(min=1, help="Events packed in a record.")] = 500,
+    live_seconds: Annotated[float, typer.Option(help="Length of the live phase.")] = 20,
+    live_rate: Annotated[float, typer.Option(help="Events/s produced while live.")] = 2_000,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="A Kinesis-compatible server [default: kinesis-local from services/]."),
+    ] = None,
+    server: Annotated[
+        str, typer.Option(help="Server started for the bench: kinesis-local or moto.")
+    ] = "kinesis-local",
+    workdir: Annotated[Path | None, typer.Option(help="Keep the files here.")] = None,
+) -> None:
+    """Consume a stream into the lake with detection, against a do-nothing consumer of the same
+    stream (the server's ceiling), and the lag once a live producer stops. One JSON line."""
+    from ecomwatch.benchmarks.kinesis_bench import SERVERS, run_kinesis_bench
+
+    if server not in SERVERS:
+        raise _fail(f"--server must be one of {', '.join(SERVERS)}, not {server!r}")
+    figures = run_kinesis_bench(
+        events=events, shards=shards, per_record=per_record, live_seconds=live_seconds,
+        live_rate=live_rate, endpoint=endpoint, server=server, workdir=workdir, console=err,
+    )  # fmt: skip
+    print(json.dumps(figures))
+
+
 EXIT_INPUT_FAILED = 1
 EXIT_USAGE = 2
 

@@ -42,7 +42,13 @@ def replay_to_stream(
     producer = KinesisProducer(stream, client=client)
     starts = producer.shard_ranges() if per_record > 1 else None
     con = duckdb.connect()
+    # Paced, the slices are small enough to keep the pace (a fifth of a second of events, or
+    # ten records); unpaced, a full PutRecords call each.
     slice_rows = MAX_RECORDS_PER_CALL * per_record
+    if rate:
+        slice_rows = max(per_record, min(slice_rows, int(rate / 5)))
+    elif speed:
+        slice_rows = 10 * per_record
     started = time.perf_counter()
     first_us: int | None = None
     queued = 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -184,6 +184,7 @@ class KinesisSource:
         )
         self.shards: dict[str, ShardState] = {}
         self._stop = threading.Event()
+        self._closing = threading.Event()  # set by stop() and when read() ends
         # Until the first records tell, assume records as packed as shops pack them, so that
         # the first call of a stream of large records is not huge.
         self._events_per_record = 500.0
@@ -194,6 +195,7 @@ class KinesisSource:
     def stop(self) -> None:
         """End `read` after the batch in hand (SIGTERM): the engine then commits and exits."""
         self._stop.set()
+        self._closing.set()
 
     @property
     def stopping(self) -> bool:
@@ -223,24 +225,44 @@ class KinesisSource:
             if "start" in cursor
             else self.start.resolved(time.time())
         )
+        self._closing.clear()
         self._list_shards(first=not self.shards)
-        with ThreadPoolExecutor(self.settings.threads, thread_name_prefix="kinesis") as pool:
+        pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="kinesis")
+        # One GetRecords in flight per shard, taken as soon as its turn comes: the next calls
+        # wait on the network while the engine works on the batch in hand.
+        inflight: dict[str, Future[_Fetched | None]] = {}
+        try:
             while not self._stop.is_set():
-                ready = self._ready(time.monotonic())
-                if not ready:
-                    if self.until_caught_up and self._caught_up():
-                        return
-                    self._stop.wait(self._until_next_due())
-                    yield SourceBatch(empty_decoded(), self._position(begin), 0)
-                    continue
-                fetched = list(pool.map(lambda s: self._fetch(s, begin), ready))
-                decoded = self._consume(fetched)
+                for shard in self._ready():
+                    if shard.shard_id not in inflight:
+                        inflight[shard.shard_id] = pool.submit(self._fetch_when_due, shard, begin)
+                if not inflight and self.until_caught_up and self._caught_up():
+                    return
+                done: set[Future[_Fetched | None]] = set()
+                if inflight:
+                    waiting = list(inflight.values())
+                    done = wait(waiting, self.settings.idle_poll_s, FIRST_COMPLETED).done
+                else:  # every shard finished or waiting for its parents: an idle tick
+                    self._stop.wait(self.settings.idle_poll_s)
+                fetched = []
+                for shard_id, future in list(inflight.items()):
+                    if future in done:
+                        del inflight[shard_id]
+                        result = future.result()
+                        if result is not None:
+                            fetched.append(result)
+                decoded = self._consume(fetched) if fetched else empty_decoded()
                 if (
                     any(f.shard.finished for f in fetched)
                     or time.monotonic() - self._listed_at >= self.settings.list_interval_s
                 ):
                     self._list_shards(first=False)
                 yield SourceBatch(decoded, self._position(begin), 0)
+                if self.until_caught_up and fetched and self._caught_up():
+                    return
+        finally:
+            self._closing.set()  # calls waiting for their turn give up
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _position(self, begin: StartAt) -> Position:
         return Position(
@@ -276,12 +298,9 @@ class KinesisSource:
             if state.shard_id not in present and not state.finished:
                 state.finished = True  # trimmed past the retention period: nothing left
 
-    def _ready(self, now: float) -> list[ShardState]:
-        return [
-            s
-            for s in self.shards.values()
-            if not s.finished and s.due_at <= now and self._parents_finished(s)
-        ]
+    def _ready(self) -> list[ShardState]:
+        """Shards that may be read: open, and their parents finished."""
+        return [s for s in self.shards.values() if not s.finished and self._parents_finished(s)]
 
     def _parents_finished(self, shard: ShardState) -> bool:
         return all(
@@ -300,15 +319,6 @@ class KinesisSource:
         self._list_shards(first=False)
         return done() and set(self.shards) == known
 
-    def _until_next_due(self) -> float:
-        now = time.monotonic()
-        waiting = [
-            s.due_at - now
-            for s in self.shards.values()
-            if not s.finished and self._parents_finished(s)
-        ]
-        return max(0.01, min([self.settings.idle_poll_s, *waiting]))
-
     def _iterator(self, shard: ShardState, begin: StartAt) -> str | None:
         if shard.sequence is not None:
             args: dict[str, Any] = {
@@ -324,6 +334,12 @@ class KinesisSource:
 
     def _limit(self) -> int:
         return max(1, min(MAX_LIMIT, int(self.settings.target_events / self._events_per_record)))
+
+    def _fetch_when_due(self, shard: ShardState, begin: StartAt) -> _Fetched | None:
+        """`_fetch` once the shard's turn comes; None when the source stops meanwhile."""
+        if self._closing.wait(max(0.0, shard.due_at - time.monotonic())):
+            return None
+        return self._fetch(shard, begin)
 
     def _fetch(self, shard: ShardState, begin: StartAt) -> _Fetched:
         """One GetRecords of `shard` (a new iterator first, when it has none or it expired)."""

@@ -1,0 +1,1 @@
+"""Benchmark harnesses: each prints one JSON line with a baseline measured in the same run."""

@@ -1,0 +1,360 @@
+"""`ecomwatch bench-kinesis`: consuming a Kinesis stream into the lake with detection, against a
+do-nothing consumer of the same stream in the same run (the server's own ceiling).
+
+1. A stream of `shards` shards is filled with `events` simulated events, `per_record` to a
+   record (how shops pack them).
+2. The baseline reads it whole with the same polling limits (one GetRecords per shard per
+   0.2 s, the same Limit, all shards at once) and keeps nothing.
+3. `ecomwatch run`'s path (KinesisSource → engine → Hudi lake + detector) reads it whole.
+4. Live: a producer sends `live_seconds` of events at `live_rate` events/s into a new stream
+   while the consumer runs; once the producer stops, how long until every event is read.
+
+Memory is this process's resident set, sampled every half second during step 3. The server is
+kinesis-local (started here from services/, `make services`) unless `endpoint` names another.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+from rich.console import Console
+
+from ecomwatch.cli.main import peak_rss_mb
+from ecomwatch.config import Config
+from ecomwatch.detect.rules import load_rules
+from ecomwatch.ingest import ingest
+from ecomwatch.serve.stream_replay import replay_to_stream
+from ecomwatch.simulate.attacks import AttackScenario, in_chunks
+from ecomwatch.simulate.traffic import TrafficSpec, generate
+from ecomwatch.simulate.writers import write_traffic
+from ecomwatch.sources.kinesis import KinesisSource, PollSettings
+
+KINESIS_LOCAL = Path("services/node_modules/kinesis-local/main.js")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def kinesis_local(main_js: Path = KINESIS_LOCAL) -> Iterator[str]:
+    """kinesis-local on a free loopback port, for the bench's duration."""
+    node = shutil.which("node")
+    if node is None or not main_js.is_file():
+        raise RuntimeError(
+            f"kinesis-local is not at {main_js} (run `make services` in the ecomwatch checkout, "
+            "or give --endpoint of a Kinesis-compatible server)"
+        )
+    plain, tls = _free_port(), _free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "KINESIS_MOCK_PLAIN_PORT": str(plain),
+        "KINESIS_MOCK_TLS_PORT": str(tls),
+        "LOG_LEVEL": "WARN",
+        "CREATE_STREAM_DURATION": "100ms",
+    }
+    process = subprocess.Popen(
+        [node, main_js.name],
+        cwd=main_js.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(plain, process)
+        yield f"http://127.0.0.1:{plain}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _client(endpoint: str) -> Any:
+    return boto3.client("kinesis", endpoint_url=endpoint)
+
+
+def _create(endpoint: str, name: str, shards: int) -> None:
+    kinesis = _client(endpoint)
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    while (
+        kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+        != "ACTIVE"
+    ):
+        time.sleep(0.1)
+
+
+def null_consumer(endpoint: str, name: str, settings: PollSettings, per_record: int) -> float:
+    """Read every shard to its tip and keep nothing; seconds taken."""
+    kinesis = _client(endpoint)
+    shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=name)["Shards"]]
+    limit = max(1, min(10_000, settings.target_events // per_record))
+
+    def drain(shard_id: str) -> int:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        events = 0
+        while iterator:
+            called = time.monotonic()
+            response = kinesis.get_records(ShardIterator=iterator, Limit=limit)
+            records = response["Records"]
+            events += sum(r["Data"].count(b"\n") + 1 for r in records)
+            if response.get("MillisBehindLatest") == 0 and len(records) < limit:
+                return events
+            iterator = response.get("NextShardIterator")
+            time.sleep(max(0.0, settings.poll_interval_s - (time.monotonic() - called)))
+        return events
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(shards)) as pool:
+        list(pool.map(drain, shards))
+    return time.perf_counter() - started
+
+
+class _Memory:
+    """This process's resident memory every half second, in a thread."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.wait(0.5):
+            self.samples.append((time.monotonic() - started, _rss_mb()))
+
+    def __enter__(self) -> _Memory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> dict[str, Any]:
+        later = [mb for t, mb in self.samples if t >= self.samples[-1][0] * 0.2] or [0.0]
+        slope = None
+        if len(self.samples) >= 4:
+            times, mbs = zip(*self.samples[len(self.samples) // 5 :], strict=True)
+            slope = statistics.linear_regression(times, mbs).slope * 60
+        return {
+            "rss_mb_after_first_fifth_min": round(min(later), 1),
+            "rss_mb_after_first_fifth_max": round(max(later), 1),
+            "rss_mb_per_min_after_first_fifth": None if slope is None else round(slope, 1),
+        }
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_kinesis_bench(
+    *,
+    events: int,
+    shards: int,
+    per_record: int,
+    live_seconds: float,
+    live_rate: float,
+    endpoint: str | None,
+    server: str,
+    workdir: Path | None,
+    console: Console,
+) -> dict[str, Any]:
+    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-kinesis-"))
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        with _server(endpoint, server) as url, _aws_env(url):
+            figures = _measure(
+                url, base, events=events, shards=shards, per_record=per_record,
+                live_seconds=live_seconds, live_rate=live_rate, console=console,
+            )  # fmt: skip
+            return {**figures, "server": endpoint or server}
+    finally:
+        if workdir is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server in a process of its own (in this one it would share the GIL)."""
+    import sys
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the Kinesis server did not start")
+        time.sleep(0.1)
+
+
+SERVERS = {"kinesis-local": kinesis_local, "moto": moto_server}
+
+
+@contextmanager
+def _server(endpoint: str | None, server: str) -> Iterator[str]:
+    if endpoint:
+        yield endpoint
+    else:
+        with SERVERS[server]() as url:
+            yield url
+
+
+@contextmanager
+def _aws_env(url: str) -> Iterator[None]:
+    import os
+
+    settings = {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _measure(
+    url: str,
+    base: Path,
+    *,
+    events: int,
+    shards: int,
+    per_record: int,
+    live_seconds: float,
+    live_rate: float,
+    console: Console,
+) -> dict[str, Any]:
+    config = Config()
+    settings = PollSettings(target_events=config.kinesis.target_events_per_call)
+    data = base / "traffic.csv"
+    table, _ = AttackScenario(TrafficSpec(events=events, seed=17, days=events / 2_000_000)).build()
+    write_traffic(in_chunks(table), data)
+    name = f"bench-{int(time.time())}"
+    _create(url, name, shards)
+    console.print(f"filling a {shards}-shard stream with {events:,} events, {per_record} a record")
+    put = replay_to_stream([data], name, per_record=per_record)
+
+    console.print("do-nothing consumer: reading the stream whole")
+    null_s = null_consumer(url, name, settings, per_record)
+
+    console.print("ecomwatch: the stream into a Hudi lake with detection")
+    source = KinesisSource(name, until_caught_up=True, settings=settings)
+    with _Memory() as memory:
+        started = time.perf_counter()
+        summary = ingest(
+            [], base / "lake", config=config, opened=([source], []), alerts=base / "alerts.jsonl",
+            rules=load_rules(), checkpoint_seconds=config.serve.commit_seconds,
+            behind=source.behind,
+        )  # fmt: skip
+        run_s = time.perf_counter() - started
+    assert summary.accepted == put.events, (summary.accepted, put.events)
+
+    console.print(f"live: {live_rate:,.0f} events/s for {live_seconds:.0f} s while consuming")
+    lag = _live_lag(url, base, shards, per_record, live_seconds, live_rate, config, settings)
+    return {
+        "bench": "kinesis",
+        "events": events,
+        "shards": shards,
+        "per_record": per_record,
+        "put_events_per_s": put.to_json()["events_per_s"],
+        "null_consumer_s": round(null_s, 2),
+        "null_consumer_events_per_s": round(events / null_s),
+        "run_s": round(run_s, 2),
+        "run_events_per_s": round(events / run_s),
+        "ratio_to_null_consumer": round(null_s / run_s, 3),
+        "alerts": sum(1 for _ in (base / "alerts.jsonl").open()),
+        "commits": summary.checkpoints,
+        **memory.figures(),
+        "peak_rss_mb": peak_rss_mb(),
+        **lag,
+    }
+
+
+def _live_lag(
+    url: str,
+    base: Path,
+    shards: int,
+    per_record: int,
+    seconds: float,
+    rate: float,
+    config: Config,
+    settings: PollSettings,
+) -> dict[str, Any]:
+    """Produce at `rate` for `seconds` while consuming; the time from the producer's end until
+    the consumer has read every event."""
+    events = int(rate * seconds)
+    data = base / "live.csv"
+    write_traffic(generate(TrafficSpec(events=events, seed=18, days=0.02)), data)
+    name = f"live-{int(time.time())}"
+    _create(url, name, shards)
+    source = KinesisSource(name, settings=settings)
+    consumer = threading.Thread(
+        target=ingest,
+        args=([], base / "live-lake"),
+        kwargs={
+            "config": config, "opened": ([source], []), "alerts": base / "live-alerts.jsonl",
+            "checkpoint_seconds": config.serve.commit_seconds, "behind": source.behind,
+        },
+        daemon=True,
+    )  # fmt: skip
+    consumer.start()
+    put = replay_to_stream([data], name, per_record=per_record, rate=rate)
+    stopped = time.perf_counter()
+    deadline = stopped + 120
+    while sum(s.read for s in source.shards.values()) < put.events:
+        if time.perf_counter() > deadline:
+            break
+        time.sleep(0.05)
+    caught_up_s = time.perf_counter() - stopped
+    source.stop()
+    consumer.join(60)
+    return {
+        "live_events": put.events,
+        "live_put_events_per_s": put.to_json()["events_per_s"],
+        "live_read_all_s_after_producer_stopped": round(caught_up_s, 2),
+    }
