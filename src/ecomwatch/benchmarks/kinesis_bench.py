@@ -31,7 +31,7 @@ import boto3
 from rich.console import Console
 
 from ecomwatch.cli.main import peak_rss_mb
-from ecomwatch.config import Config
+from ecomwatch.config import Config, load_config
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.ingest import ingest
 from ecomwatch.serve.stream_replay import replay_to_stream
@@ -269,7 +269,7 @@ def _measure(
     live_rate: float,
     console: Console,
 ) -> dict[str, Any]:
-    config = Config()
+    config = load_config()  # ECOMWATCH_* settings apply
     settings = PollSettings(target_events=config.kinesis.target_events_per_call)
     data = base / "traffic.csv"
     table, _ = AttackScenario(TrafficSpec(events=events, seed=17, days=events / 2_000_000)).build()

@@ -56,6 +56,10 @@ _FAST_OPTIONS = pajson.ParseOptions(
 # A request is small and decoded on a collector thread already: parsing it on Arrow's thread
 # pool only adds hand-offs (1.58 -> 1.37 ms of CPU per 500-event body without it).
 _FAST_READ = pajson.ReadOptions(use_threads=False, block_size=1 << 22)
+# A stream's round of records is megabytes: parsed in 1 MiB blocks on Arrow's threads, twice as
+# fast on two cores (50,000 events, 18 MB: 0.19 s on one thread, 0.10 s on two).
+_LARGE_READ = pajson.ReadOptions(use_threads=True, block_size=1 << 20)
+LARGE_PAYLOAD = 2 << 20
 
 
 def read_ndjson_table(text: bytes) -> pa.Table | None:
@@ -66,7 +70,9 @@ def read_ndjson_table(text: bytes) -> pa.Table | None:
         return None
     try:
         return pajson.read_json(
-            pa.py_buffer(body), read_options=_FAST_READ, parse_options=_FAST_OPTIONS
+            pa.py_buffer(body),
+            read_options=_LARGE_READ if len(body) > LARGE_PAYLOAD else _FAST_READ,
+            parse_options=_FAST_OPTIONS,
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
