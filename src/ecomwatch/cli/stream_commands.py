@@ -108,11 +108,12 @@ def stream_figures(source: KinesisSource) -> dict[str, Any]:
 
 def print_shards(shards: dict[str, dict[str, Any]], console: Console, title: str) -> None:
     table = Table(title=title, title_justify="left")
-    for column in ("shard", "state", "read", "accepted", "rejected", "behind", "sequence"):
+    table.add_column("shard", no_wrap=True, min_width=20)  # a shard id stays whole
+    for column in ("state", "read", "accepted", "rejected", "behind", "sequence"):
         table.add_column(
             column,
-            justify="right" if column not in ("shard", "state") else "left",
-            overflow="fold",  # ids and sequence numbers whole, in a log too
+            justify="left" if column == "state" else "right",
+            overflow="fold",  # a sequence number whole, over lines, in a log too
         )
     for shard_id, s in shards.items():
         behind = s.get("millis_behind")
