@@ -67,7 +67,11 @@ class Server:
 
 
 def start_server(
-    lake: Path, *, token: str | None = TOKEN, env: dict[str, str] | None = None
+    lake: Path,
+    *,
+    token: str | None = TOKEN,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Server:
     port = free_port()
     environment = {**os.environ, **(env or {})}
@@ -75,7 +79,7 @@ def start_server(
         environment["ECOMWATCH_TOKENS"] = token
     process = subprocess.Popen(
         [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake", str(lake),
-         "--port", str(port)],
+         "--port", str(port), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

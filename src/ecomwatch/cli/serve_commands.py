@@ -61,12 +61,24 @@ def serve(
         Path | None,
         typer.Option("--config", help="TOML configuration file.", exists=True, dir_okay=False),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Read a Kinesis stream (kinesis://STREAM) instead of running the collector.",
+        ),
+    ] = None,
+    start_from: Annotated[
+        str | None,
+        typer.Option("--from", help="A stream never read: trim-horizon, latest or a time."),
+    ] = None,
 ) -> None:
     """Run the collector (POST /v1/events), the API, /metrics and the live pipeline.
 
     SIGTERM or Ctrl-C stops taking events, drains the queue, commits the lake and exits: every
     event answered with a 2xx is in the table. Tokens: [serve] tokens in the config, or
-    ECOMWATCH_TOKENS=token1,token2.
+    ECOMWATCH_TOKENS=token1,token2. With --source kinesis://STREAM the pipeline reads the stream
+    (the dashboard, API and /metrics as usual; POST /v1/events answers 409).
     """
     import uvicorn
 
@@ -86,6 +98,15 @@ def serve(
     tokens = [*settings.serve.tokens, *os.environ.get(TOKENS_VARIABLE, "").split(",")]
     tokens = [t.strip() for t in tokens if t.strip()]
     s = settings.serve
+    stream = None
+    if source is not None:
+        from ecomwatch.cli.stream_commands import open_stream
+        from ecomwatch.sources.kinesis_api import is_stream_uri
+
+        if not is_stream_uri(source):
+            err.print(f"[red]error:[/] --source takes kinesis://STREAM, not {source!r}")
+            raise typer.Exit(2)
+        stream = open_stream(source, start=start_from, until_caught_up=False, config=settings)
     try:
         service = Service(
             lake,
@@ -98,6 +119,7 @@ def serve(
             batch_rows=s.batch_rows,
             max_queue_events=s.queue_events,
             max_queue_seconds=s.queue_seconds,
+            stream=stream,
         )
     except LakeError as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -116,7 +138,8 @@ def serve(
     )
     server.on_exit = app.state.stopping.set
     auth = f"{len(tokens)} token(s)" if tokens else "no authentication (set tokens to require)"
-    err.print(f"ecomwatch serving on http://{host}:{port}/ — lake {lake}; {auth}")
+    reading = f"reading {stream.name}, collector off" if stream else "collector on"
+    err.print(f"ecomwatch serving on http://{host}:{port}/ — {reading}; lake {lake}; {auth}")
     service.start()
     try:
         server.run()  # returns after SIGINT/SIGTERM, once in-flight requests are answered

@@ -36,6 +36,12 @@ class ServiceMetrics:
             "Wall-clock time minus the event-time watermark",
             registry=r,
         )
+        self.shard_lag = Gauge(
+            "ecomwatch_kinesis_millis_behind_latest",
+            "A Kinesis shard's MillisBehindLatest as last read (serve --source kinesis://…)",
+            ["stream", "shard"],
+            registry=r,
+        )
         self.lake_commits = Gauge(
             "ecomwatch_lake_commits", "Lake commits written by this process", registry=r
         )

@@ -22,12 +22,13 @@ from ecomwatch.ingest import default_dead_letter
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
-from ecomwatch.serve.collector import Limits, Numbering, decode_body
+from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body
 from ecomwatch.serve.detector_process import DetectorProcess
 from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile, read_json_lines
+from ecomwatch.sources.kinesis import KinesisSource
 
 MAX_ALERTS_KEPT = 10_000
 
@@ -46,9 +47,14 @@ class BatchStats:
     name = "service_stats"
 
     def __init__(
-        self, source: QueueSource, traffic: TrafficAggregates, metrics: ServiceMetrics
+        self,
+        source: QueueSource,
+        traffic: TrafficAggregates,
+        metrics: ServiceMetrics,
+        stream: KinesisSource | None = None,
     ) -> None:
         self.source = source
+        self.stream = stream
         self.traffic = traffic
         self.metrics = metrics
         self.processed_events = 0
@@ -61,6 +67,9 @@ class BatchStats:
             while self.source.latencies:
                 self.metrics.batch_latency.observe(self.source.latencies.popleft())
             self.minutes = self.traffic.minutes()
+        if self.stream is not None:
+            for shard, lag in self.stream.lag_ms().items():
+                self.metrics.shard_lag.labels(stream=self.stream.name, shard=shard).set(lag)
 
     def snapshot(self) -> dict[str, Any]:
         return {}
@@ -83,6 +92,7 @@ class Service:
         batch_rows: int = 20_000,
         max_queue_events: int = 200_000,
         max_queue_seconds: float = 1.0,
+        stream: KinesisSource | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = ServiceMetrics()
@@ -101,6 +111,8 @@ class Service:
             batch_rows=batch_rows,
             batch_seconds=batch_seconds,
         )
+        # A stream as the source (`serve --source kinesis://…`): the collector is off.
+        self.stream = stream
         self.numbering = Numbering()
         self.accepted_events = 0
         self.writer = LakeWriter(self.table)
@@ -113,10 +125,10 @@ class Service:
             alerts_path=self.alerts_path,
             listeners=[self._on_alerts],
             judge_share=config.detect.live_judge_share,
-            behind=self.source.behind,
+            behind=stream.behind if stream is not None else self.source.behind,
         )
         self.live = LiveSummary(lambda: self.flagged)
-        self.stats = BatchStats(self.source, self.traffic, self.metrics)
+        self.stats = BatchStats(self.source, self.traffic, self.metrics, stream)
         self.watermark = Watermark(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         )
@@ -147,7 +159,10 @@ class Service:
         return self._thread.is_alive()
 
     def stop(self, timeout_s: float = 120.0) -> RunSummary | None:
-        """Refuse new events, drain the queue, commit the lake and the state, close."""
+        """Refuse new events, drain the queue (or end the stream's reading), commit the lake
+        and the state, close."""
+        if self.stream is not None:
+            self.stream.stop()
         self.source.close()
         self._thread.join(timeout_s)
         self.detector.close()
@@ -159,17 +174,27 @@ class Service:
 
     def _run(self) -> None:
         try:
-            self.summary = self.pipeline.run([self.source])
+            self.summary = self.pipeline.run([self.stream or self.source])
             self.writer.close()
         except BaseException as exc:  # reported by stop() and /readyz
             self.error = exc
             self.source.close()
+            return
+        failed = self.summary.failed if self.summary else []
+        if failed:  # a stream that cannot be read (missing, no permission): /readyz says so
+            self.error = RuntimeError(f"{failed[0].name}: {failed[0].error}")
 
     # collector ---------------------------------------------------------------------------
 
     def submit(self, body: bytes, encoding: str | None, request_id: str) -> Decoded | None:
         """Decode and queue a request; None when the queue is full (nothing queued).
         BodyError when the body as a whole cannot be read."""
+        if self.stream is not None:
+            raise BodyError(
+                f"this service reads {self.stream.name}; its collector is off: send events "
+                "to the stream",
+                status=409,
+            )
         decoded = decode_body(
             body,
             encoding=encoding,
