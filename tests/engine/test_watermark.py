@@ -22,6 +22,23 @@ def test_watermark_is_max_minus_lateness_and_counts_late_events():
     assert mark.current() == 95 * US
 
 
+def test_a_bound_holds_the_watermark_for_the_part_behind():
+    """Two shards read side by side: one far ahead must not make the other's events late."""
+    mark = Watermark(lateness_s=10, clock=FakeClock())
+    # The first shard's events arrive while the second has given nothing yet: held (0).
+    assert mark.observe(times([100, 5000]), bound_us=0) == 0
+    assert mark.current() is None
+    # The second shard's first events, up to 300: the watermark may reach 300 - 10.
+    assert mark.observe(times([100, 300]), bound_us=300 * US) == 0
+    assert mark.current() == 290 * US
+    # Its next events (from 300 on) are on time; an event before the watermark is still late.
+    assert mark.observe(times([300, 280, 4000]), bound_us=4000 * US) == 1
+    assert mark.current() == 3990 * US
+    # Without a bound it is max - lateness again.
+    mark.observe(times([6000]))
+    assert mark.current() == 5990 * US
+
+
 def test_idle_clock_moves_the_watermark_so_quiet_windows_close():
     clock = FakeClock()
     mark = Watermark(lateness_s=10, idle_timeout_s=5, clock=clock)

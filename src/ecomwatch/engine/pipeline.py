@@ -198,7 +198,9 @@ class Pipeline:
         try:
             for batch in source.read(start):
                 decoded = batch.decoded
-                late = self.watermark.observe(decoded.events["event_time"])
+                late = self.watermark.observe(
+                    decoded.events["event_time"], bound_us=batch.event_time_bound_us
+                )
                 watermark = self.watermark.current()
                 for operator in self.operators:
                     operator.process(decoded.events, watermark)

@@ -52,12 +52,18 @@ class Watermark:
         self.max_event_us: int | None = None
         self._value: int | None = None
         self._last_arrival = self.clock.now()
+        self.bound_us: int | None = None  # the source's latest bound (not snapshotted)
 
     def current(self) -> int | None:
         """The watermark in microseconds since the epoch (None before any event)."""
         if self.max_event_us is None:
             return self._value
-        candidate = self.max_event_us - self.lateness_us
+        latest = self.max_event_us
+        if self.bound_us is not None:
+            if self.bound_us <= 0:
+                return self._value  # held until the part behind has given its first events
+            latest = min(latest, self.bound_us)
+        candidate = latest - self.lateness_us
         idle = self.clock.now() - self._last_arrival
         if idle > self.idle_timeout_s:
             candidate += int(idle * US)
@@ -65,11 +71,18 @@ class Watermark:
             self._value = candidate
         return self._value
 
-    def observe(self, event_time: pa.Array | pa.ChunkedArray) -> int:
-        """Take a batch's event times; return how many of them were late on arrival."""
+    def observe(
+        self, event_time: pa.Array | pa.ChunkedArray, *, bound_us: int | None = None
+    ) -> int:
+        """Take a batch's event times; return how many of them were late on arrival.
+
+        `bound_us`, from a source of parts read side by side, holds the watermark at or before
+        that event time (plus lateness) until the part behind catches up."""
         if len(event_time) == 0:
+            self.bound_us = bound_us
             return 0
-        before = self.current()
+        before = self.current()  # as the batch found it: the bound of the batch before
+        self.bound_us = bound_us
         micros = pc.cast(event_time, pa.timestamp("us", tz="UTC")).cast(pa.int64())
         late = 0 if before is None else int(pc.sum(pc.less(micros, before)).as_py() or 0)
         batch_max = int(pc.max(micros).as_py())

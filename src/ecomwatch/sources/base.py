@@ -45,6 +45,10 @@ class SourceBatch:
     decoded: Decoded
     position: Position  # resume here to continue after this batch
     progress: int  # bytes of the underlying file consumed so far
+    # A source of many parts read side by side (a stream's shards): the watermark may not pass
+    # this event time (µs), the latest of the part furthest behind; 0 holds it where it is (a
+    # part with more to read has given nothing yet). None: no bound.
+    event_time_bound_us: int | None = None
 
 
 class Source(Protocol):

@@ -33,6 +33,8 @@ from enum import StrEnum
 from typing import Any
 
 import botocore.exceptions
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecomwatch.decode.stream_records import StreamRecord, decode_stream_records
 from ecomwatch.decode.validate import Decoded, empty_decoded, merge_decoded
@@ -115,6 +117,7 @@ class ShardState:
     accepted: int = 0
     rejected: int = 0
     millis_behind: int | None = None
+    max_event_us: int | None = None  # the latest event time read from the shard
     from_start: bool = False  # a shard found after the first listing: read from its start
     # not checkpointed:
     iterator: str | None = None
@@ -131,6 +134,7 @@ class ShardState:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "millis_behind": self.millis_behind,
+            "max_event_us": self.max_event_us,
             "from_start": self.from_start,
         }
 
@@ -145,6 +149,7 @@ class ShardState:
             int(data.get("accepted", 0)),
             int(data.get("rejected", 0)),
             data.get("millis_behind"),
+            data.get("max_event_us"),
             bool(data.get("from_start")),
         )
 
@@ -155,7 +160,6 @@ class _Fetched:
     records: list[dict[str, Any]]
     next_iterator: str | None
     millis_behind: int | None
-    limit: int  # the call's Limit
 
 
 class KinesisSource:
@@ -257,12 +261,26 @@ class KinesisSource:
                     or time.monotonic() - self._listed_at >= self.settings.list_interval_s
                 ):
                     self._list_shards(first=False)
-                yield SourceBatch(decoded, self._position(begin), 0)
+                yield SourceBatch(decoded, self._position(begin), 0, self._event_time_bound())
                 if self.until_caught_up and fetched and self._caught_up():
                     return
         finally:
             self._closing.set()  # calls waiting for their turn give up
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _event_time_bound(self) -> int | None:
+        """The latest event time of the shard furthest behind, among those with more to read:
+        the watermark may not pass it, or that shard's next records would all be late (a
+        per-shard watermark, as Flink's sources keep per split). Shards at their tip do not
+        hold it back; one with more to read but none read yet holds it where it is (0)."""
+        behind = [
+            s.max_event_us
+            for s in self.shards.values()
+            if not s.finished and not s.caught_up and self._parents_finished(s)
+        ]
+        if not behind:
+            return None
+        return 0 if None in behind else min(b for b in behind if b is not None)
 
     def _position(self, begin: StartAt) -> Position:
         return Position(
@@ -347,7 +365,7 @@ class KinesisSource:
             if shard.iterator is None:
                 shard.iterator = self._iterator(shard, begin)
                 if shard.iterator is None:
-                    return _Fetched(shard, [], None, 0, 1)
+                    return _Fetched(shard, [], None, 0)
             limit = self._limit()
             try:
                 response = self.calls(
@@ -364,7 +382,6 @@ class KinesisSource:
                 response.get("Records", []),
                 response.get("NextShardIterator"),
                 response.get("MillisBehindLatest"),
-                limit,
             )
         raise SourceError(self.name, f"{shard.shard_id}: new iterators kept expiring at once")
 
@@ -382,6 +399,9 @@ class KinesisSource:
             decoded = decode_stream_records(records)
             if records:
                 parts.append(decoded)
+                if decoded.events.num_rows:
+                    latest = int(pc.max(decoded.events["event_time"]).cast(pa.int64()).as_py())
+                    shard.max_event_us = max(shard.max_event_us or latest, latest)
                 shard.sequence = item.records[-1]["SequenceNumber"]
                 shard.read += decoded.read
                 shard.accepted += decoded.events.num_rows
@@ -390,9 +410,11 @@ class KinesisSource:
                 events_seen += decoded.read
             shard.millis_behind = item.millis_behind
             shard.iterator = item.next_iterator
-            at_tip = item.millis_behind == 0 and len(records) < item.limit
+            # At the tip: nothing more to read and nothing behind (a response with fewer records
+            # than asked for is not enough: servers cap a response's bytes too).
+            at_tip = not records and not item.millis_behind
             shard.caught_up = at_tip
-            if item.next_iterator is None or (shard.closed and at_tip and not records):
+            if item.next_iterator is None or (shard.closed and at_tip):
                 shard.finished = True  # a closed shard read to its end
                 shard.caught_up = True
             shard.due_at = now + (
