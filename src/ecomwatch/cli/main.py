@@ -140,6 +140,14 @@ def _progress_reporter(total: int, enabled: bool) -> tuple[Any, Any]:
     return progress, update
 
 
+def _inputs(summary: RunSummary) -> str:
+    streams = sum(s.name.startswith("kinesis://") for s in summary.sources)
+    files = len(summary.sources) - streams
+    if streams and not files:
+        return "1 stream" if streams == 1 else f"{streams} streams"
+    return "1 file" if files == 1 else f"{files} files"
+
+
 def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Console) -> None:
     from rich.table import Table
 
@@ -167,7 +175,7 @@ def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Con
         )
     console.print(table)
     console.print(
-        f"{len(summary.sources)} files, {summary.read:,} rows read = {summary.accepted:,} accepted"
+        f"{_inputs(summary)}, {summary.read:,} rows read = {summary.accepted:,} accepted"
         f" + {summary.rejected:,} rejected, {summary.late:,} late; "
         f"{summary.seconds:.1f} s, {summary.events_per_s:,.0f} events/s"
     )
