@@ -10,14 +10,14 @@ do-nothing consumer of the same stream in the same run (the server's own ceiling
    while the consumer runs; once the producer stops, how long until every event is read.
 
 Memory is this process's resident set, sampled every half second during step 3. The server is
-kinesis-local (started here from services/, `make services`) unless `endpoint` names another.
+kinesis-local (from services/, `make services`) or moto's (a dev dependency), started here,
+unless `endpoint` names another.
 """
 
 from __future__ import annotations
 
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -31,6 +31,7 @@ import boto3
 from rich.console import Console
 
 from ecomwatch.cli.main import peak_rss_mb
+from ecomwatch.cli.stream_commands import poll_settings
 from ecomwatch.config import Config, load_config
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.ingest import ingest
@@ -39,48 +40,7 @@ from ecomwatch.simulate.attacks import AttackScenario, in_chunks
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sources.kinesis import KinesisSource, PollSettings
-
-KINESIS_LOCAL = Path("services/node_modules/kinesis-local/main.js")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def kinesis_local(main_js: Path = KINESIS_LOCAL) -> Iterator[str]:
-    """kinesis-local on a free loopback port, for the bench's duration."""
-    node = shutil.which("node")
-    if node is None or not main_js.is_file():
-        raise RuntimeError(
-            f"kinesis-local is not at {main_js} (run `make services` in the ecomwatch checkout, "
-            "or give --endpoint of a Kinesis-compatible server)"
-        )
-    plain, tls = _free_port(), _free_port()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "KINESIS_MOCK_PLAIN_PORT": str(plain),
-        "KINESIS_MOCK_TLS_PORT": str(tls),
-        "LOG_LEVEL": "WARN",
-        "CREATE_STREAM_DURATION": "100ms",
-    }
-    process = subprocess.Popen(
-        [node, main_js.name],
-        cwd=main_js.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_listening(plain, process)
-        yield f"http://127.0.0.1:{plain}"
-    finally:
-        process.terminate()
-        process.wait(10)
+from ecomwatch.testing_servers import kinesis_local, moto_server
 
 
 def _client(endpoint: str) -> Any:
@@ -192,38 +152,6 @@ def run_kinesis_bench(
             shutil.rmtree(base, ignore_errors=True)
 
 
-@contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's server in a process of its own (in this one it would share the GIL)."""
-    import sys
-
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_listening(port, process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    import socket
-
-    deadline = time.monotonic() + 60
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the Kinesis server did not start")
-        time.sleep(0.1)
-
-
 SERVERS = {"kinesis-local": kinesis_local, "moto": moto_server}
 
 
@@ -270,7 +198,7 @@ def _measure(
     console: Console,
 ) -> dict[str, Any]:
     config = load_config()  # ECOMWATCH_* settings apply
-    settings = PollSettings(target_events=config.kinesis.target_events_per_call)
+    settings = poll_settings(config)
     data = base / "traffic.csv"
     table, _ = AttackScenario(TrafficSpec(events=events, seed=17, days=events / 2_000_000)).build()
     write_traffic(in_chunks(table), data)

@@ -37,7 +37,6 @@ from ecomwatch.lake.open import open_lake
 if TYPE_CHECKING:
     from ecomwatch.detect.rules import Rule
     from ecomwatch.sinks.webhook import WebhookSink
-    from ecomwatch.sources.kinesis import KinesisSource
 
 app = typer.Typer(
     name="ecomwatch",
@@ -242,7 +241,12 @@ def run(
     """Ingest files, or consume a Kinesis stream, into the lake; a rerun resumes and never
     ingests a row twice. A stream runs until SIGTERM or Ctrl-C (which drain and commit) or,
     with --until-caught-up, until every shard is read to its tip."""
-    from ecomwatch.cli.stream_commands import open_stream, print_shards, stream_figures
+    from ecomwatch.cli.stream_commands import (
+        open_stream,
+        print_shards,
+        run_stream,
+        stream_figures,
+    )
     from ecomwatch.sources.kinesis_api import is_stream_uri
 
     settings = _config(config)
@@ -267,9 +271,11 @@ def run(
             stream = open_stream(
                 streams[0], start=start_from, until_caught_up=until_caught_up, config=settings
             )
-            summary = _run_stream(
-                stream, lake, settings, dead_letter, alerts, loaded_rules, hook, as_json
-            )
+            summary = run_stream(
+                stream, lake, config=settings, dead_letter=dead_letter, alerts=alerts,
+                rules=loaded_rules, alert_listeners=[hook.send] if hook is not None else [],
+                console=err, quiet=as_json,
+            )  # fmt: skip
         else:
             summary = _run_files(
                 [Path(i) for i in inputs], lake, settings, dead_letter, alerts, loaded_rules,
@@ -325,31 +331,6 @@ def _run_files(
             rules=rules,
             alert_listeners=[hook.send] if hook is not None else [],
         )
-
-
-def _run_stream(
-    stream: KinesisSource,
-    lake: str,
-    settings: Config,
-    dead_letter: Path | None,
-    alerts: Path | None,
-    rules: list[Rule] | None,
-    hook: WebhookSink | None,
-    quiet: bool,
-) -> RunSummary:
-    from ecomwatch.cli.stream_commands import run_stream
-
-    return run_stream(
-        stream,
-        lake,
-        config=settings,
-        dead_letter=dead_letter,
-        alerts=alerts,
-        rules=rules,
-        alert_listeners=[hook.send] if hook is not None else [],
-        console=err,
-        quiet=quiet,
-    )
 
 
 def peak_rss_mb() -> float:

@@ -42,23 +42,27 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def poll_settings(config: Config) -> PollSettings:
+    k = config.kinesis
+    return PollSettings(
+        poll_interval_s=k.poll_interval_s,
+        idle_poll_s=k.idle_poll_s,
+        list_interval_s=k.list_interval_s,
+        target_events=k.target_events_per_call,
+        retry_for_s=k.retry_for_s,
+    )
+
+
 def open_stream(
     uri: str, *, start: str | None, until_caught_up: bool, config: Config
 ) -> KinesisSource:
     """The stream source, or a usage error that says what is wrong."""
-    k = config.kinesis
     try:
         return KinesisSource(
             uri,
             start=StartAt.parse(start) if start else None,
             until_caught_up=until_caught_up,
-            settings=PollSettings(
-                poll_interval_s=k.poll_interval_s,
-                idle_poll_s=k.idle_poll_s,
-                list_interval_s=k.list_interval_s,
-                target_events=k.target_events_per_call,
-                retry_for_s=k.retry_for_s,
-            ),
+            settings=poll_settings(config),
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -201,10 +201,6 @@ class KinesisSource:
         self._stop.set()
         self._closing.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def lag_ms(self) -> dict[str, int]:
         """MillisBehindLatest of every open shard, as last read."""
         return {

@@ -1,0 +1,97 @@
+"""Kinesis-compatible servers on loopback, for the tests and the benchmarks.
+
+- `kinesis_local()`: kinesis-local (the kinesis-mock engine, from npm; `make services` installs it
+  into services/node_modules): faithful sequence numbers, shard ends, iterator expiry.
+- `moto_server()`: moto's server (PyPI), in a process of its own.
+
+Each is a context manager that yields the endpoint URL and stops the server after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import ecomwatch
+
+_CHECKOUT = Path(ecomwatch.__file__).resolve().parents[2]  # src/ecomwatch → the checkout
+_MAIN_JS = Path("services") / "node_modules" / "kinesis-local" / "main.js"
+
+
+def kinesis_local_main() -> Path:
+    """Where kinesis-local's main.js is: ECOMWATCH_KINESIS_LOCAL, else services/ here or in the
+    checkout ecomwatch runs from."""
+    if "ECOMWATCH_KINESIS_LOCAL" in os.environ:
+        return Path(os.environ["ECOMWATCH_KINESIS_LOCAL"])
+    here = Path.cwd() / _MAIN_JS
+    return here if here.is_file() else _CHECKOUT / _MAIN_JS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _listening(
+    command: list[str], port: int, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    log = subprocess.DEVNULL
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited with {process.returncode} at start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command[0]} does not listen on {port} after 60 s")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextmanager
+def kinesis_local(main_js: Path | None = None) -> Iterator[str]:
+    main_js = main_js or kinesis_local_main()
+    node = shutil.which("node")
+    if node is None or not main_js.is_file():
+        raise RuntimeError(
+            f"kinesis-local is not at {main_js}: run `make services` in the ecomwatch checkout "
+            "(or set ECOMWATCH_KINESIS_LOCAL to its main.js)"
+        )
+    plain, tls = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KINESIS_MOCK_PLAIN_PORT": str(plain),
+        "KINESIS_MOCK_TLS_PORT": str(tls),
+        "LOG_LEVEL": "WARN",
+        "SHOULD_PERSIST_DATA": "false",
+        **{
+            f"{op}_DURATION": "100ms"
+            for op in ("CREATE_STREAM", "DELETE_STREAM", "SPLIT_SHARD", "MERGE_SHARDS")
+        },
+    }
+    with _listening([node, main_js.name], plain, cwd=main_js.parent, env=env) as url:
+        yield url
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server in a process of its own (in the caller's it would share the GIL)."""
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _listening(command, port) as url:
+        yield url
