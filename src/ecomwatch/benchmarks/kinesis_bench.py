@@ -7,7 +7,8 @@ do-nothing consumer of the same stream in the same run (the server's own ceiling
    0.2 s, the same Limit, all shards at once) and keeps nothing.
 3. `ecomwatch run`'s path (KinesisSource → engine → Hudi lake + detector) reads it whole.
 4. Live: a producer sends `live_seconds` of events at `live_rate` events/s into a new stream
-   while the consumer runs; once the producer stops, how long until every event is read.
+   while the consumer runs, event time going as fast as the clock; the memory over that phase,
+   and, once the producer stops, how long until every event is read.
 
 Memory is this process's resident set, sampled every half second during step 3. The server is
 kinesis-local (from services/, `make services`) or moto's (a dev dependency), started here,
@@ -253,11 +254,12 @@ def _live_lag(
     config: Config,
     settings: PollSettings,
 ) -> dict[str, Any]:
-    """Produce at `rate` for `seconds` while consuming; the time from the producer's end until
-    the consumer has read every event."""
+    """Produce at `rate` for `seconds` while consuming, event time going as fast as the clock
+    (so the rules' retention evicts as it would in production): the consumer's memory over the
+    phase, and the time from the producer's end until the consumer has read every event."""
     events = int(rate * seconds)
     data = base / "live.csv"
-    write_traffic(generate(TrafficSpec(events=events, seed=18, days=0.02)), data)
+    write_traffic(generate(TrafficSpec(events=events, seed=18, days=seconds / 86_400)), data)
     name = f"live-{int(time.time())}"
     _create(url, name, shards)
     source = KinesisSource(name, settings=settings)
@@ -270,8 +272,9 @@ def _live_lag(
         },
         daemon=True,
     )  # fmt: skip
-    consumer.start()
-    put = replay_to_stream([data], name, per_record=per_record, rate=rate)
+    with _Memory() as memory:
+        consumer.start()
+        put = replay_to_stream([data], name, per_record=per_record, rate=rate)
     stopped = time.perf_counter()
     deadline = stopped + 120
     while sum(s.read for s in source.shards.values()) < put.events:
@@ -285,4 +288,5 @@ def _live_lag(
         "live_events": put.events,
         "live_put_events_per_s": put.to_json()["events_per_s"],
         "live_read_all_s_after_producer_stopped": round(caught_up_s, 2),
+        **{f"live_{key}": value for key, value in memory.figures().items()},
     }
