@@ -91,15 +91,11 @@ class KinesisProducer:
 
     def shard_ranges(self) -> np.ndarray:
         """Starting hash keys of the open shards, sorted (as Python ints: 128-bit)."""
-        starts: list[int] = []
-        response = self.calls("list_shards")
-        shards = list(response.get("Shards", []))
-        while response.get("NextToken"):
-            response = self.calls("list_shards", name_stream=False, NextToken=response["NextToken"])
-            shards.extend(response.get("Shards", []))
-        for shard in shards:
-            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {}):
-                starts.append(int(shard["HashKeyRange"]["StartingHashKey"]))
+        starts = [
+            int(shard["HashKeyRange"]["StartingHashKey"])
+            for shard in self.calls.list_shards()
+            if "EndingSequenceNumber" not in shard.get("SequenceNumberRange", {})
+        ]
         if not starts:
             raise SourceError(self.stream.uri, "ListShards: the stream has no open shard")
         return np.array(sorted(starts), dtype=object)

@@ -289,12 +289,7 @@ class KinesisSource:
 
     def _list_shards(self, *, first: bool) -> None:
         """Learn new shards (and which are closed); forget nothing that is checkpointed."""
-        listed: list[dict[str, Any]] = []
-        response = self.calls("list_shards")
-        listed.extend(response.get("Shards", []))
-        while response.get("NextToken"):
-            response = self.calls("list_shards", name_stream=False, NextToken=response["NextToken"])
-            listed.extend(response.get("Shards", []))
+        listed = self.calls.list_shards()
         self._listed_at = time.monotonic()
         present = {shard["ShardId"] for shard in listed}
         for shard in listed:

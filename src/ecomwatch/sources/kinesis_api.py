@@ -166,6 +166,15 @@ class KinesisCalls:
             self.sleep(self._delay(attempt))
             attempt += 1
 
+    def list_shards(self) -> list[dict[str, Any]]:
+        """Every shard of the stream, open and closed (ListShards, all pages)."""
+        response = self("list_shards")
+        shards = list(response.get("Shards", []))
+        while response.get("NextToken"):
+            response = self("list_shards", name_stream=False, NextToken=response["NextToken"])
+            shards.extend(response.get("Shards", []))
+        return shards
+
     def _delay(self, attempt: int) -> float:
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt))
 
