@@ -15,6 +15,8 @@ import pytest
 
 from ecomwatch.config import Config
 from ecomwatch.decode.kpl import SubRecord, aggregate
+from ecomwatch.engine.pipeline import Pipeline
+from ecomwatch.engine.watermark import Watermark
 from ecomwatch.ingest import ingest
 from ecomwatch.lake.open import open_lake
 from ecomwatch.serve.stream_replay import replay_to_stream
@@ -23,6 +25,7 @@ from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.kinesis_producer import KinesisProducer, OutRecord
 from ecomwatch.sources.kinesis import KinesisSource, PollSettings, StartAt
+from ecomwatch.testing import MemoryCommitter
 from tests.kinesis_servers import create_stream, use_endpoint, wait_active
 
 pytestmark = pytest.mark.integration
@@ -284,3 +287,54 @@ def test_a_missing_stream_is_a_clear_error(
     assert summary.failed
     error = summary.failed[0].error or ""
     assert "ListShards" in error and "does not exist" in error
+
+
+class WatermarkLog:
+    """An operator that notes the watermark each batch brings, and the latest event time."""
+
+    name = "watermark_log"
+
+    def __init__(self) -> None:
+        self.watermarks: list[int | None] = []
+        self.latest_us = 0
+
+    def process(self, events: Any, watermark_us: int | None) -> None:
+        if events.num_rows:
+            latest = events["event_time"].cast("int64").to_numpy().max()
+            self.latest_us = max(self.latest_us, int(latest))
+        self.watermarks.append(watermark_us)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        return None
+
+
+def test_quiet_shards_let_the_clock_move_the_watermark(
+    moto_kinesis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every shard is quiet, the watermark moves on with the clock (DESIGN principle 3), so
+    the windows of a bot that stopped are closed even though no event comes after it."""
+    use_endpoint(monkeypatch, moto_kinesis)
+    name = f"quiet-{time.monotonic_ns()}"
+    create_stream(moto_kinesis, name, 2)
+    replay_to_stream([shop_file(tmp_path, 500, seed=9)], name)
+    source = KinesisSource(name, settings=FAST)
+    log = WatermarkLog()
+    pipeline = Pipeline(
+        committer=MemoryCommitter(),
+        operators=[log],
+        watermark=Watermark(lateness_s=60, idle_timeout_s=1),
+        checkpoint_seconds=0.5,
+    )
+    thread = threading.Thread(target=pipeline.run, args=([source],))
+    thread.start()
+    wait_until(lambda: sum(s.read for s in source.shards.values()) >= 500)
+    time.sleep(4)  # quiet: past the idle timeout
+    source.stop()
+    thread.join(30)
+    last = log.watermarks[-1]
+    assert last is not None
+    # Events alone put it at latest - 60 s; four quiet seconds moved it on by more than two.
+    assert last > log.latest_us - 60 * 1_000_000 + 2 * 1_000_000
