@@ -110,3 +110,18 @@ def test_clear_errors_for_bad_usage(tmp_path):
         env={"ECOMWATCH_ENGINE__LATENESS_S": "-1"},
     )
     assert bad_env.returncode == 2 and "lateness_s" in bad_env.stderr
+
+
+def test_in_a_log_nothing_is_cut_and_each_failure_is_one_stderr_line(sample, tmp_path):
+    """Not a terminal (CI, cron, a pipe): whole paths and reasons in the table, and one
+    `error: PATH: reason` line per failed input on stderr."""
+    broken = tmp_path / ("a-long-directory-name-" * 4) / "incoming-2019-11-damaged.csv.gz"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    result = cli("run", str(broken), str(sample), "--lake", str(tmp_path / "lake"))
+    assert result.returncode == 1
+    row = next(line for line in result.stdout.splitlines() if "damaged.csv.gz" in line)
+    assert str(broken) in row and "failed" in row
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {broken}: ")
+    assert errors[0].split(": ", 2)[2] in row  # the same whole reason in the table

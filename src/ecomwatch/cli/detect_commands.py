@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecomwatch.cli.output import print_table
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import RuleError, load_rules
 
@@ -71,7 +72,7 @@ def list_rules(
             table.add_column(column)
     for row in rows:
         table.add_row(*(str(v) for k, v in row.items() if k != "sql"))
-    out.print(table)
+    print_table(out, table)
 
 
 @rules_app.command()

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+from ecomwatch.cli.output import print_table
 from ecomwatch.detect.explain import condition_terms, matches
 from ecomwatch.sinks.jsonl import read_json_lines
 
@@ -69,7 +70,7 @@ def explain(
             values = ", ".join(f"{k}={v}" for k, v in term["values"].items())
             mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[term["held"]]
             table.add_row(escape(term["term"]), escape(values), mark)
-        out.print(table)
+        print_table(out, table)
 
 
 def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecomwatch.cli.output import print_table
 from ecomwatch.cli.stream_commands import checkpointed_streams, print_shards
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.hudi_table import DATA_SCHEMA, HudiTable
@@ -80,7 +81,7 @@ def info(lake: LakeArg, as_json: JsonOption = False) -> None:
         table.add_column(column, justify="left" if column == "partition" else "right")
     for name, p in data["partitions"].items():
         table.add_row(name, f"{p['file_groups']:,}", f"{p['bytes']:,}")
-    out.print(table)
+    print_table(out, table)
     for name, stream in data["streams"].items():
         print_shards(stream["shards"], out, f"Checkpoint of {name} (lag as last read)")
 
@@ -101,7 +102,7 @@ def history(lake: LakeArg, as_json: JsonOption = False) -> None:
             str(c["operation"]),
             *(f"{c[k]:,}" for k in ("files", "inserts", "updates", "deletes", "bytes")),
         )
-    out.print(table)
+    print_table(out, table)
 
 
 @lake_app.command()

@@ -28,6 +28,7 @@ from ecomwatch.cli.alert_outputs import (
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.lake_commands import lake_app
+from ecomwatch.cli.output import print_table
 from ecomwatch.cli.serve_commands import bench_judging, bench_serve, replay, serve
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
@@ -172,7 +173,7 @@ def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Con
             f"{s.late:,}",
             "; ".join(notes),
         )
-    console.print(table)
+    print_table(console, table)
     console.print(
         f"{_inputs(summary)}, {summary.read:,} rows read = {summary.accepted:,} accepted"
         f" + {summary.rejected:,} rejected, {summary.late:,} late; "
@@ -184,6 +185,8 @@ def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Con
         console.print(f"rejected rows: {summary.dead_letter}")
     if summary.failed:
         console.print(f"[red]{len(summary.failed)} input(s) failed[/]; the others were ingested")
+        for failed in summary.failed:  # one line each on stderr, for logs and scripts
+            err.print(f"error: {failed.name}: {failed.error}", markup=False, highlight=False)
 
 
 @app.command()

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ecomwatch.cli.output import print_table
 from ecomwatch.config import Config
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import RunSummary
@@ -130,7 +131,7 @@ def print_shards(shards: dict[str, dict[str, Any]], console: Console, title: str
             "" if behind is None else f"{behind / 1000:,.1f} s",
             str(s.get("sequence") or "(none yet)"),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 def checkpointed_streams(checkpoint: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
@@ -103,7 +104,7 @@ class FileSource:
                 yield from self._read_text(start)
         except SourceError:
             raise
-        except (OSError, LayoutError, StreamFault, pa.ArrowException, EOFError) as exc:
+        except (OSError, LayoutError, StreamFault, pa.ArrowException, EOFError, zlib.error) as exc:
             raise SourceError(self.name, _describe(exc, self.compressed)) from exc
 
     # text formats -------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _tell(raw: BinaryIO) -> int:
 
 def _describe(exc: BaseException, compressed: bool) -> str:
     text = str(exc) or type(exc).__name__
-    if compressed and isinstance(exc, StreamFault | EOFError | gzip.BadGzipFile):
+    if compressed and isinstance(exc, StreamFault | EOFError | gzip.BadGzipFile | zlib.error):
         return f"the gzip stream is damaged or truncated ({text}); rows before the fault were kept"
     if isinstance(exc, OSError) and exc.strerror:
         return f"cannot read the file: {exc.strerror}"
