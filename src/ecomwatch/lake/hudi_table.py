@@ -134,6 +134,9 @@ def prefixed_numbers(prefix: str, numbers: np.ndarray, width: int) -> pa.StringA
 
 
 KEY_POSITION_DIGITS = 12
+# Up to this many sources in a chunk (files), keys are built one source at a time; past it
+# (a stream's records, one source each), in one vectorized join.
+_FEW_SOURCES = 8
 
 
 def record_keys(events: pa.Table) -> pa.Array:
@@ -146,6 +149,10 @@ def record_keys(events: pa.Table) -> pa.Array:
         codes = source.indices.to_numpy(zero_copy_only=False)
         positions = position.to_numpy(zero_copy_only=False)
         keys = pa.nulls(len(chunk), pa.string())
+        if len(sources) > _FEW_SOURCES:  # a stream: a source per record
+            padded = prefixed_numbers(":", positions, KEY_POSITION_DIGITS)
+            keys = pc.binary_join_element_wise(source.dictionary.take(source.indices), padded, "")
+            sources = []
         for code, name in enumerate(sources):
             rows = np.flatnonzero(codes == code)
             if len(rows) == len(chunk):
