@@ -9,7 +9,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,7 +28,9 @@ from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile, read_json_lines
-from ecomwatch.sources.kinesis import KinesisSource
+
+if TYPE_CHECKING:
+    from ecomwatch.sources.kinesis import KinesisSource
 
 MAX_ALERTS_KEPT = 10_000
 
