@@ -67,17 +67,20 @@ def ingest(
         writer = LakeWriter(table)
         operators: list[Operator] = [writer, TrafficAggregates()]
         if alert_sink is not None:
+            # File input is judged every `judge_rows` rows; a stream every batch, as the live
+            # service is, less often while it lags.
+            judging: dict[str, Any] = (
+                {"judge_rows": config.detect.judge_rows}
+                if behind is None
+                else {"judge_share": config.detect.live_judge_share, "behind": behind}
+            )
             # Detection works on a batch while the pipeline decodes and writes the next ones.
             detector = InBackground(
                 Detector(
                     rules if rules is not None else load_rules(),
                     sink=alert_sink,
                     listeners=alert_listeners,
-                    **(
-                        {"judge_rows": config.detect.judge_rows}
-                        if behind is None
-                        else {"judge_share": config.detect.live_judge_share, "behind": behind}
-                    ),
+                    **judging,
                 )
             )
             operators.append(detector)

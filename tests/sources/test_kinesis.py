@@ -47,6 +47,20 @@ def consume(stream: str, lake: Path, **options: Any) -> tuple[Any, KinesisSource
     return summary, source
 
 
+def consume_in_background(
+    source: KinesisSource, lake: Path
+) -> tuple[threading.Thread, dict[str, Any]]:
+    """A consumer running until `source.stop()`; its summary lands in the dict."""
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(
+            summary=ingest([], lake, config=Config(), opened=([source], []), checkpoint_seconds=1)
+        )
+    )
+    thread.start()
+    return thread, result
+
+
 def lake_keys(lake: Path) -> list[str]:
     files = open_lake(lake).data_files()
     if not files:
@@ -130,14 +144,8 @@ def test_from_latest_skips_what_came_before(
     create_stream(moto_kinesis, name, 1)
     replay_to_stream([shop_file(tmp_path, 300, seed=4)], name)
     source = KinesisSource(name, start=StartAt.parse("latest"), settings=FAST)
-    result: dict[str, Any] = {}
     lake = tmp_path / "lake"
-    thread = threading.Thread(
-        target=lambda: result.update(
-            summary=ingest([], lake, config=Config(), opened=([source], []), checkpoint_seconds=1)
-        )
-    )
-    thread.start()
+    thread, result = consume_in_background(source, lake)
     time.sleep(1.5)  # the consumer has its iterators
     replay_to_stream([shop_file(tmp_path, 200, seed=5)], name)
     wait_until(lambda: sum(s.read for s in source.shards.values()) >= 200)
@@ -161,13 +169,7 @@ def test_resharding_while_running_loses_and_doubles_nothing(
     kinesis = create_stream(kinesis_local, name, 2)
     source = KinesisSource(name, settings=FAST)
     lake = tmp_path / "lake"
-    result: dict[str, Any] = {}
-    thread = threading.Thread(
-        target=lambda: result.update(
-            summary=ingest([], lake, config=Config(), opened=([source], []), checkpoint_seconds=1)
-        )
-    )
-    thread.start()
+    thread, result = consume_in_background(source, lake)
     replay_to_stream([shop_file(tmp_path, 600, seed=6)], name, per_record=10)
     shards = kinesis.list_shards(StreamName=name)["Shards"]
     first = shards[0]

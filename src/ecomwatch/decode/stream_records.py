@@ -25,7 +25,7 @@ from ecomwatch.decode.json_rows import RowsError, parse_rows, read_ndjson_table
 from ecomwatch.decode.jsonl_decoder import BadRecord, decode_records
 from ecomwatch.decode.kpl import AggregationError, deaggregate, is_aggregated
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
-from ecomwatch.decode.validate import Decoded, empty_decoded, validate
+from ecomwatch.decode.validate import Decoded, empty_decoded, repairs_of, validate
 from ecomwatch.schema import LABEL_TYPE
 
 MAX_RECORD_TEXT = 64 << 20  # a record of at most 1 MiB may not unpack to more than this
@@ -192,8 +192,5 @@ def _identified(
                 [base64.b64encode(u.raw).decode() for u in broken],
             )
         )
-    repaired: dict[str, int] = {}
-    for decoded, _, _ in parts:
-        for kind, count in decoded.repaired.items():
-            repaired[kind] = repaired.get(kind, 0) + count
+    repaired = repairs_of([decoded for decoded, _, _ in parts])
     return Decoded(events, pa.concat_tables(named) if named else empty_rejects(), repaired)

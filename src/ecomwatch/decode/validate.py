@@ -68,15 +68,20 @@ def merge_decoded(parts: Sequence[Decoded]) -> Decoded:
         return empty_decoded()
     if len(parts) == 1:
         return parts[0]
+    return Decoded(
+        pa.concat_tables([p.events for p in parts]),
+        pa.concat_tables([p.rejects for p in parts]),
+        repairs_of(parts),
+    )
+
+
+def repairs_of(parts: Sequence[Decoded]) -> dict[str, int]:
+    """The parts' repair counts, added up by kind."""
     repaired: dict[str, int] = {}
     for part in parts:
         for kind, count in part.repaired.items():
             repaired[kind] = repaired.get(kind, 0) + count
-    return Decoded(
-        pa.concat_tables([p.events for p in parts]),
-        pa.concat_tables([p.rejects for p in parts]),
-        repaired,
-    )
+    return repaired
 
 
 @dataclass
