@@ -17,13 +17,14 @@ unless `endpoint` names another.
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -109,15 +110,30 @@ class _Memory:
 
     def figures(self) -> dict[str, Any]:
         later = [mb for t, mb in self.samples if t >= self.samples[-1][0] * 0.2] or [0.0]
-        slope = None
-        if len(self.samples) >= 4:
-            times, mbs = zip(*self.samples[len(self.samples) // 5 :], strict=True)
-            slope = statistics.linear_regression(times, mbs).slope * 60
+        end = self.samples[-1][0] if self.samples else 1.0
+        tenths = [
+            max((mb for t, mb in self.samples if i <= 10 * t / end < i + 1), default=0.0)
+            for i in range(10)
+        ]
         return {
+            "rss_mb_max_by_tenth": [round(mb) for mb in tenths],
             "rss_mb_after_first_fifth_min": round(min(later), 1),
             "rss_mb_after_first_fifth_max": round(max(later), 1),
-            "rss_mb_per_min_after_first_fifth": None if slope is None else round(slope, 1),
+            "rss_mb_per_min_after_first_fifth": self._slope(1 / 5),
+            "rss_mb_per_min_last_quarter": self._slope(3 / 4),
         }
+
+    def _slope(self, after: float) -> float | None:
+        """MB per minute, least squares over the samples past `after` of the phase."""
+        tail = self.samples[int(len(self.samples) * after) :]
+        if len(tail) < 4:
+            return None
+        times, mbs = zip(*tail, strict=True)
+        return round(statistics.linear_regression(times, mbs).slope * 60, 1)
+
+
+def _simulate_live(out: Path, events: int, seconds: float) -> None:
+    write_traffic(generate(TrafficSpec(events=events, seed=18, days=seconds / 86_400)), out)
 
 
 def _rss_mb() -> float:
@@ -257,9 +273,11 @@ def _live_lag(
     """Produce at `rate` for `seconds` while consuming, event time going as fast as the clock
     (so the rules' retention evicts as it would in production): the consumer's memory over the
     phase, and the time from the producer's end until the consumer has read every event."""
-    events = int(rate * seconds)
     data = base / "live.csv"
-    write_traffic(generate(TrafficSpec(events=events, seed=18, days=seconds / 86_400)), data)
+    # Simulated in a child process: the memory measured below is the consumer's, not what
+    # simulating hours of traffic took.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(_simulate_live, data, int(rate * seconds), seconds).result()
     name = f"live-{int(time.time())}"
     _create(url, name, shards)
     source = KinesisSource(name, settings=settings)
