@@ -44,7 +44,7 @@ test: setup lint browser services
 	$(BIN)/pytest
 
 bench: setup
-	$(BIN)/ecomwatch bench --events 10000000 --json
+	$(BIN)/ecomwatch bench ingest --events 10000000 --json
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules

@@ -38,6 +38,15 @@ def test_help_lists_the_commands():
         assert command in result.stdout
 
 
+def test_benchmarks_are_one_family():
+    result = cli("bench", "--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("ingest", "serve", "judging", "commits", "kinesis"):
+        assert command in result.stdout
+    flat = cli("bench-serve", "--help")
+    assert flat.returncode == 2  # the flat names are gone
+
+
 def test_run_then_report_json_html_and_table(sample, tmp_path):
     lake = tmp_path / "lake"
     bad = tmp_path / "bad.csv"

@@ -1,4 +1,4 @@
-"""`ecomwatch bench-kinesis`: consuming a Kinesis stream into the lake with detection, against a
+"""`ecomwatch bench kinesis`: consuming a Kinesis stream into the lake with detection, against a
 do-nothing consumer of the same stream in the same run (the server's own ceiling).
 
 1. A stream of `shards` shards is filled with `events` simulated events, `per_record` to a
@@ -32,11 +32,11 @@ from typing import Any
 import boto3
 from rich.console import Console
 
-from ecomwatch.cli.main import peak_rss_mb
 from ecomwatch.cli.stream_commands import poll_settings
 from ecomwatch.config import Config, load_config
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.ingest import ingest
+from ecomwatch.process_memory import peak_rss_mb, rss_mb
 from ecomwatch.serve.stream_replay import replay_to_stream
 from ecomwatch.simulate.attacks import AttackScenario, in_chunks
 from ecomwatch.simulate.traffic import TrafficSpec, generate
@@ -98,7 +98,7 @@ class _Memory:
     def _run(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(0.5):
-            self.samples.append((time.monotonic() - started, _rss_mb()))
+            self.samples.append((time.monotonic() - started, rss_mb()))
 
     def __enter__(self) -> _Memory:
         self._thread.start()
@@ -134,13 +134,6 @@ class _Memory:
 
 def _simulate_live(out: Path, events: int, seconds: float) -> None:
     write_traffic(generate(TrafficSpec(events=events, seed=18, days=seconds / 86_400)), out)
-
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def run_kinesis_bench(

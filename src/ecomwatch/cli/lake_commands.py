@@ -1,11 +1,9 @@
-"""`ecomwatch lake info|history|clean|rollback LAKE`: look after a Hudi table;
-`ecomwatch lake bench-commits`: what maintenance does for a long run of small commits."""
+"""`ecomwatch lake info|history|clean|rollback LAKE`: look after a Hudi table."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -129,35 +127,3 @@ def rollback(lake: LakeArg) -> None:
     writer = _open(lake, writer=True)  # opening as a writer rolls them back
     writer.close()
     out.print(f"rolled back {len(pending)} pending instant(s): {', '.join(pending) or 'none'}")
-
-
-@lake_app.command("bench-commits")
-def bench_commits(
-    commits: Annotated[int, typer.Option(min=20, help="Commits to each table.")] = 300,
-    events: Annotated[int, typer.Option(min=1_000, help="Events per commit.")] = 100_000,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Where the two tables go (default: a new temp folder).")
-    ] = None,
-) -> None:
-    """Commit the same small batches to a table cleaned and archived as ecomwatch does and to
-    one never maintained: commit time at the start and end, files and bytes on disk. Prints
-    one JSON line."""
-    import tempfile
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from ecomwatch.lake.commit_bench import run_commit_bench
-
-    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-commits-"))
-    err.print(f"{commits} commits of {events:,} events to two tables under {base}")
-    with Progress(
-        TextColumn("[bold]commits"), BarColumn(), MofNCompleteColumn(), console=err
-    ) as progress:
-        task = progress.add_task("commits", total=2 * commits)
-        figures = run_commit_bench(
-            commits=commits,
-            events=events,
-            workdir=base,
-            progress=lambda: progress.advance(task),
-        )
-    print(json.dumps(figures))

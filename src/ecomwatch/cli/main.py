@@ -25,15 +25,17 @@ from ecomwatch.cli.alert_outputs import (
     read_alerts,
     store_alerts,
 )
+from ecomwatch.cli.bench_commands import bench_app
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.cli.output import print_table
-from ecomwatch.cli.serve_commands import bench_judging, bench_serve, replay, serve
+from ecomwatch.cli.serve_commands import replay, serve
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.open import open_lake
+from ecomwatch.process_memory import peak_rss_mb
 
 if TYPE_CHECKING:
     from ecomwatch.detect.rules import Rule
@@ -48,43 +50,13 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
+app.add_typer(bench_app, name="bench")
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
 app.command()(evaluate)
 app.command()(explain)
 app.command()(serve)
 app.command()(replay)
-app.command("bench-serve")(bench_serve)
-app.command("bench-judging")(bench_judging)
-
-
-@app.command("bench-kinesis")
-def bench_kinesis(
-    events: Annotated[int, typer.Option(min=10_000, help="Events in the stream.")] = 200_000,
-    shards: Annotated[int, typer.Option(min=1, max=50)] = 4,
-    per_record: Annotated[int, typer.Option(min=1, help="Events packed in a record.")] = 500,
-    live_seconds: Annotated[float, typer.Option(help="Length of the live phase.")] = 20,
-    live_rate: Annotated[float, typer.Option(help="Events/s produced while live.")] = 2_000,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(help="A Kinesis-compatible server [default: kinesis-local from services/]."),
-    ] = None,
-    server: Annotated[
-        str, typer.Option(help="Server started for the bench: kinesis-local or moto.")
-    ] = "kinesis-local",
-    workdir: Annotated[Path | None, typer.Option(help="Keep the files here.")] = None,
-) -> None:
-    """Consume a stream into the lake with detection, against a do-nothing consumer of the same
-    stream (the server's ceiling), and the lag once a live producer stops. One JSON line."""
-    from ecomwatch.benchmarks.kinesis_bench import SERVERS, run_kinesis_bench
-
-    if server not in SERVERS:
-        raise _fail(f"--server must be one of {', '.join(SERVERS)}, not {server!r}")
-    figures = run_kinesis_bench(
-        events=events, shards=shards, per_record=per_record, live_seconds=live_seconds,
-        live_rate=live_rate, endpoint=endpoint, server=server, workdir=workdir, console=err,
-    )  # fmt: skip
-    print(json.dumps(figures))
 
 
 EXIT_INPUT_FAILED = 1
@@ -336,19 +308,6 @@ def _run_files(
         )
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM: since exec, not inherited from a fork)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    import resource
-
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
 def _parse_time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -482,30 +441,6 @@ class _null:
 
     def __exit__(self, *args: object) -> None:
         return None
-
-
-@app.command()
-def bench(
-    events: Annotated[
-        int, typer.Option("--events", min=1000, help="Events to simulate and ingest.")
-    ] = 1_000_000,
-    workdir: Annotated[
-        Path | None, typer.Option(help="Where to put the files [default: a temporary directory].")
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="End with one JSON line of figures.")
-    ] = False,
-) -> None:
-    """Time `ecomwatch run` against DuckDB's CSV→Parquet copy, and the report on lake vs CSV."""
-    from ecomwatch.bench import run_bench
-
-    figures = run_bench(events=events, workdir=workdir, seed=seed, console=err)
-    if as_json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            out.print(f"{key:>22}: {value}")
 
 
 @app.command()

@@ -226,58 +226,6 @@ def replay(
         )
 
 
-def bench_serve(
-    seconds: Annotated[float, typer.Option(min=10, help="How long the load runs.")] = 60,
-    events: Annotated[
-        int, typer.Option(min=10_000, help="Events simulated for the load.")
-    ] = 500_000,
-    connections: Annotated[int, typer.Option(min=1, max=64)] = 4,
-    workdir: Annotated[Path | None, typer.Option(help="Where the files go.")] = None,
-    rate: Annotated[
-        float | None, typer.Option(help="Offer this many events/s (default: as many as taken).")
-    ] = None,
-    baseline_seconds: Annotated[
-        float,
-        typer.Option(min=5, help="How long the same load runs against a do-nothing collector."),
-    ] = 30,
-) -> None:
-    """Load-test `serve` on loopback from a second process: events/s (and their ratio to the
-    same client against a collector that keeps nothing), request and event-to-alert latency,
-    memory over the run. Prints one JSON line."""
-    import json
-
-    from ecomwatch.serve.load_bench import run_serve_bench
-
-    figures = run_serve_bench(
-        seconds=seconds,
-        events=events,
-        connections=connections,
-        workdir=workdir,
-        console=err,
-        rate=rate,
-        baseline_seconds=baseline_seconds,
-    )
-    print(json.dumps(figures))
-
-
-def bench_judging(
-    events: Annotated[int, typer.Option(min=10_000, help="Events simulated.")] = 100_000,
-    batch: Annotated[
-        int, typer.Option(min=100, help="Events per batch (one round each).")
-    ] = 12_500,
-    rules: RulesOption = None,
-) -> None:
-    """Time the detector's judging rounds alone and beside a busy Python thread (the GIL's
-    cost: why `serve` judges in a process of its own). Prints one JSON line."""
-    import json
-
-    from ecomwatch.detect.judging_bench import run_judging_bench
-
-    err.print(f"judging {events:,} simulated events in batches of {batch:,}, twice")
-    figures = run_judging_bench(events=events, batch=batch, rules=load_rules_or_exit(rules))
-    print(json.dumps(figures))
-
-
 def live_demo(directory: Path, port: int) -> None:
     """`ecomwatch demo --live`: serve + a replayed attack scenario, until Ctrl-C."""
     import subprocess

@@ -55,7 +55,7 @@ ROLLUPS_KEY = "ecomwatch.rollups"
 FANOUT = 10  # merged rollup files of one level that are merged into one of the next
 TOP_LEVEL = 2  # files of this level stay: one per FANOUT ** TOP_LEVEL archivings
 # Files are not merged into one bigger than this: the merge runs on the commit thread (in
-# `lake bench-commits`, merging 52 MB of one rollup, 100 commits of 100,000 events, held a
+# `bench commits`, merging 52 MB of one rollup, 100 commits of 100,000 events, held a
 # commit for up to 1.8 s).
 MAX_MERGE_BYTES = 64 << 20
 

@@ -1,4 +1,4 @@
-"""`ecomwatch lake bench-commits`: what a long run of small commits does to a Hudi table.
+"""`ecomwatch bench commits`: what a long run of small commits does to a Hudi table.
 
 A live service commits every two seconds. The same simulated commits (each a batch of events a
 little later than the one before) go to two new tables in turn: one cleaned and archived after

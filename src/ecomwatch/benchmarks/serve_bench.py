@@ -1,4 +1,4 @@
-"""`ecomwatch bench-serve`: a bounded load test of the live service on loopback.
+"""`ecomwatch bench serve`: a bounded load test of the live service on loopback.
 
 One process runs `ecomwatch serve`; a second runs `ecomwatch replay`, sending simulated traffic
 in batches of 500 events over several connections for a fixed time. Meanwhile this process
@@ -33,31 +33,13 @@ from typing import Any
 
 from rich.console import Console
 
+from ecomwatch.process_memory import rss_mb, tree_rss_mb
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _own_rss_mb(pid: int) -> float:
-    """Resident memory of one process (0 once it ended)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def _rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the service's detector process)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:  # it ended meanwhile
-        children = []
-    return _own_rss_mb(pid) + sum(_rss_mb(int(child)) for child in children)
 
 
 async def null_collector(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -121,7 +103,7 @@ def running_null_collector() -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "ecomwatch.serve.load_bench:null_collector",
+        [sys.executable, "-m", "uvicorn", "ecomwatch.benchmarks.serve_bench:null_collector",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
     )  # fmt: skip
@@ -241,8 +223,8 @@ def run_serve_bench(
         n = 0
         while sender.poll() is None:
             elapsed = time.monotonic() - started
-            rss.append((elapsed, _rss_mb(server.pid)))
-            parent_rss.append((elapsed, _own_rss_mb(server.pid)))
+            rss.append((elapsed, tree_rss_mb(server.pid)))
+            parent_rss.append((elapsed, rss_mb(server.pid)))
             latest = _get(url + "/api/summary")["live"].get("latest_event_us")
             if latest and elapsed > 5:  # once the load runs: a scraper, then wait for its alert
                 ip, rows = _scraper(n, latest)

@@ -1,4 +1,5 @@
-"""`bench-serve` end to end, briefly: the baseline, the load, the injected scrapers, the stop."""
+"""`ecomwatch bench serve` end to end, briefly: the baseline, the load, the injected scrapers,
+the stop."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from ecomwatch.serve.load_bench import _mb_per_minute, _median_by_minute, run_serve_bench
+from ecomwatch.benchmarks.serve_bench import _mb_per_minute, _median_by_minute, run_serve_bench
 
 
 def test_memory_slope_is_megabytes_per_minute() -> None:
@@ -53,8 +54,8 @@ def test_replay_for_a_time_starts_its_clock_once_the_files_are_read(
 ) -> None:
     import time
 
+    from ecomwatch.benchmarks.serve_bench import running_null_collector
     from ecomwatch.serve import replay as replay_module
-    from ecomwatch.serve.load_bench import running_null_collector
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic
 

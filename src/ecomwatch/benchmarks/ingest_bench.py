@@ -1,4 +1,4 @@
-"""`ecomwatch bench`: ingest throughput against a floor, memory, storage and query speed.
+"""`ecomwatch bench ingest`: ingest throughput against a floor, memory, storage and query speed.
 
 The floor is DuckDB reading the same CSV once and writing it once as ZSTD Parquet — what any
 ingest must at least do. Both are timed in the same invocation, so the ratio holds on a noisy

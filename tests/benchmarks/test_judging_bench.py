@@ -1,9 +1,9 @@
-"""`bench-judging` judges every batch twice over: alone, and beside a thread that keeps the GIL
-busy — which must cost more (the reason the service judges in a process of its own)."""
+"""`ecomwatch bench judging` judges every batch twice over: alone, and beside a thread that keeps
+the GIL busy — which must cost more (the reason the service judges in a process of its own)."""
 
 from __future__ import annotations
 
-from ecomwatch.detect.judging_bench import run_judging_bench
+from ecomwatch.benchmarks.judging_bench import run_judging_bench
 from ecomwatch.detect.rules import load_rules
 
 

@@ -1,11 +1,11 @@
-"""`ecomwatch lake bench-commits`, briefly: both tables hold every row; maintenance shrinks
+"""`ecomwatch bench commits`, briefly: both tables hold every row; maintenance shrinks
 the timeline and the rollups."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ecomwatch.lake.commit_bench import run_commit_bench
+from ecomwatch.benchmarks.commit_bench import run_commit_bench
 
 
 def test_both_tables_hold_every_row_and_the_maintained_one_fewer_files(tmp_path: Path):

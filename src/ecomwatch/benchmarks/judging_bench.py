@@ -1,4 +1,4 @@
-"""`ecomwatch bench-judging`: what a judging round of the rules costs, alone and beside a busy
+"""`ecomwatch bench judging`: what a judging round of the rules costs, alone and beside a busy
 Python thread.
 
 The live service judges every micro-batch, and a round's cost is nearly fixed: a few DuckDB

@@ -1,0 +1,148 @@
+"""`ecomwatch bench ingest|serve|judging|commits|kinesis`: the benchmarks, each printing one
+JSON line of figures with its baseline measured in the same run (harnesses in
+`ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+
+bench_app = typer.Typer(
+    help="Benchmarks: one JSON line each, against a baseline measured in the same run.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+WorkdirOption = Annotated[
+    Path | None, typer.Option(help="Where the files go [default: a new temporary directory].")
+]
+
+
+@bench_app.command()
+def ingest(
+    events: Annotated[
+        int, typer.Option(min=1000, help="Events to simulate and ingest.")
+    ] = 1_000_000,
+    workdir: WorkdirOption = None,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line instead of a table.")
+    ] = False,
+) -> None:
+    """`ecomwatch run` on simulated files against DuckDB's CSV→Parquet copy of the same files;
+    the report from the lake's rollups against the same report on the CSV; memory and bytes."""
+    from ecomwatch.benchmarks.ingest_bench import run_bench
+
+    figures = run_bench(events=events, workdir=workdir, seed=seed, console=err)
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            out.print(f"{key:>22}: {value}")
+
+
+@bench_app.command()
+def serve(
+    seconds: Annotated[float, typer.Option(min=10, help="How long the load runs.")] = 60,
+    events: Annotated[
+        int, typer.Option(min=10_000, help="Events simulated for the load.")
+    ] = 500_000,
+    connections: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    workdir: WorkdirOption = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Offer this many events/s (default: as many as taken).")
+    ] = None,
+    baseline_seconds: Annotated[
+        float,
+        typer.Option(min=5, help="How long the same load runs against a do-nothing collector."),
+    ] = 30,
+) -> None:
+    """Load-test `serve` on loopback from a second process: events/s (and their ratio to the
+    same client against a collector that keeps nothing), request and event-to-alert latency,
+    memory over the run."""
+    from ecomwatch.benchmarks.serve_bench import run_serve_bench
+
+    figures = run_serve_bench(
+        seconds=seconds, events=events, connections=connections, workdir=workdir,
+        console=err, rate=rate, baseline_seconds=baseline_seconds,
+    )  # fmt: skip
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def judging(
+    events: Annotated[int, typer.Option(min=10_000, help="Events simulated.")] = 100_000,
+    batch: Annotated[
+        int, typer.Option(min=100, help="Events per batch (one round each).")
+    ] = 12_500,
+    rules: RulesOption = None,
+) -> None:
+    """The detector's judging rounds alone and beside a busy Python thread (the GIL's cost:
+    why `serve` judges in a process of its own)."""
+    from ecomwatch.benchmarks.judging_bench import run_judging_bench
+
+    err.print(f"judging {events:,} simulated events in batches of {batch:,}, twice")
+    figures = run_judging_bench(events=events, batch=batch, rules=load_rules_or_exit(rules))
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def commits(
+    commits: Annotated[int, typer.Option(min=20, help="Commits to each table.")] = 300,
+    events: Annotated[int, typer.Option(min=1_000, help="Events per commit.")] = 100_000,
+    workdir: WorkdirOption = None,
+) -> None:
+    """The same small batches committed to a table cleaned and archived as ecomwatch does and
+    to one never maintained: commit time at the start and end, files and bytes on disk."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from ecomwatch.benchmarks.commit_bench import run_commit_bench
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-commits-"))
+    err.print(f"{commits} commits of {events:,} events to two tables under {base}")
+    with Progress(
+        TextColumn("[bold]commits"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as progress:
+        task = progress.add_task("commits", total=2 * commits)
+        figures = run_commit_bench(
+            commits=commits, events=events, workdir=base, progress=lambda: progress.advance(task)
+        )
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def kinesis(
+    events: Annotated[int, typer.Option(min=10_000, help="Events in the stream.")] = 200_000,
+    shards: Annotated[int, typer.Option(min=1, max=50)] = 4,
+    per_record: Annotated[int, typer.Option(min=1, help="Events packed in a record.")] = 500,
+    live_seconds: Annotated[float, typer.Option(help="Length of the live phase.")] = 20,
+    live_rate: Annotated[float, typer.Option(help="Events/s produced while live.")] = 2_000,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(help="A Kinesis-compatible server [default: kinesis-local from services/]."),
+    ] = None,
+    server: Annotated[
+        str, typer.Option(help="Server started for the bench: kinesis-local or moto.")
+    ] = "kinesis-local",
+    workdir: WorkdirOption = None,
+) -> None:
+    """A stream consumed into the lake with detection, against a do-nothing consumer of the
+    same stream (the server's ceiling); memory and lag while a live producer runs."""
+    from ecomwatch.benchmarks.kinesis_bench import SERVERS, run_kinesis_bench
+
+    if server not in SERVERS:
+        err.print(f"[red]error:[/] --server must be one of {', '.join(SERVERS)}, not {server!r}")
+        raise typer.Exit(2)
+    figures = run_kinesis_bench(
+        events=events, shards=shards, per_record=per_record, live_seconds=live_seconds,
+        live_rate=live_rate, endpoint=endpoint, server=server, workdir=workdir, console=err,
+    )  # fmt: skip
+    print(json.dumps(figures))
