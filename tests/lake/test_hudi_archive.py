@@ -10,8 +10,9 @@ import duckdb
 import pytest
 
 from ecomwatch.lake import hudi_archive
-from ecomwatch.lake.hudi_archive import ARCHIVE_FILE, ROLLUP_DIR, Archive
+from ecomwatch.lake.hudi_archive import ROLLUP_DIR
 from ecomwatch.lake.hudi_table import HudiTable
+from ecomwatch.lake.hudi_timeline import ARCHIVE_FILE, Archive
 from ecomwatch.lake.rollups import ROLLUPS
 from ecomwatch.lake.storage import Location
 from tests.lake.test_hudi_table import events, keys, read
@@ -74,7 +75,7 @@ def test_a_long_run_keeps_a_short_timeline_and_reads_every_row(tmp_path: Path):
     # Old file versions were cleaned: one file group, a few versions.
     assert len(list((root / "event_date=2019-11-01").glob("*.parquet"))) <= 4
     # The archived metadata left the writer's cache.
-    assert archive.until not in table._metadata_cache
+    assert archive.until not in table.timeline._metadata
     table.close()
     reopened = HudiTable(str(root))
     assert reopened.commits() == history and rollup_sums(reopened) == rollup_sums(table)

@@ -130,8 +130,8 @@ def test_second_writer_on_s3_fails_cleanly_and_an_expired_lock_is_taken_over(s3_
 
 
 def test_an_archived_table_on_s3_reads_whole_in_hudi_rs_and_reports(s3_endpoint):
-    from ecomwatch.lake.hudi_archive import Archive
     from ecomwatch.lake.hudi_table import HudiTable
+    from ecomwatch.lake.hudi_timeline import Archive
     from tests.lake.test_hudi_table import events
 
     uri = f"s3://{BUCKET}/archived"

@@ -297,7 +297,7 @@ def test_record_keys_of_many_sources_match_those_built_one_source_at_a_time(monk
     join (one source at a time took 9.2 s for 10,000 one-event records) and must be the same."""
     import numpy as np
 
-    from ecomwatch.lake import hudi_table
+    from ecomwatch.lake import hudi_rows
 
     n = 3_000
     names = pa.array([f"kinesis:clicks/shardId-000000000001/4968{i:020d}" for i in range(300)])
@@ -310,9 +310,9 @@ def test_record_keys_of_many_sources_match_those_built_one_source_at_a_time(monk
             "event_id": pa.array([f"id-{i}" if i % 7 == 0 else None for i in range(n)]),
         }
     )
-    joined = hudi_table.record_keys(table)
-    monkeypatch.setattr(hudi_table, "_FEW_SOURCES", 10**9)
-    one_by_one = hudi_table.record_keys(table)
+    joined = hudi_rows.record_keys(table)
+    monkeypatch.setattr(hudi_rows, "_FEW_SOURCES", 10**9)
+    one_by_one = hudi_rows.record_keys(table)
     assert joined.equals(one_by_one)
     assert (
         joined[1].as_py()

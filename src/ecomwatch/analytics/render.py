@@ -10,6 +10,8 @@ from plotly.io import to_html
 from rich.console import Console
 from rich.table import Table
 
+from ecomwatch.console import print_table
+
 _ROWS = 10
 
 
@@ -36,6 +38,13 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
 
 def print_report(report: dict[str, Any], console: Console) -> None:
     totals = report["totals"]
+    if "excluded_flagged_events" in report:
+        left_out = report["excluded_flagged_events"]
+        share = left_out / (left_out + totals["events"]) if left_out + totals["events"] else 0.0
+        console.print(
+            f"flagged traffic left out: {left_out:,} events ({share:.1%}) of IPs, sessions and "
+            "users alerted at medium or above"
+        )
     summary = Table(title="Totals", title_justify="left", show_header=False)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
@@ -43,9 +52,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         summary.add_row(key, _fmt(totals[key]))
     for kind, count in totals["by_type"].items():
         summary.add_row(f"  {kind}", _fmt(count))
-    console.print(summary)
+    print_table(console, summary)
     funnel = report["funnel"]
-    console.print(
+    print_table(
+        console,
         _table(
             "Conversion funnel (sessions)",
             [funnel],
@@ -57,46 +67,51 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 "cart_to_purchase",
                 "view_to_purchase",
             ],
-        )
+        ),
     )
     abandonment = report["cart_abandonment"]
-    console.print(
+    print_table(
+        console,
         _table(
             "Cart abandonment",
             [abandonment],
             ["carted_sessions", "abandoned_sessions", "rate", "abandoned_value"],
-        )
+        ),
     )
     per_key = ["views", "carts", "purchases", "revenue", "conversion", "buyers"]
-    console.print(
+    print_table(
+        console,
         _table(
             f"Top categories by revenue (of {len(report['categories'])})",
             report["categories"][:_ROWS],
             ["category", *per_key],
-        )
+        ),
     )
-    console.print(
+    print_table(
+        console,
         _table(
             f"Top brands by revenue (of {len(report['brands'])})",
             report["brands"][:_ROWS],
             ["brand", *per_key],
-        )
+        ),
     )
-    console.print(
+    print_table(
+        console,
         _table(
             "Top products by revenue",
             report["top_products"]["by_revenue"][:_ROWS],
             ["product_id", "views", "purchases", "revenue", "category", "brand"],
-        )
+        ),
     )
     hourly = report["hourly"]
     if hourly:
-        console.print(
+        print_table(
+            console,
             _table(
                 f"Traffic per hour (last {min(len(hourly), 24)} of {len(hourly)})",
                 hourly[-24:],
                 ["hour", "events", "views", "carts", "purchases", "users", "sessions"],
-            )
+            ),
         )
 
 

@@ -56,3 +56,20 @@ def store_alerts(store: Path | None, records: list[dict[str, Any]]) -> None:
 def read_alerts(path: Path) -> list[dict[str, Any]]:
     """The alerts of a JSON Lines file written by --alerts."""
     return read_json_lines(path)
+
+
+def latest_alerts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per alert: an escalation is written again under its id, its last version stands."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        latest[row["alert_id"]] = row
+    return list(latest.values())
+
+
+def alerts_line(rows: list[dict[str, Any]], path: Path) -> str:
+    """`436 alerts (high 406, medium 30) → alerts.jsonl`."""
+    by_severity: dict[str, int] = {}
+    for row in rows:
+        by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
+    counts = ", ".join(f"{severity} {n:,}" for severity, n in by_severity.items())
+    return f"{len(rows):,} alerts ({counts or 'none'}) → {path}"

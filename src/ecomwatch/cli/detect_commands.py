@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.cli.output import print_table
+from ecomwatch.console import print_table
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import RuleError, load_rules
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,9 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
-from ecomwatch.cli.output import print_table
+from ecomwatch.console import print_table
 from ecomwatch.detect.explain import condition_terms, matches
 from ecomwatch.sinks.jsonl import read_json_lines
+
+if TYPE_CHECKING:
+    from ecomwatch.detect.rules import Rule
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -32,7 +35,19 @@ def explain(
         err.print("[red]error:[/] give one of --alerts FILE or --store FILE")
         raise typer.Exit(2)
     found = _load(alerts, store, entity)
-    by_name = {r.name: r for r in load_rules_or_exit(rules)}
+    report = explanations(found, load_rules_or_exit(rules))
+    if as_json:
+        print(json.dumps({"entity": entity, "alerts": report}))
+        return
+    if not report:
+        out.print(f"no alerts about {escape(entity)}")
+        raise typer.Exit(0)
+    print_explanations(report, out)
+
+
+def explanations(found: list[dict[str, Any]], rules: list[Rule]) -> list[dict[str, Any]]:
+    """Each alert with its condition's terms: the values behind it, and whether each held."""
+    by_name = {r.name: r for r in rules}
     report = []
     for alert in found:
         rule = by_name.get(alert["rule"])
@@ -52,25 +67,23 @@ def explain(
                 "terms": [{"term": t.text, "values": t.values, "held": t.held} for t in terms],
             }
         )
-    if as_json:
-        print(json.dumps({"entity": entity, "alerts": report}))
-        return
-    if not report:
-        out.print(f"no alerts about {escape(entity)}")
-        raise typer.Exit(0)
+    return report
+
+
+def print_explanations(report: list[dict[str, Any]], console: Console) -> None:
     for item in report:
-        out.rule(
+        console.rule(
             f"{escape(item['rule'])} · {item['severity']} · {item['entity_type']} "
             f"{escape(item['entity'])}"
         )
-        out.print(f"{item['first_seen']} → {item['last_seen']}  ({item['alert_id']})")
-        out.print(escape(item["explanation"]))
+        console.print(f"{item['first_seen']} → {item['last_seen']}  ({item['alert_id']})")
+        console.print(escape(item["explanation"]))
         table = Table("condition", "values", "held")
         for term in item["terms"]:
             values = ", ".join(f"{k}={v}" for k, v in term["values"].items())
             mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[term["held"]]
             table.add_row(escape(term["term"]), escape(values), mark)
-        print_table(out, table)
+        print_table(console, table)
 
 
 def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str, Any]]:

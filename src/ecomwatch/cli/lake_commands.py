@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.cli.output import print_table
 from ecomwatch.cli.stream_commands import checkpointed_streams, print_shards
+from ecomwatch.console import print_table
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.hudi_table import DATA_SCHEMA, HudiTable
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,16 +19,19 @@ from ecomwatch.analytics.report import Flagged, TimeRange, lake_report
 from ecomwatch.cli.alert_outputs import (
     StoreOption,
     WebhookOption,
+    alerts_line,
     close_webhook,
+    latest_alerts,
     open_webhook,
     read_alerts,
     store_alerts,
 )
 from ecomwatch.cli.bench_commands import bench_app
+from ecomwatch.cli.demo_commands import demo, simulate
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.lake_commands import lake_app
-from ecomwatch.cli.output import print_table
+from ecomwatch.cli.run_summary import parse_time, print_run_summary
 from ecomwatch.cli.serve_commands import replay, serve
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
@@ -48,9 +50,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)  # a summary line stays one line in a log
 err = Console(stderr=True, soft_wrap=True)
 app.add_typer(bench_app, name="bench")
+app.command()(simulate)
+app.command()(demo)
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
 app.command()(evaluate)
@@ -110,55 +114,6 @@ def _progress_reporter(total: int, enabled: bool) -> tuple[Any, Any]:
         progress.update(task, completed=sum(done.values()))
 
     return progress, update
-
-
-def _inputs(summary: RunSummary) -> str:
-    streams = sum(s.name.startswith("kinesis://") for s in summary.sources)
-    files = len(summary.sources) - streams
-    if streams and not files:
-        return "1 stream" if streams == 1 else f"{streams} streams"
-    return "1 file" if files == 1 else f"{files} files"
-
-
-def print_run_summary(summary: RunSummary, lake: str | Path | None, console: Console) -> None:
-    from rich.table import Table
-
-    table = Table(title="Ingest summary", title_justify="left")
-    for column in ("file", "status", "read", "accepted", "rejected", "late", "notes"):
-        table.add_column(
-            column,
-            justify="right" if column in ("read", "accepted", "rejected", "late") else "left",
-        )
-    for s in summary.sources:
-        notes = []
-        if s.resumed_from_line:
-            notes.append(f"resumed at line {s.resumed_from_line:,}")
-        notes += [f"{k}: {v:,}" for k, v in s.repaired.items()]
-        if s.error:
-            notes.append(s.error)
-        table.add_row(
-            s.name,
-            s.status.value,
-            f"{s.read:,}",
-            f"{s.accepted:,}",
-            f"{s.rejected:,}",
-            f"{s.late:,}",
-            "; ".join(notes),
-        )
-    print_table(console, table)
-    console.print(
-        f"{_inputs(summary)}, {summary.read:,} rows read = {summary.accepted:,} accepted"
-        f" + {summary.rejected:,} rejected, {summary.late:,} late; "
-        f"{summary.seconds:.1f} s, {summary.events_per_s:,.0f} events/s"
-    )
-    if lake is not None:
-        console.print(f"lake: {lake}")
-    if summary.dead_letter:
-        console.print(f"rejected rows: {summary.dead_letter}")
-    if summary.failed:
-        console.print(f"[red]{len(summary.failed)} input(s) failed[/]; the others were ingested")
-        for failed in summary.failed:  # one line each on stderr, for logs and scripts
-            err.print(f"error: {failed.name}: {failed.error}", markup=False, highlight=False)
 
 
 @app.command()
@@ -260,10 +215,15 @@ def run(
         raise _fail(str(exc)) from exc
     finally:
         close_webhook(hook, err)
+    raised = []
     if alerts is not None:
-        store_alerts(store, read_alerts(alerts))
+        written = read_alerts(alerts)
+        store_alerts(store, written)
+        raised = latest_alerts(written)
     figures = stream_figures(stream) if stream is not None else {}
     if as_json:
+        if alerts is not None:
+            figures["alerts"] = len(raised)
         print(
             json.dumps(
                 {**summary.to_json(), **figures, "lake": str(lake), "peak_rss_mb": peak_rss_mb()}
@@ -271,6 +231,8 @@ def run(
         )
     else:
         print_run_summary(summary, lake, out)
+        if alerts is not None:
+            out.print(alerts_line(raised, alerts))
         if stream is not None:
             print_shards(figures["shards"], out, f"Shards of {stream.name}")
             if figures["retries"]:
@@ -308,19 +270,6 @@ def _run_files(
         )
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    text = value.strip().removesuffix(" UTC").replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise _fail(
-            f"{name} {value!r} is not a time; use e.g. 2019-11-01 or 2019-11-01T12:00:00Z"
-        ) from exc
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-
-
 @app.command()
 def report(
     lake: Annotated[
@@ -351,7 +300,7 @@ def report(
     """Business analytics over the lake: traffic, funnel, abandonment, categories, products."""
     if fmt not in ("table", "json", "html"):
         raise _fail(f"--format must be table, json or html, not {fmt!r}")
-    start, end = _parse_time(since, "--since"), _parse_time(until, "--until")
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
     window = TimeRange(start, end) if start or end else None
     exclude = _flagged(alerts, store) if exclude_bots else None
     try:
@@ -387,63 +336,6 @@ def _flagged(alerts: Path | None, store: Path | None) -> Flagged:
 
 
 @app.command()
-def simulate(
-    events: Annotated[int, typer.Option("--events", min=1, help="Number of events.")],
-    output: Annotated[
-        Path, typer.Option("--out", help="Output file: .csv, .csv.gz, .jsonl or .parquet.")
-    ],
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
-    days: Annotated[
-        float | None,
-        typer.Option(help="Days of traffic [default: events / 2.25 million, at least 1]."),
-    ] = None,
-    start: Annotated[str, typer.Option(help="First day (UTC).")] = "2019-11-01",
-    attacks: Annotated[
-        bool,
-        typer.Option(
-            "--attacks",
-            help="Inject labelled attacks (scrapers, low-and-slow, botnets, cart abuse, a "
-            "flood) and traps (an office NAT, a flash sale, heavy shoppers); the labels go to "
-            "<out>.labels.json.",
-        ),
-    ] = False,
-) -> None:
-    """Write realistic synthetic shop traffic in REES46 format, with ip and user_agent."""
-    from ecomwatch.simulate.traffic import TrafficSpec, generate
-    from ecomwatch.simulate.writers import write_traffic
-
-    begin = _parse_time(start, "--start")
-    assert begin is not None
-    spec = TrafficSpec(events=events, seed=seed, start=begin, days=days)
-    with (
-        err.status(f"simulating {events:,} events", spinner="dots") if err.is_terminal else _null()
-    ):
-        if attacks:
-            from ecomwatch.simulate.attacks import (
-                AttackScenario,
-                in_chunks,
-                labels_path_for,
-                write_labels,
-            )
-
-            table, labels = AttackScenario(spec).build()
-            rows = write_traffic(in_chunks(table), output)
-            write_labels(labels, labels_path_for(output))
-            out.print(f"labels of {len(labels['ips']):,} IPs → {labels_path_for(output)}")
-        else:
-            rows = write_traffic(generate(spec), output)
-    out.print(f"wrote {rows:,} events to {output}")
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *args: object) -> None:
-        return None
-
-
-@app.command()
 def detect(
     inputs: Annotated[list[Path], typer.Argument(help="REES46 files with ip and user_agent")],
     alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines file for the alerts.")],
@@ -472,13 +364,11 @@ def detect(
     finally:
         close_webhook(hook, err)
     write_alerts(raised, alerts)
-    store_alerts(store, [a.to_json() for a in raised])
-    by_severity: dict[str, int] = {}
-    for alert in raised:
-        by_severity[alert.severity.value] = by_severity.get(alert.severity.value, 0) + 1
+    rows = [a.to_json() for a in raised]
+    store_alerts(store, rows)
     out.print(
-        f"{summary.read:,} rows read, {summary.accepted:,} accepted; {len(raised)} alert(s) "
-        f"{by_severity} → {alerts}"
+        f"{summary.read:,} rows read, {summary.accepted:,} accepted; "
+        + alerts_line(latest_alerts(rows), alerts)
     )
 
 
@@ -500,56 +390,6 @@ def blocklist(
     print(
         json.dumps(blocks) if fmt == "json" else nginx_blocklist(blocks),
         end="" if fmt == "nginx" else "\n",
-    )
-
-
-@app.command()
-def demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="Where the demo writes its files.")
-    ] = Path("demo-output"),
-    events: Annotated[int, typer.Option(min=1000, help="Events to simulate.")] = 200_000,
-    live: Annotated[
-        bool,
-        typer.Option(
-            "--live",
-            help="Instead: start `serve` and replay a shop's 2.4 hours with attacks into it, "
-            "60 times faster than real time; open the dashboard and watch.",
-        ),
-    ] = False,
-    port: Annotated[int, typer.Option(help="Port of the --live dashboard.")] = 8080,
-) -> None:
-    """Simulate a day of traffic, ingest it, and write the report: the whole pipeline in one go."""
-    if live:
-        from ecomwatch.cli.serve_commands import live_demo
-
-        live_demo(directory, port)
-        return
-    from ecomwatch.ingest import ingest
-    from ecomwatch.simulate.traffic import TrafficSpec, generate
-    from ecomwatch.simulate.writers import write_traffic
-
-    directory.mkdir(parents=True, exist_ok=True)
-    sample = directory / "sample.csv"
-    lake = directory / "lake"
-    if not sample.exists():
-        out.print(f"1/3 simulating {events:,} events → {sample}")
-        write_traffic(generate(TrafficSpec(events=events, seed=7)), sample)
-    else:
-        out.print(f"1/3 using the existing sample {sample}")
-    out.print(f"2/3 ingesting into the lake {lake}")
-    settings = _config(None)
-    summary = ingest([sample], lake, config=settings)
-    print_run_summary(summary, lake, out)
-    out.print("3/3 report")
-    data = lake_report(open_lake(lake))
-    print_report(data, out)
-    page = directory / "report.html"
-    page.write_text(html_report(data, title="ecomwatch demo report"))
-    (directory / "report.json").write_text(json.dumps(data, default=str, indent=2))
-    out.print(
-        f"\noutputs: lake {lake}, report {page} (open in a browser), "
-        f"JSON {directory / 'report.json'}"
     )
 
 

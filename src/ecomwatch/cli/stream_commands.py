@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.cli.output import print_table
 from ecomwatch.config import Config
+from ecomwatch.console import print_table
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.sources.base import SourceError

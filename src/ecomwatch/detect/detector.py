@@ -14,6 +14,11 @@ and the longest window, not the input.
 
 Matched rows become alerts in `alerting`: one per (rule, entity) per cooldown, escalated in
 place; group rules (`members`) flag each member IP of a flagged subnet, user agent or the shop.
+
+Why one module: a judging round is one algorithm over one state (kept events, each rule's
+pending windows and closed-until marks, baselines, the DuckDB connection that scans them);
+the parts that stand alone already live beside it (`kept_events`, `window_sql`, `ip_memory`,
+`alerting`, `entity_keys`).
 """
 
 from __future__ import annotations

@@ -179,3 +179,15 @@ def evaluate(
     ours = score("ecomwatch", detector_flags(alerts), labels, global_alerts)
     waf = score(f"waf-rate-{waf_limit}-per-5m", waf_flags(events, waf_limit), labels)
     return ours, waf, alerts
+
+
+def flagged_by_alert_rows(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """`detector_flags` of alerts read back from JSON Lines (the latest version of each)."""
+    flagged: dict[str, int] = {}
+    for row in rows:
+        if not is_flagging(row["severity"]):
+            continue
+        when = _epoch_us(row["detected_at"])
+        for ip in row["ips"]:
+            flagged[ip] = min(flagged.get(ip, when), when)
+    return flagged

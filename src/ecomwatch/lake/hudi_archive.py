@@ -9,7 +9,7 @@ completed commits, the writer
 1. cleans: deletes the file versions that no snapshot of the last `retain` commits reads;
 2. archives the oldest commits down to `keep_min`, in this order:
    - their commit metadata is written to `.hoodie/.aux/ecomwatch/archived/<last>.json` (the
-     table's history, read by `HudiTable.commits`);
+     table's history, read by `Timeline.history`);
    - their rollup files are merged into one file per rollup, and merged files in tiers
      (`_merge_rollups`), so that a rollup's files grow with the table's age by one every
      FANOUT ** TOP_LEVEL archivings (topping up one merged file at every archiving instead
@@ -33,24 +33,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecomwatch.lake.hudi_files import BaseFiles, latest_slices
 from ecomwatch.lake.hudi_format import HOODIE_DIR
+from ecomwatch.lake.hudi_timeline import ARCHIVED_DIR, AUX_DIR, Archive, Timeline
 from ecomwatch.lake.parquet_table import write_parquet_batches
 from ecomwatch.lake.rollups import ROLLUPS
 from ecomwatch.lake.storage import Location
 
-if TYPE_CHECKING:
-    from ecomwatch.lake.hudi_table import HudiTable
-
-AUX_DIR = f"{HOODIE_DIR}/.aux/ecomwatch"
 ROLLUP_DIR = f"{AUX_DIR}/rollups"
-ARCHIVE_FILE = f"{AUX_DIR}/archive.json"
-ARCHIVED_DIR = f"{AUX_DIR}/archived"
 ROLLUPS_KEY = "ecomwatch.rollups"
 FANOUT = 10  # merged rollup files of one level that are merged into one of the next
 TOP_LEVEL = 2  # files of this level stay: one per FANOUT ** TOP_LEVEL archivings
@@ -58,35 +53,6 @@ TOP_LEVEL = 2  # files of this level stay: one per FANOUT ** TOP_LEVEL archiving
 # `bench commits`, merging 52 MB of one rollup, 100 commits of 100,000 events, held a
 # commit for up to 1.8 s).
 MAX_MERGE_BYTES = 64 << 20
-
-
-@dataclass(frozen=True)
-class Archive:
-    """What `archive.json` says; the empty archive before the first archiving."""
-
-    until: str | None = None  # every instant up to this one is archived (and was completed)
-    # Merged rollup files (relative paths) for every archived commit; None when some archived
-    # commit changed existing rows, so that reports must read the raw events.
-    rollups: dict[str, list[str]] | None = field(default_factory=dict)
-    redundant: list[str] = field(default_factory=list)  # deleted by the next archiving
-
-    @classmethod
-    def read(cls, loc: Location) -> Archive:
-        if not loc.exists(ARCHIVE_FILE):
-            return cls()
-        data = json.loads(loc.read_bytes(ARCHIVE_FILE))
-        return cls(data["until"], data["rollups"], list(data["redundant"]))
-
-    def write(self, loc: Location) -> None:
-        record = {"until": self.until, "rollups": self.rollups, "redundant": self.redundant}
-        loc.write_atomic(ARCHIVE_FILE, json.dumps(record).encode())
-
-    def committed(self, instant: str, completed: set[str]) -> bool:
-        return instant in completed or (self.until is not None and instant <= self.until)
-
-    def active(self, completed: list[str]) -> list[str]:
-        """The completed instants the archive does not stand for."""
-        return [i for i in completed if self.until is None or i > self.until]
 
 
 def commit_rollups(meta: dict[str, Any]) -> dict[str, str] | None:
@@ -100,34 +66,60 @@ def commit_rollups(meta: dict[str, Any]) -> dict[str, str] | None:
     return {name: str(written[name]) for name in ROLLUPS}
 
 
-def maintain(table: HudiTable, *, retain: int, keep_min: int, keep_max: int) -> bool:
+def maintain(
+    timeline: Timeline, files: BaseFiles, *, retain: int, keep_min: int, keep_max: int
+) -> bool:
     """Clean and archive once more than `keep_max` commits are active; True if it did."""
-    archive = Archive.read(table.loc)
-    instants = table.instants()
+    loc = timeline.loc
+    archive = Archive.read(loc)
+    instants = timeline.instants()
     pending = [i.time for i in instants if i.state != "completed"]
     active = archive.active([i.time for i in instants if i.state == "completed"])
     if len(active) <= keep_max:
         return False
-    table.clean(retain_commits=retain)
+    clean(timeline, files, retain_commits=retain)
     # Never past an unfinished instant: its files must stay uncommitted.
     chosen = [i for i in active[: len(active) - keep_min] if not pending or i < min(pending)]
     if not chosen:
         return False
-    metadata = {instant: table.metadata(instant) for instant in chosen}
-    table.loc.write_atomic(
+    metadata = {instant: timeline.metadata(instant) for instant in chosen}
+    loc.write_atomic(
         f"{ARCHIVED_DIR}/{chosen[-1]}.json", json.dumps({"commits": metadata}).encode()
     )
-    rollups, redundant = _merge_rollups(table.loc, archive, metadata, chosen[-1])
+    rollups, redundant = _merge_rollups(loc, archive, metadata, chosen[-1])
     for path in archive.redundant:  # an archiving ago: no reader still reads them
-        table.loc.delete(path)
-    Archive(chosen[-1], rollups, redundant).write(table.loc)
+        loc.delete(path)
+    Archive(chosen[-1], rollups, redundant).write(loc)
     # With the instants a crash left behind after an earlier archive.json was written.
     done = [i.time for i in instants if archive.until is not None and i.time <= archive.until]
     for instant in [*done, *chosen]:
         for suffix in (".commit.requested", ".inflight", ".commit"):
-            table.loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
-    table.forget(chosen)
+            loc.delete(f"{HOODIE_DIR}/{instant}{suffix}")
+    timeline.forget(chosen)
     return True
+
+
+def clean(timeline: Timeline, files: BaseFiles, *, retain_commits: int) -> list[str]:
+    """Delete file versions no snapshot of the last `retain_commits` commits reads; their paths."""
+    bases = files.listed()  # listed once for every snapshot kept
+    done, archive = timeline.active()
+    if len(done) <= retain_commits:
+        return []
+    completed = set(done)
+    oldest_kept = done[-retain_commits]
+    keep: set[str] = set()
+    for instant in done[-retain_commits:]:
+        keep |= {b.path for b in latest_slices(bases, completed, archive, instant).values()}
+    removed = []
+    for base in bases:
+        if (
+            base.path not in keep
+            and archive.committed(base.instant, completed)
+            and base.instant < oldest_kept
+        ):
+            files.delete(base)
+            removed.append(base.path)
+    return removed
 
 
 def _merge_rollups(
@@ -185,12 +177,3 @@ def _merge_files(loc: Location, paths: list[str], target: str) -> None:
                     yield batch.cast(schema)
 
     write_parquet_batches(batches(), schema, loc, target)
-
-
-def archived_commits(loc: Location) -> dict[str, dict[str, Any]]:
-    """The commit metadata of every archived instant, by instant."""
-    found: dict[str, dict[str, Any]] = {}
-    for path in loc.list_files(ARCHIVED_DIR):
-        if path.endswith(".json"):
-            found.update(json.loads(loc.read_bytes(path))["commits"])
-    return dict(sorted(found.items()))
