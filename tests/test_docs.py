@@ -1,5 +1,6 @@
 """The docs stay true: every `ecomwatch …` command line in the README, CONTRIBUTING and docs/
-names a real command and real options, and the README's tour, rerun, prints what it shows."""
+names a real command and real options, and the sessions of the README's tour and the
+detection walk-through, rerun, print what they show."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ecomwatch.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
-TOUR_DIR = "/tmp/tour"  # where the README's tour was run
+TOUR_DIR = "/tmp/tour"  # where the docs' sessions were run
 
 
 def _code_blocks(text: str) -> list[str]:
@@ -80,33 +81,66 @@ def _normalized(text: str) -> list[str]:
     return lines
 
 
-def _tour() -> list[tuple[str, str]]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## A five-minute tour", 1)[1]
-    block = _code_blocks(section)[0]
+RERUN = {"README.md": ROOT / "README.md", "detection.md": ROOT / "docs" / "detection.md"}
+
+
+def _command(line: str) -> str:
+    """`$ ecomwatch … | wc -l   # a comment` → the command."""
+    return line[2:].split("   #", 1)[0].strip()
+
+
+def _sessions(path: Path) -> list[tuple[str, str]]:
+    """The `$ command` lines of a doc's console blocks, in order, each with the output shown."""
     steps: list[tuple[str, str]] = []
-    for line in block.splitlines(keepends=True):
-        if line.startswith("$ "):
-            steps.append((line[2:].strip(), ""))
-        else:
-            steps[-1] = (steps[-1][0], steps[-1][1] + line)
+    for block in re.findall(r"^```console\n(.*?)^```", path.read_text(), flags=re.S | re.M):
+        for line in block.splitlines(keepends=True):
+            if line.startswith("$ "):
+                steps.append((_command(line), ""))
+            else:
+                steps[-1] = (steps[-1][0], steps[-1][1] + line)
     return steps
 
 
-@pytest.mark.integration
-def test_the_readme_tour_prints_what_it_shows(tmp_path):
-    steps = _tour()
-    assert len(steps) >= 5 and steps[0][0].startswith("ecomwatch simulate")
+def _run(command: str, directory: Path) -> str:
+    """A documented command run as a user would, in `directory`; what it printed."""
+    assert shlex.split(command)[0] == "ecomwatch"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("COLUMNS", None)
+    # Without pipefail: `… | head` closes the pipe early, which click reports with exit code 1;
+    # what the command printed is what counts.
+    ran = subprocess.run(
+        ["bash", "-c", command],
+        cwd=directory, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, (command, ran.stderr)
+    printed = (ran.stdout + ran.stderr).replace(str(directory), TOUR_DIR)
+    return "".join(line.rstrip() + "\n" for line in printed.splitlines())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", sorted(RERUN))
+def test_a_docs_session_prints_what_it_shows(name, tmp_path):
+    steps = _sessions(RERUN[name])
+    assert len(steps) >= 4 and steps[0][0].startswith("ecomwatch simulate")
     for command, shown in steps:
-        assert shlex.split(command)[0] == "ecomwatch"
-        # Without pipefail: `… | head` closes the pipe early, which click reports with exit
-        # code 1; what the command printed is compared below.
-        ran = subprocess.run(
-            ["bash", "-c", command],
-            cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert ran.returncode == 0, (command, ran.stderr)
-        printed = (ran.stdout + ran.stderr).replace(str(tmp_path), TOUR_DIR)
-        assert _normalized(printed) == _normalized(shown), command
+        assert _normalized(_run(command, tmp_path)) == _normalized(shown), command
+
+
+def regenerate(path: Path, directory: Path) -> None:
+    """Rewrite the output shown in a doc's console blocks with a real run's (in `directory`,
+    which should be TOUR_DIR so that paths read the same): `python -m tests.test_docs DOC`."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def rerun(block: re.Match[str]) -> str:
+        commands = [line for line in block[1].splitlines(keepends=True) if line.startswith("$ ")]
+        outputs = [
+            line + _run(line[2:].split("   #", 1)[0].strip(), directory) for line in commands
+        ]
+        return "```console\n" + "".join(outputs) + "```"
+
+    text = re.sub(r"^```console\n(.*?)^```", rerun, path.read_text(), flags=re.S | re.M)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    regenerate(Path(sys.argv[1]), Path(TOUR_DIR))

@@ -120,7 +120,7 @@ def evaluate(
     if as_json:
         print(json.dumps({"ecomwatch": ours.to_json(), "baseline": waf.to_json()}))
         return
-    out.print(score_table(ours, waf))
+    print_table(out, score_table(ours, waf))
 
 
 def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]
