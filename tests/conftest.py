@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.kinesis_servers"]
+pytest_plugins = ["tests.kinesis_servers", "tests.dynamodb_servers"]
 
 SHARED = Path(os.environ.get("ECOMWATCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REES46 = SHARED / "data" / "rees46"

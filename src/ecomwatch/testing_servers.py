@@ -1,8 +1,11 @@
-"""Kinesis-compatible servers on loopback, for the tests and the benchmarks.
+"""AWS-compatible servers on loopback, for the tests and the benchmarks.
 
 - `kinesis_local()`: kinesis-local (the kinesis-mock engine, from npm; `make services` installs it
   into services/node_modules): faithful sequence numbers, shard ends, iterator expiry.
-- `moto_server()`: moto's server (PyPI), in a process of its own.
+- `moto_server()`: moto's server (PyPI), in a process of its own: S3, Kinesis, DynamoDB,
+  CloudWatch, Glue, SNS.
+- `dynalite()`: dynalite (DynamoDB, from npm like kinesis-local), a second DynamoDB; it has no
+  TTL or transaction calls.
 
 Each is a context manager that yields the endpoint URL and stops the server after.
 """
@@ -23,15 +26,21 @@ import ecomwatch
 
 _CHECKOUT = Path(ecomwatch.__file__).resolve().parents[2]  # src/ecomwatch → the checkout
 _MAIN_JS = Path("services") / "node_modules" / "kinesis-local" / "main.js"
+_DYNALITE_JS = Path("services") / "node_modules" / "dynalite" / "cli.js"
+
+
+def _service_file(relative: Path, variable: str) -> Path:
+    """A file of services/node_modules: `variable` if set, else services/ here or in the
+    checkout ecomwatch runs from."""
+    if variable in os.environ:
+        return Path(os.environ[variable])
+    here = Path.cwd() / relative
+    return here if here.is_file() else _CHECKOUT / relative
 
 
 def kinesis_local_main() -> Path:
-    """Where kinesis-local's main.js is: ECOMWATCH_KINESIS_LOCAL, else services/ here or in the
-    checkout ecomwatch runs from."""
-    if "ECOMWATCH_KINESIS_LOCAL" in os.environ:
-        return Path(os.environ["ECOMWATCH_KINESIS_LOCAL"])
-    here = Path.cwd() / _MAIN_JS
-    return here if here.is_file() else _CHECKOUT / _MAIN_JS
+    """Where kinesis-local's main.js is (ECOMWATCH_KINESIS_LOCAL to say elsewhere)."""
+    return _service_file(_MAIN_JS, "ECOMWATCH_KINESIS_LOCAL")
 
 
 def free_port() -> int:
@@ -94,4 +103,21 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with _listening(command, port) as url:
+        yield url
+
+
+@contextmanager
+def dynalite(path: Path | None = None, port: int | None = None) -> Iterator[str]:
+    """dynalite (DynamoDB on LevelDB, from npm into services/node_modules): in memory, or kept
+    in `path` so that a server started again on it has the same tables."""
+    cli = _service_file(_DYNALITE_JS, "ECOMWATCH_DYNALITE")
+    node = shutil.which("node")
+    if node is None or not cli.is_file():
+        raise RuntimeError(
+            f"dynalite is not at {cli}: run `make services` in the ecomwatch checkout "
+            "(or set ECOMWATCH_DYNALITE to its cli.js)"
+        )
+    port = port or free_port()
+    storage = ["--path", str(path)] if path is not None else []
+    with _listening([node, str(cli), "--port", str(port), *storage], port) as url:
         yield url

@@ -1,4 +1,5 @@
-"""The alert sinks beside the JSON Lines file: the SQLite store and a webhook."""
+"""The alert sinks beside the JSON Lines file: the state store (SQLite or DynamoDB) and a
+webhook."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
 
 StoreOption = Annotated[
-    Path | None,
-    typer.Option("--store", help="Also keep alerts, entities and blocks in this SQLite file."),
+    str | None,
+    typer.Option(
+        "--store",
+        help="Also keep alerts, entities and blocks here: a SQLite file, or dynamodb://TABLE.",
+    ),
 ]
 WebhookOption = Annotated[
     str | None,
@@ -41,16 +45,52 @@ def close_webhook(webhook: WebhookSink | None, console: Console) -> None:
     console.print(f"webhook: {webhook.delivered} alert(s) delivered{kept}")
 
 
-def store_alerts(store: Path | None, records: list[dict[str, Any]]) -> None:
+def store_alerts(
+    store: str | None, records: list[dict[str, Any]], console: Console, beside: Path | None = None
+) -> None:
+    """Write alerts to the store; say what it could not write and where that was kept."""
     if store is None:
         return
-    from ecomwatch.sinks.alert_store import AlertStore
+    from ecomwatch.sinks.dynamodb_store import StoreError
+    from ecomwatch.sinks.stores import open_store
 
-    database = AlertStore(store)
+    try:
+        database = open_store(store, beside=beside)
+    except StoreError as exc:
+        console.print(f"[red]error:[/] --store {store}: {exc}")
+        raise typer.Exit(1) from exc
     try:
         database.add(records)
     finally:
         database.close()
+    resent, failed = getattr(database, "resent", 0), getattr(database, "failed", 0)
+    if resent:
+        console.print(f"store: {resent:,} write(s) kept by an earlier run sent again")
+    if failed:
+        failures, why = database.failures, database.unreachable
+        console.print(
+            f"[red]store: {failed:,} write(s) could not be made[/] ({why}); kept in "
+            f"{failures} and sent again the next time the store is opened",
+            markup=True,
+        )
+        raise typer.Exit(1)
+
+
+def open_store_to_read(store: str, console: Console) -> Any:
+    """A store an earlier run wrote, for explain, blocklist and --exclude-bots."""
+    from ecomwatch.sinks.dynamodb_store import StoreError
+    from ecomwatch.sinks.stores import open_store
+
+    try:
+        return open_store(store, create=False)
+    except FileNotFoundError:
+        console.print(
+            f"[red]error:[/] {store} does not exist; write one with "
+            "`ecomwatch detect … --store FILE` (or run … --alerts FILE --store FILE)"
+        )
+    except StoreError as exc:
+        console.print(f"[red]error:[/] --store {store}: {exc}")
+    raise typer.Exit(2)
 
 
 def read_alerts(path: Path) -> list[dict[str, Any]]:

@@ -26,7 +26,9 @@ err = Console(stderr=True, soft_wrap=True)
 def explain(
     entity: Annotated[str, typer.Argument(help="An IP, /24 subnet, user, session or user agent.")],
     alerts: Annotated[Path | None, typer.Option("--alerts", help="JSON Lines alerts file.")] = None,
-    store: Annotated[Path | None, typer.Option("--store", help="SQLite alert store.")] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="The alert store: a file or dynamodb://TABLE.")
+    ] = None,
     rules: RulesOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -86,7 +88,7 @@ def print_explanations(report: list[dict[str, Any]], console: Console) -> None:
         print_table(console, table)
 
 
-def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str, Any]]:
+def _load(alerts: Path | None, store: str | None, entity: str) -> list[dict[str, Any]]:
     if alerts is not None:
         if not alerts.exists():
             err.print(f"[red]error:[/] {alerts} does not exist")
@@ -97,12 +99,9 @@ def _load(alerts: Path | None, store: Path | None, entity: str) -> list[dict[str
                 latest[row["alert_id"]] = row
         return list(latest.values())
     assert store is not None
-    if not store.exists():
-        err.print(f"[red]error:[/] {store} does not exist")
-        raise typer.Exit(2)
-    from ecomwatch.sinks.alert_store import AlertStore
+    from ecomwatch.cli.alert_outputs import open_store_to_read
 
-    database = AlertStore(store)
+    database = open_store_to_read(store, err)
     try:
         return database.alerts_about(entity)
     finally:

@@ -22,6 +22,7 @@ from ecomwatch.cli.alert_outputs import (
     alerts_line,
     close_webhook,
     latest_alerts,
+    open_store_to_read,
     open_webhook,
     read_alerts,
     store_alerts,
@@ -218,7 +219,6 @@ def run(
     raised = []
     if alerts is not None:
         written = read_alerts(alerts)
-        store_alerts(store, written)
         raised = latest_alerts(written)
     figures = stream_figures(stream) if stream is not None else {}
     if as_json:
@@ -237,6 +237,8 @@ def run(
             print_shards(figures["shards"], out, f"Shards of {stream.name}")
             if figures["retries"]:
                 out.print(f"calls retried: {json.dumps(figures['retries'])}")
+    if alerts is not None:
+        store_alerts(store, written, err, beside=alerts)
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
 
@@ -317,19 +319,16 @@ def report(
         print_report(data, out)
 
 
-def _flagged(alerts: Path | None, store: Path | None) -> Flagged:
+def _flagged(alerts: Path | None, store: str | None) -> Flagged:
     if alerts is None and store is None:
         raise _fail("--exclude-bots needs the alerts: --alerts FILE or --store FILE")
     records = []
-    for path in (p for p in (alerts, store) if p is not None):
-        if not path.exists():
-            raise _fail(f"{path} does not exist")
     if alerts is not None:
+        if not alerts.exists():
+            raise _fail(f"{alerts} does not exist")
         records += read_alerts(alerts)
     if store is not None:
-        from ecomwatch.sinks.alert_store import AlertStore
-
-        database = AlertStore(store)
+        database = open_store_to_read(store, err)
         records += database.all_alerts()
         database.close()
     return Flagged.from_alerts(records)
@@ -365,7 +364,7 @@ def detect(
         close_webhook(hook, err)
     write_alerts(raised, alerts)
     rows = [a.to_json() for a in raised]
-    store_alerts(store, rows)
+    store_alerts(store, rows, err, beside=alerts)
     out.print(
         f"{summary.read:,} rows read, {summary.accepted:,} accepted; "
         + alerts_line(latest_alerts(rows), alerts)
@@ -374,17 +373,18 @@ def detect(
 
 @app.command()
 def blocklist(
-    store: Annotated[Path, typer.Option("--store", help="SQLite store written by --store.")],
+    store: Annotated[
+        str,
+        typer.Option("--store", help="The store written by --store: a file or dynamodb://TABLE."),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="nginx or json.")] = "nginx",
 ) -> None:
     """Export the blocks in force (IPs and /24 subnets alerted at medium or above)."""
-    from ecomwatch.sinks.alert_store import AlertStore, nginx_blocklist
+    from ecomwatch.sinks.alert_store import nginx_blocklist
 
     if fmt not in ("nginx", "json"):
         raise _fail(f"--format must be nginx or json, not {fmt!r}")
-    if not store.exists():
-        raise _fail(f"{store} does not exist; write one with `ecomwatch detect … --store FILE`")
-    database = AlertStore(store)
+    database = open_store_to_read(store, err)
     blocks = database.blocklist()
     database.close()
     print(

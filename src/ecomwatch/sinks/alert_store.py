@@ -1,8 +1,10 @@
 """The embedded alert state store (SQLite): alerts, current state per entity, a blocklist.
 
-Writes are idempotent upserts by `alert_id`, so an alert replayed after a crash (same input,
-same id) changes nothing, and an escalation raises the stored severity. Entities alerted at
-`medium` or above are blocked for `block_hours` from the alert's detection time.
+Writes are idempotent upserts by `alert_id`: the stored version of an alert is the highest one
+seen (by severity, then count), so an alert replayed after a crash (same input, same id)
+changes nothing, an escalation replaces it, and an older version arriving late is ignored.
+Entities alerted at `medium` or above are blocked for `block_hours` from the alert's detection
+time; a block only ever moves later (at the same expiry, to a higher severity).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class AlertStore:
         self.db = sqlite3.connect(self.path)
         self.db.create_function("severity_rank", 1, _rank, deterministic=True)
         self.db.executescript(_SCHEMA)
+        # A local file is written or raises: nothing kept aside to send again.
+        self.resent = self.failed = 0
+        self.failures: Path | None = None
+        self.unreachable: str | None = None
 
     def add(self, alerts: list[dict[str, Any]]) -> None:
         with self.db:
@@ -55,12 +61,13 @@ class AlertStore:
                 self.db.execute(
                     """INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(alert_id) DO UPDATE SET
-                         severity = CASE WHEN severity_rank(excluded.severity)
-                                              > severity_rank(alerts.severity)
-                                         THEN excluded.severity ELSE alerts.severity END,
-                         last_seen = max(alerts.last_seen, excluded.last_seen),
-                         count = max(alerts.count, excluded.count),
-                         evidence = excluded.evidence, explanation = excluded.explanation""",
+                         severity = excluded.severity, last_seen = excluded.last_seen,
+                         detected_at = excluded.detected_at, count = excluded.count,
+                         evidence = excluded.evidence, explanation = excluded.explanation,
+                         labels = excluded.labels
+                       WHERE severity_rank(excluded.severity) > severity_rank(alerts.severity)
+                          OR (severity_rank(excluded.severity) = severity_rank(alerts.severity)
+                              AND excluded.count > alerts.count)""",
                     (
                         a["alert_id"],
                         a["rule"],
@@ -82,9 +89,12 @@ class AlertStore:
                     self.db.execute(
                         """INSERT INTO blocklist VALUES (?,?,?,?,?,?)
                            ON CONFLICT(entity_type, entity) DO UPDATE SET
-                             expires_at = max(blocklist.expires_at, excluded.expires_at),
-                             rule = excluded.rule, severity = excluded.severity,
-                             alert_id = excluded.alert_id""",
+                             expires_at = excluded.expires_at, rule = excluded.rule,
+                             severity = excluded.severity, alert_id = excluded.alert_id
+                           WHERE excluded.expires_at > blocklist.expires_at
+                              OR (excluded.expires_at = blocklist.expires_at
+                                  AND severity_rank(excluded.severity)
+                                      > severity_rank(blocklist.severity))""",
                         (
                             a["entity_type"],
                             a["entity"],

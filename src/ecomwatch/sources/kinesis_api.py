@@ -11,7 +11,6 @@ a `SourceError` naming the stream and the call. A missing stream or permission i
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import threading
@@ -24,6 +23,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from ecomwatch.aws_settings import region
 from ecomwatch.sources.base import SourceError
 
 SCHEME = "kinesis://"
@@ -83,19 +83,15 @@ def kinesis_client(stream: StreamRef | None = None, *, timeout_s: float = 30.0) 
     """A boto3 Kinesis client from the standard settings (botocore's region, else
     `AWS_REGION`, else the ARN's, else us-east-1)."""
     session = boto3.session.Session()
-    region = (
-        session.region_name
-        or os.environ.get("AWS_REGION")
-        or (stream.region if stream else None)
-        or "us-east-1"
-    )
     config = botocore.config.Config(
         retries={"mode": "standard"},
         connect_timeout=min(10.0, timeout_s),
         read_timeout=timeout_s,
         max_pool_connections=32,
     )
-    return session.client("kinesis", region_name=region, config=config)
+    return session.client(
+        "kinesis", region_name=region(session, stream.region if stream else None), config=config
+    )
 
 
 @dataclass

@@ -1,0 +1,416 @@
+"""The alert state store on Amazon DynamoDB (`--store dynamodb://TABLE`): the same alerts,
+entity state and blocklist as the SQLite store, in one table.
+
+Key design (partition key `pk`, sort key `sk`, both strings; on-demand capacity):
+
+    item                   pk                       sk                   attributes
+    an alert               ENTITY#<entity>          ALERT#<alert_id>     its fields, severity_rank
+    an entity's state      ENTITY#<entity>          STATE#<entity_type>  alert_ids (a set),
+                                                                         severity (the highest),
+                                                                         last_seen
+    a block                BLOCK#<ip or subnet>     <entity>             rule, severity, alert_id,
+                                                                         expires_at, ttl
+    the latest event time  META                     LATEST               detected_at
+
+So one Query answers `explain ENTITY` (its alerts and state), one Query per blockable type
+answers the blocklist, and nothing needs a scan but "every alert" (`report --exclude-bots`).
+
+Every write is idempotent, so a replay after a crash changes nothing: an alert is put only if
+it is new or this version ranks higher (severity, then count) — `ConditionalCheckFailed` means
+"already stored"; entity state adds to a set and raises maxima under conditions; a block's
+expiry only moves later (at the same expiry, to a higher severity). `ttl` (epoch seconds) is
+the attribute DynamoDB's TTL deletes by, and since TTL deletes lazily (up to days late), reads
+filter out expired blocks themselves.
+Throttling and connection errors are retried by botocore (standard mode, 10 attempts); a write
+that still fails goes to a local failures file, named in the summary, and so does every later
+write of that store (the table is unreachable: the rest are not each retried for a minute);
+they are sent again the next time the store is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ecomwatch.aws_settings import region
+from ecomwatch.sinks.alert_store import BLOCK_FROM, BLOCKABLE, SEVERITIES
+from ecomwatch.sinks.jsonl import read_json_lines
+
+SCHEME = "dynamodb://"
+TTL_ATTRIBUTE = "ttl"
+WRITERS = 8  # alerts written side by side (each alert's own writes stay in order)
+ATTEMPTS = 10
+
+
+def _rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+@contextlib.contextmanager
+def _already_done() -> Iterator[None]:
+    """A failed condition of an idempotent write: what it would write is there already. (By
+    error code: a client's exception classes are made lazily, and two threads may each make
+    their own, so `except client.exceptions.…` can miss.)"""
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+
+
+def _version(alert: dict[str, Any]) -> tuple[int, int]:
+    """Which of two versions of an alert stands: the higher severity, then the higher count."""
+    return _rank(alert["severity"]), int(alert["count"])
+
+
+def _time(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+class StoreError(Exception):
+    """The store cannot be used at all (missing table, no permission): the message says why."""
+
+
+class DynamoAlertStore:
+    def __init__(
+        self,
+        table: str,
+        *,
+        failures: Path,
+        block_hours: float = 24.0,
+        create: bool = True,
+        endpoint: str | None = None,
+        attempts: int = ATTEMPTS,
+    ) -> None:
+        self.table = table
+        self.failures: Path | None = failures
+        self.failed = 0  # writes that went to the failures file in this process
+        self.block = timedelta(hours=block_hours)
+        retries = BotoConfig(retries={"mode": "standard", "max_attempts": attempts})
+        session = boto3.session.Session()
+        self.client = session.client(
+            "dynamodb", region_name=region(session), endpoint_url=endpoint, config=retries
+        )
+        self._lock = threading.Lock()
+        self.unreachable: str | None = None  # why writes stopped being tried
+        self.ttl_enabled: bool | None = None  # known once this process created the table
+        self.resent = 0  # writes of an earlier run sent again at opening
+        self._ensure_table(create)
+        self._resend_failures()
+
+    # setup ---------------------------------------------------------------------------------
+
+    def _ensure_table(self, create: bool) -> None:
+        try:
+            self.client.describe_table(TableName=self.table)
+            return
+        except self.client.exceptions.ResourceNotFoundException:
+            if not create:
+                raise StoreError(f"DynamoDB table {self.table} does not exist") from None
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"DynamoDB table {self.table}: DescribeTable failed: {exc}") from exc
+        try:
+            self.client.create_table(
+                TableName=self.table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+                Tags=[{"Key": "created-by", "Value": "ecomwatch"}],
+            )
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
+            )
+        except self.client.exceptions.ResourceInUseException:
+            pass  # another process created it meanwhile
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"DynamoDB table {self.table}: CreateTable failed: {exc}") from exc
+        self.ttl_enabled = self._enable_ttl()
+
+    def _enable_ttl(self) -> bool:
+        try:
+            self.client.update_time_to_live(
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "UnknownOperationException":
+                return False  # an emulator without TTL (dynalite): reads still filter expiry
+            raise StoreError(f"DynamoDB table {self.table}: UpdateTimeToLive: {exc}") from exc
+
+    # writing -------------------------------------------------------------------------------
+
+    def add(self, alerts: list[dict[str, Any]]) -> None:
+        """Store alerts (any order, repeats and older versions included); what cannot be
+        written after retries goes to the failures file."""
+        if not alerts:
+            return
+        # One version per alert (the highest), and one entity's items written by one worker
+        # in turn: entities side by side, never one item from two threads (conditions hold on
+        # DynamoDB either way, not on every emulator).
+        highest: dict[str, dict[str, Any]] = {}
+        for alert in alerts:
+            known = highest.get(alert["alert_id"])
+            if known is None or _version(alert) > _version(known):
+                highest[alert["alert_id"]] = alert
+        by_entity: dict[str, list[dict[str, Any]]] = {}
+        for alert in highest.values():
+            by_entity.setdefault(alert["entity"], []).append(alert)
+        with ThreadPoolExecutor(WRITERS) as pool:
+            list(pool.map(self._add_entity, by_entity.values()))
+        self._set_latest(max(a["detected_at"] for a in alerts))
+
+    def _set_latest(self, stamp: str) -> None:
+        self._write(
+            {"op": "latest", "detected_at": stamp},
+            lambda: self._update_if(
+                {"pk": _s("META"), "sk": _s("LATEST")},
+                "SET detected_at = :t",
+                "attribute_not_exists(detected_at) OR detected_at < :t",
+                {":t": _s(stamp)},
+            ),
+        )
+
+    def _add_entity(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            self._write({"op": "alert", "alert": alert}, lambda a=alert: self._put_alert(a))
+
+    def _put_alert(self, a: dict[str, Any]) -> None:
+        entity = _s(f"ENTITY#{a['entity']}")
+        rank, count = _rank(a["severity"]), int(a["count"])
+        item = {
+            "pk": entity,
+            "sk": _s(f"ALERT#{a['alert_id']}"),
+            **{
+                name: _s(str(a[name]))
+                for name in (
+                    "alert_id", "rule", "severity", "entity_type", "entity", "first_seen",
+                    "last_seen", "detected_at", "explanation",
+                )
+            },
+            "severity_rank": _n(rank),
+            "alert_count": _n(count),
+            "evidence": _s(json.dumps(a["evidence"])),
+            "labels": _s(json.dumps(a.get("labels", []))),
+        }  # fmt: skip
+        # ConditionalCheckFailed: this version or a higher one is stored, already done.
+        with _already_done():
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR severity_rank < :r "
+                "OR (severity_rank = :r AND alert_count < :c)",
+                ExpressionAttributeValues={":r": _n(rank), ":c": _n(count)},
+            )
+        state = {"pk": entity, "sk": _s(f"STATE#{a['entity_type']}")}
+        self.client.update_item(
+            TableName=self.table,
+            Key=state,
+            UpdateExpression="ADD alert_ids :id",
+            ExpressionAttributeValues={":id": {"SS": [a["alert_id"]]}},
+        )
+        self._update_if(
+            state,
+            "SET severity = :s, severity_rank = :r",
+            "attribute_not_exists(severity_rank) OR severity_rank < :r",
+            {":s": _s(a["severity"]), ":r": _n(rank)},
+        )
+        self._update_if(
+            state,
+            "SET last_seen = :l",
+            "attribute_not_exists(last_seen) OR last_seen < :l",
+            {":l": _s(a["last_seen"])},
+        )
+        if a["entity_type"] in BLOCKABLE and rank >= _rank(BLOCK_FROM):
+            expires = _time(a["detected_at"]) + self.block
+            self._update_if(
+                {"pk": _s(f"BLOCK#{a['entity_type']}"), "sk": _s(a["entity"])},
+                "SET #rule = :rule, severity = :s, severity_rank = :r, alert_id = :id, "
+                "expires_at = :e, #ttl = :ttl",
+                "attribute_not_exists(expires_at) OR expires_at < :e "
+                "OR (expires_at = :e AND severity_rank < :r)",
+                {
+                    ":rule": _s(a["rule"]), ":s": _s(a["severity"]), ":r": _n(rank),
+                    ":id": _s(a["alert_id"]), ":e": _s(_iso(expires)),
+                    ":ttl": _n(int(expires.timestamp())),
+                },
+                names={"#rule": "rule", "#ttl": TTL_ATTRIBUTE},
+            )  # fmt: skip
+
+    def _update_if(
+        self,
+        key: dict[str, Any],
+        update: str,
+        condition: str,
+        values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> None:
+        """A conditional update whose failed condition means "already as high"."""
+        with _already_done():
+            self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **({"ExpressionAttributeNames": names} if names else {}),
+            )
+
+    def _write(self, record: dict[str, Any], call: Any) -> None:
+        error = self.unreachable
+        if error is None:
+            try:
+                call()
+                return
+            except (ClientError, BotoCoreError) as exc:  # retried by botocore already
+                error = self.unreachable = str(exc)
+        assert self.failures is not None
+        with self._lock:
+            self.failed += 1
+            self.failures.parent.mkdir(parents=True, exist_ok=True)
+            with self.failures.open("a") as out:
+                out.write(json.dumps({**record, "error": error}) + "\n")
+
+    def _resend_failures(self) -> None:
+        """Writes a past run could not make, tried again (idempotent, so safe to repeat)."""
+        if self.failures is None or not self.failures.exists():
+            return
+        pending = read_json_lines(self.failures)
+        self.failures.unlink()  # what fails again is written anew
+        self.add([r["alert"] for r in pending if r["op"] == "alert"])
+        latest = [r["detected_at"] for r in pending if r["op"] == "latest"]
+        if latest:
+            self._set_latest(max(latest))
+        self.resent = len(pending)
+
+    # reading -------------------------------------------------------------------------------
+
+    def alerts_about(self, entity: str) -> list[dict[str, Any]]:
+        """The alerts whose entity is `entity`, as the dicts they were added as."""
+        items = self._query(
+            "pk = :pk AND begins_with(sk, :alert)",
+            {":pk": _s(f"ENTITY#{entity}"), ":alert": _s("ALERT#")},
+        )
+        return sorted((_alert(i) for i in items), key=lambda a: a["detected_at"])
+
+    def entity_state(self, entity: str) -> list[dict[str, Any]]:
+        """Per entity type: how many alerts, the highest severity, the latest event seen."""
+        items = self._query(
+            "pk = :pk AND begins_with(sk, :state)",
+            {":pk": _s(f"ENTITY#{entity}"), ":state": _s("STATE#")},
+        )
+        return [
+            {
+                "entity_type": i["sk"]["S"].removeprefix("STATE#"),
+                "entity": entity,
+                "alerts": len(i["alert_ids"]["SS"]),
+                "severity": i["severity"]["S"],
+                "last_seen": i["last_seen"]["S"],
+            }
+            for i in items
+        ]
+
+    def all_alerts(self) -> list[dict[str, Any]]:
+        found = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "begins_with(sk, :alert)",
+            "ExpressionAttributeValues": {":alert": _s("ALERT#")},
+        }
+        while True:
+            page = self._read("Scan", self.client.scan, kwargs)
+            found += [_alert(i) for i in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda a: a["detected_at"])
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def blocklist(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Blocks in force at `now` (default: the latest event time the store has seen)."""
+        if now is None:
+            meta = self._read(
+                "GetItem",
+                self.client.get_item,
+                {"TableName": self.table, "Key": {"pk": _s("META"), "sk": _s("LATEST")}},
+            ).get("Item")
+            stamp = meta["detected_at"]["S"] if meta else _iso(datetime.now(UTC))
+        else:
+            stamp = _iso(now)
+        blocks = []
+        for kind in BLOCKABLE:
+            for item in self._query("pk = :pk", {":pk": _s(f"BLOCK#{kind}")}):
+                if item["expires_at"]["S"] > stamp:  # TTL deletes late: filter here too
+                    blocks.append(
+                        {
+                            "entity_type": kind,
+                            "entity": item["sk"]["S"],
+                            **{
+                                name: item[name]["S"]
+                                for name in ("rule", "severity", "alert_id", "expires_at")
+                            },
+                        }
+                    )
+        return sorted(blocks, key=lambda b: (b["entity_type"], b["entity"]))
+
+    def _query(self, condition: str, values: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            page = self._read("Query", self.client.query, kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _read(self, name: str, call: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = call(**kwargs)
+            return result
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"DynamoDB table {self.table}: {name} failed: {exc}") from exc
+
+    def close(self) -> None:
+        return None
+
+
+def _alert(item: dict[str, Any]) -> dict[str, Any]:
+    text = ("alert_id", "rule", "severity", "entity_type", "entity", "first_seen", "last_seen")
+    return {
+        **{name: item[name]["S"] for name in text},
+        "detected_at": item["detected_at"]["S"],
+        "count": int(item["alert_count"]["N"]),
+        "evidence": json.loads(item["evidence"]["S"]),
+        "explanation": item["explanation"]["S"],
+        "labels": json.loads(item["labels"]["S"]),
+    }
