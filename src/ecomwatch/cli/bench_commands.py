@@ -1,4 +1,4 @@
-"""`ecomwatch bench ingest|serve|judging|commits|kinesis`: the benchmarks, each printing one
+"""`ecomwatch bench ingest|serve|judging|commits|kinesis|store`: the benchmarks, each printing one
 JSON line of figures with its baseline measured in the same run (harnesses in
 `ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
 
@@ -145,4 +145,26 @@ def kinesis(
         events=events, shards=shards, per_record=per_record, live_seconds=live_seconds,
         live_rate=live_rate, endpoint=endpoint, server=server, workdir=workdir, console=err,
     )  # fmt: skip
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def store(
+    alerts: Annotated[int, typer.Option(min=1_000, help="Alert lines written.")] = 100_000,
+    events: Annotated[int, typer.Option(min=10_000, help="Events of the detect runs.")] = 200_000,
+    server: Annotated[str, typer.Option(help="DynamoDB server: moto or dynalite.")] = "moto",
+    endpoint: Annotated[
+        str | None, typer.Option(help="A DynamoDB-compatible server instead of starting one.")
+    ] = None,
+) -> None:
+    """Alerts with escalations into SQLite (the baseline) and DynamoDB, and `detect` with a
+    DynamoDB store against `detect` without one."""
+    from ecomwatch.benchmarks.store_bench import SERVERS, run_store_bench
+
+    if server not in SERVERS:
+        err.print(f"[red]error:[/] --server must be one of {', '.join(SERVERS)}, not {server!r}")
+        raise typer.Exit(2)
+    figures = run_store_bench(
+        alerts=alerts, events=events, server=server, endpoint=endpoint, console=err
+    )
     print(json.dumps(figures))

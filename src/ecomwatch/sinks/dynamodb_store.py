@@ -6,7 +6,7 @@ Key design (partition key `pk`, sort key `sk`, both strings; on-demand capacity)
     item                   pk                       sk                   attributes
     an alert               ENTITY#<entity>          ALERT#<alert_id>     its fields, severity_rank
     an entity's state      ENTITY#<entity>          STATE#<entity_type>  alert_ids (a set),
-                                                                         severity (the highest),
+                                                                         ids_<severity> (sets),
                                                                          last_seen
     a block                BLOCK#<ip or subnet>     <entity>             rule, severity, alert_id,
                                                                          expires_at, ttl
@@ -17,7 +17,7 @@ answers the blocklist, and nothing needs a scan but "every alert" (`report --exc
 
 Every write is idempotent, so a replay after a crash changes nothing: an alert is put only if
 it is new or this version ranks higher (severity, then count) — `ConditionalCheckFailed` means
-"already stored"; entity state adds to a set and raises maxima under conditions; a block's
+"already stored"; entity state adds to sets and raises last_seen under a condition; a block's
 expiry only moves later (at the same expiry, to a higher severity). `ttl` (epoch seconds) is
 the attribute DynamoDB's TTL deletes by, and since TTL deletes lazily (up to days late), reads
 filter out expired blocks themselves.
@@ -48,7 +48,7 @@ from ecomwatch.sinks.jsonl import read_json_lines
 
 SCHEME = "dynamodb://"
 TTL_ATTRIBUTE = "ttl"
-WRITERS = 8  # alerts written side by side (each alert's own writes stay in order)
+WRITERS = 16  # alerts written side by side (each alert's own writes stay in order)
 ATTEMPTS = 10
 
 
@@ -230,25 +230,32 @@ class DynamoAlertStore:
                 "OR (severity_rank = :r AND alert_count < :c)",
                 ExpressionAttributeValues={":r": _n(rank), ":c": _n(count)},
             )
+        # Entity state in one call as a rule: the alert's id added to the entity's set and to
+        # the set of its severity (the highest non-empty one is the entity's severity: sets
+        # need no condition), and last_seen raised; an alert older than last_seen (rare: they
+        # come in time order) then adds its id alone.
         state = {"pk": entity, "sk": _s(f"STATE#{a['entity_type']}")}
-        self.client.update_item(
-            TableName=self.table,
-            Key=state,
-            UpdateExpression="ADD alert_ids :id",
-            ExpressionAttributeValues={":id": {"SS": [a["alert_id"]]}},
-        )
-        self._update_if(
-            state,
-            "SET severity = :s, severity_rank = :r",
-            "attribute_not_exists(severity_rank) OR severity_rank < :r",
-            {":s": _s(a["severity"]), ":r": _n(rank)},
-        )
-        self._update_if(
-            state,
-            "SET last_seen = :l",
-            "attribute_not_exists(last_seen) OR last_seen < :l",
-            {":l": _s(a["last_seen"])},
-        )
+        ids = {":id": {"SS": [a["alert_id"]]}}
+        by_severity = {"#sev": f"ids_{a['severity']}"}
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=state,
+                UpdateExpression="ADD alert_ids :id, #sev :id SET last_seen = :l",
+                ConditionExpression="attribute_not_exists(last_seen) OR last_seen <= :l",
+                ExpressionAttributeValues={**ids, ":l": _s(a["last_seen"])},
+                ExpressionAttributeNames=by_severity,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            self.client.update_item(
+                TableName=self.table,
+                Key=state,
+                UpdateExpression="ADD alert_ids :id, #sev :id",
+                ExpressionAttributeValues=ids,
+                ExpressionAttributeNames=by_severity,
+            )
         if a["entity_type"] in BLOCKABLE and rank >= _rank(BLOCK_FROM):
             expires = _time(a["detected_at"]) + self.block
             self._update_if(
@@ -332,7 +339,9 @@ class DynamoAlertStore:
                 "entity_type": i["sk"]["S"].removeprefix("STATE#"),
                 "entity": entity,
                 "alerts": len(i["alert_ids"]["SS"]),
-                "severity": i["severity"]["S"],
+                "severity": max(
+                    (sev for sev in SEVERITIES if f"ids_{sev}" in i), key=_rank, default="info"
+                ),
                 "last_seen": i["last_seen"]["S"],
             }
             for i in items
