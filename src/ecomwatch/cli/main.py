@@ -1,7 +1,8 @@
 """The `ecomwatch` command line: the product's front door.
 
 Exit codes: 0 done (rejected rows included); 1 done, but some inputs could not be read
-(the others were processed); 2 usage or configuration error.
+(the others were processed) or some alerts could not be written to a remote store (kept in a
+local file, sent again next time); 2 usage or configuration error.
 """
 
 from __future__ import annotations

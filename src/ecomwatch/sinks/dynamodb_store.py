@@ -108,7 +108,10 @@ class DynamoAlertStore:
         self.failures: Path | None = failures
         self.failed = 0  # writes that went to the failures file in this process
         self.block = timedelta(hours=block_hours)
-        retries = BotoConfig(retries={"mode": "standard", "max_attempts": attempts})
+        retries = BotoConfig(
+            retries={"mode": "standard", "max_attempts": attempts},
+            max_pool_connections=WRITERS + 2,
+        )
         session = boto3.session.Session()
         self.client = session.client(
             "dynamodb", region_name=region(session), endpoint_url=endpoint, config=retries
