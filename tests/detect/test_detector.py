@@ -287,29 +287,6 @@ def test_store_is_idempotent_escalates_and_exports_a_blocklist(tmp_path: Path, t
     assert {b["entity"] for b in blocks} == set(denied)
 
 
-def test_alert_store_keeps_the_higher_severity(tmp_path: Path):
-    from ecomwatch.sinks.alert_store import AlertStore
-
-    base = {
-        "alert_id": "a1",
-        "rule": "r",
-        "severity": "high",
-        "entity_type": "ip",
-        "entity": "198.51.100.1",
-        "first_seen": "2019-11-01T00:00:00Z",
-        "last_seen": "2019-11-01T00:01:00Z",
-        "detected_at": "2019-11-01T00:01:00Z",
-        "count": 10,
-        "evidence": {},
-        "explanation": "x",
-    }
-    store = AlertStore(tmp_path / "s.db")
-    store.add([base, {**base, "severity": "critical", "count": 50}, {**base, "severity": "medium"}])
-    assert store.db.execute("SELECT severity, count FROM alerts").fetchall() == [("critical", 50)]
-    (block,) = store.blocklist()
-    assert block["expires_at"] == "2019-11-02T00:01:00Z"
-
-
 class Recorder:
     """An operator that keeps every batch the pipeline hands it, with the watermark."""
 
