@@ -310,15 +310,24 @@ class DynamoAlertStore:
                 out.write(json.dumps({**record, "error": error}) + "\n")
 
     def _resend_failures(self) -> None:
-        """Writes a past run could not make, tried again (idempotent, so safe to repeat)."""
-        if self.failures is None or not self.failures.exists():
+        """Writes a past run could not make, tried again (idempotent, so safe to repeat). They
+        are moved aside first, so that what fails again is written anew to the failures file,
+        and removed only once tried: a crash meanwhile leaves them to the next opening."""
+        if self.failures is None:
             return
-        pending = read_json_lines(self.failures)
-        self.failures.unlink()  # what fails again is written anew
+        sending = self.failures.with_name(self.failures.name + ".sending")
+        if self.failures.exists():  # (a crash between these two lines only sends some twice)
+            with sending.open("a") as out:
+                out.write(self.failures.read_text())
+            self.failures.unlink()
+        if not sending.exists():
+            return
+        pending = read_json_lines(sending)
         self.add([r["alert"] for r in pending if r["op"] == "alert"])
         latest = [r["detected_at"] for r in pending if r["op"] == "latest"]
         if latest:
             self._set_latest(max(latest))
+        sending.unlink()
         self.resent = len(pending)
 
     # reading -------------------------------------------------------------------------------
