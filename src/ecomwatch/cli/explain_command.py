@@ -93,11 +93,10 @@ def _load(alerts: Path | None, store: str | None, entity: str) -> list[dict[str,
         if not alerts.exists():
             err.print(f"[red]error:[/] {alerts} does not exist")
             raise typer.Exit(2)
-        latest: dict[str, dict[str, Any]] = {}
-        for row in read_json_lines(alerts):  # an escalation repeats the id: keep its last version
-            if matches(row, entity):
-                latest[row["alert_id"]] = row
-        return list(latest.values())
+        from ecomwatch.cli.alert_outputs import latest_alerts
+
+        # An escalation repeats the id: its last version stands.
+        return latest_alerts([row for row in read_json_lines(alerts) if matches(row, entity)])
     assert store is not None
     from ecomwatch.cli.alert_outputs import open_store_to_read
 

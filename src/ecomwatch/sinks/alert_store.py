@@ -39,8 +39,16 @@ CREATE VIEW IF NOT EXISTS entities AS
 """
 
 
-def _rank(severity: str) -> int:
+def rank_of(severity: str) -> int:
     return SEVERITIES.index(severity)
+
+
+def block_expiry(alert: dict[str, Any], block: timedelta) -> datetime | None:
+    """When the block an alert sets ends: `block` after its detection, for an IP or subnet
+    alerted at medium or above; None for any other alert (it blocks nothing)."""
+    if alert["entity_type"] not in BLOCKABLE or rank_of(alert["severity"]) < rank_of(BLOCK_FROM):
+        return None
+    return datetime.fromisoformat(alert["detected_at"].replace("Z", "+00:00")) + block
 
 
 class AlertStore:
@@ -48,7 +56,7 @@ class AlertStore:
         self.path = Path(path)
         self.block = timedelta(hours=block_hours)
         self.db = sqlite3.connect(self.path)
-        self.db.create_function("severity_rank", 1, _rank, deterministic=True)
+        self.db.create_function("severity_rank", 1, rank_of, deterministic=True)
         self.db.executescript(_SCHEMA)
         # A local file is written or raises: nothing kept aside to send again.
         self.resent = self.failed = 0
@@ -83,9 +91,9 @@ class AlertStore:
                         json.dumps(a.get("labels", [])),
                     ),
                 )
-                if a["entity_type"] in BLOCKABLE and _rank(a["severity"]) >= _rank(BLOCK_FROM):
-                    detected = datetime.fromisoformat(a["detected_at"].replace("Z", "+00:00"))
-                    expires = (detected + self.block).isoformat().replace("+00:00", "Z")
+                ends = block_expiry(a, self.block)
+                if ends is not None:
+                    expires = ends.isoformat().replace("+00:00", "Z")
                     self.db.execute(
                         """INSERT INTO blocklist VALUES (?,?,?,?,?,?)
                            ON CONFLICT(entity_type, entity) DO UPDATE SET

@@ -43,17 +43,13 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecomwatch.aws_settings import region
-from ecomwatch.sinks.alert_store import BLOCK_FROM, BLOCKABLE, SEVERITIES
+from ecomwatch.sinks.alert_store import BLOCKABLE, SEVERITIES, block_expiry, rank_of
 from ecomwatch.sinks.jsonl import read_json_lines
 
 SCHEME = "dynamodb://"
 TTL_ATTRIBUTE = "ttl"
 WRITERS = 16  # alerts written side by side (each alert's own writes stay in order)
 ATTEMPTS = 10
-
-
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
 
 
 @contextlib.contextmanager
@@ -70,11 +66,7 @@ def _already_done() -> Iterator[None]:
 
 def _version(alert: dict[str, Any]) -> tuple[int, int]:
     """Which of two versions of an alert stands: the higher severity, then the higher count."""
-    return _rank(alert["severity"]), int(alert["count"])
-
-
-def _time(iso: str) -> datetime:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    return rank_of(alert["severity"]), int(alert["count"])
 
 
 def _iso(moment: datetime) -> str:
@@ -208,7 +200,7 @@ class DynamoAlertStore:
 
     def _put_alert(self, a: dict[str, Any]) -> None:
         entity = _s(f"ENTITY#{a['entity']}")
-        rank, count = _rank(a["severity"]), int(a["count"])
+        rank, count = rank_of(a["severity"]), int(a["count"])
         item = {
             "pk": entity,
             "sk": _s(f"ALERT#{a['alert_id']}"),
@@ -259,8 +251,8 @@ class DynamoAlertStore:
                 ExpressionAttributeValues=ids,
                 ExpressionAttributeNames=by_severity,
             )
-        if a["entity_type"] in BLOCKABLE and rank >= _rank(BLOCK_FROM):
-            expires = _time(a["detected_at"]) + self.block
+        expires = block_expiry(a, self.block)
+        if expires is not None:
             self._update_if(
                 {"pk": _s(f"BLOCK#{a['entity_type']}"), "sk": _s(a["entity"])},
                 "SET #rule = :rule, severity = :s, severity_rank = :r, alert_id = :id, "
@@ -352,7 +344,7 @@ class DynamoAlertStore:
                 "entity": entity,
                 "alerts": len(i["alert_ids"]["SS"]),
                 "severity": max(
-                    (sev for sev in SEVERITIES if f"ids_{sev}" in i), key=_rank, default="info"
+                    (sev for sev in SEVERITIES if f"ids_{sev}" in i), key=rank_of, default="info"
                 ),
                 "last_seen": i["last_seen"]["S"],
             }
