@@ -4,13 +4,16 @@ webhook."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
+
+if TYPE_CHECKING:
+    from ecomwatch.sinks.store_writer import StoreWriter
 
 StoreOption = Annotated[
     str | None,
@@ -45,35 +48,42 @@ def close_webhook(webhook: WebhookSink | None, console: Console) -> None:
     console.print(f"webhook: {webhook.delivered} alert(s) delivered{kept}")
 
 
-def store_alerts(
-    store: str | None, records: list[dict[str, Any]], console: Console, beside: Path | None = None
-) -> None:
-    """Write alerts to the store; say what it could not write and where that was kept."""
+def open_store_writer(store: str | None, console: Console, beside: Path) -> StoreWriter | None:
+    """The store, written while the run goes on (alerts as they are raised)."""
     if store is None:
-        return
+        return None
     from ecomwatch.sinks.dynamodb_store import StoreError
-    from ecomwatch.sinks.stores import open_store
+    from ecomwatch.sinks.store_writer import StoreWriter
+    from ecomwatch.sinks.stores import journal_file, open_store
 
     try:
-        database = open_store(store, beside=beside)
+        return StoreWriter(open_store(store, beside=beside), journal_file(store, beside))
     except StoreError as exc:
         console.print(f"[red]error:[/] --store {store}: {exc}")
         raise typer.Exit(1) from exc
-    try:
-        database.add(records)
-    finally:
-        database.close()
-    resent, failed = getattr(database, "resent", 0), getattr(database, "failed", 0)
-    if resent:
-        console.print(f"store: {resent:,} write(s) kept by an earlier run sent again")
-    if failed:
-        failures, why = database.failures, database.unreachable
+
+
+def close_store_writer(writer: StoreWriter | None, store: str | None, console: Console) -> bool:
+    """Wait for the store to hold every alert; say what it could not write and where that was
+    kept. True when some writes failed (the command then exits 1)."""
+    if writer is None:
+        return False
+    writer.close()
+    database = writer.store
+    recovered = writer.recovered + database.resent
+    if recovered:
+        console.print(f"store: {recovered:,} write(s) left by an earlier run made now")
+    waited = f", {writer.drain_s:.1f} s after the run" if writer.drain_s >= 0.05 else ""
+    console.print(f"store: {writer.written:,} alert line(s) written to {store}{waited}")
+    if database.failed:
         console.print(
-            f"[red]store: {failed:,} write(s) could not be made[/] ({why}); kept in "
-            f"{failures} and sent again the next time the store is opened",
+            f"[red]store: {database.failed:,} write(s) could not be made[/] "
+            f"({database.unreachable}); kept in {database.failures} and sent again the next "
+            "time the store is opened",
             markup=True,
         )
-        raise typer.Exit(1)
+        return True
+    return False
 
 
 def open_store_to_read(store: str, console: Console) -> Any:

@@ -21,12 +21,13 @@ from ecomwatch.cli.alert_outputs import (
     StoreOption,
     WebhookOption,
     alerts_line,
+    close_store_writer,
     close_webhook,
     latest_alerts,
     open_store_to_read,
+    open_store_writer,
     open_webhook,
     read_alerts,
-    store_alerts,
 )
 from ecomwatch.cli.bench_commands import bench_app
 from ecomwatch.cli.demo_commands import demo, simulate
@@ -42,8 +43,9 @@ from ecomwatch.lake.open import open_lake
 from ecomwatch.process_memory import peak_rss_mb
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from ecomwatch.detect.rules import Rule
-    from ecomwatch.sinks.webhook import WebhookSink
 
 app = typer.Typer(
     name="ecomwatch",
@@ -197,6 +199,8 @@ def run(
         raise _fail("--from and --until-caught-up apply to a stream (kinesis://STREAM)")
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
     hook = open_webhook(webhook, alerts) if alerts is not None else None
+    writer = open_store_writer(store, err, alerts) if alerts is not None else None
+    listeners = [sink.send for sink in (hook, writer) if sink is not None]
     stream = None
     try:
         if streams:
@@ -205,22 +209,22 @@ def run(
             )
             summary = run_stream(
                 stream, lake, config=settings, dead_letter=dead_letter, alerts=alerts,
-                rules=loaded_rules, alert_listeners=[hook.send] if hook is not None else [],
+                rules=loaded_rules, alert_listeners=listeners,
                 console=err, quiet=as_json,
             )  # fmt: skip
         else:
             summary = _run_files(
                 [Path(i) for i in inputs], lake, settings, dead_letter, alerts, loaded_rules,
-                hook, as_json,
+                listeners, as_json,
             )  # fmt: skip
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     finally:
         close_webhook(hook, err)
+        store_failed = close_store_writer(writer, store, err)
     raised = []
     if alerts is not None:
-        written = read_alerts(alerts)
-        raised = latest_alerts(written)
+        raised = latest_alerts(read_alerts(alerts))
     figures = stream_figures(stream) if stream is not None else {}
     if as_json:
         if alerts is not None:
@@ -238,8 +242,8 @@ def run(
             print_shards(figures["shards"], out, f"Shards of {stream.name}")
             if figures["retries"]:
                 out.print(f"calls retried: {json.dumps(figures['retries'])}")
-    if alerts is not None:
-        store_alerts(store, written, err, beside=alerts)
+    if store_failed:
+        raise typer.Exit(1)
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
 
@@ -251,7 +255,7 @@ def _run_files(
     dead_letter: Path | None,
     alerts: Path | None,
     rules: list[Rule] | None,
-    hook: WebhookSink | None,
+    listeners: Sequence[Callable[[list[dict[str, Any]]], None]],
     quiet: bool,
 ) -> RunSummary:
     from ecomwatch.ingest import ingest, open_inputs
@@ -269,7 +273,7 @@ def _run_files(
             opened=opened,
             alerts=alerts,
             rules=rules,
-            alert_listeners=[hook.send] if hook is not None else [],
+            alert_listeners=listeners,
         )
 
 
@@ -353,23 +357,26 @@ def detect(
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)
     hook = open_webhook(webhook, alerts)
+    writer = open_store_writer(store, err, alerts)
     try:
         summary, raised = run_detect(
             sources,
             loaded,
             config=settings,
             open_errors=errors,
-            alert_listeners=[hook.send] if hook is not None else [],
+            alert_listeners=[sink.send for sink in (hook, writer) if sink is not None],
         )
     finally:
         close_webhook(hook, err)
+        store_failed = close_store_writer(writer, store, err)
     write_alerts(raised, alerts)
     rows = [a.to_json() for a in raised]
-    store_alerts(store, rows, err, beside=alerts)
     out.print(
         f"{summary.read:,} rows read, {summary.accepted:,} accepted; "
         + alerts_line(latest_alerts(rows), alerts)
     )
+    if store_failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -55,7 +55,8 @@ class AlertStore:
     def __init__(self, path: Path | str, *, block_hours: float = 24.0) -> None:
         self.path = Path(path)
         self.block = timedelta(hours=block_hours)
-        self.db = sqlite3.connect(self.path)
+        # Written by one thread at a time, which need not be the one that opened it (StoreWriter).
+        self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.create_function("severity_rank", 1, rank_of, deterministic=True)
         self.db.executescript(_SCHEMA)
         # A local file is written or raises: nothing kept aside to send again.

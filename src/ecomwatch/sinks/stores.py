@@ -45,6 +45,15 @@ def failures_file(spec: str, beside: Path | None = None) -> Path:
     return Path(f"dynamodb-{table}-failures.jsonl")
 
 
+def journal_file(spec: str, beside: Path | None = None) -> Path:
+    """Where a run journals the alerts it has not yet written to the store (StoreWriter):
+    beside a SQLite file, or where a DynamoDB store keeps its failures."""
+    if is_dynamodb(spec):
+        failures = failures_file(spec, beside)
+        return failures.with_name(failures.name.replace("-failures.jsonl", "-pending.jsonl"))
+    return Path(f"{spec}.pending.jsonl")
+
+
 def open_store(spec: str, *, beside: Path | None = None, create: bool = True) -> AlertStateStore:
     """`create=False` for commands that only read: a missing store is then an error."""
     if is_dynamodb(spec):
