@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from ecomwatch.lake.open import open_lake
 from tests.serve.conftest import TOKEN, start_server
@@ -209,3 +210,35 @@ def test_kill_9_keeps_what_was_committed_and_takes_the_detector_process_along(tm
         assert again.post_events([event(4000)])[0] == 200
     finally:
         assert "events committed" in again.stop()
+
+
+@pytest.mark.integration
+def test_serve_writes_its_alerts_to_a_dynamodb_store_as_they_come(moto_dynamodb, tmp_path: Path):
+    """`serve --store dynamodb://…`: the scraper's alert is in the table while the service runs
+    (read back through the API), and its stop says how many alert lines it wrote."""
+    from tests.dynamodb_servers import dynamodb_client
+    from tests.kinesis_servers import CREDENTIALS
+
+    running = start_server(
+        tmp_path / "lake",
+        env={**CREDENTIALS, "AWS_ENDPOINT_URL": moto_dynamodb},
+        extra=("--store", "dynamodb://serve-alerts"),
+    )
+    scraper = [
+        {**event(i, ip="203.0.113.67"), "event_time": f"2019-11-01T11:00:{i // 60:02d}Z",
+         "user_session": "scrape", "product_id": 2_000_000 + i}
+        for i in range(300)
+    ]  # fmt: skip
+    assert running.post_events(scraper)[0] == 200
+    client = dynamodb_client(moto_dynamodb)
+    deadline, items = time.monotonic() + 30, []
+    while time.monotonic() < deadline and not items:
+        items = client.query(
+            TableName="serve-alerts",
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :a)",
+            ExpressionAttributeValues={":pk": {"S": "ENTITY#203.0.113.67"}, ":a": {"S": "ALERT#"}},
+        )["Items"]
+        time.sleep(0.2)
+    assert any(i["rule"]["S"] == "fast-scraper" for i in items)
+    stderr = running.stop()
+    assert "alert line(s) written to dynamodb://serve-alerts" in stderr, stderr

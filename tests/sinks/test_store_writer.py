@@ -103,7 +103,7 @@ def test_a_dynamodb_stopped_in_the_middle_of_a_run_loses_nothing(tmp_path: Path)
             except client.exceptions.ResourceNotFoundException:
                 pass
             time.sleep(0.1)
-    out, err = running.communicate(timeout=600)
+    _, err = running.communicate(timeout=600)
     assert running.returncode == 1, err.decode()
     assert "could not be made" in err.decode() and "kept in" in err.decode()
     raised = {json.loads(line)["alert_id"] for line in alerts.read_text().splitlines()}

@@ -13,6 +13,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ecomwatch.cli.alert_outputs import (
+    StoreOption,
+    WebhookOption,
+    close_store_writer,
+    close_webhook,
+    open_store_writer,
+    open_webhook,
+)
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 
 err = Console(stderr=True, soft_wrap=True)
@@ -57,6 +65,8 @@ def serve(
         typer.Option("--alerts", help="Alerts file [default: inside the lake's aux folder]."),
     ] = None,
     rules: RulesOption = None,
+    store: StoreOption = None,
+    webhook: WebhookOption = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="TOML configuration file.", exists=True, dir_okay=False),
@@ -124,6 +134,11 @@ def serve(
     except LakeError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
+    hook = open_webhook(webhook, service.alerts_path)
+    writer = open_store_writer(store, err, service.alerts_path)
+    for sink in (hook, writer):
+        if sink is not None:
+            service.send_alerts_to(sink.send)
     app = create_app(service, tokens=tokens)
     server_class = _draining_server_class()
     server = server_class(
@@ -145,12 +160,18 @@ def serve(
         server.run()  # returns after SIGINT/SIGTERM, once in-flight requests are answered
     finally:
         err.print("stopping: draining the queue and committing the lake")
-        summary = service.stop()
+        try:
+            summary = service.stop()
+        finally:
+            close_webhook(hook, err)
+            store_failed = close_store_writer(writer, store, err)
     if summary is not None:
         err.print(
             f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
             f"{summary.rejected:,} rejected"
         )
+    if store_failed:
+        raise typer.Exit(1)
 
 
 def replay(

@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,10 @@ class Service:
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
     # lifecycle ---------------------------------------------------------------------------
+
+    def send_alerts_to(self, listener: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Also hand each batch of new alerts to `listener` (a store, a webhook); before start."""
+        self.detector.listeners.append(listener)
 
     def start(self) -> None:
         self._thread.start()
