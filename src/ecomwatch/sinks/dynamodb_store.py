@@ -5,22 +5,20 @@ Key design (partition key `pk`, sort key `sk`, both strings; on-demand capacity)
 
     item                   pk                       sk                   attributes
     an alert               ENTITY#<entity>          ALERT#<alert_id>     its fields, severity_rank
-    an entity's state      ENTITY#<entity>          STATE#<entity_type>  alert_ids (a set),
-                                                                         ids_<severity> (sets),
-                                                                         last_seen
     a block                BLOCK#<ip or subnet>     <entity>             rule, severity, alert_id,
                                                                          expires_at, ttl
     the latest event time  META                     LATEST               detected_at
 
-So one Query answers `explain ENTITY` (its alerts and state), one Query per blockable type
-answers the blocklist, and nothing needs a scan but "every alert" (`report --exclude-bots`).
+So one Query answers `explain ENTITY` (its alerts, and from them its state: how many, the
+highest severity, the latest event; no state item to keep in step, nor one that grows with
+every alert of a busy IP toward the 400 KB item limit), one Query per blockable type answers
+the blocklist, and nothing needs a scan but "every alert" (`report --exclude-bots`).
 
 Every write is idempotent, so a replay after a crash changes nothing: an alert is put only if
 it is new or this version ranks higher (severity, then count) — `ConditionalCheckFailed` means
-"already stored"; entity state adds to sets and raises last_seen under a condition; a block's
-expiry only moves later (at the same expiry, to a higher severity). `ttl` (epoch seconds) is
-the attribute DynamoDB's TTL deletes by, and since TTL deletes lazily (up to days late), reads
-filter out expired blocks themselves.
+"already stored"; a block's expiry only moves later (at the same expiry, to a higher
+severity). `ttl` (epoch seconds) is the attribute DynamoDB's TTL deletes by, and since TTL
+deletes lazily (up to days late), reads filter out expired blocks themselves.
 Throttling and connection errors are retried by botocore (standard mode, 10 attempts); a write
 that still fails goes to a local failures file, named in the summary, and so does every later
 write of that store (the table is unreachable: the rest are not each retried for a minute);
@@ -43,7 +41,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ecomwatch.aws_settings import region
-from ecomwatch.sinks.alert_store import BLOCKABLE, SEVERITIES, block_expiry, rank_of
+from ecomwatch.sinks.alert_store import BLOCKABLE, block_expiry, rank_of
 from ecomwatch.sinks.jsonl import read_json_lines
 
 SCHEME = "dynamodb://"
@@ -225,32 +223,6 @@ class DynamoAlertStore:
                 "OR (severity_rank = :r AND alert_count < :c)",
                 ExpressionAttributeValues={":r": _n(rank), ":c": _n(count)},
             )
-        # Entity state in one call as a rule: the alert's id added to the entity's set and to
-        # the set of its severity (the highest non-empty one is the entity's severity: sets
-        # need no condition), and last_seen raised; an alert older than last_seen (rare: they
-        # come in time order) then adds its id alone.
-        state = {"pk": entity, "sk": _s(f"STATE#{a['entity_type']}")}
-        ids = {":id": {"SS": [a["alert_id"]]}}
-        by_severity = {"#sev": f"ids_{a['severity']}"}
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=state,
-                UpdateExpression="ADD alert_ids :id, #sev :id SET last_seen = :l",
-                ConditionExpression="attribute_not_exists(last_seen) OR last_seen <= :l",
-                ExpressionAttributeValues={**ids, ":l": _s(a["last_seen"])},
-                ExpressionAttributeNames=by_severity,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            self.client.update_item(
-                TableName=self.table,
-                Key=state,
-                UpdateExpression="ADD alert_ids :id, #sev :id",
-                ExpressionAttributeValues=ids,
-                ExpressionAttributeNames=by_severity,
-            )
         expires = block_expiry(a, self.block)
         if expires is not None:
             self._update_if(
@@ -334,21 +306,18 @@ class DynamoAlertStore:
 
     def entity_state(self, entity: str) -> list[dict[str, Any]]:
         """Per entity type: how many alerts, the highest severity, the latest event seen."""
-        items = self._query(
-            "pk = :pk AND begins_with(sk, :state)",
-            {":pk": _s(f"ENTITY#{entity}"), ":state": _s("STATE#")},
-        )
+        by_type: dict[str, list[dict[str, Any]]] = {}
+        for alert in self.alerts_about(entity):
+            by_type.setdefault(alert["entity_type"], []).append(alert)
         return [
             {
-                "entity_type": i["sk"]["S"].removeprefix("STATE#"),
+                "entity_type": kind,
                 "entity": entity,
-                "alerts": len(i["alert_ids"]["SS"]),
-                "severity": max(
-                    (sev for sev in SEVERITIES if f"ids_{sev}" in i), key=rank_of, default="info"
-                ),
-                "last_seen": i["last_seen"]["S"],
+                "alerts": len(alerts),
+                "severity": max((a["severity"] for a in alerts), key=rank_of),
+                "last_seen": max(a["last_seen"] for a in alerts),
             }
-            for i in items
+            for kind, alerts in sorted(by_type.items())
         ]
 
     def all_alerts(self) -> list[dict[str, Any]]:
