@@ -144,9 +144,10 @@ def test_a_dynamodb_that_goes_away_loses_nothing(monkeypatch, tmp_path: Path):
         assert len(again.blocklist()) == 40
 
 
-def test_the_command_line_reads_and_writes_both_stores_alike(moto_dynamodb, tmp_path):
+def test_the_command_line_reads_and_writes_both_stores_alike(dynalite, tmp_path):
     """detect twice (a replay), then blocklist, explain and report --exclude-bots: the same
-    answers from a SQLite file and from a DynamoDB table."""
+    answers from a SQLite file and from a DynamoDB table (dynalite: moto's transactions copy
+    the whole table for each write, too slow for a run's thousand alerts)."""
     import json
     import os
     import subprocess
@@ -154,7 +155,7 @@ def test_the_command_line_reads_and_writes_both_stores_alike(moto_dynamodb, tmp_
 
     from tests.kinesis_servers import CREDENTIALS
 
-    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_dynamodb}
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": dynalite}
 
     def cli(*args: str) -> str:
         ran = subprocess.run(
@@ -182,3 +183,29 @@ def test_the_command_line_reads_and_writes_both_stores_alike(moto_dynamodb, tmp_
     sqlite, dynamodb = answers.values()
     assert sqlite == dynamodb
     assert len(sqlite[0]) > 10 and sqlite[1]["alerts"] and sqlite[2] > 0
+
+
+def test_a_batch_of_stored_new_and_escalated_alerts_keeps_the_highest_of_each(
+    any_dynamodb, monkeypatch, tmp_path, request
+):
+    """70 alerts (140 writes: more than one transaction of 100), then a batch mixing all of
+    them again with 30 escalations, 40 new ones and 30 older versions: a transaction cancelled
+    by the stored ones still writes the others. moto takes transactions (copying the whole
+    table for each write of one, so the table is kept small here); dynalite has none (one
+    call a write)."""
+    use_endpoint(monkeypatch, any_dynamodb)
+    store = DynamoAlertStore("ecomwatch-mixed", failures=tmp_path / "f.jsonl")
+    first = [{**BASE, "alert_id": f"m{n}", "entity": f"198.51.{n // 200}.{n % 200}"}
+             for n in range(70)]  # fmt: skip
+    store.add(first)
+    escalated = [{**a, "severity": "critical", "count": 99} for a in first[:30]]
+    new = [{**BASE, "alert_id": f"n{n}", "entity": f"203.0.113.{n}"} for n in range(40)]
+    store.add([*first, *escalated, *new, *[{**a, "severity": "low"} for a in first[30:60]]])
+    kept = {a["alert_id"]: a for a in store.all_alerts()}
+    assert len(kept) == 110 and store.failed == 0
+    assert all(kept[a["alert_id"]]["severity"] == "critical" for a in escalated)
+    assert all(kept[a["alert_id"]]["severity"] == "high" for a in first[30:])
+    blocks = {b["entity"]: b for b in store.blocklist()}
+    assert len(blocks) == 110 and blocks[first[0]["entity"]]["severity"] == "critical"
+    on_moto = request.node.callspec.params["any_dynamodb"] == "moto_dynamodb"
+    assert store.transactions is on_moto

@@ -23,9 +23,9 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,10 @@ def run_kinesis_bench(
             shutil.rmtree(base, ignore_errors=True)
 
 
-SERVERS = {"kinesis-local": kinesis_local, "moto": moto_server}
+SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
+    "kinesis-local": kinesis_local,
+    "moto": moto_server,
+}
 
 
 @contextmanager

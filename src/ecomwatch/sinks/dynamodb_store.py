@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -46,8 +47,12 @@ from ecomwatch.sinks.jsonl import read_json_lines
 
 SCHEME = "dynamodb://"
 TTL_ATTRIBUTE = "ttl"
-WRITERS = 16  # alerts written side by side (each alert's own writes stay in order)
+WRITERS = 16  # calls made side by side (each alert's own writes stay in order)
 ATTEMPTS = 10
+TRANSACTION_WRITES = 100  # DynamoDB's limit per TransactWriteItems call
+TX_BYTES = 2_000_000  # and well under its 4 MB a call
+# Reasons a write of a cancelled transaction is worth sending again after a pause.
+_TRANSIENT = ("TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded")
 
 
 @contextlib.contextmanager
@@ -83,6 +88,10 @@ class StoreError(Exception):
     """The store cannot be used at all (missing table, no permission): the message says why."""
 
 
+class _NoTransactions(Exception):
+    """The server has no TransactWriteItems (dynalite)."""
+
+
 class DynamoAlertStore:
     def __init__(
         self,
@@ -107,8 +116,10 @@ class DynamoAlertStore:
             "dynamodb", region_name=region(session), endpoint_url=endpoint, config=retries
         )
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="dynamodb")
         self.unreachable: str | None = None  # why writes stopped being tried
         self.ttl_enabled: bool | None = None  # known once this process created the table
+        self.transactions: bool | None = None  # whether the server has TransactWriteItems
         self.resent = 0  # writes of an earlier run sent again at opening
         self._ensure_table(create)
         self._resend_failures()
@@ -174,16 +185,103 @@ class DynamoAlertStore:
             known = highest.get(alert["alert_id"])
             if known is None or _version(alert) > _version(known):
                 highest[alert["alert_id"]] = alert
+        if self.transactions is not False:
+            try:
+                self._add_in_transactions(list(highest.values()))
+            except _NoTransactions:
+                self.transactions = False  # an emulator without them: one call per write
+            else:
+                self.transactions = True
+                self._set_latest(max(a["detected_at"] for a in alerts))
+                return
         by_entity: dict[str, list[dict[str, Any]]] = {}
         for alert in highest.values():
             by_entity.setdefault(alert["entity"], []).append(alert)
-        with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(self._add_entity, by_entity.values()))
+        list(self._pool.map(self._add_entity, by_entity.values()))
         self._set_latest(max(a["detected_at"] for a in alerts))
+
+    # in transactions (DynamoDB, moto): up to 100 conditional writes a call -------------------
+
+    def _add_in_transactions(self, alerts: list[dict[str, Any]]) -> None:
+        """Each alert's put, and the block of each blockable entity (the one that lasts
+        longest of this batch's), as conditional writes grouped 100 to a TransactWriteItems
+        call: a twentieth of the client's CPU per write of one call each. A condition that
+        fails cancels the whole call; its reasons say which writes were already done, and the
+        others are sent again without them."""
+        blocks: dict[tuple[str, str], dict[str, Any]] = {}  # entity → the alert to block by
+        for alert in alerts:
+            strength = self._block_strength(alert)
+            if strength is None:
+                continue
+            known = blocks.get((alert["entity_type"], alert["entity"]))
+            if known is None or strength > (self._block_strength(known) or strength):
+                blocks[(alert["entity_type"], alert["entity"])] = alert
+        blocking = {id(alert) for alert in blocks.values()}
+        chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [([], [])]
+        size = 0
+        for alert in alerts:
+            writes = [{"Put": self._alert_put(alert)}]
+            if id(alert) in blocking:
+                writes.append({"Update": self._block_update(alert)})
+            weight = len(json.dumps(writes))
+            ops, members = chunks[-1]
+            if ops and (len(ops) + len(writes) > TRANSACTION_WRITES or size + weight > TX_BYTES):
+                chunks.append(([], []))
+                ops, members, size = *chunks[-1], 0
+            ops += writes
+            members.append(alert)
+            size += weight
+        first, *rest = chunks  # the first alone: it tells whether the server has transactions
+        self._transact_chunk(first)
+        list(self._pool.map(self._transact_chunk, rest))
+
+    def _block_strength(self, alert: dict[str, Any]) -> tuple[datetime, int] | None:
+        """Which of two alerts sets an entity's block: the later expiry, then the higher
+        severity (the order the block's condition keeps); None if it blocks nothing."""
+        expires = block_expiry(alert, self.block)
+        return None if expires is None else (expires, rank_of(alert["severity"]))
+
+    def _transact_chunk(self, chunk: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        ops, members = chunk
+        if ops:
+            self._write([{"op": "alert", "alert": a} for a in members], lambda: self._transact(ops))
+
+    def _transact(self, ops: list[dict[str, Any]]) -> None:
+        pending = ops
+        for attempt in range(ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=pending)
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "UnknownOperationException":
+                    raise _NoTransactions from exc
+                if code != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                if len(reasons) != len(pending):
+                    raise
+            again, contended = [], False
+            for op, reason in zip(pending, reasons, strict=True):
+                why = reason.get("Code", "None")
+                if why == "ConditionalCheckFailed":
+                    continue  # this version or a higher one is stored: already done
+                if why not in ("None", *_TRANSIENT):
+                    raise StoreError(f"DynamoDB table {self.table}: a write failed: {reason}")
+                contended = contended or why in _TRANSIENT
+                again.append(op)
+            if not again:
+                return
+            pending = again
+            if contended:
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+        raise StoreError(f"DynamoDB table {self.table}: writes still contended after retries")
+
+    # one call per write (dynalite) --------------------------------------------------------
 
     def _set_latest(self, stamp: str) -> None:
         self._write(
-            {"op": "latest", "detected_at": stamp},
+            [{"op": "latest", "detected_at": stamp}],
             lambda: self._update_if(
                 {"pk": _s("META"), "sk": _s("LATEST")},
                 "SET detected_at = :t",
@@ -194,13 +292,13 @@ class DynamoAlertStore:
 
     def _add_entity(self, alerts: list[dict[str, Any]]) -> None:
         for alert in alerts:
-            self._write({"op": "alert", "alert": alert}, lambda a=alert: self._put_alert(a))
+            self._write([{"op": "alert", "alert": alert}], lambda a=alert: self._put_alert(a))
 
-    def _put_alert(self, a: dict[str, Any]) -> None:
-        entity = _s(f"ENTITY#{a['entity']}")
+    def _alert_put(self, a: dict[str, Any]) -> dict[str, Any]:
+        """The conditional put of an alert: only if new, or this version ranks higher."""
         rank, count = rank_of(a["severity"]), int(a["count"])
         item = {
-            "pk": entity,
+            "pk": _s(f"ENTITY#{a['entity']}"),
             "sk": _s(f"ALERT#{a['alert_id']}"),
             **{
                 name: _s(str(a[name]))
@@ -214,30 +312,41 @@ class DynamoAlertStore:
             "evidence": _s(json.dumps(a["evidence"])),
             "labels": _s(json.dumps(a.get("labels", []))),
         }  # fmt: skip
+        return {
+            "TableName": self.table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk) OR severity_rank < :r "
+            "OR (severity_rank = :r AND alert_count < :c)",
+            "ExpressionAttributeValues": {":r": _n(rank), ":c": _n(count)},
+        }
+
+    def _block_update(self, a: dict[str, Any]) -> dict[str, Any]:
+        """The conditional update of the block an alert sets: its expiry only moves later (at
+        the same expiry, to a higher severity)."""
+        expires = block_expiry(a, self.block)
+        assert expires is not None
+        return {
+            "TableName": self.table,
+            "Key": {"pk": _s(f"BLOCK#{a['entity_type']}"), "sk": _s(a["entity"])},
+            "UpdateExpression": "SET #rule = :rule, severity = :s, severity_rank = :r, "
+            "alert_id = :id, expires_at = :e, #ttl = :ttl",
+            "ConditionExpression": "attribute_not_exists(expires_at) OR expires_at < :e "
+            "OR (expires_at = :e AND severity_rank < :r)",
+            "ExpressionAttributeValues": {
+                ":rule": _s(a["rule"]), ":s": _s(a["severity"]), ":r": _n(rank_of(a["severity"])),
+                ":id": _s(a["alert_id"]), ":e": _s(_iso(expires)),
+                ":ttl": _n(int(expires.timestamp())),
+            },
+            "ExpressionAttributeNames": {"#rule": "rule", "#ttl": TTL_ATTRIBUTE},
+        }  # fmt: skip
+
+    def _put_alert(self, a: dict[str, Any]) -> None:
         # ConditionalCheckFailed: this version or a higher one is stored, already done.
         with _already_done():
-            self.client.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR severity_rank < :r "
-                "OR (severity_rank = :r AND alert_count < :c)",
-                ExpressionAttributeValues={":r": _n(rank), ":c": _n(count)},
-            )
-        expires = block_expiry(a, self.block)
-        if expires is not None:
-            self._update_if(
-                {"pk": _s(f"BLOCK#{a['entity_type']}"), "sk": _s(a["entity"])},
-                "SET #rule = :rule, severity = :s, severity_rank = :r, alert_id = :id, "
-                "expires_at = :e, #ttl = :ttl",
-                "attribute_not_exists(expires_at) OR expires_at < :e "
-                "OR (expires_at = :e AND severity_rank < :r)",
-                {
-                    ":rule": _s(a["rule"]), ":s": _s(a["severity"]), ":r": _n(rank),
-                    ":id": _s(a["alert_id"]), ":e": _s(_iso(expires)),
-                    ":ttl": _n(int(expires.timestamp())),
-                },
-                names={"#rule": "rule", "#ttl": TTL_ATTRIBUTE},
-            )  # fmt: skip
+            self.client.put_item(**self._alert_put(a))
+        if block_expiry(a, self.block) is not None:
+            with _already_done():
+                self.client.update_item(**self._block_update(a))
 
     def _update_if(
         self,
@@ -258,20 +367,22 @@ class DynamoAlertStore:
                 **({"ExpressionAttributeNames": names} if names else {}),
             )
 
-    def _write(self, record: dict[str, Any], call: Any) -> None:
+    def _write(self, records: list[dict[str, Any]], call: Any) -> None:
+        """Make a write (retried by botocore); what fails is kept in the failures file as
+        `records`, and so is every later write once the table is unreachable."""
         error = self.unreachable
         if error is None:
             try:
                 call()
                 return
-            except (ClientError, BotoCoreError) as exc:  # retried by botocore already
+            except (ClientError, BotoCoreError, StoreError) as exc:
                 error = self.unreachable = str(exc)
         assert self.failures is not None
         with self._lock:
-            self.failed += 1
+            self.failed += len(records)
             self.failures.parent.mkdir(parents=True, exist_ok=True)
             with self.failures.open("a") as out:
-                out.write(json.dumps({**record, "error": error}) + "\n")
+                out.write("".join(json.dumps({**r, "error": error}) + "\n" for r in records))
 
     def _resend_failures(self) -> None:
         """Writes a past run could not make, tried again (idempotent, so safe to repeat). They
@@ -383,7 +494,7 @@ class DynamoAlertStore:
             raise StoreError(f"DynamoDB table {self.table}: {name} failed: {exc}") from exc
 
     def close(self) -> None:
-        return None
+        self._pool.shutdown()
 
 
 def _alert(item: dict[str, Any]) -> dict[str, Any]:
