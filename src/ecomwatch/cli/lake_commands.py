@@ -127,3 +127,67 @@ def rollback(lake: LakeArg) -> None:
     writer = _open(lake, writer=True)  # opening as a writer rolls them back
     writer.close()
     out.print(f"rolled back {len(pending)} pending instant(s): {', '.join(pending) or 'none'}")
+
+
+def _catalog_table(lake: str, database: str, name: str) -> Any:
+    from ecomwatch.lake.glue_catalog import catalog_table
+
+    table = _open(lake)
+    partitions = [base.partition for base in table.file_slices().values()]
+    return catalog_table(table.location, partitions, database, name)
+
+
+DatabaseOption = Annotated[str, typer.Option("--glue-database", help="The Glue database.")]
+TableOption = Annotated[str, typer.Option("--table", help="The table's name in the catalog.")]
+
+
+@lake_app.command()
+def register(
+    lake: LakeArg,
+    database: DatabaseOption,
+    name: TableOption = "ecomwatch_events",
+    as_json: JsonOption = False,
+) -> None:
+    """Register the lake in the AWS Glue Data Catalog for Athena: the table (Hudi's input
+    format) and one partition per lake partition; run again after new days to add them."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ecomwatch.aws_settings import region
+    from ecomwatch.lake.glue_catalog import GlueCatalog
+
+    table = _catalog_table(lake, database, name)
+    session = boto3.session.Session()
+    catalog = GlueCatalog(session.client("glue", region_name=region(session)))
+    try:
+        done = catalog.register(table)
+    except (ClientError, BotoCoreError, RuntimeError) as exc:
+        err.print(f"[red]error:[/] Glue: {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps({"database": database, "table": name, "location": table.location,
+                          "partitions": len(table.partitions), **vars(done)}))  # fmt: skip
+        return
+    made = [w for w, did in (("database", done.created_database), ("table", done.created_table))
+            if did]  # fmt: skip
+    out.print(
+        f"{database}.{name} → {table.location}: "
+        f"{'created ' + ' and '.join(made) if made else 'table updated'}; "
+        f"{len(done.added)} partition(s) added, {len(done.removed)} removed, "
+        f"{len(table.partitions)} in all"
+    )
+    if not table.location.startswith("s3://"):
+        err.print("note: Athena reads only s3:// locations; this lake is on local disk")
+
+
+@lake_app.command("athena-ddl")
+def athena_ddl(
+    lake: LakeArg,
+    database: Annotated[str, typer.Option("--database", help="The database.")] = "ecomwatch",
+    name: TableOption = "ecomwatch_events",
+) -> None:
+    """Print the Athena DDL for the lake: CREATE EXTERNAL TABLE and ALTER TABLE ADD PARTITION
+    (Athena's MSCK REPAIR TABLE does not work on Hudi tables)."""
+    from ecomwatch.lake.glue_catalog import athena_ddl as ddl
+
+    print(ddl(_catalog_table(lake, database, name)), end="")

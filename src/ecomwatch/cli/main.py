@@ -303,8 +303,29 @@ def report(
         Path | None, typer.Option("--alerts", help="Alerts file written by --alerts.")
     ] = None,
     store: StoreOption = None,
+    sql: Annotated[
+        str | None,
+        typer.Option(
+            "--sql",
+            help="Print the report's queries instead, in this dialect (athena), for the table "
+            "`lake register` catalogued; nothing is read.",
+        ),
+    ] = None,
+    database: Annotated[
+        str, typer.Option("--glue-database", help="With --sql: the table's database.")
+    ] = "ecomwatch",
+    table: Annotated[
+        str, typer.Option("--table", help="With --sql: the table's name.")
+    ] = "ecomwatch_events",
 ) -> None:
     """Business analytics over the lake: traffic, funnel, abandonment, categories, products."""
+    if sql is not None:
+        if sql != "athena":
+            raise _fail(f"--sql takes athena, not {sql!r}")
+        from ecomwatch.analytics.athena_sql import athena_script
+
+        print(athena_script(database, table), end="")
+        return
     if fmt not in ("table", "json", "html"):
         raise _fail(f"--format must be table, json or html, not {fmt!r}")
     start, end = parse_time(since, "--since"), parse_time(until, "--until")
