@@ -78,7 +78,11 @@ def _listening(
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:  # still busy with a backlog of requests
+            process.kill()
+            process.wait(10)
 
 
 @contextmanager

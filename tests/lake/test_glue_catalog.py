@@ -1,0 +1,85 @@
+"""`lake register` in the Glue Data Catalog (moto's server on loopback), read back through the
+API field by field, and `lake athena-ddl` saying the same in DDL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from ecomwatch.lake.glue_catalog import INPUT_FORMAT, OUTPUT_FORMAT, SERDE
+from ecomwatch.simulate.traffic import TrafficSpec, generate
+from ecomwatch.simulate.writers import write_traffic
+from tests.kinesis_servers import CREDENTIALS
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "ecomwatch.cli.main"]
+
+
+def _traffic(path: Path, days: float, seed: int) -> Path:
+    write_traffic(generate(TrafficSpec(events=6_000, seed=seed, days=days)), path)
+    return path
+
+
+def test_register_then_a_new_day_adds_its_partition(moto_kinesis: str, tmp_path: Path):
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_kinesis}
+    lake = tmp_path / "lake"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=True)
+
+    cli("run", str(_traffic(tmp_path / "a.csv", 2, 1)), "--lake", str(lake))
+    first = json.loads(cli("lake", "register", str(lake), "--glue-database", "shop",
+                           "--json").stdout)  # fmt: skip
+    assert first["created_database"] and first["created_table"]
+    assert first["added"] == ["2019-11-01", "2019-11-02"] and first["removed"] == []
+
+    glue = boto3.client(
+        "glue", endpoint_url=moto_kinesis, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    table = glue.get_table(DatabaseName="shop", Name="ecomwatch_events")["Table"]
+    storage = table["StorageDescriptor"]
+    assert table["TableType"] == "EXTERNAL_TABLE"
+    assert table["Parameters"]["EXTERNAL"] == "TRUE"
+    assert (storage["InputFormat"], storage["OutputFormat"]) == (INPUT_FORMAT, OUTPUT_FORMAT)
+    assert storage["SerdeInfo"]["SerializationLibrary"] == SERDE
+    assert storage["Location"] == lake.resolve().as_uri() + "/"
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["event_date"]
+    names = [c["Name"] for c in storage["Columns"]]
+    assert names[:5] == ["_hoodie_commit_time", "_hoodie_commit_seqno", "_hoodie_record_key",
+                         "_hoodie_partition_path", "_hoodie_file_name"]  # fmt: skip
+    types = {c["Name"]: c["Type"] for c in storage["Columns"]}
+    assert (types["event_time"], types["price"], types["product_id"], types["brand"]) == (
+        "timestamp", "double", "bigint", "string",
+    )  # fmt: skip
+    assert "event_date" not in types  # a partition key, not a column
+    partitions = glue.get_partitions(DatabaseName="shop", TableName="ecomwatch_events")
+    locations = {p["Values"][0]: p["StorageDescriptor"]["Location"]
+                 for p in partitions["Partitions"]}  # fmt: skip
+    assert locations == {
+        day: f"{lake.resolve().as_uri()}/event_date={day}/" for day in ("2019-11-01", "2019-11-02")
+    }
+
+    # Three more days of traffic (the simulator starts on 2019-11-01): only the new day is added.
+    cli("run", str(_traffic(tmp_path / "b.csv", 3, 2)), "--lake", str(lake))
+    again = json.loads(cli("lake", "register", str(lake), "--glue-database", "shop",
+                           "--json").stdout)  # fmt: skip
+    assert not again["created_database"] and not again["created_table"]
+    assert again["added"] == ["2019-11-03"] and again["partitions"] == 3
+
+    ddl = cli("lake", "athena-ddl", str(lake), "--database", "shop").stdout
+    create, alter = sqlglot.parse(ddl, read="hive")
+    assert create is not None and alter is not None
+    defined = [c.name for c in create.find_all(exp.ColumnDef)]
+    assert defined == [*names, "event_date"]  # the columns, then the partition key
+    for day, location in locations.items():
+        assert f"PARTITION (`event_date` = '{day}') LOCATION '{location}'" in ddl
