@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "ECOMWATCH_"
 
@@ -93,6 +93,22 @@ class KinesisConfig(_Strict):
     )
 
 
+class AwsConfig(_Strict):
+    glue_database: str | None = Field(
+        None, description="Glue database of the lake's table (lake register, glue_sync)"
+    )
+    glue_table: str = Field("ecomwatch_events", description="the table's name in Glue")
+    glue_sync: bool = Field(
+        False, description="register the table at start and add new partitions after commits"
+    )
+
+    @model_validator(mode="after")
+    def _sync_needs_a_database(self) -> AwsConfig:
+        if self.glue_sync and not self.glue_database:
+            raise ValueError("glue_sync = true needs glue_database")
+        return self
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
@@ -100,6 +116,7 @@ class Config(_Strict):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
     kinesis: KinesisConfig = Field(default_factory=KinesisConfig)
+    aws: AwsConfig = Field(default_factory=AwsConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -51,12 +51,14 @@ def ingest(
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
     checkpoint_seconds: float | None = None,
     behind: Callable[[], bool] | None = None,
+    on_commit_days: Callable[[set[str]], None] | None = None,
 ) -> RunSummary:
     """Ingest files into the lake at `lake`, resuming from its last checkpoint.
 
     `opened` passes sources the caller already opened (to size a progress bar, or a stream).
     A stream commits every `checkpoint_seconds` as well, and its detector judges every batch
     as the live service's does, less often while `behind()` says the stream is lagging.
+    `on_commit_days` is told the days each commit wrote (Glue sync).
     """
     sources, errors = opened if opened is not None else open_inputs(inputs, config)
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
@@ -64,7 +66,7 @@ def ingest(
     alert_sink = JsonLinesFile(alerts) if alerts is not None else None
     detector: InBackground | None = None
     try:
-        writer = LakeWriter(table)
+        writer = LakeWriter(table, on_days=on_commit_days)
         operators: list[Operator] = [writer, TrafficAggregates()]
         if alert_sink is not None:
             # File input is judged every `judge_rows` rows; a stream every batch, as the live

@@ -83,3 +83,45 @@ def test_register_then_a_new_day_adds_its_partition(moto_kinesis: str, tmp_path:
     assert defined == [*names, "event_date"]  # the columns, then the partition key
     for day, location in locations.items():
         assert f"PARTITION (`event_date` = '{day}') LOCATION '{location}'" in ddl
+
+
+def test_glue_sync_registers_at_start_and_adds_days_after_commits(
+    moto_kinesis: str, tmp_path: Path
+):
+    """`[aws] glue_sync = true`: a run on a new lake registers the table and adds the days it
+    commits (many commits here); a later run with a new day adds that day; the partitions are
+    then the lake's, as `lake register` would make them."""
+    env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_kinesis}
+    config = tmp_path / "aws.toml"
+    config.write_text(
+        '[aws]\nglue_database = "synced"\nglue_sync = true\n[engine]\ncheckpoint_rows = 1000\n'
+    )
+    lake = tmp_path / "lake"
+    for days, seed in ((2, 1), (3, 2)):
+        ran = subprocess.run(
+            [*CLI, "run", str(_traffic(tmp_path / f"{seed}.csv", days, seed)), "--lake",
+             str(lake), "--config", str(config)],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert f"glue: {2 if seed == 1 else 1} partition(s) added to synced.ecomwatch_events" in (
+            ran.stdout + ran.stderr
+        )
+    glue = boto3.client(
+        "glue", endpoint_url=moto_kinesis, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    listed = glue.get_partitions(DatabaseName="synced", TableName="ecomwatch_events")
+    days = [p["Values"][0] for p in listed["Partitions"]]
+    assert sorted(days) == ["2019-11-01", "2019-11-02", "2019-11-03"]
+
+
+def test_glue_sync_without_a_database_is_a_configuration_error(tmp_path: Path):
+    config = tmp_path / "aws.toml"
+    config.write_text("[aws]\nglue_sync = true\n")
+    ran = subprocess.run(
+        [*CLI, "run", str(_traffic(tmp_path / "t.csv", 1, 1)), "--lake", str(tmp_path / "l"),
+         "--config", str(config)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 2 and "glue_sync = true needs glue_database" in ran.stderr

@@ -1,5 +1,5 @@
-"""The alert sinks beside the JSON Lines file: the state store (SQLite or DynamoDB) and a
-webhook."""
+"""What a run feeds beside the lake and the alerts file: the state store (SQLite or
+DynamoDB), a webhook, and the table's Glue registration."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from ecomwatch.lake.base import LakeError
 from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
 
 if TYPE_CHECKING:
+    from ecomwatch.config import Config
+    from ecomwatch.lake.glue_sync import GlueSync
     from ecomwatch.sinks.store_writer import StoreWriter
 
 StoreOption = Annotated[
@@ -123,3 +126,38 @@ def alerts_line(rows: list[dict[str, Any]], path: Path) -> str:
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + 1
     counts = ", ".join(f"{severity} {n:,}" for severity, n in by_severity.items())
     return f"{len(rows):,} alerts ({counts or 'none'}) → {path}"
+
+
+def open_glue_sync(lake: str, settings: Config, console: Console) -> GlueSync | None:
+    """`[aws] glue_sync = true`: the table registered in Glue now, new days added after
+    commits."""
+    if not settings.aws.glue_sync:
+        return None
+    from ecomwatch.lake.glue_sync import GlueSync
+    from ecomwatch.lake.hudi_table import HudiTable
+
+    try:
+        table = HudiTable(lake)
+        partitions = [base.partition for base in table.file_slices().values()]
+        location = table.location
+    except LakeError:  # a new lake: nothing to list yet
+        partitions, location = [], lake
+    sync = GlueSync(location, partitions, settings.aws)
+    if sync.error is not None:
+        console.print(f"[yellow]glue:[/] registering failed ({sync.error}); retried after commits")
+    return sync
+
+
+def close_glue_sync(sync: GlueSync | None, console: Console) -> bool:
+    """Say what the sync added; True (exit 1) if some days are still missing from Glue."""
+    if sync is None:
+        return False
+    missing = sync.close()
+    table = f"{sync.table.database}.{sync.table.name}"
+    console.print(f"glue: {len(sync.added)} partition(s) added to {table}")
+    if missing:
+        console.print(
+            f"[red]glue: {len(missing)} day(s) not in {table}[/] ({sync.error}): "
+            f"{', '.join(missing)}; `ecomwatch lake register` adds them"
+        )
+    return bool(missing)

@@ -21,9 +21,11 @@ from ecomwatch.cli.alert_outputs import (
     StoreOption,
     WebhookOption,
     alerts_line,
+    close_glue_sync,
     close_store_writer,
     close_webhook,
     latest_alerts,
+    open_glue_sync,
     open_store_to_read,
     open_store_writer,
     open_webhook,
@@ -201,6 +203,8 @@ def run(
     hook = open_webhook(webhook, alerts) if alerts is not None else None
     writer = open_store_writer(store, err, alerts) if alerts is not None else None
     listeners = [sink.send for sink in (hook, writer) if sink is not None]
+    glue = open_glue_sync(lake, settings, err)
+    on_days = glue.committed if glue is not None else None
     stream = None
     try:
         if streams:
@@ -210,18 +214,19 @@ def run(
             summary = run_stream(
                 stream, lake, config=settings, dead_letter=dead_letter, alerts=alerts,
                 rules=loaded_rules, alert_listeners=listeners,
-                console=err, quiet=as_json,
+                console=err, quiet=as_json, on_commit_days=on_days,
             )  # fmt: skip
         else:
             summary = _run_files(
                 [Path(i) for i in inputs], lake, settings, dead_letter, alerts, loaded_rules,
-                listeners, as_json,
+                listeners, as_json, on_days,
             )  # fmt: skip
     except LakeError as exc:
         raise _fail(str(exc)) from exc
     finally:
         close_webhook(hook, err)
         store_failed = close_store_writer(writer, store, err)
+        glue_failed = close_glue_sync(glue, err)
     raised = []
     if alerts is not None:
         raised = latest_alerts(read_alerts(alerts))
@@ -242,7 +247,7 @@ def run(
             print_shards(figures["shards"], out, f"Shards of {stream.name}")
             if figures["retries"]:
                 out.print(f"calls retried: {json.dumps(figures['retries'])}")
-    if store_failed:
+    if store_failed or glue_failed:
         raise typer.Exit(1)
     if summary.failed:
         raise typer.Exit(EXIT_INPUT_FAILED)
@@ -257,6 +262,7 @@ def _run_files(
     rules: list[Rule] | None,
     listeners: Sequence[Callable[[list[dict[str, Any]]], None]],
     quiet: bool,
+    on_days: Callable[[set[str]], None] | None,
 ) -> RunSummary:
     from ecomwatch.ingest import ingest, open_inputs
 
@@ -274,6 +280,7 @@ def _run_files(
             alerts=alerts,
             rules=rules,
             alert_listeners=listeners,
+            on_commit_days=on_days,
         )
 
 

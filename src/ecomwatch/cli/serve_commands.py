@@ -16,8 +16,10 @@ from rich.console import Console
 from ecomwatch.cli.alert_outputs import (
     StoreOption,
     WebhookOption,
+    close_glue_sync,
     close_store_writer,
     close_webhook,
+    open_glue_sync,
     open_store_writer,
     open_webhook,
 )
@@ -117,6 +119,7 @@ def serve(
             err.print(f"[red]error:[/] --source takes kinesis://STREAM, not {source!r}")
             raise typer.Exit(2)
         stream = open_stream(source, start=start_from, until_caught_up=False, config=settings)
+    glue = open_glue_sync(lake, settings, err)
     try:
         service = Service(
             lake,
@@ -130,6 +133,7 @@ def serve(
             max_queue_events=s.queue_events,
             max_queue_seconds=s.queue_seconds,
             stream=stream,
+            on_commit_days=glue.committed if glue is not None else None,
         )
     except LakeError as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -165,12 +169,13 @@ def serve(
         finally:
             close_webhook(hook, err)
             store_failed = close_store_writer(writer, store, err)
+            glue_failed = close_glue_sync(glue, err)
     if summary is not None:
         err.print(
             f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
             f"{summary.rejected:,} rejected"
         )
-    if store_failed:
+    if store_failed or glue_failed:
         raise typer.Exit(1)
 
 

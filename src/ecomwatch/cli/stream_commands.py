@@ -80,6 +80,7 @@ def run_stream(
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]],
     console: Console,
     quiet: bool,
+    on_commit_days: Callable[[set[str]], None] | None = None,
 ) -> RunSummary:
     """Consume the stream into the lake until it is caught up (if asked) or stopped."""
     from ecomwatch.ingest import ingest
@@ -99,6 +100,7 @@ def run_stream(
             alert_listeners=alert_listeners,
             checkpoint_seconds=config.serve.commit_seconds,
             behind=source.behind,
+            on_commit_days=on_commit_days,
         )
 
 

@@ -11,21 +11,40 @@ from __future__ import annotations
 
 import copy
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecomwatch.engine.operator import State, settle, unsettled
 from ecomwatch.lake.base import CommitInfo, EventTable
 from ecomwatch.schema import EVENT_SCHEMA
 
 
+def event_days(events: pa.Table) -> set[str]:
+    """The UTC days of the events, as `YYYY-MM-DD` (one vectorized pass)."""
+    if events.num_rows == 0:
+        return set()
+    days = pc.unique(pc.strftime(events["event_time"], format="%Y-%m-%d", locale="C"))
+    return set(days.to_pylist())
+
+
 class LakeWriter:
     name = "lake"
 
-    def __init__(self, table: EventTable, *, background: bool = True, in_flight: int = 2) -> None:
+    def __init__(
+        self,
+        table: EventTable,
+        *,
+        background: bool = True,
+        in_flight: int = 2,
+        on_days: Callable[[set[str]], None] | None = None,
+    ) -> None:
         self.table = table
+        # Told the UTC days (2019-11-01) each commit wrote, once it is durable (Glue sync).
+        self.on_days = on_days
         self._pending: list[pa.Table] = []
         self.committed_rows = 0
         self.commits: list[CommitInfo] = []
@@ -50,21 +69,29 @@ class LakeWriter:
             else EVENT_SCHEMA.empty_table()
         )
         self._pending = []
+        days = event_days(events) if self.on_days is not None else set()
         ready, later = unsettled(checkpoint)
         state = copy.deepcopy(ready)  # the engine goes on changing its copy
         if self._pool is None:
-            self._done(self._commit(events, state, later))
+            self._done(self._commit(events, state, later, days))
             return
         inflight = self._inflight
         while inflight and (inflight[0].done() or len(inflight) >= self.in_flight):
             self._done(inflight.popleft().result())
-        self._inflight.append(self._pool.submit(self._commit, events, state, later))
+        self._inflight.append(self._pool.submit(self._commit, events, state, later, days))
 
     def _commit(
-        self, events: pa.Table, state: dict[str, Any], later: dict[str, Future[State]]
+        self,
+        events: pa.Table,
+        state: dict[str, Any],
+        later: dict[str, Future[State]],
+        days: set[str],
     ) -> CommitInfo:
         # An operator in another process answers its snapshot here, not on the pipeline's thread.
-        return self.table.commit(events, settle(state, later))
+        info = self.table.commit(events, settle(state, later))
+        if days and self.on_days is not None:
+            self.on_days(days)
+        return info
 
     def flush(self) -> None:
         """Wait for the commits in flight, if any; raise the first error."""

@@ -96,6 +96,7 @@ class Service:
         max_queue_events: int = 200_000,
         max_queue_seconds: float = 1.0,
         stream: KinesisSource | None = None,
+        on_commit_days: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = ServiceMetrics()
@@ -118,7 +119,7 @@ class Service:
         self.stream = stream
         self.numbering = Numbering()
         self.accepted_events = 0
-        self.writer = LakeWriter(self.table)
+        self.writer = LakeWriter(self.table, on_days=on_commit_days)
         self.traffic = TrafficAggregates()
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self._lock = threading.Lock()
