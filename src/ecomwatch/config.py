@@ -93,6 +93,15 @@ class KinesisConfig(_Strict):
     )
 
 
+class MetricsConfig(_Strict):
+    cloudwatch: bool = Field(
+        False, description="publish the service's metrics to CloudWatch (PutMetricData)"
+    )
+    namespace: str = Field("ecomwatch", description="the CloudWatch namespace")
+    pipeline: str = Field("default", description="the value of the `pipeline` dimension")
+    interval_s: float = Field(60.0, ge=1, description="seconds aggregated into one datum")
+
+
 class AwsConfig(_Strict):
     glue_database: str | None = Field(
         None, description="Glue database of the lake's table (lake register, glue_sync)"
@@ -117,6 +126,7 @@ class Config(_Strict):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     kinesis: KinesisConfig = Field(default_factory=KinesisConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

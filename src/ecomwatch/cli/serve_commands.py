@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +24,10 @@ from ecomwatch.cli.alert_outputs import (
     open_webhook,
 )
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+
+if TYPE_CHECKING:
+    from ecomwatch.config import Config
+    from ecomwatch.sinks.cloudwatch import CloudWatchPublisher
 
 err = Console(stderr=True, soft_wrap=True)
 TOKENS_VARIABLE = "ECOMWATCH_TOKENS"
@@ -84,6 +88,14 @@ def serve(
         str | None,
         typer.Option("--from", help="A stream never read: trim-horizon, latest or a time."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Also publish the metrics to cloudwatch (PutMetricData, every "
+            "[metrics] interval_s); /metrics serves Prometheus either way.",
+        ),
+    ] = None,
 ) -> None:
     """Run the collector (POST /v1/events), the API, /metrics and the live pipeline.
 
@@ -143,6 +155,13 @@ def serve(
     for sink in (hook, writer):
         if sink is not None:
             service.send_alerts_to(sink.send)
+    if metrics not in (None, "cloudwatch"):
+        err.print(f"[red]error:[/] --metrics takes cloudwatch, not {metrics!r}")
+        raise typer.Exit(2)
+    publisher = None
+    if metrics == "cloudwatch" or settings.metrics.cloudwatch:
+        publisher = open_cloudwatch(service, settings)
+        publisher.start()
     app = create_app(service, tokens=tokens)
     server_class = _draining_server_class()
     server = server_class(
@@ -170,6 +189,7 @@ def serve(
             close_webhook(hook, err)
             store_failed = close_store_writer(writer, store, err)
             glue_failed = close_glue_sync(glue, err)
+            close_cloudwatch(publisher)
     if summary is not None:
         err.print(
             f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
@@ -177,6 +197,40 @@ def serve(
         )
     if store_failed or glue_failed:
         raise typer.Exit(1)
+
+
+def open_cloudwatch(service: Any, settings: Config) -> CloudWatchPublisher:
+    import boto3
+
+    from ecomwatch.aws_settings import region
+    from ecomwatch.sinks.cloudwatch import CloudWatchPublisher
+
+    session = boto3.session.Session()
+    m = settings.metrics
+    err.print(
+        f"metrics: CloudWatch namespace {m.namespace}, pipeline={m.pipeline}, "
+        f"every {m.interval_s:g} s"
+    )
+    return CloudWatchPublisher(
+        session.client("cloudwatch", region_name=region(session)),
+        service.metrics.registry,
+        pipeline=m.pipeline,
+        namespace=m.namespace,
+        interval_s=m.interval_s,
+    )
+
+
+def close_cloudwatch(publisher: CloudWatchPublisher | None) -> None:
+    if publisher is None:
+        return
+    publisher.close()
+    line = f"cloudwatch: {publisher.published:,} datum(s) published"
+    if publisher.failed_calls or publisher.dropped:
+        line += (
+            f"; [yellow]{publisher.failed_calls} call(s) failed[/] ({publisher.error}), "
+            f"{publisher.unsent:,} datum(s) not published"
+        )
+    err.print(line)
 
 
 def replay(

@@ -10,6 +10,7 @@ call.
 from __future__ import annotations
 
 import copy
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +46,8 @@ class LakeWriter:
         self.table = table
         # Told the UTC days (2019-11-01) each commit wrote, once it is durable (Glue sync).
         self.on_days = on_days
+        self.commit_seconds: deque[float] = deque(maxlen=10_000)  # for metrics to drain
+        self.last_commit_at = time.time()  # wall clock of the last durable commit (or start)
         self._pending: list[pa.Table] = []
         self.committed_rows = 0
         self.commits: list[CommitInfo] = []
@@ -88,7 +91,11 @@ class LakeWriter:
         days: set[str],
     ) -> CommitInfo:
         # An operator in another process answers its snapshot here, not on the pipeline's thread.
-        info = self.table.commit(events, settle(state, later))
+        settled = settle(state, later)
+        started = time.monotonic()
+        info = self.table.commit(events, settled)
+        self.commit_seconds.append(time.monotonic() - started)
+        self.last_commit_at = time.time()
         if days and self.on_days is not None:
             self.on_days(days)
         return info

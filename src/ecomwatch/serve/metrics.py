@@ -45,6 +45,17 @@ class ServiceMetrics:
         self.lake_commits = Gauge(
             "ecomwatch_lake_commits", "Lake commits written by this process", registry=r
         )
+        self.commit_duration = Histogram(
+            "ecomwatch_lake_commit_seconds",
+            "Time to write one lake commit (files and timeline)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self.checkpoint_age = Gauge(
+            "ecomwatch_checkpoint_age_seconds",
+            "Wall-clock time since the last durable commit (or the start)",
+            registry=r,
+        )
 
     def watch(
         self,
@@ -52,8 +63,10 @@ class ServiceMetrics:
         queue_depth: Callable[[], float],
         watermark_lag: Callable[[], float],
         lake_commits: Callable[[], float],
+        checkpoint_age: Callable[[], float],
     ) -> None:
         """Gauges read when scraped."""
+        self.checkpoint_age.set_function(checkpoint_age)
         self.queue_depth.set_function(queue_depth)
         self.watermark_lag.set_function(watermark_lag)
         self.lake_commits.set_function(lake_commits)

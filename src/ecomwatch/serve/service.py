@@ -55,7 +55,9 @@ class BatchStats:
         traffic: TrafficAggregates,
         metrics: ServiceMetrics,
         stream: KinesisSource | None = None,
+        writer: LakeWriter | None = None,
     ) -> None:
+        self.writer = writer
         self.source = source
         self.stream = stream
         self.traffic = traffic
@@ -69,6 +71,8 @@ class BatchStats:
             self.metrics.batches.inc()
             while self.source.latencies:
                 self.metrics.batch_latency.observe(self.source.latencies.popleft())
+        while self.writer is not None and self.writer.commit_seconds:
+            self.metrics.commit_duration.observe(self.writer.commit_seconds.popleft())
             self.minutes = self.traffic.minutes()
         if self.stream is not None:
             for shard, lag in self.stream.lag_ms().items():
@@ -132,7 +136,7 @@ class Service:
             behind=stream.behind if stream is not None else self.source.behind,
         )
         self.live = LiveSummary(lambda: self.flagged)
-        self.stats = BatchStats(self.source, self.traffic, self.metrics, stream)
+        self.stats = BatchStats(self.source, self.traffic, self.metrics, stream, self.writer)
         self.watermark = Watermark(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         )
@@ -148,6 +152,7 @@ class Service:
             queue_depth=lambda: self.source.depth,
             watermark_lag=self._watermark_lag,
             lake_commits=lambda: len(self.writer.commits),
+            checkpoint_age=lambda: time.time() - self.writer.last_commit_at,
         )
         self.summary: RunSummary | None = None
         self.error: BaseException | None = None
