@@ -67,6 +67,11 @@ def test_counters_go_out_as_increases_gauges_as_values_histograms_by_bucket(moto
     assert publisher.failed_calls == 0 and publisher.unsent == 0
     flood = {"pipeline": "t1", "rule": "flood", "severity": "high"}
     assert metric_sum(client, "Alerts", flood) == 5
+    alerts.labels(rule="cart-abuse", severity="high").inc(4)
+    publisher.publish()
+    high = {"pipeline": "t1", "severity": "high"}  # summed over the rules
+    assert metric_sum(client, "Alerts", high) == 9
+    assert metric_sum(client, "Alerts", {"pipeline": "t1"}) == 9
     assert metric_sum(client, "WatermarkLagSeconds", {"pipeline": "t1"}, "Maximum") == 2.5
     assert metric_sum(client, "BatchLatencySeconds", {"pipeline": "t1"}, "SampleCount") == 4
 

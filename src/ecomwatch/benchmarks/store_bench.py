@@ -129,7 +129,10 @@ def _stores(alerts: list[dict[str, Any]], base: Path, console: Console) -> dict[
     dynamo_s = _timed_adds(dynamo, alerts)
     dynamo_replay_s = _timed_adds(dynamo, alerts)
     if len(dynamo.all_alerts()) != stored or dynamo.failed:
-        raise RuntimeError(f"DynamoDB kept {len(dynamo.all_alerts())} of {stored} alerts")
+        raise RuntimeError(
+            f"DynamoDB kept {len(dynamo.all_alerts())} of {stored} alerts, "
+            f"{dynamo.failed} write(s) failed: {dynamo.unreachable}"
+        )
     return {
         "distinct_alerts": stored,
         "sqlite_s": round(sqlite_s, 2),

@@ -4,7 +4,9 @@
 `pipeline` (plus each metric's own labels: rule, severity, reason, shard...).
 
 One source of figures for both: a counter goes out as its increase over the interval (Count),
-a gauge as its value, a histogram (batch latency, commit time) as the interval's observations
+per label set and summed by pipeline alone and by each of its labels (CloudWatch does not sum
+across dimensions: an alarm on every high-severity alert needs `Alerts{pipeline, severity}`), a
+gauge as its value, a histogram (batch latency, commit time) as the interval's observations
 by bucket (Values = each bucket's upper bound, Counts = how many fell in it), from which
 CloudWatch computes percentiles to the buckets' resolution. At most 1,000 datums go in one
 call (the API's limit). Publishing runs on its own thread, so the pipeline never waits on
@@ -70,13 +72,7 @@ class MetricReader:
         for family in self.registry.collect():
             name = _metric_name(family.name)
             if family.type == "counter":
-                for s in family.samples:
-                    if s.name.endswith("_total"):
-                        yield {
-                            "MetricName": name, "Dimensions": self._dimensions(s.labels),
-                            "Timestamp": stamp, "Unit": "Count",
-                            "Value": self._increase(s.name, s.labels, s.value),
-                        }  # fmt: skip
+                yield from self._counter(family, name, stamp)
             elif family.type == "gauge":
                 for s in family.samples:
                     yield {
@@ -85,6 +81,29 @@ class MetricReader:
                     }  # fmt: skip
             elif family.type == "histogram":
                 yield from self._histogram(family, name, stamp)
+
+    def _counter(self, family: Any, name: str, stamp: datetime) -> Iterator[dict[str, Any]]:
+        """Each labelled series' increase, and the same summed over the labels CloudWatch cannot
+        sum itself: by pipeline alone and, with two labels or more, by each one (so an alarm
+        can watch "every high alert", whatever its rule)."""
+        sums: dict[tuple[tuple[str, str], ...], float] = {}
+        for s in family.samples:
+            if not s.name.endswith("_total"):
+                continue
+            increase = self._increase(s.name, s.labels, s.value)
+            yield {
+                "MetricName": name, "Dimensions": self._dimensions(s.labels),
+                "Timestamp": stamp, "Unit": "Count", "Value": increase,
+            }  # fmt: skip
+            if s.labels:
+                for key in [(), *((item,) for item in s.labels.items())]:
+                    if len(key) < len(s.labels):
+                        sums[key] = sums.get(key, 0.0) + increase
+        for key, total in sums.items():
+            yield {
+                "MetricName": name, "Dimensions": self._dimensions(dict(key)),
+                "Timestamp": stamp, "Unit": "Count", "Value": total,
+            }  # fmt: skip
 
     def _histogram(self, family: Any, name: str, stamp: datetime) -> Iterator[dict[str, Any]]:
         """The interval's observations per bucket (cumulative buckets made per-bucket)."""
