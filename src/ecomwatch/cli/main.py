@@ -31,6 +31,7 @@ from ecomwatch.cli.alert_outputs import (
     open_webhook,
     read_alerts,
 )
+from ecomwatch.cli.aws_commands import aws_app
 from ecomwatch.cli.bench_commands import bench_app
 from ecomwatch.cli.demo_commands import demo, simulate
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
@@ -61,6 +62,7 @@ err = Console(stderr=True, soft_wrap=True)
 app.add_typer(bench_app, name="bench")
 app.command()(simulate)
 app.command()(demo)
+app.add_typer(aws_app, name="aws")
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
 app.command()(evaluate)

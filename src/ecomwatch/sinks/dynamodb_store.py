@@ -92,6 +92,42 @@ class _NoTransactions(Exception):
     """The server has no TransactWriteItems (dynalite)."""
 
 
+def create_state_table(client: Any, table: str) -> bool:
+    """Create the store's table as documented above (keys, on-demand, tagged), wait until it
+    is active, turn TTL on; whether the server has TTL (dynalite has not)."""
+    try:
+        client.create_table(
+            TableName=table,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+            Tags=[{"Key": "created-by", "Value": "ecomwatch"}],
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
+        )
+    except client.exceptions.ResourceInUseException:
+        pass  # another process created it meanwhile
+    except (ClientError, BotoCoreError) as exc:
+        raise StoreError(f"DynamoDB table {table}: CreateTable failed: {exc}") from exc
+    try:
+        client.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+        return True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "UnknownOperationException":
+            return False  # an emulator without TTL (dynalite): reads still filter expiry
+        raise StoreError(f"DynamoDB table {table}: UpdateTimeToLive: {exc}") from exc
+
+
 class DynamoAlertStore:
     def __init__(
         self,
@@ -135,40 +171,7 @@ class DynamoAlertStore:
                 raise StoreError(f"DynamoDB table {self.table} does not exist") from None
         except (ClientError, BotoCoreError) as exc:
             raise StoreError(f"DynamoDB table {self.table}: DescribeTable failed: {exc}") from exc
-        try:
-            self.client.create_table(
-                TableName=self.table,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-                Tags=[{"Key": "created-by", "Value": "ecomwatch"}],
-            )
-            self.client.get_waiter("table_exists").wait(
-                TableName=self.table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
-            )
-        except self.client.exceptions.ResourceInUseException:
-            pass  # another process created it meanwhile
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreError(f"DynamoDB table {self.table}: CreateTable failed: {exc}") from exc
-        self.ttl_enabled = self._enable_ttl()
-
-    def _enable_ttl(self) -> bool:
-        try:
-            self.client.update_time_to_live(
-                TableName=self.table,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "UnknownOperationException":
-                return False  # an emulator without TTL (dynalite): reads still filter expiry
-            raise StoreError(f"DynamoDB table {self.table}: UpdateTimeToLive: {exc}") from exc
+        self.ttl_enabled = create_state_table(self.client, self.table)
 
     # writing -------------------------------------------------------------------------------
 
