@@ -14,6 +14,7 @@ left alone, and said so.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -418,3 +419,39 @@ def alarms(plan: Plan) -> list[dict[str, Any]]:
         "ComparisonOperator": "LessThanThreshold", "TreatMissingData": "breaching",
     })  # fmt: skip
     return found
+
+
+def pipeline_figures(cloudwatch: Any, pipeline: str, hours: float = 1.0) -> list[dict[str, Any]]:
+    """What the pipeline published over the last `hours`, by metric and dimensions: the sum
+    (counters, histograms' sample counts) and the maximum, read back with GetMetricData."""
+    from datetime import UTC, datetime, timedelta
+
+    unique: dict[str, dict[str, Any]] = {}  # (some servers list a metric once per datum)
+    for page in cloudwatch.get_paginator("list_metrics").paginate(
+        Namespace=NAMESPACE, Dimensions=[{"Name": "pipeline", "Value": pipeline}]
+    ):
+        for m in page["Metrics"]:
+            dims = sorted((d["Name"], d["Value"]) for d in m["Dimensions"])
+            unique[json.dumps([m["MetricName"], dims])] = m
+    metrics = list(unique.values())
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    start = end - timedelta(hours=hours)
+    period = max(60, int(hours * 3600) // 60 * 60)
+    figures = []
+    for offset in range(0, len(metrics), 250):  # 500 queries a call, two per metric
+        chunk = metrics[offset : offset + 250]
+        queries = [
+            {"Id": f"{stat.lower()}{n}", "ReturnData": True,
+             "MetricStat": {"Metric": m, "Period": period, "Stat": stat}}
+            for n, m in enumerate(chunk) for stat in ("Sum", "Maximum")
+        ]  # fmt: skip
+        answer = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start, EndTime=end)
+        values = {r["Id"]: r["Values"] for r in answer["MetricDataResults"]}
+        for n, m in enumerate(chunk):
+            dims = {d["Name"]: d["Value"] for d in m["Dimensions"] if d["Name"] != "pipeline"}
+            figures.append({
+                "metric": m["MetricName"], "dimensions": dims,
+                "sum": sum(values.get(f"sum{n}", [])),
+                "max": max(values.get(f"maximum{n}", []), default=None),
+            })  # fmt: skip
+    return sorted(figures, key=lambda f: (f["metric"], sorted(f["dimensions"].items())))

@@ -4,6 +4,10 @@ a CloudWatch that cannot be reached keeps the datums for the next interval."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,3 +115,11 @@ def test_serve_publishes_its_figures(moto_kinesis, tmp_path: Path):
     client = _client(moto_kinesis)
     assert metric_sum(client, "EventsAccepted", {"pipeline": "served"}) == 120
     assert metric_sum(client, "CheckpointAgeSeconds", {"pipeline": "served"}, "SampleCount") > 0
+    listed = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "aws", "metrics", "--pipeline", "served",
+         "--json"],
+        env={**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": moto_kinesis},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    figures = {(f["metric"], tuple(f["dimensions"].items())): f for f in json.loads(listed.stdout)}
+    assert figures[("EventsAccepted", ())]["sum"] == 120  # each metric once, summed

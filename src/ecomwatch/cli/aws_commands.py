@@ -139,3 +139,29 @@ def teardown(
         print(json.dumps([asdict(s) for s in steps]))
     else:
         _print_steps(steps, f"aws teardown ({pipeline})")
+
+
+@aws_app.command()
+def metrics(
+    pipeline: Pipeline = "default",
+    hours: Annotated[float, typer.Option(help="How far back.")] = 1.0,
+    as_json: AsJson = False,
+) -> None:
+    """What the pipeline published to CloudWatch lately, read back with GetMetricData."""
+    from ecomwatch.aws_resources import pipeline_figures
+
+    resources = _resources()
+    figures = _run("metrics", lambda: pipeline_figures(resources.client("cloudwatch"),
+                                                        pipeline, hours))  # fmt: skip
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table(title=f"CloudWatch, namespace ecomwatch, pipeline={pipeline}, last {hours:g} h",
+                  title_justify="left")  # fmt: skip
+    for column in ("metric", "dimensions", "sum", "max"):
+        table.add_column(column, justify="right" if column in ("sum", "max") else "left")
+    for f in figures:
+        dims = ", ".join(f"{k}={v}" for k, v in f["dimensions"].items())
+        peak = "" if f["max"] is None else f"{f['max']:,.3g}"
+        table.add_row(f["metric"], dims, f"{f['sum']:,.6g}", peak)
+    print_table(out, table)

@@ -150,9 +150,19 @@ def kinesis(
 
 @bench_app.command()
 def store(
-    alerts: Annotated[int, typer.Option(min=1_000, help="Alert lines written.")] = 100_000,
+    alerts: Annotated[
+        int,
+        typer.Option(
+            min=100,
+            help="Alert lines written (on moto, a few hundred: its transactions copy the whole "
+            "table for each write).",
+        ),
+    ] = 10_000,
     events: Annotated[int, typer.Option(min=10_000, help="Events of the detect runs.")] = 200_000,
-    server: Annotated[str, typer.Option(help="DynamoDB server: moto or dynalite.")] = "moto",
+    server: Annotated[
+        str,
+        typer.Option(help="DynamoDB server: dynalite (one call a write) or moto (transactions)."),
+    ] = "dynalite",
     endpoint: Annotated[
         str | None, typer.Option(help="A DynamoDB-compatible server instead of starting one.")
     ] = None,

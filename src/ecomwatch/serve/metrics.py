@@ -12,7 +12,9 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.accepted = Counter(
-            "ecomwatch_events_accepted", "Events accepted by the collector", registry=r
+            "ecomwatch_events_accepted",
+            "Events accepted by the collector (or read from the stream)",
+            registry=r,
         )
         self.rejected = Counter(
             "ecomwatch_events_rejected", "Rows rejected by the collector", ["reason"], registry=r

@@ -69,6 +69,8 @@ class BatchStats:
         if events.num_rows:
             self.processed_events += events.num_rows
             self.metrics.batches.inc()
+            if self.stream is not None:  # no collector: what the stream's decoder accepted
+                self.metrics.accepted.inc(events.num_rows)
             while self.source.latencies:
                 self.metrics.batch_latency.observe(self.source.latencies.popleft())
         while self.writer is not None and self.writer.commit_seconds:
