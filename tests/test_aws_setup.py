@@ -17,8 +17,9 @@ from tests.kinesis_servers import CREDENTIALS
 
 pytestmark = pytest.mark.integration
 
-RESOURCES = ["--pipeline", "shop", "--stream", "shop-clicks", "--table", "shop-state",
-             "--glue-database", "shop_lake", "--sns-topic", "shop-alarms"]  # fmt: skip
+RESOURCES = ["--pipeline", "shop", "--lake", "s3://shop-lake/events", "--stream", "shop-clicks",
+             "--table", "shop-state", "--glue-database", "shop_lake",
+             "--sns-topic", "shop-alarms"]  # fmt: skip
 
 
 def test_setup_check_teardown(moto_kinesis: str):
@@ -50,7 +51,8 @@ def test_setup_check_teardown(moto_kinesis: str):
     _, made = aws("setup", *RESOURCES, "--events-per-second", "3000")
     results = {(s["kind"], s["result"]) for s in made}  # type: ignore[union-attr]
     assert {k for k, r in results if r == "created"} == {
-        "kinesis stream", "dynamodb table", "glue database", "sns topic", "cloudwatch alarm",
+        "s3 bucket", "kinesis stream", "dynamodb table", "glue database", "sns topic",
+        "cloudwatch alarm",
     }  # fmt: skip
     shards = client("kinesis").describe_stream_summary(StreamName="shop-clicks")
     assert shards["StreamDescriptionSummary"]["OpenShardCount"] == 4  # 3,000/s, a fifth spare
@@ -75,9 +77,12 @@ def test_setup_check_teardown(moto_kinesis: str):
     assert "not verified" in present["permissions_note"]  # type: ignore[index]
 
     _, gone = aws("teardown", *RESOURCES)
-    assert {s["result"] for s in gone} == {"deleted"}  # type: ignore[union-attr]
+    kept = {s["kind"]: s["result"] for s in gone}  # type: ignore[union-attr]
+    assert kept.pop("s3 bucket") == "kept" and set(kept.values()) == {"deleted"}
+    assert client("s3").head_bucket(Bucket="shop-lake")  # the lake's data is never deleted
     _, left = aws("teardown", "--pipeline", "shop", "--table", "shop-other", "--no-alarms")
     assert left[0]["result"] == "left alone"  # type: ignore[index]
     assert client("dynamodb").describe_table(TableName="shop-other")["Table"]
     _, after = aws("check", *RESOURCES, ok=False)
-    assert {r["result"] for r in after["resources"]} == {"missing"}  # type: ignore[index]
+    found = {r["kind"]: r["result"] for r in after["resources"]}  # type: ignore[index]
+    assert found.pop("s3 bucket") == "present" and set(found.values()) == {"missing"}

@@ -1,14 +1,14 @@
 """`ecomwatch aws setup|check|teardown`: the AWS resources a pipeline uses, made, verified and
 removed.
 
-`setup` creates what is missing — the Kinesis stream (shards from the expected events a
-second), the DynamoDB state table (on-demand, TTL on `ttl`), the Glue database, an SNS topic
-for the alarms when one is named, and the CloudWatch alarms — each tagged
+`setup` creates what is missing — the lake's S3 bucket, the Kinesis stream (shards from the
+expected events a second), the DynamoDB state table (on-demand, TTL on `ttl`), the Glue
+database, an SNS topic for the alarms when one is named, and the CloudWatch alarms — each tagged
 `created-by=ecomwatch`, and says for each what it did. Run twice, it changes nothing.
 `check` says for each whether it exists, then asks IAM whether the current credentials may
 make every call the pipeline makes (SimulatePrincipalPolicy) and lists what is denied.
 `teardown` deletes only what carries the tag: a resource of the same name made otherwise is
-left alone, and said so.
+left alone, and said so; the lake's bucket is always kept (it holds the data).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ SHARD_BYTES_PER_S = 1 << 20  # ...and 1 MiB a second
 
 # Every call the pipeline makes, by the resource it makes them on (the README's IAM policy).
 PIPELINE_ACTIONS = {
+    "lake": ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
     "stream": ["kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:GetShardIterator",
                "kinesis:GetRecords", "kinesis:PutRecords"],
     "table": ["dynamodb:DescribeTable", "dynamodb:PutItem", "dynamodb:UpdateItem",
@@ -55,6 +56,7 @@ class Plan:
     """What a pipeline needs; a None name is a resource it does not use."""
 
     pipeline: str = "default"
+    lake: str | None = None  # s3://bucket/prefix: the bucket is made if missing, never deleted
     stream: str | None = None
     events_per_s: float = 1_000.0
     table: str | None = None
@@ -68,6 +70,12 @@ class Plan:
     @property
     def shards(self) -> int:
         return shards_for(self.events_per_s)
+
+    @property
+    def bucket(self) -> str | None:
+        if self.lake is None or not self.lake.startswith("s3://"):
+            return None
+        return self.lake.removeprefix("s3://").split("/", 1)[0]
 
 
 @dataclass
@@ -111,6 +119,8 @@ class AwsResources:
 
     def setup(self, plan: Plan) -> list[Step]:
         steps = []
+        if plan.bucket:
+            steps.append(self._setup_bucket(plan.bucket))
         if plan.stream:
             steps.append(self._setup_stream(plan.stream, plan.shards))
         if plan.table:
@@ -124,6 +134,27 @@ class AwsResources:
         if plan.alarms:
             steps += [self._put_alarm(alarm, topic) for alarm in alarms(plan)]
         return steps
+
+    def _setup_bucket(self, bucket: str) -> Step:
+        s3 = self.client("s3")
+        if self._has_bucket(bucket):
+            return Step("s3 bucket", bucket, "exists")
+        region = s3.meta.region_name
+        where = {} if region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}
+        }  # fmt: skip
+        s3.create_bucket(Bucket=bucket, **where)
+        s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": _tags("s3")})
+        return Step("s3 bucket", bucket, "created", "for the lake; teardown keeps it")
+
+    def _has_bucket(self, bucket: str) -> bool:
+        try:
+            self.client("s3").head_bucket(Bucket=bucket)
+            return True
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise
 
     def _setup_stream(self, name: str, shards: int) -> Step:
         kinesis = self.client("kinesis")
@@ -205,6 +236,9 @@ class AwsResources:
 
     def _probes(self, plan: Plan) -> list[tuple[str, str, Callable[[], bool]]]:
         probes: list[tuple[str, str, Callable[[], bool]]] = []
+        if plan.bucket:
+            bucket = plan.bucket
+            probes.append(("s3 bucket", bucket, functools.partial(self._has_bucket, bucket)))
         if plan.stream:
             probes.append(("kinesis stream", plan.stream, lambda: self._stream_arn(plan) != ""))
         if plan.table:
@@ -266,8 +300,9 @@ class AwsResources:
                 ]  # fmt: skip
             result.denied = denied
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            why = str(exc).splitlines()[0][:160]
             result.permissions_note = (
-                f"permissions not verified: IAM SimulatePrincipalPolicy failed ({exc})"
+                f"permissions not verified: IAM SimulatePrincipalPolicy failed ({why})"
             )
 
     # teardown --------------------------------------------------------------------------------
@@ -285,6 +320,8 @@ class AwsResources:
             steps.append(self._teardown_table(plan))
         if plan.stream:
             steps.append(self._teardown_stream(plan))
+        if plan.bucket:
+            steps.append(Step("s3 bucket", plan.bucket, "kept", "it holds the lake"))
         return steps
 
     def _teardown_alarm(self, name: str) -> Step:
@@ -350,7 +387,7 @@ def _ours(tags: Any) -> bool:
 
 
 def _uses(plan: Plan) -> dict[str, bool]:
-    return {"stream": bool(plan.stream), "table": bool(plan.table),
+    return {"lake": bool(plan.bucket), "stream": bool(plan.stream), "table": bool(plan.table),
             "glue": bool(plan.glue_database), "metrics": plan.alarms}  # fmt: skip
 
 
@@ -448,9 +485,9 @@ def pipeline_figures(cloudwatch: Any, pipeline: str, hours: float = 1.0) -> list
         answer = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start, EndTime=end)
         values = {r["Id"]: r["Values"] for r in answer["MetricDataResults"]}
         for n, m in enumerate(chunk):
-            dims = {d["Name"]: d["Value"] for d in m["Dimensions"] if d["Name"] != "pipeline"}
+            named = {d["Name"]: d["Value"] for d in m["Dimensions"] if d["Name"] != "pipeline"}
             figures.append({
-                "metric": m["MetricName"], "dimensions": dims,
+                "metric": m["MetricName"], "dimensions": named,
                 "sum": sum(values.get(f"sum{n}", [])),
                 "max": max(values.get(f"maximum{n}", []), default=None),
             })  # fmt: skip

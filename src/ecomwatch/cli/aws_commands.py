@@ -19,6 +19,9 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 Pipeline = Annotated[str, typer.Option("--pipeline", help="The pipeline's name (alarms, metrics).")]
+Lake = Annotated[
+    str | None, typer.Option("--lake", help="The lake, s3://BUCKET/PREFIX (its bucket).")
+]
 Stream = Annotated[str | None, typer.Option("--stream", help="Kinesis stream name.")]
 Rate = Annotated[
     float, typer.Option("--events-per-second", help="Expected events/s (sets the shards).")
@@ -71,6 +74,7 @@ def _run(action: str, call: Any) -> Any:
 @aws_app.command()
 def setup(
     pipeline: Pipeline = "default",
+    lake: Lake = None,
     stream: Stream = None,
     events_per_second: Rate = 1000.0,
     table: Table_ = None,
@@ -80,7 +84,8 @@ def setup(
     as_json: AsJson = False,
 ) -> None:
     """Create what is missing (tagged created-by=ecomwatch); running it again changes nothing."""
-    plan = _plan(pipeline=pipeline, stream=stream, events_per_s=events_per_second, table=table,
+    plan = _plan(pipeline=pipeline, lake=lake, stream=stream, events_per_s=events_per_second,
+                 table=table,
                  glue_database=glue_database, sns_topic=sns_topic, alarms=alarms)  # fmt: skip
     steps = _run("setup", lambda: _resources().setup(plan))
     if as_json:
@@ -94,6 +99,7 @@ def setup(
 @aws_app.command()
 def check(
     pipeline: Pipeline = "default",
+    lake: Lake = None,
     stream: Stream = None,
     table: Table_ = None,
     glue_database: Database = None,
@@ -103,8 +109,8 @@ def check(
 ) -> None:
     """Say whether each resource exists and which calls the credentials may not make (exit 1
     if something is missing or denied)."""
-    plan = _plan(pipeline=pipeline, stream=stream, table=table, glue_database=glue_database,
-                 sns_topic=sns_topic, alarms=alarms)  # fmt: skip
+    plan = _plan(pipeline=pipeline, lake=lake, stream=stream, table=table,
+                 glue_database=glue_database, sns_topic=sns_topic, alarms=alarms)  # fmt: skip
     result = _run("check", lambda: _resources().check(plan))
     if as_json:
         print(json.dumps(asdict(result)))
@@ -123,6 +129,7 @@ def check(
 @aws_app.command()
 def teardown(
     pipeline: Pipeline = "default",
+    lake: Lake = None,
     stream: Stream = None,
     table: Table_ = None,
     glue_database: Database = None,
@@ -132,8 +139,8 @@ def teardown(
 ) -> None:
     """Delete what `setup` made (only resources tagged created-by=ecomwatch; the lake's files
     are never touched)."""
-    plan = _plan(pipeline=pipeline, stream=stream, table=table, glue_database=glue_database,
-                 sns_topic=sns_topic, alarms=alarms)  # fmt: skip
+    plan = _plan(pipeline=pipeline, lake=lake, stream=stream, table=table,
+                 glue_database=glue_database, sns_topic=sns_topic, alarms=alarms)  # fmt: skip
     steps = _run("teardown", lambda: _resources().teardown(plan))
     if as_json:
         print(json.dumps([asdict(s) for s in steps]))
