@@ -29,8 +29,10 @@ def _code_blocks(text: str) -> list[str]:
 def _command_lines(path: Path) -> list[str]:
     """Lines of code blocks that run ecomwatch (`$ ` prompts and `.venv/bin/` prefixes removed)."""
     found = []
-    for block in _code_blocks(path.read_text()):
+    for kind, block in re.findall(r"^```([a-z]*)\n(.*?)^```", path.read_text(), flags=re.S | re.M):
         for line in block.splitlines():
+            if kind == "console" and not line.startswith("$ "):
+                continue  # output, not a command
             line = line.removeprefix("$ ").strip().removeprefix(".venv/bin/")
             if line.startswith("ecomwatch "):
                 found.append(line)
