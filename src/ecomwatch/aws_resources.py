@@ -172,7 +172,7 @@ class AwsResources:
         return Step("kinesis stream", name, "created", f"{shards} shards")
 
     def _setup_table(self, name: str) -> Step:
-        from ecomwatch.sinks.dynamodb_store import StoreError, create_state_table
+        from ecomwatch.sinks.dynamodb_items import StoreError, create_state_table
 
         dynamodb = self.client("dynamodb")
         try:

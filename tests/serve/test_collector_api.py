@@ -40,6 +40,15 @@ def event(i: int, *, ip: str = "198.51.100.7", kind: str = "view", **extra) -> d
     return row
 
 
+def fast_scraper(ip: str) -> list[dict]:
+    """300 product views from one IP in five seconds of event time."""
+    return [
+        {**event(i, ip=ip), "event_time": f"2019-11-01T11:00:{i // 60:02d}Z",
+         "user_session": "scrape", "product_id": 2_000_000 + i}
+        for i in range(300)
+    ]  # fmt: skip
+
+
 def table_rows(lake: Path) -> int:
     files = open_lake(lake).data_files()
     return pq.ParquetDataset(files).read(columns=["event_id"]).num_rows if files else 0
@@ -112,12 +121,7 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path):
 
 
 def test_metrics_alerts_and_entities(server):
-    # A fast scraper: 300 product views from one IP in five seconds of event time.
-    scraper = [
-        {**event(i, ip="203.0.113.66"), "event_time": f"2019-11-01T11:00:{i // 60:02d}Z",
-         "user_session": "scrape", "product_id": 2_000_000 + i}
-        for i in range(300)
-    ]  # fmt: skip
+    scraper = fast_scraper("203.0.113.66")
     assert server.post_events(scraper)[0] == 200
     deadline = time.monotonic() + 20
     alerts: list = []
@@ -224,11 +228,7 @@ def test_serve_writes_its_alerts_to_a_dynamodb_store_as_they_come(moto_dynamodb,
         env={**CREDENTIALS, "AWS_ENDPOINT_URL": moto_dynamodb},
         extra=("--store", "dynamodb://serve-alerts"),
     )
-    scraper = [
-        {**event(i, ip="203.0.113.67"), "event_time": f"2019-11-01T11:00:{i // 60:02d}Z",
-         "user_session": "scrape", "product_id": 2_000_000 + i}
-        for i in range(300)
-    ]  # fmt: skip
+    scraper = fast_scraper("203.0.113.67")
     assert running.post_events(scraper)[0] == 200
     client = dynamodb_client(moto_dynamodb)
     deadline, items = time.monotonic() + 30, []

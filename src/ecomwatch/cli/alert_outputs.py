@@ -55,7 +55,7 @@ def open_store_writer(store: str | None, console: Console, beside: Path) -> Stor
     """The store, written while the run goes on (alerts as they are raised)."""
     if store is None:
         return None
-    from ecomwatch.sinks.dynamodb_store import StoreError
+    from ecomwatch.sinks.dynamodb_items import StoreError
     from ecomwatch.sinks.store_writer import StoreWriter
     from ecomwatch.sinks.stores import journal_file, open_store
 
@@ -71,7 +71,15 @@ def close_store_writer(writer: StoreWriter | None, store: str | None, console: C
     kept. True when some writes failed (the command then exits 1)."""
     if writer is None:
         return False
-    writer.close()
+    try:
+        writer.close()
+    except Exception as exc:  # a local store that cannot write (a full disk, a locked file)
+        console.print(
+            f"[red]store: {store} could not be written[/] ({exc}); the alerts are kept in "
+            f"{writer.journal} and written the next time the store is opened",
+            markup=True,
+        )
+        return True
     database = writer.store
     recovered = writer.recovered + database.resent
     if recovered:
@@ -91,7 +99,7 @@ def close_store_writer(writer: StoreWriter | None, store: str | None, console: C
 
 def open_store_to_read(store: str, console: Console) -> Any:
     """A store an earlier run wrote, for explain, blocklist and --exclude-bots."""
-    from ecomwatch.sinks.dynamodb_store import StoreError
+    from ecomwatch.sinks.dynamodb_items import StoreError
     from ecomwatch.sinks.stores import open_store
 
     try:

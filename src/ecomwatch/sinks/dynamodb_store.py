@@ -1,18 +1,7 @@
 """The alert state store on Amazon DynamoDB (`--store dynamodb://TABLE`): the same alerts,
 entity state and blocklist as the SQLite store, in one table.
 
-Key design (partition key `pk`, sort key `sk`, both strings; on-demand capacity):
-
-    item                   pk                       sk                   attributes
-    an alert               ENTITY#<entity>          ALERT#<alert_id>     its fields, severity_rank
-    a block                BLOCK#<ip or subnet>     <entity>             rule, severity, alert_id,
-                                                                         expires_at, ttl
-    the latest event time  META                     LATEST               detected_at
-
-So one Query answers `explain ENTITY` (its alerts, and from them its state: how many, the
-highest severity, the latest event; no state item to keep in step, nor one that grows with
-every alert of a busy IP toward the 400 KB item limit), one Query per blockable type answers
-the blocklist, and nothing needs a scan but "every alert" (`report --exclude-bots`).
+The table's items and their key design: dynamodb_items.py.
 
 Every write is idempotent, so a replay after a crash changes nothing: an alert is put only if
 it is new or this version ranks higher (severity, then count) — `ConditionalCheckFailed` means
@@ -43,10 +32,18 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ecomwatch.aws_settings import region
 from ecomwatch.sinks.alert_store import BLOCKABLE, block_expiry, rank_of
+from ecomwatch.sinks.dynamodb_items import (
+    StoreError,
+    alert_from_item,
+    alert_put,
+    attr_s,
+    block_update,
+    create_state_table,
+    iso,
+)
 from ecomwatch.sinks.jsonl import read_json_lines
 
 SCHEME = "dynamodb://"
-TTL_ATTRIBUTE = "ttl"
 WRITERS = 16  # calls made side by side (each alert's own writes stay in order)
 ATTEMPTS = 10
 TRANSACTION_WRITES = 100  # DynamoDB's limit per TransactWriteItems call
@@ -72,60 +69,8 @@ def _version(alert: dict[str, Any]) -> tuple[int, int]:
     return rank_of(alert["severity"]), int(alert["count"])
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: float) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-class StoreError(Exception):
-    """The store cannot be used at all (missing table, no permission): the message says why."""
-
-
 class _NoTransactions(Exception):
     """The server has no TransactWriteItems (dynalite)."""
-
-
-def create_state_table(client: Any, table: str) -> bool:
-    """Create the store's table as documented above (keys, on-demand, tagged), wait until it
-    is active, turn TTL on; whether the server has TTL (dynalite has not)."""
-    try:
-        client.create_table(
-            TableName=table,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            Tags=[{"Key": "created-by", "Value": "ecomwatch"}],
-        )
-        client.get_waiter("table_exists").wait(
-            TableName=table, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
-        )
-    except client.exceptions.ResourceInUseException:
-        pass  # another process created it meanwhile
-    except (ClientError, BotoCoreError) as exc:
-        raise StoreError(f"DynamoDB table {table}: CreateTable failed: {exc}") from exc
-    try:
-        client.update_time_to_live(
-            TableName=table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
-        )
-        return True
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] == "UnknownOperationException":
-            return False  # an emulator without TTL (dynalite): reads still filter expiry
-        raise StoreError(f"DynamoDB table {table}: UpdateTimeToLive: {exc}") from exc
 
 
 class DynamoAlertStore:
@@ -223,9 +168,9 @@ class DynamoAlertStore:
         chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [([], [])]
         size = 0
         for alert in alerts:
-            writes = [{"Put": self._alert_put(alert)}]
+            writes = [{"Put": alert_put(self.table, alert)}]
             if id(alert) in blocking:
-                writes.append({"Update": self._block_update(alert)})
+                writes.append({"Update": block_update(self.table, alert, self.block)})
             weight = len(json.dumps(writes))
             ops, members = chunks[-1]
             if ops and (len(ops) + len(writes) > TRANSACTION_WRITES or size + weight > TX_BYTES):
@@ -286,10 +231,10 @@ class DynamoAlertStore:
         self._write(
             [{"op": "latest", "detected_at": stamp}],
             lambda: self._update_if(
-                {"pk": _s("META"), "sk": _s("LATEST")},
+                {"pk": attr_s("META"), "sk": attr_s("LATEST")},
                 "SET detected_at = :t",
                 "attribute_not_exists(detected_at) OR detected_at < :t",
-                {":t": _s(stamp)},
+                {":t": attr_s(stamp)},
             ),
         )
 
@@ -297,59 +242,13 @@ class DynamoAlertStore:
         for alert in alerts:
             self._write([{"op": "alert", "alert": alert}], lambda a=alert: self._put_alert(a))
 
-    def _alert_put(self, a: dict[str, Any]) -> dict[str, Any]:
-        """The conditional put of an alert: only if new, or this version ranks higher."""
-        rank, count = rank_of(a["severity"]), int(a["count"])
-        item = {
-            "pk": _s(f"ENTITY#{a['entity']}"),
-            "sk": _s(f"ALERT#{a['alert_id']}"),
-            **{
-                name: _s(str(a[name]))
-                for name in (
-                    "alert_id", "rule", "severity", "entity_type", "entity", "first_seen",
-                    "last_seen", "detected_at", "explanation",
-                )
-            },
-            "severity_rank": _n(rank),
-            "alert_count": _n(count),
-            "evidence": _s(json.dumps(a["evidence"])),
-            "labels": _s(json.dumps(a.get("labels", []))),
-        }  # fmt: skip
-        return {
-            "TableName": self.table,
-            "Item": item,
-            "ConditionExpression": "attribute_not_exists(pk) OR severity_rank < :r "
-            "OR (severity_rank = :r AND alert_count < :c)",
-            "ExpressionAttributeValues": {":r": _n(rank), ":c": _n(count)},
-        }
-
-    def _block_update(self, a: dict[str, Any]) -> dict[str, Any]:
-        """The conditional update of the block an alert sets: its expiry only moves later (at
-        the same expiry, to a higher severity)."""
-        expires = block_expiry(a, self.block)
-        assert expires is not None
-        return {
-            "TableName": self.table,
-            "Key": {"pk": _s(f"BLOCK#{a['entity_type']}"), "sk": _s(a["entity"])},
-            "UpdateExpression": "SET #rule = :rule, severity = :s, severity_rank = :r, "
-            "alert_id = :id, expires_at = :e, #ttl = :ttl",
-            "ConditionExpression": "attribute_not_exists(expires_at) OR expires_at < :e "
-            "OR (expires_at = :e AND severity_rank < :r)",
-            "ExpressionAttributeValues": {
-                ":rule": _s(a["rule"]), ":s": _s(a["severity"]), ":r": _n(rank_of(a["severity"])),
-                ":id": _s(a["alert_id"]), ":e": _s(_iso(expires)),
-                ":ttl": _n(int(expires.timestamp())),
-            },
-            "ExpressionAttributeNames": {"#rule": "rule", "#ttl": TTL_ATTRIBUTE},
-        }  # fmt: skip
-
     def _put_alert(self, a: dict[str, Any]) -> None:
         # ConditionalCheckFailed: this version or a higher one is stored, already done.
         with _already_done():
-            self.client.put_item(**self._alert_put(a))
+            self.client.put_item(**alert_put(self.table, a))
         if block_expiry(a, self.block) is not None:
             with _already_done():
-                self.client.update_item(**self._block_update(a))
+                self.client.update_item(**block_update(self.table, a, self.block))
 
     def _update_if(
         self,
@@ -414,9 +313,9 @@ class DynamoAlertStore:
         """The alerts whose entity is `entity`, as the dicts they were added as."""
         items = self._query(
             "pk = :pk AND begins_with(sk, :alert)",
-            {":pk": _s(f"ENTITY#{entity}"), ":alert": _s("ALERT#")},
+            {":pk": attr_s(f"ENTITY#{entity}"), ":alert": attr_s("ALERT#")},
         )
-        return sorted((_alert(i) for i in items), key=lambda a: a["detected_at"])
+        return sorted((alert_from_item(i) for i in items), key=lambda a: a["detected_at"])
 
     def entity_state(self, entity: str) -> list[dict[str, Any]]:
         """Per entity type: how many alerts, the highest severity, the latest event seen."""
@@ -439,11 +338,11 @@ class DynamoAlertStore:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "FilterExpression": "begins_with(sk, :alert)",
-            "ExpressionAttributeValues": {":alert": _s("ALERT#")},
+            "ExpressionAttributeValues": {":alert": attr_s("ALERT#")},
         }
         while True:
             page = self._read("Scan", self.client.scan, kwargs)
-            found += [_alert(i) for i in page["Items"]]
+            found += [alert_from_item(i) for i in page["Items"]]
             if "LastEvaluatedKey" not in page:
                 return sorted(found, key=lambda a: a["detected_at"])
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -454,14 +353,14 @@ class DynamoAlertStore:
             meta = self._read(
                 "GetItem",
                 self.client.get_item,
-                {"TableName": self.table, "Key": {"pk": _s("META"), "sk": _s("LATEST")}},
+                {"TableName": self.table, "Key": {"pk": attr_s("META"), "sk": attr_s("LATEST")}},
             ).get("Item")
-            stamp = meta["detected_at"]["S"] if meta else _iso(datetime.now(UTC))
+            stamp = meta["detected_at"]["S"] if meta else iso(datetime.now(UTC))
         else:
-            stamp = _iso(now)
+            stamp = iso(now)
         blocks = []
         for kind in BLOCKABLE:
-            for item in self._query("pk = :pk", {":pk": _s(f"BLOCK#{kind}")}):
+            for item in self._query("pk = :pk", {":pk": attr_s(f"BLOCK#{kind}")}):
                 if item["expires_at"]["S"] > stamp:  # TTL deletes late: filter here too
                     blocks.append(
                         {
@@ -498,15 +397,3 @@ class DynamoAlertStore:
 
     def close(self) -> None:
         self._pool.shutdown()
-
-
-def _alert(item: dict[str, Any]) -> dict[str, Any]:
-    text = ("alert_id", "rule", "severity", "entity_type", "entity", "first_seen", "last_seen")
-    return {
-        **{name: item[name]["S"] for name in text},
-        "detected_at": item["detected_at"]["S"],
-        "count": int(item["alert_count"]["N"]),
-        "evidence": json.loads(item["evidence"]["S"]),
-        "explanation": item["explanation"]["S"],
-        "labels": json.loads(item["labels"]["S"]),
-    }
