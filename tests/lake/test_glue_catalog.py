@@ -125,3 +125,35 @@ def test_glue_sync_without_a_database_is_a_configuration_error(tmp_path: Path):
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ran.returncode == 2 and "glue_sync = true needs glue_database" in ran.stderr
+
+
+def test_days_glue_refused_are_tried_again_and_named_at_close(moto_kinesis: str, tmp_path):
+    """Glue unreachable at start and for the first commit: the days stay pending; once it
+    answers, the next commit's sync adds them all; if it never does, close names them."""
+    from botocore.config import Config as BotoConfig
+
+    from ecomwatch import testing_servers as servers
+    from ecomwatch.config import AwsConfig
+    from ecomwatch.lake.glue_sync import GlueSync
+
+    def glue(endpoint: str):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            "glue", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+            config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=1),
+        )  # fmt: skip
+
+    settings = AwsConfig(glue_database="retried", glue_sync=True)
+    down = glue(f"http://127.0.0.1:{servers.free_port()}")
+    partitions = ["event_date=2019-11-01"]
+    sync = GlueSync(str(tmp_path / "lake"), partitions, settings, client=down)
+    assert sync.error is not None
+    sync.committed({"2019-11-02"})
+    assert sync.close() == ["2019-11-01", "2019-11-02"]  # never reachable: both named
+
+    sync = GlueSync(str(tmp_path / "lake"), partitions, settings, client=down)
+    sync.catalog.client = glue(moto_kinesis)  # Glue is back: the next commit's sync
+    sync.committed({"2019-11-02"})  # registers the table, then adds the days
+    assert sync.close() == []
+    listed = glue(moto_kinesis).get_partitions(DatabaseName="retried", TableName="ecomwatch_events")
+    assert sorted(p["Values"][0] for p in listed["Partitions"]) == ["2019-11-01", "2019-11-02"]

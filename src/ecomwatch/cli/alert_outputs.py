@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from ecomwatch.lake.base import LakeError
 from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
 
@@ -143,13 +142,20 @@ def open_glue_sync(lake: str, settings: Config, console: Console) -> GlueSync | 
         return None
     from ecomwatch.lake.glue_sync import GlueSync
     from ecomwatch.lake.hudi_table import HudiTable
+    from ecomwatch.lake.open import LakeFormat, detect_format
 
-    try:
+    found = detect_format(lake) or LakeFormat(settings.lake.format)
+    if found is not LakeFormat.HUDI:
+        console.print(
+            "[red]error:[/] [aws] glue_sync registers Hudi tables for Athena; this lake is in "
+            "the plain Parquet format (query it with DuckDB, or use a Hudi lake)"
+        )
+        raise typer.Exit(2)
+    partitions, location = [], lake  # a new lake: nothing to list yet
+    if detect_format(lake) is LakeFormat.HUDI:
         table = HudiTable(lake)
         partitions = [base.partition for base in table.file_slices().values()]
         location = table.location
-    except LakeError:  # a new lake: nothing to list yet
-        partitions, location = [], lake
     sync = GlueSync(location, partitions, settings.aws)
     if sync.error is not None:
         console.print(f"[yellow]glue:[/] registering failed ({sync.error}); retried after commits")

@@ -113,6 +113,9 @@ def serve(
     from ecomwatch.serve.memory import use_returning_allocators
     from ecomwatch.serve.service import Service
 
+    if metrics not in (None, "cloudwatch"):
+        err.print(f"[red]error:[/] --metrics takes cloudwatch, not {metrics!r}")
+        raise typer.Exit(2)
     use_returning_allocators()
     try:
         settings = load_config(config)
@@ -155,9 +158,6 @@ def serve(
     for sink in (hook, writer):
         if sink is not None:
             service.send_alerts_to(sink.send)
-    if metrics not in (None, "cloudwatch"):
-        err.print(f"[red]error:[/] --metrics takes cloudwatch, not {metrics!r}")
-        raise typer.Exit(2)
     publisher = None
     if metrics == "cloudwatch" or settings.metrics.cloudwatch:
         publisher = open_cloudwatch(service, settings)

@@ -1,9 +1,9 @@
 """`[aws] glue_sync = true`: the lake's table kept registered in Glue while a run or the
 service writes it. At start the table is registered as `ecomwatch lake register` does; after
 each commit the days it wrote that Glue does not have yet are added, from a background thread
-(the pipeline never waits on Glue). A call that fails leaves its days pending: they are tried
-again after the next commit and at close, and what is still missing then is said in the
-summary (and fixed by `ecomwatch lake register`)."""
+(the pipeline never waits on Glue). A call that fails leaves its days pending (and a failed
+registration the table too): they are tried again after the next commit and at close, and
+what is still missing then is said in the summary (and fixed by `ecomwatch lake register`)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,11 @@ class GlueSync:
         )
         self.added: list[str] = []
         self.error: str | None = None  # the last failure, while days are pending
+        self._registered = False
         self._known: set[str] = set()
         self._pending: set[str] = set()
         self._queue: queue.Queue[set[str] | None] = queue.Queue()
+        self._lock = threading.Lock()  # `committed` runs on the lake's commit thread
         self._register()
         self._thread = threading.Thread(target=self._run, name="glue-sync", daemon=True)
         self._thread.start()
@@ -44,15 +46,22 @@ class GlueSync:
             done = self.catalog.register(self.table)
         except (ClientError, BotoCoreError, RuntimeError) as exc:
             self.error = str(exc)
-            self._pending |= set(self.table.partitions)
+            with self._lock:
+                self._pending |= set(self.table.partitions)
             return
-        self._known = set(self.table.partitions)
+        with self._lock:
+            self._known |= set(self.table.partitions)
+            self._pending -= self._known
+        self._registered = True
+        self.error = None
         self.added += done.added
 
     def committed(self, days: set[str]) -> None:
         """The days (`2019-11-01`) a commit wrote; returns at once."""
-        if days - self._known:
-            self._queue.put(set(days))
+        with self._lock:
+            new = days - self._known
+        if new:
+            self._queue.put(new)
 
     def _run(self) -> None:
         while True:
@@ -62,17 +71,26 @@ class GlueSync:
             self._add(days)
 
     def _add(self, days: set[str]) -> None:
-        wanted = sorted((days | self._pending) - self._known)
+        if not self._registered:  # Glue failed at start: the table first, then the days
+            self._register()
+            if not self._registered:
+                with self._lock:
+                    self._pending |= days
+                return
+        with self._lock:
+            wanted = sorted((days | self._pending) - self._known)
         if not wanted:
             return
         try:
             self.catalog.add_partitions(self.table, wanted)
         except (ClientError, BotoCoreError, RuntimeError) as exc:
             self.error = str(exc)
-            self._pending |= set(wanted)
+            with self._lock:
+                self._pending |= set(wanted)
             return
-        self._known |= set(wanted)
-        self._pending -= set(wanted)
+        with self._lock:
+            self._known |= set(wanted)
+            self._pending -= set(wanted)
         self.added += wanted
         self.error = None
 
