@@ -118,10 +118,26 @@ class AwsConfig(_Strict):
         return self
 
 
+class IncidentsConfig(_Strict):
+    link_gap_s: float = Field(
+        900,
+        ge=0,
+        description="alerts sharing an IP, entity or group join one incident when their "
+        "spans come within this many seconds",
+    )
+    quiet_s: float = Field(
+        1800,
+        gt=0,
+        description="an incident resolves after this many seconds of event time without a "
+        "new alert (and reopens if one joins it)",
+    )
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
+    incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
     kinesis: KinesisConfig = Field(default_factory=KinesisConfig)

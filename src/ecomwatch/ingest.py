@@ -8,6 +8,7 @@ from typing import Any
 
 from ecomwatch.config import Config
 from ecomwatch.detect.detector import Detector
+from ecomwatch.detect.incident import incidents_path_for
 from ecomwatch.detect.rules import Rule, load_rules
 from ecomwatch.engine.background import InBackground
 from ecomwatch.engine.operator import Operator
@@ -64,6 +65,7 @@ def ingest(
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
     sink = JsonLinesFile(dead_letter or default_dead_letter(table))
     alert_sink = JsonLinesFile(alerts) if alerts is not None else None
+    incident_sink = JsonLinesFile(incidents_path_for(alerts)) if alerts is not None else None
     detector: InBackground | None = None
     try:
         writer = LakeWriter(table, on_days=on_commit_days)
@@ -82,6 +84,8 @@ def ingest(
                     rules if rules is not None else load_rules(),
                     sink=alert_sink,
                     listeners=alert_listeners,
+                    incidents=config.incidents,
+                    incident_sink=incident_sink,
                     **judging,
                 )
             )
@@ -106,6 +110,7 @@ def ingest(
         if detector is not None:
             detector.close()
         sink.close()
-        if alert_sink is not None:
-            alert_sink.close()
+        for alert_file in (alert_sink, incident_sink):
+            if alert_file is not None:
+                alert_file.close()
         table.close()

@@ -42,6 +42,16 @@ def test_detection_meets_the_bar(scored):
     assert ours.flood_delay_s is not None and ours.flood_delay_s <= 30
 
 
+def test_alerts_are_grouped_into_campaign_incidents(scored):
+    ours, _, alerts = scored
+    grouping = ours.incidents
+    assert grouping is not None and all(a.incident_id for a in alerts)
+    assert grouping.incidents <= len(alerts) / 20  # campaigns, not one line per alert
+    assert grouping.campaigns_in_one >= 0.8 * grouping.campaigns_alerted
+    assert grouping.most_incidents_per_campaign <= 2
+    assert grouping.legitimate_flagging_incidents == 0
+
+
 def test_the_waf_rule_flags_the_office_and_misses_slow_and_rotating_bots(scored):
     _, waf, _ = scored
     assert waf.per_kind["nat_office"]["flagged"] == 1

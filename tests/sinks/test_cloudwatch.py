@@ -36,6 +36,8 @@ def _client(endpoint: str, attempts: int = 3) -> Any:
 
 
 def metric_sum(client: Any, name: str, dimensions: dict[str, str], stat: str = "Sum") -> float:
+    """The statistic over the last hour. The answer can come in two periods (when the points
+    straddle a period's edge): sums add up, a maximum is the larger."""
     now = datetime.now(UTC)
     answer = client.get_metric_data(
         MetricDataQueries=[{
@@ -46,7 +48,8 @@ def metric_sum(client: Any, name: str, dimensions: dict[str, str], stat: str = "
         }],
         StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5),
     )  # fmt: skip
-    return float(sum(answer["MetricDataResults"][0]["Values"]))
+    values = answer["MetricDataResults"][0]["Values"]
+    return float(max(values, default=0.0) if stat == "Maximum" else sum(values))
 
 
 def _registry() -> tuple[CollectorRegistry, Counter, Gauge, Histogram]:

@@ -135,6 +135,30 @@ def alerts_line(rows: list[dict[str, Any]], path: Path) -> str:
     return f"{len(rows):,} alerts ({counts or 'none'}) → {path}"
 
 
+def current_incidents(alerts: Path) -> list[dict[str, Any]]:
+    """The latest record of each incident (merged ones left out) in the log beside `alerts`."""
+    from ecomwatch.detect.incident import incidents_path_for
+    from ecomwatch.detect.incident_scores import latest_records
+
+    path = incidents_path_for(alerts)
+    records = read_json_lines(path) if path.exists() else []
+    return [r for r in latest_records(records).values() if r["state"] != "merged"]
+
+
+def incidents_line(alerts: Path) -> str:
+    """`16 incidents (open 3, resolved 13) → alerts.incidents.jsonl (ecomwatch incidents list)`."""
+    from ecomwatch.detect.incident import incidents_path_for
+
+    by_state: dict[str, int] = {}
+    for record in current_incidents(alerts):
+        by_state[record["state"]] = by_state.get(record["state"], 0) + 1
+    counts = ", ".join(f"{state} {n:,}" for state, n in sorted(by_state.items()))
+    return (
+        f"{sum(by_state.values()):,} incidents ({counts or 'none'}) → "
+        f"{incidents_path_for(alerts)} (ecomwatch incidents list --alerts {alerts})"
+    )
+
+
 def open_glue_sync(lake: str, settings: Config, console: Console) -> GlueSync | None:
     """`[aws] glue_sync = true`: the table registered in Glue now, new days added after
     commits."""

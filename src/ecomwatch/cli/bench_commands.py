@@ -95,6 +95,31 @@ def judging(
 
 
 @bench_app.command()
+def incidents(
+    events: Annotated[int, typer.Option(min=10_000, help="Normal events simulated.")] = 30_000,
+    days: Annotated[float, typer.Option(help="Days of traffic.")] = 1.5 / 24,
+    batch_seconds: Annotated[
+        float, typer.Option(help="Micro-batch length in event-time seconds.")
+    ] = 5.0,
+    seed: Annotated[int, typer.Option(help="The scenario's random seed.")] = 11,
+    rules: RulesOption = None,
+) -> None:
+    """Correlation's cost against the rest of detection in the same run, and its grouping of
+    a labelled attack scenario's alerts into incidents."""
+    from ecomwatch.benchmarks.incidents_bench import run_incidents_bench
+
+    err.print(f"detecting and correlating an attack scenario ({events:,} normal events)")
+    figures = run_incidents_bench(
+        events=events,
+        days=days,
+        batch_s=batch_seconds,
+        seed=seed,
+        rules=load_rules_or_exit(rules),
+    )
+    print(json.dumps(figures))
+
+
+@bench_app.command()
 def commits(
     commits: Annotated[int, typer.Option(min=20, help="Commits to each table.")] = 300,
     events: Annotated[int, typer.Option(min=1_000, help="Events per commit.")] = 100_000,

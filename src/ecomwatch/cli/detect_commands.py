@@ -121,6 +121,8 @@ def evaluate(
         print(json.dumps({"ecomwatch": ours.to_json(), "baseline": waf.to_json()}))
         return
     print_table(out, score_table(ours, waf))
+    if ours.incidents is not None:
+        out.print(ours.incidents.line())
 
 
 def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]

@@ -24,6 +24,8 @@ from ecomwatch.cli.alert_outputs import (
     close_glue_sync,
     close_store_writer,
     close_webhook,
+    current_incidents,
+    incidents_line,
     latest_alerts,
     open_glue_sync,
     open_store_to_read,
@@ -36,6 +38,7 @@ from ecomwatch.cli.bench_commands import bench_app
 from ecomwatch.cli.demo_commands import demo, simulate
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
+from ecomwatch.cli.incident_commands import incidents_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.cli.run_summary import parse_time, print_run_summary
 from ecomwatch.cli.serve_commands import replay, serve
@@ -65,6 +68,7 @@ app.command()(demo)
 app.add_typer(aws_app, name="aws")
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
+app.add_typer(incidents_app, name="incidents")
 app.command()(evaluate)
 app.command()(explain)
 app.command()(serve)
@@ -236,6 +240,7 @@ def run(
     if as_json:
         if alerts is not None:
             figures["alerts"] = len(raised)
+            figures["incidents"] = len(current_incidents(alerts))
         print(
             json.dumps(
                 {**summary.to_json(), **figures, "lake": str(lake), "peak_rss_mb": peak_rss_mb()}
@@ -245,6 +250,7 @@ def run(
         print_run_summary(summary, lake, out)
         if alerts is not None:
             out.print(alerts_line(raised, alerts))
+            out.print(incidents_line(alerts))
         if stream is not None:
             print_shards(figures["shards"], out, f"Shards of {stream.name}")
             if figures["retries"]:
@@ -379,11 +385,13 @@ def detect(
     config: ConfigOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
+    from ecomwatch.detect.incident import incidents_path_for
     from ecomwatch.detect.run import detect as run_detect
-    from ecomwatch.detect.run import write_alerts
+    from ecomwatch.detect.run import write_alerts, write_records
     from ecomwatch.ingest import open_inputs
 
     settings = _config(config)
+    incidents: list[dict[str, Any]] = []
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)
     hook = open_webhook(webhook, alerts)
@@ -395,16 +403,20 @@ def detect(
             config=settings,
             open_errors=errors,
             alert_listeners=[sink.send for sink in (hook, writer) if sink is not None],
+            incident_listeners=[incidents.extend],
         )
     finally:
         close_webhook(hook, err)
         store_failed = close_store_writer(writer, store, err)
     write_alerts(raised, alerts)
+    incidents_file = incidents_path_for(alerts)
+    write_records(incidents, incidents_file)
     rows = [a.to_json() for a in raised]
     out.print(
         f"{summary.read:,} rows read, {summary.accepted:,} accepted; "
         + alerts_line(latest_alerts(rows), alerts)
     )
+    out.print(incidents_line(alerts))
     if store_failed:
         raise typer.Exit(1)
 

@@ -26,11 +26,10 @@ class Alert:
     escalated_from: Severity | None = None
     ips: tuple[str, ...] = ()  # IPs behind the entity (up to ten)
     group: dict[str, str] | None = None  # for a member: the group it was flagged with
+    window_start: datetime | None = None  # start of the window that raised it
+    incident_id: str | None = None  # the incident it was correlated into
 
     def to_json(self) -> dict[str, Any]:
-        def iso(t: datetime) -> str:
-            return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
         return {
             "alert_id": self.alert_id,
             "rule": self.rule,
@@ -47,7 +46,22 @@ class Alert:
             "escalated_from": self.escalated_from.value if self.escalated_from else None,
             "ips": list(self.ips),
             "group": self.group,
+            "window_start": iso(self.window_start) if self.window_start else None,
+            "incident_id": self.incident_id,
         }
+
+
+def iso(t: datetime) -> str:
+    """UTC, ISO 8601 with a Z: how alert and incident lines write times."""
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def iso_us(t_us: int) -> str:
+    return iso(datetime.fromtimestamp(t_us / 1e6, UTC))
 
 
 def evidence_number(value: Any) -> float | int:

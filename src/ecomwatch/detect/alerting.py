@@ -125,6 +125,7 @@ class Alerting:
                 escalated_from=escalated_from,
                 ips=ips,
                 group=group,
+                window_start=datetime.fromtimestamp(window_us / 1e6, UTC),
             )
         )
         raised_us = (

@@ -34,8 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.config import IncidentsConfig
 from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.alerting import Alerting
+from ecomwatch.detect.correlate import Correlator
 from ecomwatch.detect.entity_keys import address_keys, agent_keys
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
@@ -139,6 +141,9 @@ class Detector:
         judge_share: float = 1.0,
         behind: Callable[[], bool] = lambda: True,
         keep_alerts: bool = True,
+        incidents: IncidentsConfig | None = None,
+        incident_sink: JsonLinesFile | None = None,
+        incident_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
     ) -> None:
         self.rules = rules
         # A batch run returns every alert from `alerts`; a service hands them to its sinks and
@@ -167,6 +172,15 @@ class Detector:
         self._agent_keys: dict[str, int] = {}
         self.alerting = Alerting()
         self._published = 0  # alerts already handed to the sink and the listeners
+        settings = incidents or IncidentsConfig()
+        self.correlator = Correlator(
+            link_gap_s=settings.link_gap_s,
+            quiet_s=settings.quiet_s,
+            horizon_s=2 * max((rule.retention_s for rule in rules), default=0),
+        )
+        self.incident_sink = incident_sink  # incident records, appended as they change
+        self.correlating_s = 0.0  # time spent correlating (bench incidents: its overhead)
+        self.incident_listeners = list(incident_listeners)
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
         self.baselines: dict[tuple[str, str], list[float]] = {}
         self._now_us: int | None = None
@@ -216,11 +230,25 @@ class Detector:
             self._evaluate(due)
         if self._watermark_us is not None:
             self._evict(self._watermark_us)
+            started = time.perf_counter()
+            self.correlator.advance(self._watermark_us)
+            self.correlating_s += time.perf_counter() - started
+            self._publish_incidents()
 
     def _publish(self) -> None:
-        """Hand the alerts raised since the last call to the sink and the listeners: after
-        each rule, so that an alert does not wait for the rules judged after it."""
-        new = [a.to_json() for a in self.alerts[self._published :]]
+        """Correlate the alerts raised since the last call into incidents, then hand them to
+        the sink and the listeners: after each rule, so that an alert does not wait for the
+        rules judged after it."""
+        alerts = self.alerts
+        started = time.perf_counter()
+        for number in range(self._published, len(alerts)):
+            alert = alerts[number]
+            incident_id = self.correlator.add(
+                alert.to_json(), int(alert.detected_at.timestamp() * 1_000_000)
+            )
+            alerts[number] = replace(alert, incident_id=incident_id)
+        self.correlating_s += time.perf_counter() - started
+        new = [a.to_json() for a in alerts[self._published :]]
         if not new:
             return
         if self.sink is not None:
@@ -228,8 +256,24 @@ class Detector:
         for listener in self.listeners:
             listener(new)
         if not self.keep_alerts:
-            self.alerts.clear()
-        self._published = len(self.alerts)
+            alerts.clear()
+        self._published = len(alerts)
+        self._publish_incidents()
+
+    def _publish_incidents(self) -> None:
+        started = time.perf_counter()
+        changed = self.correlator.changed()  # summarizing the records is correlation work
+        self.correlating_s += time.perf_counter() - started
+        if not changed:
+            return
+        if self.incident_sink is not None:
+            self.incident_sink.write_records(changed)
+        for listener in self.incident_listeners:
+            listener(changed)
+
+    def incidents(self) -> list[dict[str, Any]]:
+        """The latest record of every incident the correlator still holds."""
+        return self.correlator.records()
 
     def _note_pending(self) -> None:
         """For each rule, the earliest event passing its filter among the batches since the
@@ -288,6 +332,9 @@ class Detector:
             # The alert file's length at this checkpoint: a resumed run cuts it back to it.
             "alerts_file": str(self.sink.path) if self.sink else None,
             "alerts_bytes": self.sink.flush() if self.sink else 0,
+            "incidents": self.correlator.snapshot(),
+            "incidents_file": str(self.incident_sink.path) if self.incident_sink else None,
+            "incidents_bytes": self.incident_sink.flush() if self.incident_sink else 0,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -315,6 +362,10 @@ class Detector:
         self._next_tick = dict(state.get("next_tick", {}))
         if self.sink is not None and state.get("alerts_file") == str(self.sink.path):
             self.sink.resume_at(int(state.get("alerts_bytes", 0)))
+        self.correlator.restore(state.get("incidents", {}))
+        sink = self.incident_sink
+        if sink is not None and state.get("incidents_file") == str(sink.path):
+            sink.resume_at(int(state.get("incidents_bytes", 0)))
 
     # internals ---------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.detector import Detector
+from ecomwatch.detect.incident_scores import IncidentScore, score_incidents
 from ecomwatch.detect.rules import Rule, Severity, is_flagging
 from ecomwatch.sources.base import Position, Source
 
@@ -55,12 +56,14 @@ def micro_batches(events: pa.Table, batch_s: float) -> Iterator[pa.Table]:
 
 def run_detector(
     events: pa.Table, rules: list[Rule], *, batch_s: float = 5.0, lateness_s: float = 5.0
-) -> list[Alert]:
-    detector = Detector(rules)
+) -> tuple[list[Alert], list[dict[str, Any]]]:
+    """The alerts, and every incident record written while they were raised (a log)."""
+    records: list[dict[str, Any]] = []
+    detector = Detector(rules, incident_listeners=[records.extend])
     for batch in micro_batches(events, batch_s):
         latest = int(pc.max(batch["event_time"]).cast(pa.int64()).as_py())
         detector.process(batch, latest - int(lateness_s * 1e6))
-    return detector.alerts
+    return detector.alerts, records
 
 
 def waf_flags(events: pa.Table, limit: int) -> dict[str, int]:
@@ -104,9 +107,11 @@ class Score:
     false_positives: int = 0
     flood_delay_s: float | None = None
     high_global_alarms_in_flash_sale: int = 0
+    incidents: IncidentScore | None = None  # how alerts were grouped (scenarios with campaigns)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "incidents": self.incidents.as_dict() if self.incidents else None,
             "name": self.name,
             "precision": round(self.precision, 4),
             "flagged": self.flagged,
@@ -174,9 +179,11 @@ def evaluate(
     batch_s: float = 5.0,
 ) -> tuple[Score, Score, list[Alert]]:
     """(ecomwatch's score, the WAF rule's score, the alerts)."""
-    alerts = run_detector(events, rules, batch_s=batch_s)
+    alerts, records = run_detector(events, rules, batch_s=batch_s)
     global_alerts = [a for a in alerts if a.entity_type == "global"]
     ours = score("ecomwatch", detector_flags(alerts), labels, global_alerts)
+    if "campaigns" in labels:
+        ours.incidents = score_incidents([a.to_json() for a in alerts], records, labels)
     waf = score(f"waf-rate-{waf_limit}-per-5m", waf_flags(events, waf_limit), labels)
     return ours, waf, alerts
 

@@ -37,8 +37,15 @@ def detect(
     open_errors: Sequence[SourceError] = (),
     on_progress: Callable[[str, int], None] | None = None,
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
+    incident_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
 ) -> tuple[RunSummary, list[Alert]]:
-    detector = Detector(rules, listeners=alert_listeners, judge_rows=config.detect.judge_rows)
+    detector = Detector(
+        rules,
+        listeners=alert_listeners,
+        judge_rows=config.detect.judge_rows,
+        incidents=config.incidents,
+        incident_listeners=incident_listeners,
+    )
     pipeline = Pipeline(
         committer=NoCheckpoints(),
         operators=[detector],
@@ -52,7 +59,11 @@ def detect(
 
 
 def write_alerts(alerts: list[Alert], path: Path) -> None:
+    write_records([alert.to_json() for alert in alerts], path)
+
+
+def write_records(records: list[dict[str, Any]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
-        for alert in alerts:
-            f.write(json.dumps(alert.to_json()) + "\n")
+        for record in records:
+            f.write(json.dumps(record) + "\n")

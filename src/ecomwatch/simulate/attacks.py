@@ -33,6 +33,8 @@ from ecomwatch.simulate.traffic import TrafficSpec, generate, make_world
 
 ATTACK_KINDS = ("fast_scraper", "low_and_slow", "botnet", "cart_abuser", "flood")
 LEGIT_KINDS = ("nat_office", "flash_sale", "heavy_shopper")
+# Kinds whose actors act together: all IPs of one such group are one campaign.
+GROUP_KINDS = ("botnet", "flood", "flash_sale")
 
 TOOL_AGENTS = (
     "python-requests/2.31.0",
@@ -389,12 +391,18 @@ class AttackScenario:
         office, office_ip = _nat_office(self.spec, rng)
 
         labels: dict[str, str] = {office_ip: "nat_office"}
-        for group in groups:
+        # Which campaign each IP belongs to: the IPs of one botnet, flood or sale are one
+        # campaign; every other actor is a campaign of its own (scoring incident grouping).
+        campaigns: dict[str, str] = {office_ip: f"nat_office:{office_ip}"}
+        for number, group in enumerate(groups):
             labels.update(group.labels)
+            for ip, kind in group.labels.items():
+                campaigns[ip] = f"{kind}#{number}" if kind in GROUP_KINDS else f"{kind}:{ip}"
         tables = [normal, office] + [_as_table(g, catalog).cast(normal.schema) for g in groups]
         events = pa.concat_tables(tables).sort_by([("event_time", "ascending")])
         return events, {
             "ips": labels,
+            "campaigns": campaigns,
             "kinds": {"attack": list(ATTACK_KINDS), "legitimate": list(LEGIT_KINDS)},
             "flood_onset": _iso(onset),
             "flood_end": _iso(flooding.last_s()),

@@ -1,0 +1,155 @@
+"""`ecomwatch incidents list|show`: the incidents a detection wrote, read from its log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ecomwatch.detect.incident import incidents_path_for
+from ecomwatch.detect.incident_scores import latest_records
+from ecomwatch.detect.rules import Severity
+from ecomwatch.sinks.jsonl import read_json_lines
+
+incidents_app = typer.Typer(
+    help="Incidents: alerts correlated into campaigns (written beside the alerts file).",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+
+AlertsOption = Annotated[
+    Path,
+    typer.Option(
+        "--alerts", help="The alerts file of a detect or run; its <stem>.incidents.jsonl is read."
+    ),
+]
+SHOWN_ALERTS = 15
+JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incident per line.")]
+
+
+def incident_log(alerts: Path) -> dict[str, dict[str, Any]]:
+    """Incident id → its latest record, from the log beside an alerts file."""
+    path = incidents_path_for(alerts)
+    if not path.exists():
+        err.print(
+            f"[red]error:[/] no incidents file {path}; run `ecomwatch detect` or `ecomwatch run` "
+            f"with --alerts {alerts} first"
+        )
+        raise typer.Exit(2)
+    return latest_records(read_json_lines(path))
+
+
+@incidents_app.command("list")
+def list_incidents(
+    alerts: AlertsOption,
+    state: Annotated[
+        str | None, typer.Option(help="Only this state: open, acknowledged or resolved.")
+    ] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="Only incidents at this severity or above.")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this kind (e.g. ddos, botnet).")] = None,
+    ip: Annotated[str | None, typer.Option(help="Only incidents involving this IP.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """The incidents, newest first (merged ones left out: see the incident they joined)."""
+    floor = _severity(severity).rank if severity else 0
+    rows = [
+        r
+        for r in incident_log(alerts).values()
+        if r["state"] != "merged"
+        and (state is None or r["state"] == state)
+        and Severity(r["severity"]).rank >= floor
+        and (kind is None or r["kind"] == kind)
+        and (ip is None or ip in r["ips"])
+    ]
+    rows.sort(key=lambda r: (r["last_seen"], r["incident_id"]), reverse=True)
+    shown = rows[:limit]
+    if as_json:
+        for row in shown:
+            print(json.dumps(row))
+        return
+    newest = f", the {limit} newest" if len(rows) > limit else ""
+    out.print(f"{len(rows):,} incidents{newest} (ecomwatch incidents show ID)")
+    for row in shown:  # one line each, like `git log --oneline`
+        out.print(
+            f"{row['incident_id']}  {row['severity']:8} {row['state']:9} {row['title']}"
+            f"  ({row['alerts']:,} alert{'s' if row['alerts'] != 1 else ''})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@incidents_app.command("show")
+def show_incident(
+    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    alerts: AlertsOption,
+    as_json: JsonOption = False,
+) -> None:
+    """One incident: its record and its alerts (an id that was merged shows where it went)."""
+    incidents = incident_log(alerts)
+    record = incidents.get(incident_id)
+    if record is None:
+        err.print(f"[red]error:[/] no incident {incident_id} in {incidents_path_for(alerts)}")
+        raise typer.Exit(1)
+    while record["state"] == "merged" and record["merged_into"] in incidents:
+        out.print(f"{record['incident_id']} was merged into {record['merged_into']}")
+        record = incidents[record["merged_into"]]
+    members = _alerts_of(alerts, record["incident_id"], incidents)
+    if as_json:
+        print(json.dumps({**record, "alert_lines": members}))
+        return
+    shown_ips = record["ips"][:10]
+    more = f" … ({record['ip_count']:,} in all)" if record["ip_count"] > len(shown_ips) else ""
+    lines = [
+        f"{record['title']}  ({record['incident_id']})",
+        *(f"  {name}: {record[name]}" for name in ("kind", "severity", "state")),
+        f"  seen: {record['first_seen']} → {record['last_seen']}",
+        f"  rules: {', '.join(f'{k} ({v})' for k, v in record['rules'].items())}",
+        f"  IPs: {', '.join(shown_ips)}{more}",
+        f"  why: {record['explanation']}",
+        f"  alerts ({len(members):,}, the lead first):",
+    ]
+    members.sort(key=lambda a: a["alert_id"] != record["lead_alert"])
+    for alert in members[:SHOWN_ALERTS]:
+        entity = _short(f"{alert['entity_type']} {alert['entity']}")
+        lines.append(f"    {alert['severity']:8} {alert['rule']:22} {entity}")
+    if len(members) > SHOWN_ALERTS:
+        lines.append(f"    … {len(members) - SHOWN_ALERTS:,} more (--json lists them all)")
+    for line in lines:  # user agents and URLs may hold brackets: no markup
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _alerts_of(
+    alerts: Path, incident_id: str, incidents: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The alert lines of an incident (those of incidents merged into it included), the
+    latest line of each alert."""
+    from ecomwatch.detect.incident_scores import final_incident
+
+    latest: dict[str, dict[str, Any]] = {}
+    for alert in read_json_lines(alerts) if alerts.exists() else []:
+        if (
+            alert.get("incident_id")
+            and final_incident(alert["incident_id"], incidents) == incident_id
+        ):
+            latest[alert["alert_id"]] = alert
+    return sorted(latest.values(), key=lambda a: (a["first_seen"], a["alert_id"]))
+
+
+def _severity(name: str) -> Severity:
+    try:
+        return Severity(name)
+    except ValueError:
+        choices = ", ".join(s.value for s in Severity)
+        raise typer.BadParameter(f"--severity must be one of {choices}, not {name!r}") from None

@@ -1,0 +1,92 @@
+"""How well alerts were grouped into incidents, against a scenario's campaign labels.
+
+A campaign is one attacker (a scraper's IP) or one coordinated group (a botnet's or a flood's
+IPs). Good grouping puts each campaign's alerts in one incident and no two campaigns in one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ecomwatch.detect.incident import is_group_alert
+from ecomwatch.detect.rules import FLAGGING, Severity
+
+
+def latest_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Incident id → its latest record, from an append-only incidents log."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        latest[record["incident_id"]] = record
+    return latest
+
+
+def final_incident(incident_id: str, latest: dict[str, dict[str, Any]]) -> str:
+    """The incident an alert's incident id ended up in (following merges)."""
+    seen = set()
+    while (record := latest.get(incident_id)) is not None and record.get("merged_into"):
+        if incident_id in seen:
+            break
+        seen.add(incident_id)
+        incident_id = record["merged_into"]
+    return incident_id
+
+
+@dataclass(frozen=True)
+class IncidentScore:
+    alerts: int
+    incidents: int  # after merges
+    campaigns_alerted: int  # attack campaigns with at least one alert
+    campaigns_in_one: int  # … whose alerts are all in one incident
+    most_incidents_per_campaign: int
+    mixed_incidents: int  # incidents holding alerts of two or more attack campaigns
+    legitimate_flagging_incidents: int  # incidents at medium or above with no attacker
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"incidents: {self.alerts:,} alerts in {self.incidents:,} incidents; "
+            f"{self.campaigns_in_one}/{self.campaigns_alerted} attack campaigns in one incident "
+            f"(at most {self.most_incidents_per_campaign}), {self.mixed_incidents} mixed, "
+            f"{self.legitimate_flagging_incidents} legitimate at {FLAGGING.value} or above"
+        )
+
+
+def score_incidents(
+    alerts: list[dict[str, Any]], records: Iterable[dict[str, Any]], labels: dict[str, Any]
+) -> IncidentScore:
+    latest = latest_records(records)
+    campaigns: dict[str, str] = labels.get("campaigns", {})
+    attack_kinds = set(labels["kinds"]["attack"])
+    kinds: dict[str, str] = labels["ips"]
+    of_campaign: dict[str, set[str]] = defaultdict(set)
+    in_incident: dict[str, set[str]] = defaultdict(set)  # incident → attack campaigns
+    worst: dict[str, int] = defaultdict(int)
+    for alert in alerts:
+        incident = final_incident(alert["incident_id"], latest)
+        worst[incident] = max(worst[incident], Severity(alert["severity"]).rank)
+        # A group's own alert names a sample of IPs, not its members: members are scored.
+        ips = [] if is_group_alert(alert) else list(alert.get("ips", ()))
+        if alert["entity_type"] == "ip":
+            ips.append(alert["entity"])
+        for ip in ips:
+            if kinds.get(ip) in attack_kinds:
+                campaign = campaigns.get(ip, ip)
+                of_campaign[campaign].add(incident)
+                in_incident[incident].add(campaign)
+    spread = [len(incidents) for incidents in of_campaign.values()]
+    return IncidentScore(
+        alerts=len(alerts),
+        incidents=len(worst),
+        campaigns_alerted=len(spread),
+        campaigns_in_one=sum(1 for n in spread if n == 1),
+        most_incidents_per_campaign=max(spread, default=0),
+        mixed_incidents=sum(1 for c in in_incident.values() if len(c) > 1),
+        legitimate_flagging_incidents=sum(
+            1 for i, rank in worst.items() if rank >= FLAGGING.rank and i not in in_incident
+        ),
+    )

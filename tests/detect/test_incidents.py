@@ -1,0 +1,198 @@
+"""Correlating alerts into incidents: what links, merges, resolves and reopens; the same
+partition whatever the arrival order; the state through a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ecomwatch.detect.alert import iso
+from ecomwatch.detect.correlate import Correlator
+from ecomwatch.detect.incident_scores import final_incident, latest_records
+
+T0 = datetime(2019, 11, 1, 12, 0, tzinfo=UTC)
+MINUTE = 60_000_000
+
+
+def alert(
+    alert_id: str,
+    rule: str,
+    entity_type: str,
+    entity: str,
+    *,
+    at_min: float,
+    lasting_min: float = 1,
+    severity: str = "high",
+    ips: tuple[str, ...] = (),
+    group: dict[str, str] | None = None,
+    members: int | None = None,
+    count: int = 10,
+) -> dict[str, Any]:
+    start = T0 + timedelta(minutes=at_min)
+    evidence: dict[str, Any] = {"events": count}
+    if members is not None:
+        evidence["members"] = members
+    return {
+        "alert_id": alert_id,
+        "rule": rule,
+        "severity": severity,
+        "entity_type": entity_type,
+        "entity": entity,
+        "window_start": iso(start),
+        "first_seen": iso(start),
+        "last_seen": iso(start + timedelta(minutes=lasting_min)),
+        "detected_at": iso(start + timedelta(minutes=lasting_min)),
+        "count": count,
+        "evidence": evidence,
+        "explanation": f"{entity} matched {rule}",
+        "labels": [rule.split("-")[0]],
+        "ips": list(ips) or ([entity] if entity_type == "ip" else []),
+        "group": group,
+    }
+
+
+def now_of(a: dict[str, Any]) -> int:
+    return int(datetime.fromisoformat(a["detected_at"].replace("Z", "+00:00")).timestamp() * 1e6)
+
+
+def correlate(alerts: list[dict[str, Any]], **settings: float) -> tuple[Correlator, list[dict]]:
+    correlator = Correlator(**settings)
+    records = []
+    for a in alerts:
+        a["incident_id"] = correlator.add(a, now_of(a))
+        records += correlator.changed()
+    return correlator, records
+
+
+def partition(alerts: list[dict[str, Any]], records: list[dict]) -> set[frozenset[str]]:
+    latest = latest_records(records)
+    groups: dict[str, set[str]] = {}
+    for a in alerts:
+        groups.setdefault(final_incident(a["incident_id"], latest), set()).add(a["alert_id"])
+    return {frozenset(g) for g in groups.values()}
+
+
+BOTNET = {"entity_type": "user_agent", "entity": "EvilBot/1.0"}
+
+
+def campaign_alerts() -> list[dict[str, Any]]:
+    """A botnet (group alert + members), the same IPs by a second rule, a lone scraper, a
+    scraper alerted twice an hour apart, a sale's surge, and a session tying two IPs."""
+    members = [f"198.51.100.{n}" for n in range(5)]
+    return [
+        alert("g", "botnet-user-agent", "user_agent", "EvilBot/1.0", at_min=0, members=5),
+        *[
+            alert(f"m{n}", "botnet-user-agent", "ip", ip, at_min=0.5, group=BOTNET)
+            for n, ip in enumerate(members)
+        ],
+        alert("x0", "declared-bot", "ip", members[0], at_min=3),
+        alert("s1", "fast-scraper", "ip", "203.0.113.7", at_min=2),
+        alert("s2", "fast-scraper", "ip", "203.0.113.8", at_min=10),
+        alert("s2b", "fast-scraper", "ip", "203.0.113.8", at_min=80),
+        alert("surge", "traffic-surge", "global", "shop", at_min=1, severity="low"),
+        alert("a", "cart-abuse", "ip", "192.0.2.1", at_min=30),
+        alert("b", "cart-abuse", "ip", "192.0.2.2", at_min=31),
+        alert("ab", "cart-abuse", "session", "sess-1", at_min=32, ips=("192.0.2.1", "192.0.2.2")),
+    ]
+
+
+def test_campaigns_link_and_unrelated_alerts_do_not():
+    alerts = campaign_alerts()
+    _, records = correlate(alerts)
+    groups = partition(alerts, records)
+    assert frozenset({"g", "m0", "m1", "m2", "m3", "m4", "x0"}) in groups  # group + same IP
+    assert frozenset({"a", "b", "ab"}) in groups  # the session merged two incidents
+    for lone in ("s1", "s2", "s2b", "surge"):  # an hour apart, unrelated, shop-wide
+        assert frozenset({lone}) in groups
+    assert len(groups) == 6
+
+
+def test_a_merged_incident_points_at_the_one_that_absorbed_it():
+    alerts = campaign_alerts()
+    _, records = correlate(alerts)
+    latest = latest_records(records)
+    first, second = (a["incident_id"] for a in alerts if a["alert_id"] in ("a", "b"))
+    assert first != second
+    assert latest[second]["state"] == "merged" and latest[second]["merged_into"] == first
+    survivor = latest[first]
+    assert survivor["alerts"] == 3 and survivor["ip_count"] == 2
+    assert survivor["rules"] == {"cart-abuse": 3}
+
+
+def test_the_record_names_the_campaign_by_its_group_alert():
+    alerts = campaign_alerts()
+    _, records = correlate(alerts)
+    record = latest_records(records)[alerts[0]["incident_id"]]
+    assert record["lead_alert"] == "g"
+    assert record["title"].startswith("Botnet: 5 IPs, ")
+    assert record["severity"] == "high" and record["state"] == "open"
+    assert record["rules"] == {"botnet-user-agent": 6, "declared-bot": 1}
+    # Members' events, each IP once at its largest count (the group's own count is not added).
+    assert record["events"] == 50
+
+
+def test_an_incident_resolves_when_quiet_and_reopens_when_it_flares():
+    correlator = Correlator(link_gap_s=900, quiet_s=1800, horizon_s=3600)
+    first = alert("f1", "fast-scraper", "ip", "203.0.113.9", at_min=0)
+    incident = correlator.add(first, now_of(first))
+    correlator.advance(now_of(first) + 20 * MINUTE)
+    assert latest_records(correlator.changed())[incident]["state"] == "open"
+    correlator.advance(now_of(first) + 31 * MINUTE)
+    resolved = latest_records(correlator.changed())[incident]
+    assert resolved["state"] == "resolved" and resolved["resolved_at"] is not None
+    # Resolved but still linkable: an alert of the same IP within the gap reopens it.
+    again = alert("f2", "declared-bot", "ip", "203.0.113.9", at_min=12)
+    assert correlator.add(again, now_of(first) + 32 * MINUTE) == incident
+    reopened = latest_records(correlator.changed())[incident]
+    assert reopened["state"] == "open" and reopened["resolved_at"] is None
+    assert reopened["alerts"] == 2
+
+
+def test_finished_incidents_are_forgotten_and_a_later_alert_opens_a_new_one():
+    correlator = Correlator(link_gap_s=900, quiet_s=1800, horizon_s=3600)
+    first = alert("f1", "fast-scraper", "ip", "203.0.113.9", at_min=0)
+    incident = correlator.add(first, now_of(first))
+    for minutes in (40, 200, 201):  # resolve, then drop what nothing can link to
+        correlator.advance(now_of(first) + minutes * MINUTE)
+        correlator.changed()
+    assert incident not in correlator.incidents and not correlator.segments
+    later = alert("f3", "fast-scraper", "ip", "203.0.113.9", at_min=205)
+    assert correlator.add(later, now_of(later)) != incident
+
+
+def test_an_escalation_stays_in_its_incident_and_raises_its_severity():
+    correlator = Correlator()
+    first = alert("e", "fast-scraper", "ip", "203.0.113.5", at_min=0)
+    incident = correlator.add(first, now_of(first))
+    worse = {**first, "severity": "critical", "escalated_from": "high"}
+    assert correlator.add(worse, now_of(first) + MINUTE) == incident
+    record = latest_records(correlator.changed())[incident]
+    assert record["severity"] == "critical" and record["alerts"] == 1
+
+
+def test_the_partition_does_not_depend_on_arrival_order():
+    alerts = campaign_alerts()
+    _, records = correlate(alerts)
+    expected = partition(alerts, records)
+    shuffler = random.Random(7)
+    for _ in range(20):
+        shuffled = [dict(a) for a in alerts]
+        shuffler.shuffle(shuffled)
+        _, records = correlate(shuffled)
+        assert partition(shuffled, records) == expected
+
+
+def test_the_state_survives_a_checkpoint():
+    alerts = campaign_alerts()
+    _, uninterrupted = correlate(alerts)
+    copies = [dict(a) for a in alerts]
+    before, records = correlate(copies[:7])
+    state = json.loads(json.dumps(before.snapshot()))  # as a checkpoint stores it
+    after = Correlator()
+    after.restore(state)
+    for a in copies[7:]:
+        a["incident_id"] = after.add(a, now_of(a))
+        records += after.changed()
+    assert partition(copies, records) == partition(alerts, uninterrupted)
