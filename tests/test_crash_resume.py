@@ -143,6 +143,8 @@ def test_sigkill_mid_run_then_resume_gives_the_same_table(tmp_path: Path):
     assert table_rows(lake) == expected_rows
     assert dead_letter(lake) == expected_dead
     assert alerts.read_text() == expected_alerts  # alerts too: none lost, none doubled
+    incidents = (tmp_path / "alerts.incidents.jsonl").read_text()
+    assert incidents and incidents == (tmp_path / "ref-alerts.incidents.jsonl").read_text()
     assert report(lake) == report(reference)
 
     again = run(["run", str(data), "--lake", str(lake), "--json"])
