@@ -73,6 +73,17 @@ def test_show_lists_the_incident_alerts_and_follows_merges(detected: Path):
     assert missing.returncode == 1 and "no incident nope" in missing.stderr
 
 
+def test_explain_names_the_incident_of_each_alert(detected: Path):
+    flood = next(i for i in listed(detected, "--limit", "1000") if i["kind"] == "ddos")
+    member = flood["ips"][0]
+    shown = cli("explain", member, "--alerts", str(detected), "--json")
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout)["alerts"]
+    assert found and all(a["incident"]["incident_id"] == flood["incident_id"] for a in found)
+    text = cli("explain", member, "--alerts", str(detected))
+    assert f"incident: {flood['title']}" in text.stdout.replace("\n", " ")
+
+
 def test_a_missing_log_says_what_to_run(tmp_path: Path):
     result = cli("incidents", "list", "--alerts", str(tmp_path / "alerts.jsonl"))
     assert result.returncode == 2 and "run `ecomwatch detect`" in result.stderr

@@ -38,6 +38,8 @@ def explain(
         raise typer.Exit(2)
     found = _load(alerts, store, entity)
     report = explanations(found, load_rules_or_exit(rules))
+    if alerts is not None:
+        _add_incidents(report, found, alerts)
     if as_json:
         print(json.dumps({"entity": entity, "alerts": report}))
         return
@@ -80,12 +82,33 @@ def print_explanations(report: list[dict[str, Any]], console: Console) -> None:
         )
         console.print(f"{item['first_seen']} → {item['last_seen']}  ({item['alert_id']})")
         console.print(escape(item["explanation"]))
+        if item.get("incident"):
+            incident = item["incident"]
+            console.print(
+                f"incident: {escape(incident['title'])} "
+                f"({incident['incident_id']}, {incident['state']})"
+            )
         table = Table("condition", "values", "held")
         for term in item["terms"]:
             values = ", ".join(f"{k}={v}" for k, v in term["values"].items())
             mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "?"}[term["held"]]
             table.add_row(escape(term["term"]), escape(values), mark)
         print_table(console, table)
+
+
+def _add_incidents(report: list[dict[str, Any]], found: list[dict[str, Any]], alerts: Path) -> None:
+    """Each alert's incident (after merges), from the incidents log beside the alerts file."""
+    from ecomwatch.detect.incident import incidents_path_for
+    from ecomwatch.detect.incident_scores import final_incident, latest_records
+
+    path = incidents_path_for(alerts)
+    if not path.exists():
+        return
+    latest = latest_records(read_json_lines(path))
+    for item, alert in zip(report, found, strict=True):
+        record = latest.get(final_incident(alert.get("incident_id") or "", latest))
+        if record is not None:
+            item["incident"] = {k: record.get(k) for k in ("incident_id", "title", "state")}
 
 
 def _load(alerts: Path | None, store: str | None, entity: str) -> list[dict[str, Any]]:
