@@ -137,12 +137,10 @@ def alerts_line(rows: list[dict[str, Any]], path: Path) -> str:
 
 def current_incidents(alerts: Path) -> list[dict[str, Any]]:
     """The latest record of each incident (merged ones left out) in the log beside `alerts`."""
-    from ecomwatch.detect.incident import incidents_path_for
-    from ecomwatch.detect.incident_scores import latest_records
+    from ecomwatch.detect.incident_scores import read_incident_log
 
-    path = incidents_path_for(alerts)
-    records = read_json_lines(path) if path.exists() else []
-    return [r for r in latest_records(records).values() if r["state"] != "merged"]
+    latest = read_incident_log(alerts) or {}
+    return [r for r in latest.values() if r["state"] != "merged"]
 
 
 def incidents_line(alerts: Path) -> str:

@@ -98,13 +98,11 @@ def print_explanations(report: list[dict[str, Any]], console: Console) -> None:
 
 def _add_incidents(report: list[dict[str, Any]], found: list[dict[str, Any]], alerts: Path) -> None:
     """Each alert's incident (after merges), from the incidents log beside the alerts file."""
-    from ecomwatch.detect.incident import incidents_path_for
-    from ecomwatch.detect.incident_scores import final_incident, latest_records
+    from ecomwatch.detect.incident_scores import final_incident, read_incident_log
 
-    path = incidents_path_for(alerts)
-    if not path.exists():
+    latest = read_incident_log(alerts)
+    if latest is None:
         return
-    latest = latest_records(read_json_lines(path))
     for item, alert in zip(report, found, strict=True):
         record = latest.get(final_incident(alert.get("incident_id") or "", latest))
         if record is not None:

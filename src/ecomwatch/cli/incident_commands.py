@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from ecomwatch.detect.incident import incidents_path_for
-from ecomwatch.detect.incident_scores import latest_records
+from ecomwatch.detect.incident_scores import final_incident, read_incident_log
 from ecomwatch.detect.rules import Severity
 from ecomwatch.sinks.jsonl import read_json_lines
 
@@ -33,14 +33,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incide
 
 def incident_log(alerts: Path) -> dict[str, dict[str, Any]]:
     """Incident id → its latest record, from the log beside an alerts file."""
-    path = incidents_path_for(alerts)
-    if not path.exists():
+    latest = read_incident_log(alerts)
+    if latest is None:
         err.print(
-            f"[red]error:[/] no incidents file {path}; run `ecomwatch detect` or `ecomwatch run` "
-            f"with --alerts {alerts} first"
+            f"[red]error:[/] no incidents file {incidents_path_for(alerts)}; run `ecomwatch "
+            f"detect` or `ecomwatch run` with --alerts {alerts} first"
         )
         raise typer.Exit(2)
-    return latest_records(read_json_lines(path))
+    return latest
 
 
 @incidents_app.command("list")
@@ -135,8 +135,6 @@ def _alerts_of(
 ) -> list[dict[str, Any]]:
     """The alert lines of an incident (those of incidents merged into it included), the
     latest line of each alert."""
-    from ecomwatch.detect.incident_scores import final_incident
-
     latest: dict[str, dict[str, Any]] = {}
     for alert in read_json_lines(alerts) if alerts.exists() else []:
         if (

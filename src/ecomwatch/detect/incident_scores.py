@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
-from ecomwatch.detect.incident import is_group_alert
+from ecomwatch.detect.incident import incidents_path_for, is_group_alert
 from ecomwatch.detect.rules import FLAGGING, Severity
+from ecomwatch.sinks.jsonl import read_json_lines
+
+
+def read_incident_log(alerts: Path) -> dict[str, dict[str, Any]] | None:
+    """Incident id → its latest record, from the log beside an alerts file (None: no log)."""
+    path = incidents_path_for(alerts)
+    return latest_records(read_json_lines(path)) if path.exists() else None
 
 
 def latest_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
