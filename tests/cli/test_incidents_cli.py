@@ -87,3 +87,31 @@ def test_explain_names_the_incident_of_each_alert(detected: Path):
 def test_a_missing_log_says_what_to_run(tmp_path: Path):
     result = cli("incidents", "list", "--alerts", str(tmp_path / "alerts.jsonl"))
     assert result.returncode == 2 and "run `ecomwatch detect`" in result.stderr
+
+
+def test_ack_and_resolve_are_recorded_beside_the_log(detected: Path, tmp_path: Path):
+    # The events up to 01:10, while the flood is on: its incident is still open at the end.
+    lines = (detected.parent / "attacks.csv").read_text().splitlines()
+    head = [lines[0], *(line for line in lines[1:] if line < "2019-11-01 01:10")]
+    (tmp_path / "head.csv").write_text("\n".join(head) + "\n")
+    alerts = tmp_path / "alerts.jsonl"
+    assert cli("detect", str(tmp_path / "head.csv"), "--alerts", str(alerts)).returncode == 0
+    log_before = (tmp_path / "alerts.incidents.jsonl").read_bytes()
+    flood = next(i for i in listed(alerts, "--state", "open") if i["kind"] == "ddos")
+    ident = flood["incident_id"]
+    acked = cli("incidents", "ack", ident, "--alerts", str(alerts), "--by", "dana", "--json")
+    assert acked.returncode == 0, acked.stderr
+    assert json.loads(acked.stdout)["state"] == "acknowledged"
+    assert [i["incident_id"] for i in listed(alerts, "--state", "acknowledged")] == [ident]
+    again = cli("incidents", "ack", ident, "--alerts", str(alerts))
+    assert again.returncode == 1 and "already acknowledged" in again.stderr
+    resolved = cli("incidents", "resolve", ident, "--alerts", str(alerts), "--by", "dana")
+    assert resolved.returncode == 0 and f"{ident} resolved" in resolved.stdout
+    shown = cli("incidents", "show", ident, "--alerts", str(alerts), "--json")
+    record = json.loads(shown.stdout)
+    assert record["state"] == "resolved" and record["resolved_by"] == "dana"
+    # The detector's own log is untouched: the actions have a file of their own.
+    assert (tmp_path / "alerts.incidents.jsonl").read_bytes() == log_before
+    assert len((tmp_path / "alerts.incident-actions.jsonl").read_text().splitlines()) == 2
+    unknown = cli("incidents", "resolve", "0000", "--alerts", str(alerts))
+    assert unknown.returncode == 1 and "no incident 0000" in unknown.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 from ecomwatch.detect.alert import iso
 from ecomwatch.detect.correlate import Correlator
-from ecomwatch.detect.incident_scores import final_incident, latest_records
+from ecomwatch.detect.incident_log import final_incident, latest_records
 
 T0 = datetime(2019, 11, 1, 12, 0, tzinfo=UTC)
 MINUTE = 60_000_000

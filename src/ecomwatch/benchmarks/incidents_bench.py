@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.evaluate import micro_batches
-from ecomwatch.detect.incident_scores import latest_records, score_incidents
+from ecomwatch.detect.incident_log import latest_records
+from ecomwatch.detect.incident_scores import score_incidents
 from ecomwatch.detect.rules import Rule
 from ecomwatch.simulate.attacks import AttackScenario
 from ecomwatch.simulate.traffic import TrafficSpec

@@ -137,7 +137,7 @@ def alerts_line(rows: list[dict[str, Any]], path: Path) -> str:
 
 def current_incidents(alerts: Path) -> list[dict[str, Any]]:
     """The latest record of each incident (merged ones left out) in the log beside `alerts`."""
-    from ecomwatch.detect.incident_scores import read_incident_log
+    from ecomwatch.detect.incident_log import read_incident_log
 
     latest = read_incident_log(alerts) or {}
     return [r for r in latest.values() if r["state"] != "merged"]

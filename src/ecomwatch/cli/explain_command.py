@@ -98,7 +98,7 @@ def print_explanations(report: list[dict[str, Any]], console: Console) -> None:
 
 def _add_incidents(report: list[dict[str, Any]], found: list[dict[str, Any]], alerts: Path) -> None:
     """Each alert's incident (after merges), from the incidents log beside the alerts file."""
-    from ecomwatch.detect.incident_scores import final_incident, read_incident_log
+    from ecomwatch.detect.incident_log import final_incident, read_incident_log
 
     latest = read_incident_log(alerts)
     if latest is None:

@@ -1,8 +1,11 @@
-"""`ecomwatch incidents list|show`: the incidents a detection wrote, read from its log."""
+"""`ecomwatch incidents list|show|ack|resolve`: the incidents a detection wrote, read from its
+log; acknowledging or resolving one is recorded beside it (`incident_actions`)."""
 
 from __future__ import annotations
 
+import getpass
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +13,8 @@ import typer
 from rich.console import Console
 
 from ecomwatch.detect.incident import incidents_path_for
-from ecomwatch.detect.incident_scores import final_incident, read_incident_log
+from ecomwatch.detect.incident_actions import ACKNOWLEDGE, RESOLVE, ActionError
+from ecomwatch.detect.incident_log import final_incident, read_incident_log, record_action
 from ecomwatch.detect.rules import Severity
 from ecomwatch.sinks.jsonl import read_json_lines
 
@@ -26,6 +30,9 @@ AlertsOption = Annotated[
     typer.Option(
         "--alerts", help="The alerts file of a detect or run; its <stem>.incidents.jsonl is read."
     ),
+]
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who acts (recorded) [default: the login name].")
 ]
 SHOWN_ALERTS = 15
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incident per line.")]
@@ -124,6 +131,52 @@ def show_incident(
         lines.append(f"    … {len(members) - SHOWN_ALERTS:,} more (--json lists them all)")
     for line in lines:  # user agents and URLs may hold brackets: no markup
         out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@incidents_app.command("ack")
+def acknowledge(
+    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    alerts: AlertsOption,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Acknowledge an open incident: someone is on it. It shows as open again if it escalates
+    or flares up after resolving."""
+    _act(incident_id, alerts, ACKNOWLEDGE, by, as_json)
+
+
+@incidents_app.command("resolve")
+def resolve(
+    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    alerts: AlertsOption,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resolve an incident now, before the detector finds it quiet; a new alert joining it
+    opens it again."""
+    _act(incident_id, alerts, RESOLVE, by, as_json)
+
+
+def _act(incident_id: str, alerts: Path, action: str, by: str | None, as_json: bool) -> None:
+    incident_log(alerts)  # a clear error when there is no log
+    at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        record = record_action(alerts, incident_id, action, by=by or getpass.getuser(), at=at)
+    except KeyError:
+        err.print(f"[red]error:[/] no incident {incident_id} in {incidents_path_for(alerts)}")
+        raise typer.Exit(1) from None
+    except ActionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(record))
+        return
+    out.print(
+        f"{record['incident_id']} {record['state']}: {record['title']}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _short(text: str, width: int = 60) -> str:

@@ -36,6 +36,7 @@ class _Incident:
     resolved_us: int | None = None
     updated_us: int = 0
     last_us: int = 0  # end of the latest alert's span
+    reopened: int = 0  # times it flared again after resolving (an acknowledgement ends then)
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert_id → latest line
 
     def to_state(self) -> dict[str, Any]:
@@ -48,6 +49,7 @@ class _Incident:
             "resolved_us": self.resolved_us,
             "updated_us": self.updated_us,
             "last_us": self.last_us,
+            "reopened": self.reopened,
             "alerts": list(self.alerts.values()),
         }
 
@@ -62,6 +64,7 @@ class _Incident:
             resolved_us=state["resolved_us"],
             updated_us=state["updated_us"],
             last_us=state["last_us"],
+            reopened=state.get("reopened", 0),
             alerts={a["alert_id"]: a for a in state["alerts"]},
         )
 
@@ -140,6 +143,7 @@ class Correlator:
         incident.updated_us = now_us
         if incident.state is IncidentState.RESOLVED:
             incident.state, incident.resolved_us = IncidentState.OPEN, None
+            incident.reopened += 1
         self.of_alert.setdefault(alert_id, incident.incident_id)
         for key in keys:
             self._extend(key, start, end, incident.incident_id)
@@ -205,6 +209,7 @@ class Correlator:
             updated_us=incident.updated_us,
             resolved_us=incident.resolved_us,
             merged_into=incident.merged_into,
+            reopened=incident.reopened,
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def summarize(
     updated_us: int,
     resolved_us: int | None,
     merged_into: str | None,
+    reopened: int = 0,
 ) -> dict[str, Any]:
     """The record of an incident from its alerts (the latest line of each)."""
     record: dict[str, Any] = {
@@ -100,6 +101,7 @@ def summarize(
         "opened_at": iso_us(opened_us),
         "updated_at": iso_us(updated_us),
         "resolved_at": iso_us(resolved_us) if resolved_us is not None else None,
+        "reopened": reopened,
     }
     if not alerts:  # merged: its alerts belong to `merged_into` now
         return {**record, "alerts": 0}

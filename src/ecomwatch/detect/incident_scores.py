@@ -9,37 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from ecomwatch.detect.incident import incidents_path_for, is_group_alert
+from ecomwatch.detect.incident import is_group_alert
+from ecomwatch.detect.incident_log import final_incident, latest_records
 from ecomwatch.detect.rules import FLAGGING, Severity
-from ecomwatch.sinks.jsonl import read_json_lines
-
-
-def read_incident_log(alerts: Path) -> dict[str, dict[str, Any]] | None:
-    """Incident id → its latest record, from the log beside an alerts file (None: no log)."""
-    path = incidents_path_for(alerts)
-    return latest_records(read_json_lines(path)) if path.exists() else None
-
-
-def latest_records(records: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Incident id → its latest record, from an append-only incidents log."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        latest[record["incident_id"]] = record
-    return latest
-
-
-def final_incident(incident_id: str, latest: dict[str, dict[str, Any]]) -> str:
-    """The incident an alert's incident id ended up in (following merges)."""
-    seen = set()
-    while (record := latest.get(incident_id)) is not None and record.get("merged_into"):
-        if incident_id in seen:
-            break
-        seen.add(incident_id)
-        incident_id = record["merged_into"]
-    return incident_id
 
 
 @dataclass(frozen=True)
