@@ -1,9 +1,11 @@
 """The dashboard in a real headless Chromium (Debian's), driven by Playwright: it updates by
-itself as events arrive, shows alerts, opens an entity page, shows hostile text as text, and
-saves a screenshot."""
+itself as events arrive, lists incidents a page at a time (filters, search, paging, the page's
+height bounded), opens an incident and acknowledges it, opens an entity page, shows hostile
+text as text, and saves screenshots."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -52,24 +54,98 @@ def test_dashboard_updates_live_and_escapes_attacker_text(tmp_path: Path):
                 for i in range(40)
             ]  # fmt: skip
             server.post_events(scraper + hoarder)
-            feed = page.locator("#alerts-feed li")
-            expect(feed.filter(has_text="fast-scraper")).to_have_count(1, timeout=20_000)
-            expect(feed.filter(has_text="cart-abuse")).to_have_count(1, timeout=20_000)
+            feed = page.locator("#incidents-feed tr")
+            expect(feed.filter(has_text="Scraper: 1 IP")).to_have_count(1, timeout=20_000)
+            expect(feed.filter(has_text="Cart abuse: 1 IP")).to_have_count(1, timeout=20_000)
             expect(page.locator("#events-total")).to_have_text("460")
             assert page.evaluate("window.__sameLoad") is True  # updated without a reload
-
-            # Attacker-controlled text is shown as text: no element made, no script run.
-            hostile = feed.filter(has_text="cart-abuse").locator(".entity")
-            expect(hostile).to_have_text(f"session {HOSTILE}")
-            assert page.locator("#alerts-feed img").count() == 0
-            assert page.evaluate("window.__pwned") is None
-
+            # The traffic chart draws committed minutes: the first commit comes within 5 s.
+            expect(page.locator("#pipeline")).not_to_have_text(re.compile(r"· 0$"), timeout=15_000)
+            # The scraper's 300 views stand out in the chart as flagged traffic.
+            page.wait_for_function(
+                "document.getElementById('traffic-chart').data[1].y.reduce((a, b) => a + b, 0)"
+                " >= 300",
+                timeout=15_000,
+            )
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
             assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
-            feed.filter(has_text="fast-scraper").locator("a.entity").click()
+            # The cart abuser's incident: its member's session is attacker text, shown as text.
+            feed.filter(has_text="Cart abuse").click()
+            expect(page.locator("#incident-title")).to_contain_text("Cart abuse: 1 IP")
+            members = page.locator("#incident-members tbody tr")
+            expect(members.first.locator(".entity")).to_have_text(f"session {HOSTILE}")
+            assert page.locator("#incident img").count() == 0
+            assert page.evaluate("window.__pwned") is None
+
+            page.goto(server.url + "/#/")
+            feed.filter(has_text="Scraper").click()
+            expect(page.locator("#incident-state")).to_have_text("open")
+            page.click("#incident-ack")
+            expect(page.locator("#incident-state")).to_have_text("acknowledged", timeout=10_000)
+            expect(page.locator("#incident-ack")).to_be_disabled()
+            page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+            page.locator("#incident-members a.entity").first.click()
             expect(page.locator("#entity-title")).to_have_text("ip 203.0.113.66")
             expect(page.locator("#entity-alerts li")).to_have_count(1)
+            browser.close()
+    finally:
+        server.stop()
+
+
+def spaced_scrapers(count: int, first: int = 0) -> list[dict]:
+    """`count` scrapers on unrelated networks, one every 20 minutes of event time: as many
+    incidents."""
+    rows = []
+    for k in range(first, first + count):
+        hour, minute = divmod(20 * k, 60)
+        rows += [
+            {**event(i, ip=f"203.{k}.7.66"),
+             "event_time": f"2019-11-02T{hour:02d}:{minute:02d}:{i // 60:02d}Z",
+             "user_session": f"scrape-{k}", "product_id": 3_000_000 + i,
+             "user_agent": f"scraper/{k}.0"}
+            for i in range(300)
+        ]  # fmt: skip
+    return rows
+
+
+def test_the_incident_feed_pages_filters_and_keeps_its_height(tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    server = start_server(tmp_path / "lake", token=None)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url + "/")
+            expect(page.locator("#status")).to_have_text("live", timeout=15_000)
+            server.post_events(spaced_scrapers(22))
+            info = page.locator("#page-info")
+            expect(info).to_have_text("1-20 of 22", timeout=30_000)
+            rows = page.locator("#incidents-feed tr")
+            expect(rows).to_have_count(20)
+            height = page.evaluate("document.documentElement.scrollHeight")
+
+            server.post_events(spaced_scrapers(8, first=22))
+            expect(info).to_have_text("1-20 of 30", timeout=30_000)
+            assert page.evaluate("document.documentElement.scrollHeight") == height
+
+            page.click("#page-older")
+            expect(info).to_have_text("21-30 of 30")
+            expect(rows).to_have_count(10)
+            expect(page.locator("#page-older")).to_be_disabled()
+            page.click("#page-newer")
+            expect(info).to_have_text("1-20 of 30")
+
+            page.fill("#filter-text", "203.5.7.66")
+            expect(info).to_have_text("1-1 of 1", timeout=10_000)
+            expect(rows).to_contain_text("Scraper: 1 IP")
+            page.fill("#filter-text", "")
+            page.select_option("#filter-state", "open")
+            expect(info).not_to_have_text("1-20 of 30", timeout=10_000)
+            for state in rows.locator("td.state").all_text_contents():
+                assert state == "open"
+            page.screenshot(path=str(tmp_path / "feed.png"))
             browser.close()
     finally:
         server.stop()

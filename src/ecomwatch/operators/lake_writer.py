@@ -50,7 +50,8 @@ class LakeWriter:
         self.last_commit_at = time.time()  # wall clock of the last durable commit (or start)
         self._pending: list[pa.Table] = []
         self.committed_rows = 0
-        self.commits: list[CommitInfo] = []
+        self.commits: list[CommitInfo] = []  # collected by the pipeline's thread
+        self.durable_commits = 0  # counted as each becomes durable (the live figures)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="commit") if background else None
         # Commits handed to the thread and not collected yet: one may wait behind the one being
         # written (whose operator state may still be coming), so the pipeline rarely waits.
@@ -96,6 +97,7 @@ class LakeWriter:
         info = self.table.commit(events, settled)
         self.commit_seconds.append(time.monotonic() - started)
         self.last_commit_at = time.time()
+        self.durable_commits += 1  # one commit thread: no other writer
         if days and self.on_days is not None:
             self.on_days(days)
         return info

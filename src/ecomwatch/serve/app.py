@@ -13,6 +13,7 @@ import json
 import secrets
 import threading
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
@@ -21,7 +22,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from ecomwatch.detect.alert import iso
+from ecomwatch.detect.incident import IncidentState
+from ecomwatch.detect.incident_actions import ACKNOWLEDGE, RESOLVE, ActionError
+from ecomwatch.detect.rules import Severity
 from ecomwatch.serve.collector import BodyError
+from ecomwatch.serve.incident_view import IncidentQuery
 from ecomwatch.serve.service import Service
 
 RETRY_AFTER_S = 1
@@ -32,6 +38,8 @@ ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
     "plotly.min.js": "text/javascript; charset=utf-8",
 }
+INCIDENT_STATES = tuple(s.value for s in IncidentState if s is not IncidentState.MERGED)
+SEVERITIES = tuple(s.value for s in Severity)
 _NO_SNIFF = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
 
 
@@ -116,7 +124,11 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
     async def stream(request: Request) -> StreamingResponse:
         async def messages() -> AsyncIterator[str]:
             while not app.state.stopping.is_set():
-                payload = {"summary": summarize(service), "alerts": service.alerts(50)}
+                payload = {
+                    "summary": summarize(service),
+                    "incidents": service.incidents.query(IncidentQuery()),
+                    "incidents_over_time": service.incidents.over_time(),
+                }
                 yield f"data: {json.dumps(payload)}\n\n"
                 for _ in range(STREAM_EVERY_S * 10):
                     if app.state.stopping.is_set() or await request.is_disconnected():
@@ -150,6 +162,59 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
     def alerts(limit: int = 100) -> list[dict[str, Any]]:
         return service.alerts(max(1, min(limit, 10_000)))
 
+    @app.get("/api/incidents", dependencies=[Depends(authorized)])
+    def incidents(
+        state: str | None = None,
+        severity: str | None = None,
+        kind: str | None = None,
+        q: str | None = None,
+        since: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """A page of incidents, newest first; `q` is an IP, an entity or words of a title."""
+        if state is not None and state not in INCIDENT_STATES:
+            raise HTTPException(422, f"state is one of {', '.join(INCIDENT_STATES)}")
+        if severity is not None and severity not in SEVERITIES:
+            raise HTTPException(422, f"severity is one of {', '.join(SEVERITIES)}")
+        query = IncidentQuery(
+            state=state,
+            severity=severity,
+            kind=kind,
+            text=q,
+            since=since,
+            limit=max(1, min(limit, 200)),
+            offset=max(0, offset),
+        )
+        named = service.incidents_naming(q.strip()) if q and q.strip() else None
+        return service.incidents.query(query, named)
+
+    @app.get("/api/incidents/{incident_id}", dependencies=[Depends(authorized)])
+    def incident(incident_id: str) -> dict[str, Any]:
+        found = service.incident(incident_id)
+        if found is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        return found
+
+    @app.post("/api/incidents/{incident_id}/{action}", dependencies=[Depends(authorized)])
+    async def act(incident_id: str, action: str, request: Request) -> dict[str, Any]:
+        """`ack` or `resolve`; a JSON body may name who acts: {"by": "dana"}."""
+        verb = {"ack": ACKNOWLEDGE, "resolve": RESOLVE}.get(action)
+        if verb is None:
+            raise HTTPException(404, "the actions are ack and resolve")
+        body = await request.body()
+        try:
+            by = str(json.loads(body).get("by") or "api") if body.strip() else "api"
+        except (ValueError, AttributeError):
+            raise HTTPException(422, 'the body is JSON like {"by": "dana"}') from None
+        at = iso(datetime.now(UTC))
+        try:
+            return service.incidents.act(incident_id, verb, by=by[:100], at=at)
+        except KeyError:
+            raise HTTPException(404, f"no incident {incident_id}") from None
+        except ActionError as exc:
+            raise HTTPException(409, str(exc)) from None
+
     @app.get("/api/entities/{kind}/{entity:path}", dependencies=[Depends(authorized)])
     def entity(kind: str, entity: str) -> dict[str, Any]:
         if kind not in ("ip", "subnet", "user", "session", "user_agent", "global"):
@@ -168,12 +233,14 @@ def summarize(service: Service) -> dict[str, Any]:
             if key != "minute_us":
                 totals[key] = totals.get(key, 0) + value
     by_severity = service.alert_count()
+    live = service.live.published
+    flagged: dict[int, int] = live.get("flagged_minutes", {})
     views, carts, purchases = (totals.get(k, 0) for k in ("view", "cart", "purchase"))
     return {
         "events_accepted": service.accepted_events,
         "events_processed": service.stats.processed_events,
         "queue_depth": service.source.depth,
-        "lake_commits": len(service.writer.commits),
+        "lake_commits": service.writer.durable_commits,
         "traffic": totals,
         "funnel": {
             "views": views,
@@ -182,8 +249,8 @@ def summarize(service: Service) -> dict[str, Any]:
             "view_to_cart": round(carts / views, 4) if views else None,
             "cart_to_purchase": round(purchases / carts, 4) if carts else None,
         },
-        "live": service.live.published,
-        "minutes": minutes[-120:],
+        "live": {k: v for k, v in live.items() if k != "flagged_minutes"},
+        "minutes": [{**m, "flagged": flagged.get(m["minute_us"], 0)} for m in minutes[-120:]],
         "alerts": {"total": sum(by_severity.values()), "by_severity": by_severity},
     }
 

@@ -9,11 +9,12 @@ rounds run at their own speed on the other core while the parent decodes request
 The parent (`DetectorProcess`, an operator of the service's pipeline) sends on one pipe, in
 order: batches (the columns the detector keeps, as Arrow IPC, with the watermark and whether
 the collector's queue is behind), snapshot and restore requests, and stop. The child answers on
-a second pipe: alerts as soon as a rule raises them (the parent hands them to its listeners on
-a reader thread), the state for each snapshot, or the error that ended it. A snapshot is a
-Future answered after every batch sent before it, so a checkpoint holds the state that matches
-the committed positions, as with the detector in process; the pipeline does not wait for it
-(the lake writer's commit thread does). The child writes the alerts file itself.
+a second pipe: alerts as soon as a rule raises them and the incident records they change (the
+parent hands both to its listeners on a reader thread), the state for each snapshot, or the
+error that ended it. A snapshot is a Future answered after every batch sent before it, so a
+checkpoint holds the state that matches the committed positions, as with the detector in
+process; the pipeline does not wait for it (the lake writer's commit thread does). The child
+writes the alerts file and the incidents log beside it itself.
 At most `depth` batches wait in the child; beyond that the pipeline waits (backpressure).
 """
 
@@ -34,6 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from ecomwatch.config import IncidentsConfig
 from ecomwatch.detect.detector import STATE_COLUMNS, Detector, ipc_bytes
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.operator import State
@@ -52,11 +54,14 @@ class DetectorProcess:
         *,
         alerts_path: Path,
         listeners: Sequence[Listener] = (),
+        incident_listeners: Sequence[Listener] = (),
+        incidents: IncidentsConfig | None = None,
         judge_share: float = 1.0,
         behind: Callable[[], bool] = lambda: False,
         depth: int = 4,
     ) -> None:
         self.listeners = list(listeners)
+        self.incident_listeners = list(incident_listeners)
         self.behind = behind
         self._error: str | None = None
         self._stopping = False
@@ -66,7 +71,15 @@ class DetectorProcess:
         self._answers, answers_out = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_child,
-            args=(commands_in, answers_out, rules, str(alerts_path), judge_share, depth),
+            args=(
+                commands_in,
+                answers_out,
+                rules,
+                str(alerts_path),
+                incidents or IncidentsConfig(),
+                judge_share,
+                depth,
+            ),
             name="ecomwatch-detector",
             daemon=True,
         )
@@ -131,12 +144,13 @@ class DetectorProcess:
                 if self._error is None and not self._stopping:
                     self._error = "it ended unexpectedly"
                 break
-            if kind == "alerts":
-                for listener in self.listeners:
+            if kind in ("alerts", "incidents"):
+                listeners = self.listeners if kind == "alerts" else self.incident_listeners
+                for listener in listeners:
                     try:
                         listener(payload)
                     except Exception as exc:  # keep reading: the child must never block on us
-                        self._error = f"an alert listener failed: {exc!r}"
+                        self._error = f"an {kind[:-1]} listener failed: {exc!r}"
             elif kind == "state":
                 self._waiting.popleft().set_result(payload)
             else:  # "error": the child's traceback; it exits after sending it
@@ -152,10 +166,12 @@ def _child(
     answers: Connection,
     rules: list[Rule],
     alerts_path: str,
+    incidents: IncidentsConfig,
     judge_share: float,
     depth: int,
 ) -> None:
     """The detector's process: batches in order, alerts out as they are raised."""
+    from ecomwatch.detect.incident import incidents_path_for
     from ecomwatch.serve.memory import use_returning_allocators
     from ecomwatch.sinks.jsonl import JsonLinesFile
 
@@ -177,10 +193,14 @@ def _child(
     threading.Thread(target=receive, name="commands", daemon=True).start()
     parent_behind = False
     sink = JsonLinesFile(alerts_path)
+    incident_sink = JsonLinesFile(incidents_path_for(Path(alerts_path)))
     detector = Detector(
         rules,
         sink=sink,
         listeners=[lambda alerts: answers.send(("alerts", alerts))],
+        incidents=incidents,
+        incident_sink=incident_sink,
+        incident_listeners=[lambda records: answers.send(("incidents", records))],
         keep_alerts=False,
         judge_share=judge_share,
         # Judging waits while more batches are queued here or the collector is behind.
@@ -204,4 +224,5 @@ def _child(
         raise
     finally:
         sink.close()
+        incident_sink.close()
         answers.close()

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from ecomwatch.config import Config
 from ecomwatch.decode.validate import Decoded
-from ecomwatch.detect.rules import Rule, is_flagging
+from ecomwatch.detect.alert import parse_iso
+from ecomwatch.detect.rules import Rule, Severity, is_flagging
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.ingest import default_dead_letter
@@ -25,6 +26,7 @@ from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
 from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body
 from ecomwatch.serve.detector_process import DetectorProcess
+from ecomwatch.serve.incident_view import IncidentView
 from ecomwatch.serve.live_summary import LiveSummary
 from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from ecomwatch.sources.kinesis import KinesisSource
 
 MAX_ALERTS_KEPT = 10_000
+
+
+def _us(text: str) -> int:
+    return int(parse_iso(text).timestamp() * 1_000_000)
 
 
 def _entities(alert: dict[str, Any]) -> list[tuple[str, str]]:
@@ -130,10 +136,13 @@ class Service:
         self.flagged: frozenset[str] = frozenset()  # IPs alerted at medium or above
         self._lock = threading.Lock()
         self._load_alerts()  # before the detector process appends to the file
+        self.incidents = IncidentView(self.alerts_path)
         self.detector = DetectorProcess(
             rules,
             alerts_path=self.alerts_path,
             listeners=[self._on_alerts],
+            incident_listeners=[self.incidents.update],
+            incidents=config.incidents,
             judge_share=config.detect.live_judge_share,
             behind=stream.behind if stream is not None else self.source.behind,
         )
@@ -153,7 +162,7 @@ class Service:
         self.metrics.watch(
             queue_depth=lambda: self.source.depth,
             watermark_lag=self._watermark_lag,
-            lake_commits=lambda: len(self.writer.commits),
+            lake_commits=lambda: self.writer.durable_commits,
             checkpoint_age=lambda: time.time() - self.writer.last_commit_at,
         )
         self.summary: RunSummary | None = None
@@ -165,6 +174,10 @@ class Service:
     def send_alerts_to(self, listener: Callable[[list[dict[str, Any]]], None]) -> None:
         """Also hand each batch of new alerts to `listener` (a store, a webhook); before start."""
         self.detector.listeners.append(listener)
+
+    def send_incidents_to(self, listener: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Also hand each batch of changed incident records to `listener`; before start."""
+        self.detector.incident_listeners.append(listener)
 
     def start(self) -> None:
         self._thread.start()
@@ -237,7 +250,11 @@ class Service:
         for alert in alerts:
             if alert["entity_type"] == "ip" and alert["entity"] in newly_flagged:
                 newly_flagged.discard(alert["entity"])
-                self.live.count_flagged_earlier(int(alert["evidence"].get("events") or 0))
+                self.live.count_flagged_earlier(
+                    int(alert["evidence"].get("events") or 0),
+                    _us(alert["first_seen"]),
+                    _us(alert["last_seen"]),
+                )
 
     def _index(self, alerts: list[dict[str, Any]]) -> set[str]:
         """Keep alerts for the API and metrics; return the IPs they flag for the first time."""
@@ -296,6 +313,29 @@ class Service:
             ids = self._about.get((kind, entity), set())
             about = [a for i, a in self._latest.items() if i in ids]
         return {"entity_type": kind, "entity": entity, "alerts": about[::-1]}
+
+    def incident(self, incident_id: str, alert_limit: int = 500) -> dict[str, Any] | None:
+        """An incident (following merges) with its alerts still held, the worst first."""
+        record = self.incidents.get(incident_id)
+        if record is None:
+            return None
+        with self._lock:
+            alerts = list(self._latest.values())
+        final = record["incident_id"]
+        members = [
+            a
+            for a in alerts
+            if a.get("incident_id") and self.incidents.resolve_id(a["incident_id"]) == final
+        ]
+        members.sort(key=lambda a: (-Severity(a["severity"]).rank, -a["count"], a["alert_id"]))
+        return {**record, "alerts_held": len(members), "alert_lines": members[:alert_limit]}
+
+    def incidents_naming(self, text: str) -> set[str]:
+        """The incidents of the alerts held about an entity or IP written exactly `text`."""
+        with self._lock:
+            ids = set().union(*(ids for (_, e), ids in self._about.items() if e == text))
+            named = {self._latest[i].get("incident_id") for i in ids if i in self._latest}
+        return {self.incidents.resolve_id(i) for i in named if i}
 
     def traffic_minutes(self) -> list[dict[str, Any]]:
         return self.stats.minutes
