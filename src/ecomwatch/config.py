@@ -133,6 +133,35 @@ class IncidentsConfig(_Strict):
     )
 
 
+class WebhookConfig(_Strict):
+    format: Literal["json", "slack"] = Field(
+        "json",
+        description="json: one object per incident message; slack: Slack's incoming-webhook "
+        'payload ({"text": …})',
+    )
+    min_severity: Literal["info", "low", "medium", "high", "critical"] = Field(
+        "medium", description="incidents at this severity or above are announced one by one"
+    )
+    digest_minutes: float = Field(
+        60, gt=0, description="incidents below min_severity are summed up this often"
+    )
+    group_wait_s: float = Field(
+        60,
+        ge=0,
+        description="an incident's first message waits this long, folding in its "
+        "first merges and escalations",
+    )
+    group_interval_s: float = Field(
+        300, ge=0, description="an update of the same incident waits this long after the last"
+    )
+    each_alert: bool = Field(
+        False, description="also POST every alert (JSON arrays), as well as the incidents"
+    )
+    dashboard_url: str | None = Field(
+        None, description="the dashboard's address, for links to incident pages in messages"
+    )
+
+
 class Config(_Strict):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
@@ -143,6 +172,7 @@ class Config(_Strict):
     kinesis: KinesisConfig = Field(default_factory=KinesisConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -50,6 +50,7 @@ def ingest(
     alerts: Path | None = None,
     rules: list[Rule] | None = None,
     alert_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
+    incident_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
     checkpoint_seconds: float | None = None,
     behind: Callable[[], bool] | None = None,
     on_commit_days: Callable[[set[str]], None] | None = None,
@@ -86,6 +87,7 @@ def ingest(
                     listeners=alert_listeners,
                     incidents=config.incidents,
                     incident_sink=incident_sink,
+                    incident_listeners=incident_listeners,
                     **judging,
                 )
             )

@@ -43,9 +43,23 @@ def test_detect_feeds_a_flaky_webhook_and_the_store_and_explain_reads_both(tmp_p
         assert result.returncode == 0, result.stderr
     finally:
         receiver.stop()
-    written = [json.loads(line) for line in alerts.read_text().splitlines()]
-    assert {a["alert_id"] for a in receiver.received} == {a["alert_id"] for a in written}
-    assert receiver.attempts >= 3 and "delivered" in result.stderr
+    # One message when an incident opens and one when it resolves, not one per alert.
+    incidents = cli("incidents", "list", "--alerts", str(alerts), "--json", "--severity", "medium")
+    states = {
+        record["incident_id"]: record["state"]
+        for record in map(json.loads, incidents.stdout.splitlines())
+    }
+    assert sorted(states.values()) == ["open", "resolved", "resolved"]
+    sent: dict[str, list[str]] = {}
+    for message in receiver.received:
+        sent.setdefault(message["incident"]["incident_id"], []).append(message["type"])
+    assert set(sent) == set(states)
+    for incident, types in sent.items():
+        told = ["incident.opened"] + (
+            ["incident.resolved"] if states[incident] == "resolved" else []
+        )
+        assert types == told
+    assert receiver.attempts >= 3 and "incident message(s) delivered (" in result.stderr
     assert not (tmp_path / "alerts.jsonl.webhook-failures.jsonl").exists()
 
     for source in (["--alerts", str(alerts)], ["--store", str(store)]):

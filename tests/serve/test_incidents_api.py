@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.serve.conftest import start_server
 from tests.serve.test_collector_api import fast_scraper
+from tests.sinks.test_webhook import Receiver
 
 
 def wait_for_incidents(server, query: str = "") -> dict:
@@ -65,3 +66,28 @@ def test_incidents_are_listed_searched_shown_and_acted_on(tmp_path: Path):
         assert status == 200 and json.loads(body)["state"] == "resolved"
     finally:
         again.stop()
+
+
+def test_serve_posts_one_slack_message_when_an_incident_opens(tmp_path: Path):
+    """`serve --webhook URL` with `[webhook] format = "slack"`: a message per incident, with
+    a link to its dashboard page, sent after the group wait in wall time (the traffic stops)."""
+    receiver = Receiver(failures=0)
+    settings = tmp_path / "ecomwatch.toml"
+    settings.write_text('[webhook]\nformat = "slack"\ngroup_wait_s = 1\n')
+    server = start_server(
+        tmp_path / "lake", extra=("--webhook", receiver.url, "--config", str(settings))
+    )
+    try:
+        assert server.post_events(fast_scraper("203.0.113.66"))[0] == 200
+        deadline = time.monotonic() + 30
+        while not receiver.received and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ident = wait_for_incidents(server)["incidents"][0]["incident_id"]
+    finally:
+        stderr = server.stop()
+        receiver.stop()
+    assert len(receiver.received) == 1, receiver.received  # 300 events, one message
+    text = receiver.received[0]["text"]
+    assert "*opened*: Scraper: 1 IP, 300 events" in text
+    assert f"/#/incident/{ident}|{ident}>" in text
+    assert "webhook: 1 incident message(s) delivered (opened 1)" in stderr

@@ -30,7 +30,8 @@ class Receiver:
                     self.send_response(503)
                     self.end_headers()
                     return
-                receiver.received.extend(json.loads(body))
+                sent = json.loads(body)  # an array of alerts, or one message
+                receiver.received.extend(sent if isinstance(sent, list) else [sent])
                 self.send_response(204)
                 self.end_headers()
 
@@ -97,3 +98,12 @@ def test_a_server_that_is_down_loses_nothing(tmp_path: Path):
     sink.close()
     lines = (tmp_path / "failed.jsonl").read_text().splitlines()
     assert len(lines) == 3 and "after 2 attempts" in json.loads(lines[0])["reason"]
+
+
+def test_one_item_per_post_sends_the_item_itself(receiver, tmp_path: Path):
+    server = receiver(failures=0)
+    sink = WebhookSink(server.url, tmp_path / "failed.jsonl", one_per_post=True, kind="message")
+    sink.send([{"text": "first"}, {"text": "second"}])
+    sink.close()
+    assert server.received == [{"text": "first"}, {"text": "second"}]
+    assert server.attempts == 2 and sink.delivered == 2

@@ -4,7 +4,8 @@ groups them, on a labelled attack scenario.
 The scenario is fed to a `Detector` in micro-batches of event time, as a live service sees it.
 The detector times its correlation work (assigning each alert, resolving quiet incidents,
 summarizing changed ones); the overhead is that time over the rest of detection in the same
-run, and the grouping is scored against the scenario's campaigns.
+run, and the grouping is scored against the scenario's campaigns, with the webhook messages
+an `IncidentNotifier` would send about each.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ecomwatch.detect.rules import Rule
 from ecomwatch.simulate.attacks import AttackScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import as_typed_table
+from ecomwatch.sinks.incident_notifier import IncidentNotifier
 
 
 def run_incidents_bench(
@@ -31,12 +33,15 @@ def run_incidents_bench(
     raw, labels = AttackScenario(TrafficSpec(events=events, seed=seed, days=days)).build()
     traffic = as_typed_table(raw)
     records: list[dict[str, Any]] = []
-    detector = Detector(rules, incident_listeners=[records.extend])
+    messages: list[dict[str, Any]] = []  # what a webhook would get, per incident
+    notifier = IncidentNotifier(messages.extend)
+    detector = Detector(rules, incident_listeners=[records.extend, notifier.records])
     started = time.perf_counter()
     for batch in micro_batches(traffic, batch_s):
         latest = int(pc.max(batch["event_time"]).cast(pa.int64()).as_py())
         detector.process(batch, latest - 5_000_000)
     detector.snapshot()  # judges what is left, as the end of input does
+    notifier.close()
     detect_s = time.perf_counter() - started
     alerts = [a.to_json() for a in detector.alerts]
     current = [r for r in latest_records(records).values() if r["state"] != "merged"]
@@ -50,5 +55,6 @@ def run_incidents_bench(
         "detect_s": round(detect_s, 2),
         "correlate_s": round(detector.correlating_s, 3),
         "correlation_overhead": round(detector.correlating_s / rest_s, 4) if rest_s else None,
-        "grouping": score_incidents(alerts, records, labels).as_dict(),
+        "webhook_messages": notifier.sent,
+        "grouping": score_incidents(alerts, records, labels, messages).as_dict(),
     }

@@ -3,12 +3,18 @@ DynamoDB), a webhook, and the table's Glue registration."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
+from ecomwatch.config import WebhookConfig
+from ecomwatch.detect.rules import Severity
+from ecomwatch.sinks.incident_notifier import IncidentNotifier
 from ecomwatch.sinks.jsonl import read_json_lines
 from ecomwatch.sinks.webhook import WebhookSink
 
@@ -28,26 +34,101 @@ WebhookOption = Annotated[
     str | None,
     typer.Option(
         "--webhook",
-        help="Also POST alerts as JSON to this URL (retried with backoff; undeliverable "
-        "alerts go to <alerts>.webhook-failures.jsonl).",
+        help="Also POST a message per incident to this URL: when it opens, escalates and "
+        "resolves; low ones in a digest ([webhook] in the config: format json|slack, "
+        "each_alert). Retried with backoff; undeliverable ones go to "
+        "<alerts>.webhook-failures.jsonl.",
     ),
 ]
 
 
-def open_webhook(url: str | None, alerts: Path) -> WebhookSink | None:
+@dataclass
+class Webhook:
+    """A run's webhook: incident messages, and every alert too if `[webhook] each_alert`."""
+
+    notifier: IncidentNotifier
+    messages: WebhookSink
+    alerts: WebhookSink | None
+
+    @property
+    def alert_listeners(self) -> list[Listener]:
+        return [self.alerts.send] if self.alerts is not None else []
+
+    @property
+    def incident_listeners(self) -> list[Listener]:
+        return [self.notifier.records]
+
+
+Listener = Callable[[list[dict[str, Any]]], None]
+
+
+@dataclass(frozen=True)
+class Listeners:
+    """What a run hands its new alerts and its changed incident records to."""
+
+    alerts: list[Listener]
+    incidents: list[Listener]
+
+    @classmethod
+    def of(cls, webhook: Webhook | None, writer: StoreWriter | None) -> Listeners:
+        alerts: list[Listener] = [writer.send] if writer is not None else []
+        if webhook is None:
+            return cls(alerts, [])
+        return cls(alerts + webhook.alert_listeners, webhook.incident_listeners)
+
+
+def open_webhook(
+    url: str | None,
+    alerts: Path,
+    settings: WebhookConfig,
+    *,
+    live: bool = False,
+    dashboard: str | None = None,
+) -> Webhook | None:
+    """`live`: a service or a stream, whose messages wait in wall time too (not only in event
+    time); `dashboard`: the service's own address, for links when `dashboard_url` is not set."""
     if url is None:
         return None
     if not url.startswith(("http://", "https://")):
         raise typer.BadParameter(f"--webhook must be an http(s) URL, not {url!r}")
-    return WebhookSink(url, alerts.with_name(alerts.name + ".webhook-failures.jsonl"))
+    messages = WebhookSink(
+        url,
+        alerts.with_name(alerts.name + ".webhook-failures.jsonl"),
+        one_per_post=True,
+        kind="message",
+    )
+    home = settings.dashboard_url or dashboard
+    notifier = IncidentNotifier(
+        messages.send,
+        style=settings.format,
+        min_severity=Severity(settings.min_severity),
+        digest_s=settings.digest_minutes * 60,
+        group_wait_s=settings.group_wait_s,
+        group_interval_s=settings.group_interval_s,
+        link=(lambda i: f"{home.rstrip('/')}/#/incident/{i}") if home else None,
+        clock=time.monotonic if live else None,
+    )
+    if live:
+        notifier.start_ticking()
+    each = None
+    if settings.each_alert:
+        each = WebhookSink(url, alerts.with_name(alerts.name + ".webhook-alert-failures.jsonl"))
+    return Webhook(notifier, messages, each)
 
 
-def close_webhook(webhook: WebhookSink | None, console: Console) -> None:
+def close_webhook(webhook: Webhook | None, console: Console) -> None:
     if webhook is None:
         return
-    webhook.close()
-    kept = f"; {webhook.failed} kept in {webhook.failures}" if webhook.failed else ""
-    console.print(f"webhook: {webhook.delivered} alert(s) delivered{kept}")
+    webhook.notifier.close()  # the digest of what is pending
+    for sink in (webhook.messages, webhook.alerts):
+        if sink is None:
+            continue
+        sink.close()
+        what = "alert(s)" if sink is webhook.alerts else "incident message(s)"
+        counts = webhook.notifier.sent if sink is webhook.messages else {}
+        detail = f" ({', '.join(f'{k} {n}' for k, n in sorted(counts.items()))})" if counts else ""
+        kept = f"; {sink.failed} kept in {sink.failures}" if sink.failed else ""
+        console.print(f"webhook: {sink.delivered} {what} delivered{detail}{kept}")
 
 
 def open_store_writer(store: str | None, console: Console, beside: Path) -> StoreWriter | None:

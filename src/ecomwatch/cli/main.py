@@ -18,6 +18,7 @@ from rich.console import Console
 from ecomwatch.analytics.render import html_report, print_report
 from ecomwatch.analytics.report import Flagged, TimeRange, lake_report
 from ecomwatch.cli.alert_outputs import (
+    Listeners,
     StoreOption,
     WebhookOption,
     alerts_line,
@@ -49,7 +50,7 @@ from ecomwatch.lake.open import open_lake
 from ecomwatch.process_memory import peak_rss_mb
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ecomwatch.detect.rules import Rule
 
@@ -206,9 +207,12 @@ def run(
     if not streams and (start_from is not None or until_caught_up):
         raise _fail("--from and --until-caught-up apply to a stream (kinesis://STREAM)")
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
-    hook = open_webhook(webhook, alerts) if alerts is not None else None
+    hook = None
+    if alerts is not None:
+        hook = open_webhook(webhook, alerts, settings.webhook, live=bool(streams))
     writer = open_store_writer(store, err, alerts) if alerts is not None else None
-    listeners = [sink.send for sink in (hook, writer) if sink is not None]
+    listeners = Listeners.of(hook, writer)
+
     glue = open_glue_sync(lake, settings, err)
     on_days = glue.committed if glue is not None else None
     stream = None
@@ -219,8 +223,9 @@ def run(
             )
             summary = run_stream(
                 stream, lake, config=settings, dead_letter=dead_letter, alerts=alerts,
-                rules=loaded_rules, alert_listeners=listeners,
-                console=err, quiet=as_json, on_commit_days=on_days,
+                rules=loaded_rules, alert_listeners=listeners.alerts,
+                incident_listeners=listeners.incidents, console=err, quiet=as_json,
+                on_commit_days=on_days,
             )  # fmt: skip
         else:
             summary = _run_files(
@@ -268,7 +273,7 @@ def _run_files(
     dead_letter: Path | None,
     alerts: Path | None,
     rules: list[Rule] | None,
-    listeners: Sequence[Callable[[list[dict[str, Any]]], None]],
+    listeners: Listeners,
     quiet: bool,
     on_days: Callable[[set[str]], None] | None,
 ) -> RunSummary:
@@ -287,7 +292,8 @@ def _run_files(
             opened=opened,
             alerts=alerts,
             rules=rules,
-            alert_listeners=listeners,
+            alert_listeners=listeners.alerts,
+            incident_listeners=listeners.incidents,
             on_commit_days=on_days,
         )
 
@@ -394,16 +400,17 @@ def detect(
     incidents: list[dict[str, Any]] = []
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)
-    hook = open_webhook(webhook, alerts)
+    hook = open_webhook(webhook, alerts, settings.webhook)
     writer = open_store_writer(store, err, alerts)
+    listeners = Listeners.of(hook, writer)
     try:
         summary, raised = run_detect(
             sources,
             loaded,
             config=settings,
             open_errors=errors,
-            alert_listeners=[sink.send for sink in (hook, writer) if sink is not None],
-            incident_listeners=[incidents.extend],
+            alert_listeners=listeners.alerts,
+            incident_listeners=[incidents.extend, *listeners.incidents],
         )
     finally:
         close_webhook(hook, err)

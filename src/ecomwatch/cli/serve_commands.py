@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from ecomwatch.cli.alert_outputs import (
+    Listeners,
     StoreOption,
     WebhookOption,
     close_glue_sync,
@@ -153,11 +154,20 @@ def serve(
     except LakeError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    hook = open_webhook(webhook, service.alerts_path)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    hook = open_webhook(
+        webhook,
+        service.alerts_path,
+        settings.webhook,
+        live=True,
+        dashboard=f"http://{shown}:{port}",
+    )
     writer = open_store_writer(store, err, service.alerts_path)
-    for sink in (hook, writer):
-        if sink is not None:
-            service.send_alerts_to(sink.send)
+    listeners = Listeners.of(hook, writer)
+    for listener in listeners.alerts:
+        service.send_alerts_to(listener)
+    for listener in listeners.incidents:
+        service.send_incidents_to(listener)
     publisher = None
     if metrics == "cloudwatch" or settings.metrics.cloudwatch:
         publisher = open_cloudwatch(service, settings)

@@ -25,6 +25,8 @@ class IncidentScore:
     most_incidents_per_campaign: int
     mixed_incidents: int  # incidents holding alerts of two or more attack campaigns
     legitimate_flagging_incidents: int  # incidents at medium or above with no attacker
+    messages: int | None = None  # webhook messages (when notifications were scored)
+    most_messages_per_campaign: int | None = None  # … about one attack campaign's incidents
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,12 +37,23 @@ class IncidentScore:
             f"{self.campaigns_in_one}/{self.campaigns_alerted} attack campaigns in one incident "
             f"(at most {self.most_incidents_per_campaign}), {self.mixed_incidents} mixed, "
             f"{self.legitimate_flagging_incidents} legitimate at {FLAGGING.value} or above"
+            + (
+                f"; {self.messages:,} webhook messages, at most "
+                f"{self.most_messages_per_campaign} about one campaign"
+                if self.messages is not None
+                else ""
+            )
         )
 
 
 def score_incidents(
-    alerts: list[dict[str, Any]], records: Iterable[dict[str, Any]], labels: dict[str, Any]
+    alerts: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
+    labels: dict[str, Any],
+    messages: list[dict[str, Any]] | None = None,
 ) -> IncidentScore:
+    """`messages`: the JSON webhook messages the run sent (IncidentNotifier), to count how many
+    were about each campaign (a digest is about none)."""
     latest = latest_records(records)
     campaigns: dict[str, str] = labels.get("campaigns", {})
     attack_kinds = set(labels["kinds"]["attack"])
@@ -61,6 +74,11 @@ def score_incidents(
                 of_campaign[campaign].add(incident)
                 in_incident[incident].add(campaign)
     spread = [len(incidents) for incidents in of_campaign.values()]
+    about: dict[str, int] = defaultdict(int)  # final incident → messages about it
+    for message in messages or []:
+        if "incident" in message:
+            about[final_incident(message["incident"]["incident_id"], latest)] += 1
+    per_campaign = [sum(about[i] for i in incidents) for incidents in of_campaign.values()]
     return IncidentScore(
         alerts=len(alerts),
         incidents=len(worst),
@@ -71,4 +89,6 @@ def score_incidents(
         legitimate_flagging_incidents=sum(
             1 for i, rank in worst.items() if rank >= FLAGGING.rank and i not in in_incident
         ),
+        messages=len(messages) if messages is not None else None,
+        most_messages_per_campaign=max(per_campaign, default=0) if messages is not None else None,
     )

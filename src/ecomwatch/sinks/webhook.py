@@ -1,9 +1,11 @@
-"""Alerts POSTed as JSON to a webhook, from a background thread: the pipeline never waits.
+"""Items POSTed as JSON to a webhook, from a background thread: the pipeline never waits.
 
-Alerts are queued (bounded) and sent in small batches as a JSON array. A failed POST (a
-connection error or any status other than 2xx) is retried with exponential backoff; an alert
-that still cannot be delivered, or that finds the queue full, is appended to the failures file
-with the reason, so nothing is lost and a later `ecomwatch` run or a script can resend it.
+Items (alerts, or incident messages) are queued (bounded) and sent in small batches as a JSON
+array, or one per POST as the body itself (`one_per_post`: what Slack's incoming webhooks and
+most receivers of notifications take). A failed POST (a connection error or any status other
+than 2xx) is retried with exponential backoff; an item that still cannot be delivered, or that
+finds the queue full, is appended to the failures file with the reason (as
+`{"reason": …, "<kind>": item}`), so nothing is lost and a script can resend it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class WebhookSink:
         timeout_s: float = 10.0,
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        one_per_post: bool = False,
+        kind: str = "alert",
     ) -> None:
         self.url = url
         self.failures = failures
@@ -43,6 +47,9 @@ class WebhookSink:
         self.timeout_s = timeout_s
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.sleep = sleep
+        self.max_batch = 1 if one_per_post else MAX_BATCH
+        self.one_per_post = one_per_post
+        self.kind = kind
         self.delivered = 0
         self.failed = 0
         self.retries = 0
@@ -51,13 +58,13 @@ class WebhookSink:
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 
-    def send(self, alerts: list[dict[str, Any]]) -> None:
-        """Queue alerts; returns at once. A full queue sends the overflow to the failures file."""
-        for alert in alerts:
+    def send(self, items: list[dict[str, Any]]) -> None:
+        """Queue items; returns at once. A full queue sends the overflow to the failures file."""
+        for item in items:
             try:
-                self._queue.put_nowait(alert)
+                self._queue.put_nowait(item)
             except queue.Full:
-                self._keep([alert], "queue full")
+                self._keep([item], "queue full")
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Deliver what is queued (up to `timeout_s`), keep the rest in the failures file."""
@@ -81,7 +88,7 @@ class WebhookSink:
             if first is None:
                 break
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
@@ -93,7 +100,7 @@ class WebhookSink:
             self._deliver(batch)
 
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
-        body = json.dumps(batch).encode()
+        body = json.dumps(batch[0] if self.one_per_post else batch).encode()
         backoff = self.first_backoff_s
         reason = ""
         for attempt in range(self.attempts):
@@ -114,10 +121,10 @@ class WebhookSink:
                 reason = str(getattr(exc, "reason", exc))
         self._keep(batch, f"{reason} after {self.attempts} attempts")
 
-    def _keep(self, alerts: list[dict[str, Any]], reason: str) -> None:
+    def _keep(self, items: list[dict[str, Any]], reason: str) -> None:
         with self._lock:
-            self.failed += len(alerts)
+            self.failed += len(items)
             self.failures.parent.mkdir(parents=True, exist_ok=True)
             with self.failures.open("a") as f:
-                for alert in alerts:
-                    f.write(json.dumps({"reason": reason, "alert": alert}) + "\n")
+                for item in items:
+                    f.write(json.dumps({"reason": reason, self.kind: item}) + "\n")
