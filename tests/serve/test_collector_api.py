@@ -241,4 +241,4 @@ def test_serve_writes_its_alerts_to_a_dynamodb_store_as_they_come(moto_dynamodb,
         time.sleep(0.2)
     assert any(i["rule"]["S"] == "fast-scraper" for i in items)
     stderr = running.stop()
-    assert "alert line(s) written to dynamodb://serve-alerts" in stderr, stderr
+    assert "incident record(s) written to dynamodb://serve-alerts" in stderr, stderr

@@ -58,6 +58,22 @@ def store(request, tmp_path, monkeypatch) -> AlertStateStore:
     return open_store(f"dynamodb://{table}", beside=tmp_path / "alerts.jsonl")
 
 
+def test_incidents_keep_their_latest_record_and_actions_apart(store):
+    record = {"incident_id": "i1", "revision": 1, "alerts": 1, "state": "open",
+              "severity": "high", "merged_into": None}  # fmt: skip
+    later = {**record, "revision": 2, "alerts": 4}
+    merged = {"incident_id": "i1", "revision": 3, "alerts": 0, "state": "merged",
+              "merged_into": "i0"}  # fmt: skip
+    store.add_incidents([record, later])
+    store.add_incidents([merged])
+    store.add_incidents([record, later])  # a replay: older versions change nothing
+    assert store.incident_records() == {"i1": merged}
+    store.add_incident_action({"incident_id": "i1", "action": "acknowledge", "by": "dana"})
+    store.add_incident_action({"incident_id": "i1", "action": "resolve", "by": "lee"})
+    assert store.incident_actions() == [{"incident_id": "i1", "action": "resolve", "by": "lee"}]
+    assert store.incident_records() == {"i1": merged}
+
+
 def test_one_alert_per_id_at_its_highest_severity_and_a_replay_changes_nothing(store):
     store.add(_alerts())
     first = store.all_alerts()
@@ -179,10 +195,25 @@ def test_the_command_line_reads_and_writes_both_stores_alike(dynalite, tmp_path)
         report = json.loads(
             cli("report", "--lake", "lake", "--exclude-bots", "--store", store, "--format", "json")
         )
-        answers[store.split(":")[0]] = (blocks, explained, report["excluded_flagged_events"])
+        listed = [
+            json.loads(line)
+            for line in cli(
+                "incidents", "list", "--store", store, "--json", "--limit", "1000"
+            ).splitlines()
+        ]
+        first = listed[0]["incident_id"]
+        shown = json.loads(cli("incidents", "show", first, "--store", store, "--json"))
+        answers[store.split(":")[0]] = (
+            blocks, explained, report["excluded_flagged_events"], listed,
+            sorted(a["alert_id"] for a in shown["alert_lines"]),
+        )  # fmt: skip
     sqlite, dynamodb = answers.values()
     assert sqlite == dynamodb
     assert len(sqlite[0]) > 10 and sqlite[1]["alerts"] and sqlite[2] > 0
+    # The store keeps the incidents the alerts file's log has, and each incident's alerts.
+    from_file = cli("incidents", "list", "--alerts", "alerts.jsonl", "--json", "--limit", "1000")
+    assert sqlite[3] == [json.loads(line) for line in from_file.splitlines()]
+    assert len(sqlite[4]) == listed[0]["alerts"]
 
 
 def test_a_batch_of_stored_new_and_escalated_alerts_keeps_the_highest_of_each(

@@ -72,9 +72,10 @@ class Listeners:
     @classmethod
     def of(cls, webhook: Webhook | None, writer: StoreWriter | None) -> Listeners:
         alerts: list[Listener] = [writer.send] if writer is not None else []
+        incidents: list[Listener] = [writer.send_incidents] if writer is not None else []
         if webhook is None:
-            return cls(alerts, [])
-        return cls(alerts + webhook.alert_listeners, webhook.incident_listeners)
+            return cls(alerts, incidents)
+        return cls(alerts + webhook.alert_listeners, incidents + webhook.incident_listeners)
 
 
 def open_webhook(
@@ -165,7 +166,10 @@ def close_store_writer(writer: StoreWriter | None, store: str | None, console: C
     if recovered:
         console.print(f"store: {recovered:,} write(s) left by an earlier run made now")
     waited = f", {writer.drain_s:.1f} s after the run" if writer.drain_s >= 0.05 else ""
-    console.print(f"store: {writer.written:,} alert line(s) written to {store}{waited}")
+    console.print(
+        f"store: {writer.written:,} alert line(s) and {writer.incidents_written:,} incident "
+        f"record(s) written to {store}{waited}"
+    )
     if database.failed:
         console.print(
             f"[red]store: {database.failed:,} write(s) could not be made[/] "

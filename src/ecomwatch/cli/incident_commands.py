@@ -1,5 +1,6 @@
 """`ecomwatch incidents list|show|ack|resolve`: the incidents a detection wrote, read from its
-log; acknowledging or resolving one is recorded beside it (`incident_actions`)."""
+log beside the alerts file (`--alerts`) or from the state store (`--store`); acknowledging or
+resolving one is recorded beside them (`incident_actions`)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ecomwatch.detect.incident import incidents_path_for
 from ecomwatch.detect.incident_actions import ACKNOWLEDGE, RESOLVE, ActionError
-from ecomwatch.detect.incident_log import final_incident, read_incident_log, record_action
+from ecomwatch.detect.incident_log import (
+    IncidentBook,
+    IncidentFile,
+    IncidentStore,
+    final_incident,
+)
 from ecomwatch.detect.rules import Severity
-from ecomwatch.sinks.jsonl import read_json_lines
 
 incidents_app = typer.Typer(
     help="Incidents: alerts correlated into campaigns (written beside the alerts file).",
@@ -26,9 +30,15 @@ out = Console()
 err = Console(stderr=True)
 
 AlertsOption = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--alerts", help="The alerts file of a detect or run; its <stem>.incidents.jsonl is read."
+    ),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store", help="Or the state store a run wrote: a SQLite file or dynamodb://TABLE."
     ),
 ]
 ByOption = Annotated[
@@ -38,13 +48,26 @@ SHOWN_ALERTS = 15
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incident per line.")]
 
 
-def incident_log(alerts: Path) -> dict[str, dict[str, Any]]:
-    """Incident id → its latest record, from the log beside an alerts file."""
-    latest = read_incident_log(alerts)
+def open_book(alerts: Path | None, store: str | None) -> IncidentBook:
+    """The incidents of --alerts or --store (one of them)."""
+    if (alerts is None) == (store is None):
+        err.print("[red]error:[/] give the incidents' source: --alerts FILE or --store STORE")
+        raise typer.Exit(2)
+    if store is not None:
+        from ecomwatch.cli.alert_outputs import open_store_to_read
+
+        return IncidentStore(open_store_to_read(store, err), store)
+    assert alerts is not None
+    return IncidentFile(alerts)
+
+
+def incident_log(book: IncidentBook) -> dict[str, dict[str, Any]]:
+    """Incident id → its current record; a clear error when none were written."""
+    latest = book.current()
     if latest is None:
         err.print(
-            f"[red]error:[/] no incidents file {incidents_path_for(alerts)}; run `ecomwatch "
-            f"detect` or `ecomwatch run` with --alerts {alerts} first"
+            f"[red]error:[/] no incidents in {book.where}; run `ecomwatch detect` or "
+            "`ecomwatch run` with --alerts FILE (and --store to keep them there) first"
         )
         raise typer.Exit(2)
     return latest
@@ -52,7 +75,8 @@ def incident_log(alerts: Path) -> dict[str, dict[str, Any]]:
 
 @incidents_app.command("list")
 def list_incidents(
-    alerts: AlertsOption,
+    alerts: AlertsOption = None,
+    store: StoreOption = None,
     state: Annotated[
         str | None, typer.Option(help="Only this state: open, acknowledged or resolved.")
     ] = None,
@@ -68,7 +92,7 @@ def list_incidents(
     floor = _severity(severity).rank if severity else 0
     rows = [
         r
-        for r in incident_log(alerts).values()
+        for r in incident_log(open_book(alerts, store)).values()
         if r["state"] != "merged"
         and (state is None or r["state"] == state)
         and Severity(r["severity"]).rank >= floor
@@ -96,19 +120,21 @@ def list_incidents(
 @incidents_app.command("show")
 def show_incident(
     incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
-    alerts: AlertsOption,
+    alerts: AlertsOption = None,
+    store: StoreOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """One incident: its record and its alerts (an id that was merged shows where it went)."""
-    incidents = incident_log(alerts)
+    book = open_book(alerts, store)
+    incidents = incident_log(book)
     record = incidents.get(incident_id)
     if record is None:
-        err.print(f"[red]error:[/] no incident {incident_id} in {incidents_path_for(alerts)}")
+        err.print(f"[red]error:[/] no incident {incident_id} in {book.where}")
         raise typer.Exit(1)
     while record["state"] == "merged" and record["merged_into"] in incidents:
         out.print(f"{record['incident_id']} was merged into {record['merged_into']}")
         record = incidents[record["merged_into"]]
-    members = _alerts_of(alerts, record["incident_id"], incidents)
+    members = _alerts_of(book, record["incident_id"], incidents)
     if as_json:
         print(json.dumps({**record, "alert_lines": members}))
         return
@@ -136,34 +162,36 @@ def show_incident(
 @incidents_app.command("ack")
 def acknowledge(
     incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
-    alerts: AlertsOption,
+    alerts: AlertsOption = None,
+    store: StoreOption = None,
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Acknowledge an open incident: someone is on it. It shows as open again if it escalates
     or flares up after resolving."""
-    _act(incident_id, alerts, ACKNOWLEDGE, by, as_json)
+    _act(incident_id, open_book(alerts, store), ACKNOWLEDGE, by, as_json)
 
 
 @incidents_app.command("resolve")
 def resolve(
     incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
-    alerts: AlertsOption,
+    alerts: AlertsOption = None,
+    store: StoreOption = None,
     by: ByOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Resolve an incident now, before the detector finds it quiet; a new alert joining it
     opens it again."""
-    _act(incident_id, alerts, RESOLVE, by, as_json)
+    _act(incident_id, open_book(alerts, store), RESOLVE, by, as_json)
 
 
-def _act(incident_id: str, alerts: Path, action: str, by: str | None, as_json: bool) -> None:
-    incident_log(alerts)  # a clear error when there is no log
+def _act(incident_id: str, book: IncidentBook, action: str, by: str | None, as_json: bool) -> None:
+    incident_log(book)  # a clear error when there are none
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     try:
-        record = record_action(alerts, incident_id, action, by=by or getpass.getuser(), at=at)
+        record = book.act(incident_id, action, by=by or getpass.getuser(), at=at)
     except KeyError:
-        err.print(f"[red]error:[/] no incident {incident_id} in {incidents_path_for(alerts)}")
+        err.print(f"[red]error:[/] no incident {incident_id} in {book.where}")
         raise typer.Exit(1) from None
     except ActionError as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -184,12 +212,12 @@ def _short(text: str, width: int = 60) -> str:
 
 
 def _alerts_of(
-    alerts: Path, incident_id: str, incidents: dict[str, dict[str, Any]]
+    book: IncidentBook, incident_id: str, incidents: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The alert lines of an incident (those of incidents merged into it included), the
     latest line of each alert."""
     latest: dict[str, dict[str, Any]] = {}
-    for alert in read_json_lines(alerts) if alerts.exists() else []:
+    for alert in book.alerts():
         if (
             alert.get("incident_id")
             and final_incident(alert["incident_id"], incidents) == incident_id

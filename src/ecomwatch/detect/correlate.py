@@ -37,6 +37,7 @@ class _Incident:
     updated_us: int = 0
     last_us: int = 0  # end of the latest alert's span
     reopened: int = 0  # times it flared again after resolving (an acknowledgement ends then)
+    revision: int = 0  # records reported so far: a store keeps the highest
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert_id → latest line
 
     def to_state(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class _Incident:
             "updated_us": self.updated_us,
             "last_us": self.last_us,
             "reopened": self.reopened,
+            "revision": self.revision,
             "alerts": list(self.alerts.values()),
         }
 
@@ -65,6 +67,7 @@ class _Incident:
             updated_us=state["updated_us"],
             last_us=state["last_us"],
             reopened=state.get("reopened", 0),
+            revision=state.get("revision", 0),
             alerts={a["alert_id"]: a for a in state["alerts"]},
         )
 
@@ -190,11 +193,11 @@ class Correlator:
 
     def changed(self) -> list[dict[str, Any]]:
         """The records of incidents that changed since the last call (latest state each)."""
-        records = [
-            self.record(self.incidents[i]) for i in sorted(self._changed) if i in self.incidents
-        ]
+        changed = [self.incidents[i] for i in sorted(self._changed) if i in self.incidents]
+        for incident in changed:
+            incident.revision += 1
         self._changed.clear()
-        return records
+        return [self.record(incident) for incident in changed]
 
     def records(self) -> list[dict[str, Any]]:
         """Every incident still held, merged ones included, oldest first."""
@@ -210,6 +213,7 @@ class Correlator:
             resolved_us=incident.resolved_us,
             merged_into=incident.merged_into,
             reopened=incident.reopened,
+            revision=incident.revision,
         )
 
     def snapshot(self) -> dict[str, Any]:

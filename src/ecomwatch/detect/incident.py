@@ -92,6 +92,7 @@ def summarize(
     resolved_us: int | None,
     merged_into: str | None,
     reopened: int = 0,
+    revision: int = 0,
 ) -> dict[str, Any]:
     """The record of an incident from its alerts (the latest line of each)."""
     record: dict[str, Any] = {
@@ -102,6 +103,7 @@ def summarize(
         "updated_at": iso_us(updated_us),
         "resolved_at": iso_us(resolved_us) if resolved_us is not None else None,
         "reopened": reopened,
+        "revision": revision,
     }
     if not alerts:  # merged: its alerts belong to `merged_into` now
         return {**record, "alerts": 0}

@@ -1,16 +1,75 @@
-"""Reading the incidents a run wrote: its log of records beside the alerts file, with the
-operators' actions on them (`incident_actions`) applied."""
+"""Reading the incidents a run wrote — its log of records beside the alerts file, or the
+state store — with the operators' actions on them (`incident_actions`) applied, and recording
+new actions."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ecomwatch.detect.incident import incidents_path_for
 from ecomwatch.detect.incident_actions import actions_path_for, new_action, with_actions
 from ecomwatch.sinks.jsonl import read_json_lines
+
+if TYPE_CHECKING:
+    from ecomwatch.sinks.stores import AlertStateStore
+
+
+class IncidentBook(Protocol):
+    """Where incidents are read and acted on: `where` names it in messages."""
+
+    where: str
+
+    def current(self) -> dict[str, dict[str, Any]] | None:
+        """Incident id → its current record (None: no incidents were ever written here)."""
+        ...
+
+    def act(self, incident_id: str, action: str, *, by: str, at: str) -> dict[str, Any]: ...
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Every alert line, for an incident's members."""
+        ...
+
+
+class IncidentFile:
+    """The incidents log beside an alerts file, and the actions log beside it."""
+
+    def __init__(self, alerts: Path) -> None:
+        self.alerts_path = alerts
+        self.where = str(incidents_path_for(alerts))
+
+    def current(self) -> dict[str, dict[str, Any]] | None:
+        return read_incident_log(self.alerts_path)
+
+    def act(self, incident_id: str, action: str, *, by: str, at: str) -> dict[str, Any]:
+        return record_action(self.alerts_path, incident_id, action, by=by, at=at)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        path = self.alerts_path
+        return read_json_lines(path) if path.exists() else []
+
+
+class IncidentStore:
+    """The incidents of a state store (SQLite or DynamoDB), actions kept beside them."""
+
+    def __init__(self, store: AlertStateStore, where: str) -> None:
+        self.store = store
+        self.where = where
+
+    def current(self) -> dict[str, dict[str, Any]] | None:
+        records = self.store.incident_records()
+        return with_actions(records, self.store.incident_actions()) if records else None
+
+    def act(self, incident_id: str, action: str, *, by: str, at: str) -> dict[str, Any]:
+        latest = self.current() or {}
+        record = latest[final_incident(incident_id, latest)]
+        self.store.add_incident_action(new_action(record, action, by=by, at=at))
+        return (self.current() or {})[record["incident_id"]]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.store.all_alerts()
 
 
 def read_incident_log(alerts: Path) -> dict[str, dict[str, Any]] | None:

@@ -1,4 +1,5 @@
-"""The embedded alert state store (SQLite): alerts, current state per entity, a blocklist.
+"""The embedded alert state store (SQLite): alerts, current state per entity, a blocklist,
+and incidents with the operators' actions on them.
 
 Writes are idempotent upserts by `alert_id`: the stored version of an alert is the highest one
 seen (by severity, then count), so an alert replayed after a crash (same input, same id)
@@ -26,11 +27,16 @@ CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY, rule TEXT NOT NULL, severity TEXT NOT NULL,
     entity_type TEXT NOT NULL, entity TEXT NOT NULL, first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL, detected_at TEXT NOT NULL, count INTEGER NOT NULL,
-    evidence TEXT NOT NULL, explanation TEXT NOT NULL, labels TEXT NOT NULL);
+    evidence TEXT NOT NULL, explanation TEXT NOT NULL, labels TEXT NOT NULL,
+    incident_id TEXT);
 CREATE TABLE IF NOT EXISTS blocklist (
     entity_type TEXT NOT NULL, entity TEXT NOT NULL, rule TEXT NOT NULL,
     severity TEXT NOT NULL, alert_id TEXT NOT NULL, expires_at TEXT NOT NULL,
     PRIMARY KEY (entity_type, entity));
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incident_actions (
+    incident_id TEXT PRIMARY KEY, action TEXT NOT NULL);
 CREATE VIEW IF NOT EXISTS entities AS
     SELECT entity_type, entity, count(*) AS alerts, max(last_seen) AS last_seen,
            max(CASE severity WHEN 'info' THEN 0 WHEN 'low' THEN 1 WHEN 'medium' THEN 2
@@ -59,6 +65,9 @@ class AlertStore:
         self.db = sqlite3.connect(self.path, check_same_thread=False)
         self.db.create_function("severity_rank", 1, rank_of, deterministic=True)
         self.db.executescript(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(alerts)")}
+        if "incident_id" not in columns:  # a store written before incidents
+            self.db.execute("ALTER TABLE alerts ADD COLUMN incident_id TEXT")
         # A local file is written or raises: nothing kept aside to send again.
         self.resent = self.failed = 0
         self.failures: Path | None = None
@@ -68,12 +77,15 @@ class AlertStore:
         with self.db:
             for a in alerts:
                 self.db.execute(
-                    """INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                    """INSERT INTO alerts (alert_id, rule, severity, entity_type, entity,
+                         first_seen, last_seen, detected_at, count, evidence, explanation,
+                         labels, incident_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                        ON CONFLICT(alert_id) DO UPDATE SET
                          severity = excluded.severity, last_seen = excluded.last_seen,
                          detected_at = excluded.detected_at, count = excluded.count,
                          evidence = excluded.evidence, explanation = excluded.explanation,
-                         labels = excluded.labels
+                         labels = excluded.labels,
+                         incident_id = coalesce(excluded.incident_id, alerts.incident_id)
                        WHERE severity_rank(excluded.severity) > severity_rank(alerts.severity)
                           OR (severity_rank(excluded.severity) = severity_rank(alerts.severity)
                               AND excluded.count > alerts.count)""",
@@ -90,6 +102,7 @@ class AlertStore:
                         json.dumps(a["evidence"]),
                         a["explanation"],
                         json.dumps(a.get("labels", [])),
+                        a.get("incident_id"),
                     ),
                 )
                 ends = block_expiry(a, self.block)
@@ -113,6 +126,34 @@ class AlertStore:
                             expires,
                         ),
                     )
+
+    def add_incidents(self, records: list[dict[str, Any]]) -> None:
+        """The detector's incident records: the latest (the highest revision) stands, so a
+        replay of older ones changes nothing."""
+        with self.db:
+            self.db.executemany(
+                """INSERT INTO incidents VALUES (?,?,?)
+                   ON CONFLICT(incident_id) DO UPDATE SET revision = excluded.revision,
+                     record = excluded.record
+                   WHERE excluded.revision >= incidents.revision""",
+                [(r["incident_id"], r["revision"], json.dumps(r)) for r in records],
+            )
+
+    def incident_records(self) -> dict[str, dict[str, Any]]:
+        """Incident id → the detector's latest record (no action applied)."""
+        rows = self.db.execute("SELECT incident_id, record FROM incidents").fetchall()
+        return {ident: json.loads(record) for ident, record in rows}
+
+    def add_incident_action(self, action: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO incident_actions VALUES (?, ?)",
+                (action["incident_id"], json.dumps(action)),
+            )
+
+    def incident_actions(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT action FROM incident_actions").fetchall()
+        return [json.loads(action) for (action,) in rows]
 
     def alerts_about(self, entity: str) -> list[dict[str, Any]]:
         """The alerts whose entity is `entity`, as the dicts they were added as."""

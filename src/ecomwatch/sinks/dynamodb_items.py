@@ -8,11 +8,15 @@ Key design (partition key `pk`, sort key `sk`, both strings; on-demand capacity)
     a block                BLOCK#<ip or subnet>     <entity>             rule, severity, alert_id,
                                                                          expires_at, ttl
     the latest event time  META                     LATEST               detected_at
+    an incident            INCIDENTS                INCIDENT#<id>        record (JSON),
+                                                                         revision
+    an operator's action   INCIDENTS                ACTION#<id>          action (JSON)
 
 So one Query answers `explain ENTITY` (its alerts, and from them its state: how many, the
 highest severity, the latest event; no state item to keep in step, nor one that grows with
 every alert of a busy IP toward the 400 KB item limit), one Query per blockable type answers
-the blocklist, and nothing needs a scan but "every alert" (`report --exclude-bots`).
+the blocklist, one Query the incidents (a few thousand small items: one partition), and
+nothing needs a scan but "every alert" (`report --exclude-bots`).
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ def alert_put(table: str, a: dict[str, Any]) -> dict[str, Any]:
         "alert_count": attr_n(count),
         "evidence": attr_s(json.dumps(a["evidence"])),
         "labels": attr_s(json.dumps(a.get("labels", []))),
+        **({"incident_id": attr_s(a["incident_id"])} if a.get("incident_id") else {}),
     }  # fmt: skip
     return {
         "TableName": table,
@@ -138,4 +143,35 @@ def alert_from_item(item: dict[str, Any]) -> dict[str, Any]:
         "evidence": json.loads(item["evidence"]["S"]),
         "explanation": item["explanation"]["S"],
         "labels": json.loads(item["labels"]["S"]),
+        "incident_id": item["incident_id"]["S"] if "incident_id" in item else None,
+    }
+
+
+INCIDENTS = "INCIDENTS"
+
+
+def incident_put(table: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A conditional put of an incident's record: only if it is new or at least as recent
+    (its revision), so a replay of older records changes nothing."""
+    return {
+        "TableName": table,
+        "Item": {
+            "pk": attr_s(INCIDENTS),
+            "sk": attr_s(f"INCIDENT#{record['incident_id']}"),
+            "record": attr_s(json.dumps(record)),
+            "revision": attr_n(record["revision"]),
+        },
+        "ConditionExpression": "attribute_not_exists(pk) OR revision <= :r",
+        "ExpressionAttributeValues": {":r": attr_n(record["revision"])},
+    }
+
+
+def action_put(table: str, action: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Item": {
+            "pk": attr_s(INCIDENTS),
+            "sk": attr_s(f"ACTION#{action['incident_id']}"),
+            "action": attr_s(json.dumps(action)),
+        },
     }

@@ -33,12 +33,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ecomwatch.aws_settings import region
 from ecomwatch.sinks.alert_store import BLOCKABLE, block_expiry, rank_of
 from ecomwatch.sinks.dynamodb_items import (
+    INCIDENTS,
     StoreError,
+    action_put,
     alert_from_item,
     alert_put,
     attr_s,
     block_update,
     create_state_table,
+    incident_put,
     iso,
 )
 from ecomwatch.sinks.jsonl import read_json_lines
@@ -147,6 +150,41 @@ class DynamoAlertStore:
             by_entity.setdefault(alert["entity"], []).append(alert)
         list(self._pool.map(self._add_entity, by_entity.values()))
         self._set_latest(max(a["detected_at"] for a in alerts))
+
+    def add_incidents(self, records: list[dict[str, Any]]) -> None:
+        """The latest record of each incident (older ones are skipped by the condition)."""
+        latest: dict[str, dict[str, Any]] = {}
+        for record in records:
+            known = latest.get(record["incident_id"])
+            if known is None or record["revision"] >= known["revision"]:
+                latest[record["incident_id"]] = record
+        list(self._pool.map(self._put_incident, latest.values()))
+
+    def _put_incident(self, record: dict[str, Any]) -> None:
+        def put() -> None:
+            with _already_done():
+                self.client.put_item(**incident_put(self.table, record))
+
+        self._write([{"op": "incident", "record": record}], put)
+
+    def add_incident_action(self, action: dict[str, Any]) -> None:
+        """An operator's action: written now or an error (a person is waiting for it)."""
+        self._read("PutItem", self.client.put_item, action_put(self.table, action))
+
+    def incident_records(self) -> dict[str, dict[str, Any]]:
+        items = self._query(
+            "pk = :pk AND begins_with(sk, :i)",
+            {":pk": attr_s(INCIDENTS), ":i": attr_s("INCIDENT#")},
+        )
+        records = [json.loads(i["record"]["S"]) for i in items]
+        return {r["incident_id"]: r for r in records}
+
+    def incident_actions(self) -> list[dict[str, Any]]:
+        items = self._query(
+            "pk = :pk AND begins_with(sk, :a)",
+            {":pk": attr_s(INCIDENTS), ":a": attr_s("ACTION#")},
+        )
+        return [json.loads(i["action"]["S"]) for i in items]
 
     # in transactions (DynamoDB, moto): up to 100 conditional writes a call -------------------
 
@@ -301,6 +339,7 @@ class DynamoAlertStore:
             return
         pending = read_json_lines(sending)
         self.add([r["alert"] for r in pending if r["op"] == "alert"])
+        self.add_incidents([r["record"] for r in pending if r["op"] == "incident"])
         latest = [r["detected_at"] for r in pending if r["op"] == "latest"]
         if latest:
             self._set_latest(max(latest))

@@ -12,9 +12,10 @@ from ecomwatch.sinks.dynamodb_store import SCHEME
 
 class AlertStateStore(Protocol):
     """Alerts upserted by `alert_id` (a replay changes nothing, an escalation raises the stored
-    severity), state per entity, and the blocks in force. A remote store keeps what it could not
-    write in `failures` (`failed` of them, because `unreachable`) and sends it again when opened
-    (`resent`); a local one never fails that way (0, None)."""
+    severity), state per entity, the blocks in force, and incidents (the detector's latest
+    record of each, and apart from them the operators' latest action on each). A remote store
+    keeps what it could not write in `failures` (`failed` of them, because `unreachable`) and
+    sends it again when opened (`resent`); a local one never fails that way (0, None)."""
 
     resent: int
     failed: int
@@ -28,6 +29,14 @@ class AlertStateStore(Protocol):
     def all_alerts(self) -> list[dict[str, Any]]: ...
 
     def blocklist(self, now: datetime | None = None) -> list[dict[str, Any]]: ...
+
+    def add_incidents(self, records: list[dict[str, Any]]) -> None: ...
+
+    def incident_records(self) -> dict[str, dict[str, Any]]: ...
+
+    def add_incident_action(self, action: dict[str, Any]) -> None: ...
+
+    def incident_actions(self) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
