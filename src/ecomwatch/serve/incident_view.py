@@ -25,6 +25,7 @@ from ecomwatch.detect.rules import Severity
 from ecomwatch.sinks.jsonl import read_json_lines
 
 MAX_KEPT = 5_000
+CHART_BUCKETS = 288  # the incidents-over-time chart: the last 24 hours in 5-minute bars
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ class IncidentView:
         return {"total": len(chosen), "by_state": by_state, "incidents": page}
 
     def over_time(self, bucket_s: int = 300) -> list[dict[str, Any]]:
-        """Incidents opened per `bucket_s` of event time, by severity (the dashboard's chart)."""
+        """Incidents opened per `bucket_s` of event time, by severity, the latest
+        `CHART_BUCKETS` buckets (the dashboard's chart: bounded, however long it runs)."""
         with self._lock:
             records = [r for r in self._records.values() if r["state"] != IncidentState.MERGED]
         buckets: dict[int, dict[str, int]] = {}
@@ -131,4 +133,5 @@ class IncidentView:
             second = int(parse_iso(record["first_seen"]).timestamp()) // bucket_s * bucket_s
             counts = buckets.setdefault(second, {})
             counts[record["severity"]] = counts.get(record["severity"], 0) + 1
-        return [{"start": iso_us(s * 1_000_000), **buckets[s]} for s in sorted(buckets)]
+        latest = sorted(buckets)[-CHART_BUCKETS:]
+        return [{"start": iso_us(s * 1_000_000), **buckets[s]} for s in latest]
