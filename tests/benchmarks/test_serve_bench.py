@@ -44,6 +44,9 @@ def test_a_short_load_test_reports_every_figure(tmp_path: Path) -> None:
     assert figures["attacks_alerted"] == figures["attacks_injected"]
     assert figures["event_to_alert_p99_s"] > 0
     assert len(figures["serve_rss_mb_median_by_minute"]) == 1  # a 12-s run: its first minute
+    # Each scraper opens an incident; the dashboard's message holds one page of them.
+    assert figures["incidents_at_end"] >= figures["attacks_alerted"] >= 1
+    assert 1_000 < figures["dashboard_message_bytes_max"] < 200_000
     assert figures["clean_stop"]
     committed = int(figures["stop_message"].split()[1].replace(",", ""))
     assert committed >= figures["events_accepted"]  # replayed events + the injected scrapers

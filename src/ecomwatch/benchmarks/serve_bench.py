@@ -5,7 +5,8 @@ in batches of 500 events over several connections for a fixed time. Meanwhile th
 injects fast scrapers (one new IP at a time, stamped with the service's latest event time) and
 measures how long after its POST each one shows up in the alerts API — from the first attempt
 (a 429 makes it wait the Retry-After second) and from the collector's acceptance — and samples
-the resident memory of the serving process and its child (the detector).
+the resident memory of the serving process and its child (the detector), and the size of the
+dashboard's stream message (bounded however many incidents the scrapers open).
 
 The baseline, in the same run: the same client with the same connections and pace against
 `null_collector`, a server on the same HTTP stack that counts each body's lines and keeps
@@ -145,6 +146,19 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
+def _stream_message_bytes(url: str) -> int:
+    """The size of one message of the dashboard's event stream (what a browser gets a second:
+    the summary, the first page of incidents, the incidents-over-time chart)."""
+    with urllib.request.urlopen(url + "/api/stream", timeout=30) as response:
+        size = 0
+        while line := response.readline():
+            if line.startswith(b"data: "):
+                size += len(line)
+            elif line == b"\n" and size:
+                return size
+    return size
+
+
 def _post(url: str, rows: list[dict[str, Any]]) -> float:
     """POST, waiting out 429s (the queue is full under load) as any client should; returns
     when (monotonic) the collector accepted it."""
@@ -219,12 +233,14 @@ def run_serve_bench(
         parent_rss: list[tuple[float, float]] = []  # the service's own process
         delays: list[float] = []  # from the first POST attempt to the alert
         after_accept: list[float] = []  # from the collector's 2xx to the alert
+        feed: list[tuple[float, float]] = []  # the dashboard's stream message, bytes
         started = time.monotonic()
         n = 0
         while sender.poll() is None:
             elapsed = time.monotonic() - started
             rss.append((elapsed, tree_rss_mb(server.pid)))
             parent_rss.append((elapsed, rss_mb(server.pid)))
+            feed.append((elapsed, _stream_message_bytes(url)))
             latest = _get(url + "/api/summary")["live"].get("latest_event_us")
             if latest and elapsed > 5:  # once the load runs: a scraper, then wait for its alert
                 ip, rows = _scraper(n, latest)
@@ -239,6 +255,7 @@ def run_serve_bench(
                     time.sleep(0.02)
             time.sleep(1.0)
         load = _finish_replay(sender)
+        incidents = _get(url + "/api/incidents?limit=1")["total"]
     finally:
         server.terminate()
         _, server_errors = server.communicate(timeout=300)
@@ -276,6 +293,9 @@ def run_serve_bench(
         "serve_rss_mb_median_by_minute": _median_by_minute(rss),
         "parent_rss_mb_median_by_minute": _median_by_minute(parent_rss),
         "serve_rss_mb_last": round(rss[-1][1], 1) if rss else None,
+        "incidents_at_end": incidents,
+        "dashboard_message_bytes_median_by_minute": _median_by_minute(feed),
+        "dashboard_message_bytes_max": max((b for _, b in feed), default=None),
         "clean_stop": server.returncode == 0,
         "stop_message": server_errors.strip().splitlines()[-1] if server_errors else "",
         "connections": connections,
