@@ -44,6 +44,9 @@ StoreOption = Annotated[
 ByOption = Annotated[
     str | None, typer.Option("--by", help="Who acts (recorded) [default: the login name].")
 ]
+IncidentIdArgument = Annotated[
+    str, typer.Argument(help="An incident id from `incidents list` (a merged one is followed).")
+]
 SHOWN_ALERTS = 15
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incident per line.")]
 
@@ -119,7 +122,7 @@ def list_incidents(
 
 @incidents_app.command("show")
 def show_incident(
-    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    incident_id: IncidentIdArgument,
     alerts: AlertsOption = None,
     store: StoreOption = None,
     as_json: JsonOption = False,
@@ -161,7 +164,7 @@ def show_incident(
 
 @incidents_app.command("ack")
 def acknowledge(
-    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    incident_id: IncidentIdArgument,
     alerts: AlertsOption = None,
     store: StoreOption = None,
     by: ByOption = None,
@@ -174,7 +177,7 @@ def acknowledge(
 
 @incidents_app.command("resolve")
 def resolve(
-    incident_id: Annotated[str, typer.Argument(help="An incident id from `incidents list`.")],
+    incident_id: IncidentIdArgument,
     alerts: AlertsOption = None,
     store: StoreOption = None,
     by: ByOption = None,

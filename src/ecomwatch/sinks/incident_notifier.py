@@ -104,14 +104,11 @@ class IncidentNotifier:
                     messages += self._due()
             if self._digest_from is not None and self._now_us - self._digest_from >= self.digest_us:
                 messages += self._take_digest()
-        if messages:
             self._hand(messages)
 
     def tick(self) -> None:
         with self._lock:
-            messages = self._due()
-        if messages:
-            self._hand(messages)
+            self._hand(self._due())
 
     def close(self) -> None:
         """The end of a run: everything waiting is sent, and the digest of what is pending."""
@@ -119,9 +116,7 @@ class IncidentNotifier:
         if self._ticker is not None:
             self._ticker.join()
         with self._lock:
-            messages = self._due(everything=True) + self._take_digest()
-        if messages:
-            self._hand(messages)
+            self._hand(self._due(everything=True) + self._take_digest())
 
     def _note(self, record: dict[str, Any]) -> None:
         """Decide what a changed record means: a message to wait for, one to update, or
@@ -256,6 +251,9 @@ class IncidentNotifier:
         return [("digest", {"text": "\n".join([heading, *lines])})]
 
     def _hand(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """To the webhook's queue (it returns at once), under the lock: in order."""
+        if not messages:
+            return
         for kind, _ in messages:
             self.sent[kind] = self.sent.get(kind, 0) + 1
         self.send([body for _, body in messages])
