@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ecomwatch.analytics.report import (
     define_lake_view,
     lake_report,
 )
+from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import open_lake
 
@@ -93,8 +93,12 @@ def lake_report_seconds(table: EventTable) -> float:
 
 
 def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console) -> dict[str, Any]:
-    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-"))
-    base.mkdir(parents=True, exist_ok=True)
+    with bench_workdir(workdir, "ecomwatch-bench-") as base:
+        figures = _bench(base, events=events, seed=seed, console=console)
+    return {**figures, "workdir": str(workdir) if workdir else None}
+
+
+def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str, Any]:
     csv_path = base / f"traffic-{events}-{seed}.csv"
     if not csv_path.exists():
         console.print(f"simulating {events:,} events → {csv_path} (not timed)")
@@ -161,5 +165,4 @@ def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console)
         "detect_peak_rss_mb": detect_summary["peak_rss_mb"],
         "alerts": sum(1 for _ in alerts.open()),
         "cpus": os.cpu_count(),
-        "workdir": str(base),
     }

@@ -18,9 +18,7 @@ unless `endpoint` names another.
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +30,7 @@ from typing import Any
 import boto3
 from rich.console import Console
 
+from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.cli.stream_commands import poll_settings
 from ecomwatch.config import Config, load_config
 from ecomwatch.detect.rules import load_rules
@@ -148,18 +147,16 @@ def run_kinesis_bench(
     workdir: Path | None,
     console: Console,
 ) -> dict[str, Any]:
-    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-kinesis-"))
-    base.mkdir(parents=True, exist_ok=True)
-    try:
-        with _server(endpoint, server) as url, _aws_env(url):
-            figures = _measure(
-                url, base, events=events, shards=shards, per_record=per_record,
-                live_seconds=live_seconds, live_rate=live_rate, console=console,
-            )  # fmt: skip
-            return {**figures, "server": endpoint or server}
-    finally:
-        if workdir is None:
-            shutil.rmtree(base, ignore_errors=True)
+    with (
+        bench_workdir(workdir, "ecomwatch-bench-kinesis-") as base,
+        _server(endpoint, server) as url,
+        _aws_env(url),
+    ):
+        figures = _measure(
+            url, base, events=events, shards=shards, per_record=per_record,
+            live_seconds=live_seconds, live_rate=live_rate, console=console,
+        )  # fmt: skip
+        return {**figures, "server": endpoint or server}
 
 
 SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {

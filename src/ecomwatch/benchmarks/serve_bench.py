@@ -34,6 +34,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.process_memory import rss_mb, tree_rss_mb
 
 
@@ -205,11 +206,26 @@ def run_serve_bench(
     rate: float | None = None,
     baseline_seconds: float = 30,
 ) -> dict[str, Any]:
+    with bench_workdir(workdir, "ecomwatch-bench-serve-") as base:
+        return _serve_bench(
+            base, seconds=seconds, events=events, connections=connections, console=console,
+            rate=rate, baseline_seconds=baseline_seconds,
+        )  # fmt: skip
+
+
+def _serve_bench(
+    base: Path,
+    *,
+    seconds: float,
+    events: int,
+    connections: int,
+    console: Console,
+    rate: float | None,
+    baseline_seconds: float,
+) -> dict[str, Any]:
     from ecomwatch.simulate.traffic import TrafficSpec, generate
     from ecomwatch.simulate.writers import write_traffic
 
-    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-serve-"))
-    base.mkdir(parents=True, exist_ok=True)
     traffic = base / f"traffic-{events}.csv"
     if not traffic.exists():
         console.print(f"simulating {events:,} events → {traffic} (not timed)")

@@ -5,7 +5,6 @@ JSON line of figures with its baseline measured in the same run (harnesses in
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +21,11 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 WorkdirOption = Annotated[
-    Path | None, typer.Option(help="Where the files go [default: a new temporary directory].")
+    Path | None,
+    typer.Option(
+        help="Where the files go, kept for the next run (which reuses the simulated input) "
+        "[default: a temporary directory, removed at the end]."
+    ),
 ]
 
 
@@ -130,16 +133,20 @@ def commits(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from ecomwatch.benchmarks.commit_bench import run_commit_bench
+    from ecomwatch.benchmarks.workdir import bench_workdir
 
-    base = workdir or Path(tempfile.mkdtemp(prefix="ecomwatch-bench-commits-"))
-    err.print(f"{commits} commits of {events:,} events to two tables under {base}")
-    with Progress(
-        TextColumn("[bold]commits"), BarColumn(), MofNCompleteColumn(), console=err
-    ) as progress:
-        task = progress.add_task("commits", total=2 * commits)
-        figures = run_commit_bench(
-            commits=commits, events=events, workdir=base, progress=lambda: progress.advance(task)
-        )
+    with bench_workdir(workdir, "ecomwatch-bench-commits-") as base:
+        err.print(f"{commits} commits of {events:,} events to two tables under {base}")
+        with Progress(
+            TextColumn("[bold]commits"), BarColumn(), MofNCompleteColumn(), console=err
+        ) as progress:
+            task = progress.add_task("commits", total=2 * commits)
+            figures = run_commit_bench(
+                commits=commits,
+                events=events,
+                workdir=base,
+                progress=lambda: progress.advance(task),
+            )
     print(json.dumps(figures))
 
 

@@ -1,0 +1,39 @@
+"""A benchmark's files: kept in a --workdir given, removed with the temporary directory
+otherwise (a 10 M-event bench writes gigabytes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecomwatch.benchmarks.workdir import bench_workdir
+
+
+def test_a_given_workdir_is_kept_and_a_temporary_one_removed(tmp_path: Path):
+    given = tmp_path / "kept"
+    with bench_workdir(given, "x-") as base:
+        (base / "traffic.csv").write_text("cached")
+    assert (given / "traffic.csv").read_text() == "cached"
+    with pytest.raises(RuntimeError), bench_workdir(None, "x-") as made:
+        (made / "big").write_bytes(b"0" * 1000)
+        raise RuntimeError("the bench failed")  # removed all the same
+    assert not made.exists()
+
+
+def test_bench_commits_leaves_nothing_in_the_temporary_directory(tmp_path: Path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "commits", "--commits", "20",
+         "--events", "1000"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout.splitlines()[-1])["commits"] == 20
+    assert list(temporary.iterdir()) == []
