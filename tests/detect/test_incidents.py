@@ -196,3 +196,16 @@ def test_the_state_survives_a_checkpoint():
         a["incident_id"] = after.add(a, now_of(a))
         records += after.changed()
     assert partition(copies, records) == partition(alerts, uninterrupted)
+
+
+def test_only_the_lead_alert_is_kept_whole():
+    alerts = campaign_alerts()
+    correlator, records = correlate(alerts)
+    for state in correlator.snapshot()["incidents"]:
+        whole = [a["alert_id"] for a in state["alerts"] if "explanation" in a]
+        assert whole == ([state["lead_id"]] if state["alerts"] else [])
+    latest = latest_records(records)
+    botnet = latest[final_incident(alerts[0]["incident_id"], latest)]
+    assert botnet["lead_alert"] == "g"
+    assert botnet["explanation"] == "EvilBot/1.0 matched botnet-user-agent"
+    assert botnet["evidence"] == {"events": 10, "members": 5}

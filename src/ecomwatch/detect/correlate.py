@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecomwatch.detect.alert import parse_iso
-from ecomwatch.detect.incident import IncidentState, is_group_alert, summarize
+from ecomwatch.detect.incident import (
+    IncidentState,
+    is_group_alert,
+    lead_alert,
+    lead_key,
+    slim,
+    summarize,
+)
 from ecomwatch.detect.rules import Severity
 
 
@@ -38,7 +45,9 @@ class _Incident:
     last_us: int = 0  # end of the latest alert's span
     reopened: int = 0  # times it flared again after resolving (an acknowledgement ends then)
     revision: int = 0  # records reported so far: a store keeps the highest
-    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert_id → latest line
+    # alert_id → its latest line: whole for the lead (`lead_id`), slim for the others
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lead_id: str | None = None
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -53,6 +62,7 @@ class _Incident:
             "reopened": self.reopened,
             "revision": self.revision,
             "alerts": list(self.alerts.values()),
+            "lead_id": self.lead_id,
         }
 
     @classmethod
@@ -69,7 +79,21 @@ class _Incident:
             reopened=state.get("reopened", 0),
             revision=state.get("revision", 0),
             alerts={a["alert_id"]: a for a in state["alerts"]},
+            lead_id=state.get("lead_id")
+            or (lead_alert(state["alerts"])["alert_id"] if state["alerts"] else None),
         )
+
+    def keep(self, alert: dict[str, Any]) -> None:
+        """Hold an alert's latest line: whole if it leads now (the former lead is slimmed),
+        slim if not."""
+        lead = self.alerts.get(self.lead_id) if self.lead_id else None
+        if lead is None or alert["alert_id"] == self.lead_id or lead_key(alert) < lead_key(lead):
+            if lead is not None and alert["alert_id"] != self.lead_id:
+                self.alerts[lead["alert_id"]] = slim(lead)
+            self.alerts[alert["alert_id"]] = alert
+            self.lead_id = alert["alert_id"]
+        else:
+            self.alerts[alert["alert_id"]] = slim(alert)
 
 
 def _us(text: str) -> int:
@@ -141,7 +165,7 @@ class Correlator:
             incident = survivors[0]
             for absorbed in survivors[1:]:
                 self._absorb(incident, absorbed, now_us)
-        incident.alerts[alert_id] = alert
+        incident.keep(alert)
         incident.last_us = max(incident.last_us, end)
         incident.updated_us = now_us
         if incident.state is IncidentState.RESOLVED:
@@ -214,6 +238,7 @@ class Correlator:
             merged_into=incident.merged_into,
             reopened=incident.reopened,
             revision=incident.revision,
+            lead=incident.alerts.get(incident.lead_id) if incident.lead_id else None,
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -260,12 +285,15 @@ class Correlator:
         self.segments[key] = kept
 
     def _absorb(self, survivor: _Incident, absorbed: _Incident, now_us: int) -> None:
+        lead = absorbed.alerts.get(absorbed.lead_id) if absorbed.lead_id else None
         survivor.alerts.update(absorbed.alerts)
+        if lead is not None:
+            survivor.keep(lead)  # the better of the two leads leads
         for alert_id in absorbed.alerts:
             self.of_alert[alert_id] = survivor.incident_id
         survivor.last_us = max(survivor.last_us, absorbed.last_us)
         survivor.opened_us = min(survivor.opened_us, absorbed.opened_us)
-        absorbed.alerts = {}
+        absorbed.alerts, absorbed.lead_id = {}, None
         absorbed.merged_into = survivor.incident_id
         absorbed.state = IncidentState.MERGED
         absorbed.updated_us = now_us

@@ -41,21 +41,33 @@ def is_group_alert(alert: dict[str, Any]) -> bool:
     return alert.get("group") is None and "members" in alert.get("evidence", {})
 
 
+def lead_key(a: dict[str, Any]) -> tuple[bool, int, int, int, str, str]:
+    """Which alert leads: the lowest key (see lead_alert)."""
+    return (
+        not is_group_alert(a),
+        -Severity(a["severity"]).rank,
+        -int(a["evidence"].get("members", 0)),
+        -int(a["count"]),
+        a["first_seen"],
+        a["alert_id"],
+    )
+
+
 def lead_alert(alerts: list[dict[str, Any]]) -> dict[str, Any]:
     """The alert that best describes the incident: a group's own alert (a flood, a botnet)
     first, as it names the campaign; then the most severe; then the one with the most
     members, then events; then the earliest."""
-    return min(
-        alerts,
-        key=lambda a: (
-            not is_group_alert(a),
-            -Severity(a["severity"]).rank,
-            -int(a["evidence"].get("members", 0)),
-            -int(a["count"]),
-            a["first_seen"],
-            a["alert_id"],
-        ),
-    )
+    return min(alerts, key=lead_key)
+
+
+def slim(alert: dict[str, Any]) -> dict[str, Any]:
+    """What an incident keeps of an alert that does not lead it: all that its record and the
+    choice of its lead need, without the evidence and the explanation (a flood's thousands of
+    member alerts would otherwise fill every checkpoint)."""
+    kept = {k: v for k, v in alert.items() if k not in ("evidence", "explanation")}
+    members = alert.get("evidence", {}).get("members")
+    kept["evidence"] = {"members": members} if members is not None else {}
+    return kept
 
 
 def incident_ips(alerts: list[dict[str, Any]]) -> list[str]:
@@ -93,8 +105,10 @@ def summarize(
     merged_into: str | None,
     reopened: int = 0,
     revision: int = 0,
+    lead: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of an incident from its alerts (the latest line of each)."""
+    """The record of an incident from its alerts (the latest line of each; `lead`, the one
+    that leads, whole, when the caller keeps the others slim)."""
     record: dict[str, Any] = {
         "incident_id": incident_id,
         "state": state.value,
@@ -107,7 +121,7 @@ def summarize(
     }
     if not alerts:  # merged: its alerts belong to `merged_into` now
         return {**record, "alerts": 0}
-    lead = lead_alert(alerts)
+    lead = lead or lead_alert(alerts)
     ips = incident_ips(alerts)
     first = min(a["first_seen"] for a in alerts)
     last = max(a["last_seen"] for a in alerts)
