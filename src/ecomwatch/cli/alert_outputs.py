@@ -42,6 +42,9 @@ WebhookOption = Annotated[
 ]
 
 
+Listener = Callable[[list[dict[str, Any]]], None]
+
+
 @dataclass
 class Webhook:
     """A run's webhook: incident messages, and every alert too if `[webhook] each_alert`."""
@@ -57,9 +60,6 @@ class Webhook:
     @property
     def incident_listeners(self) -> list[Listener]:
         return [self.notifier.records]
-
-
-Listener = Callable[[list[dict[str, Any]]], None]
 
 
 @dataclass(frozen=True)

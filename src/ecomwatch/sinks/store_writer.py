@@ -107,8 +107,8 @@ class StoreWriter:
     def _forget_written(self) -> None:
         """Empty the journal when the store holds everything it lists."""
         with self._lock:
-            done = self.written + self.incidents_written
-            if done == self._sent and self.journal.exists():
+            stored = self.written + self.incidents_written
+            if stored == self._sent and self.journal.exists():
                 self.journal.unlink()
 
     def close(self) -> None:
