@@ -141,8 +141,11 @@ def test_the_incident_feed_pages_filters_and_keeps_its_height(tmp_path: Path):
             expect(info).to_have_text("1-1 of 1", timeout=10_000)
             expect(rows).to_contain_text("Scraper: 1 IP")
             page.fill("#filter-text", "")
+            expect(info).to_have_text("1-20 of 30", timeout=10_000)  # the search is cleared
             page.select_option("#filter-state", "open")
             expect(info).not_to_have_text("1-20 of 30", timeout=10_000)
+            expect(rows.locator("td.state", has_text="resolved")).to_have_count(0)
+            assert rows.count() >= 1
             for state in rows.locator("td.state").all_text_contents():
                 assert state == "open"
             page.screenshot(path=str(tmp_path / "feed.png"))
