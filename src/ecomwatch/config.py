@@ -95,7 +95,13 @@ class KinesisConfig(_Strict):
 
 class MetricsConfig(_Strict):
     cloudwatch: bool = Field(
-        False, description="publish the service's metrics to CloudWatch (PutMetricData)"
+        False, description="publish the pipeline's metrics to CloudWatch (PutMetricData)"
+    )
+    emf: bool = Field(
+        False, description="write the pipeline's metrics as CloudWatch Embedded Metric Format"
+    )
+    emf_path: str = Field(
+        "-", description="where EMF lines go: - (standard output) or a file, appended to"
     )
     namespace: str = Field("ecomwatch", description="the CloudWatch namespace")
     pipeline: str = Field("default", description="the value of the `pipeline` dimension")

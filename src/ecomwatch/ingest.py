@@ -18,6 +18,7 @@ from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.pipeline_metrics import PipelineMetrics, RunMeter
 from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import Source, SourceError
 from ecomwatch.sources.files import FileSource, file_sources
@@ -54,13 +55,15 @@ def ingest(
     checkpoint_seconds: float | None = None,
     behind: Callable[[], bool] | None = None,
     on_commit_days: Callable[[set[str]], None] | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> RunSummary:
     """Ingest files into the lake at `lake`, resuming from its last checkpoint.
 
     `opened` passes sources the caller already opened (to size a progress bar, or a stream).
     A stream commits every `checkpoint_seconds` as well, and its detector judges every batch
     as the live service's does, less often while `behind()` says the stream is lagging.
-    `on_commit_days` is told the days each commit wrote (Glue sync).
+    `on_commit_days` is told the days each commit wrote (Glue sync); `metrics` are fed the
+    run's figures (for CloudWatch).
     """
     sources, errors = opened if opened is not None else open_inputs(inputs, config)
     table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
@@ -71,6 +74,25 @@ def ingest(
     try:
         writer = LakeWriter(table, on_days=on_commit_days)
         operators: list[Operator] = [writer, TrafficAggregates()]
+        watermark = Watermark(
+            lateness_s=config.engine.lateness_s,
+            idle_timeout_s=config.engine.idle_timeout_s,
+            clock=clock,
+        )
+        meter = None
+        if metrics is not None:
+            from ecomwatch.sources.kinesis import KinesisSource  # boto3: only when metered
+
+            streams = [s for s in sources if isinstance(s, KinesisSource)]
+            meter = RunMeter(
+                metrics,
+                commit_seconds=writer.commit_seconds,
+                durable_commits=lambda: writer.durable_commits,
+                last_commit_at=lambda: writer.last_commit_at,
+                watermark_us=watermark.current,
+                stream=streams[0] if streams else None,
+            )
+            alert_listeners = [*alert_listeners, meter.alerts]
         if alert_sink is not None:
             # File input is judged every `judge_rows` rows; a stream every batch, as the live
             # service is, less often while it lags.
@@ -95,19 +117,18 @@ def ingest(
         pipeline = Pipeline(
             committer=writer,
             operators=operators,
-            watermark=Watermark(
-                lateness_s=config.engine.lateness_s,
-                idle_timeout_s=config.engine.idle_timeout_s,
-                clock=clock,
-            ),
+            watermark=watermark,
             dead_letter=sink,
             checkpoint_rows=config.engine.checkpoint_rows,
             checkpoint_seconds=checkpoint_seconds,
+            on_batch=meter.batch if meter is not None else None,
         )
         try:
             return pipeline.run(sources, open_errors=errors, on_progress=on_progress)
         finally:
             writer.close()
+            if meter is not None:
+                meter.commits()
     finally:
         if detector is not None:
             detector.close()

@@ -19,7 +19,7 @@ from botocore.config import Config as BotoConfig
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from ecomwatch import testing_servers as servers
-from ecomwatch.sinks.cloudwatch import CloudWatchPublisher
+from ecomwatch.sinks.cloudwatch import MetricsPublisher, PutMetricData
 from tests.kinesis_servers import CREDENTIALS
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def _client(endpoint: str, attempts: int = 3) -> Any:
 
 def metric_sum(client: Any, name: str, dimensions: dict[str, str], stat: str = "Sum") -> float:
     """The statistic over the last hour. The answer can come in two periods (when the points
-    straddle a period's edge): sums add up, a maximum is the larger."""
+    straddle a period's edge): sums add up, a maximum is the larger (a minimum the smaller)."""
     now = datetime.now(UTC)
     answer = client.get_metric_data(
         MetricDataQueries=[{
@@ -49,7 +49,9 @@ def metric_sum(client: Any, name: str, dimensions: dict[str, str], stat: str = "
         StartTime=now - timedelta(hours=1), EndTime=now + timedelta(minutes=5),
     )  # fmt: skip
     values = answer["MetricDataResults"][0]["Values"]
-    return float(max(values, default=0.0) if stat == "Maximum" else sum(values))
+    if stat in ("Maximum", "Minimum"):
+        return float((max if stat == "Maximum" else min)(values, default=0.0))
+    return float(sum(values))
 
 
 def _registry() -> tuple[CollectorRegistry, Counter, Gauge, Histogram]:
@@ -63,7 +65,7 @@ def _registry() -> tuple[CollectorRegistry, Counter, Gauge, Histogram]:
 def test_counters_go_out_as_increases_gauges_as_values_histograms_by_bucket(moto_kinesis):
     client = _client(moto_kinesis)
     registry, alerts, lag, latency = _registry()
-    publisher = CloudWatchPublisher(client, registry, pipeline="t1")
+    publisher = MetricsPublisher(PutMetricData(client), registry, pipeline="t1")
     alerts.labels(rule="flood", severity="high").inc(3)
     lag.set(2.5)
     for seconds in (0.05, 0.5, 0.7, 3.0):
@@ -86,17 +88,17 @@ def test_counters_go_out_as_increases_gauges_as_values_histograms_by_bucket(moto
 def test_an_unreachable_cloudwatch_keeps_the_datums_for_the_next_interval(moto_kinesis):
     registry, alerts, _, _ = _registry()
     down = _client(f"http://127.0.0.1:{servers.free_port()}", attempts=1)
-    publisher = CloudWatchPublisher(down, registry, pipeline="t2")
+    publisher = MetricsPublisher(PutMetricData(down), registry, pipeline="t2")
     alerts.labels(rule="fast-scraper", severity="medium").inc(7)
     started = time.monotonic()
     publisher.publish()  # returns, does not raise
     assert time.monotonic() - started < 30
     assert publisher.failed_calls == 1 and publisher.unsent > 0 and publisher.error
-    publisher.client = _client(moto_kinesis)
+    publisher.sender = PutMetricData(_client(moto_kinesis))
     publisher.publish()
     assert publisher.unsent == 0
     scraper = {"pipeline": "t2", "rule": "fast-scraper", "severity": "medium"}
-    assert metric_sum(publisher.client, "Alerts", scraper) == 7
+    assert metric_sum(_client(moto_kinesis), "Alerts", scraper) == 7
 
 
 def test_serve_publishes_its_figures(moto_kinesis, tmp_path: Path):

@@ -41,12 +41,14 @@ from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_e
 from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.incident_commands import incidents_app
 from ecomwatch.cli.lake_commands import lake_app
+from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
 from ecomwatch.cli.run_summary import parse_time, print_run_summary
 from ecomwatch.cli.serve_commands import replay, serve
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.open import open_lake
+from ecomwatch.pipeline_metrics import PipelineMetrics
 from ecomwatch.process_memory import peak_rss_mb
 
 if TYPE_CHECKING:
@@ -177,6 +179,7 @@ def run(
             "--until-caught-up", help="A stream: stop once every shard is read to its tip."
         ),
     ] = False,
+    metrics: MetricsOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -206,6 +209,14 @@ def run(
         raise _fail("a run reads one stream or files, not both: give kinesis://STREAM alone")
     if not streams and (start_from is not None or until_caught_up):
         raise _fail("--from and --until-caught-up apply to a stream (kinesis://STREAM)")
+    try:
+        metric_kinds = metrics_kinds(metrics, settings)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    if as_json and "emf" in metric_kinds and settings.metrics.emf_path == "-":
+        raise _fail(
+            "--json and EMF lines would share standard output: set [metrics] emf_path to a file"
+        )
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
     hook = None
     if alerts is not None:
@@ -215,6 +226,8 @@ def run(
 
     glue = open_glue_sync(lake, settings, err)
     on_days = glue.committed if glue is not None else None
+    meters = PipelineMetrics() if metric_kinds else None
+    publishing = open_metrics(metric_kinds, meters.registry, settings, err) if meters else None
     stream = None
     try:
         if streams:
@@ -225,12 +238,12 @@ def run(
                 stream, lake, config=settings, dead_letter=dead_letter, alerts=alerts,
                 rules=loaded_rules, alert_listeners=listeners.alerts,
                 incident_listeners=listeners.incidents, console=err, quiet=as_json,
-                on_commit_days=on_days,
+                on_commit_days=on_days, metrics=meters,
             )  # fmt: skip
         else:
             summary = _run_files(
                 [Path(i) for i in inputs], lake, settings, dead_letter, alerts, loaded_rules,
-                listeners, as_json, on_days,
+                listeners, as_json, on_days, meters,
             )  # fmt: skip
     except LakeError as exc:
         raise _fail(str(exc)) from exc
@@ -238,6 +251,7 @@ def run(
         close_webhook(hook, err)
         store_failed = close_store_writer(writer, store, err)
         glue_failed = close_glue_sync(glue, err)
+        close_metrics(publishing, err)
     raised = []
     if alerts is not None:
         raised = latest_alerts(read_alerts(alerts))
@@ -276,6 +290,7 @@ def _run_files(
     listeners: Listeners,
     quiet: bool,
     on_days: Callable[[set[str]], None] | None,
+    metrics: PipelineMetrics | None,
 ) -> RunSummary:
     from ecomwatch.ingest import ingest, open_inputs
 
@@ -295,6 +310,7 @@ def _run_files(
             alert_listeners=listeners.alerts,
             incident_listeners=listeners.incidents,
             on_commit_days=on_days,
+            metrics=metrics,
         )
 
 

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -25,10 +25,7 @@ from ecomwatch.cli.alert_outputs import (
     open_webhook,
 )
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
-
-if TYPE_CHECKING:
-    from ecomwatch.config import Config
-    from ecomwatch.sinks.cloudwatch import CloudWatchPublisher
+from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
 
 err = Console(stderr=True, soft_wrap=True)
 TOKENS_VARIABLE = "ECOMWATCH_TOKENS"
@@ -89,21 +86,15 @@ def serve(
         str | None,
         typer.Option("--from", help="A stream never read: trim-horizon, latest or a time."),
     ] = None,
-    metrics: Annotated[
-        str | None,
-        typer.Option(
-            "--metrics",
-            help="Also publish the metrics to cloudwatch (PutMetricData, every "
-            "[metrics] interval_s); /metrics serves Prometheus either way.",
-        ),
-    ] = None,
+    metrics: MetricsOption = None,
 ) -> None:
     """Run the collector (POST /v1/events), the API, /metrics and the live pipeline.
 
     SIGTERM or Ctrl-C stops taking events, drains the queue, commits the lake and exits: every
     event answered with a 2xx is in the table. Tokens: [serve] tokens in the config, or
     ECOMWATCH_TOKENS=token1,token2. With --source kinesis://STREAM the pipeline reads the stream
-    (the dashboard, API and /metrics as usual; POST /v1/events answers 409).
+    (the dashboard, API and /metrics as usual; POST /v1/events answers 409). /metrics serves
+    Prometheus whatever --metrics says.
     """
     import uvicorn
 
@@ -114,13 +105,11 @@ def serve(
     from ecomwatch.serve.memory import use_returning_allocators
     from ecomwatch.serve.service import Service
 
-    if metrics not in (None, "cloudwatch"):
-        err.print(f"[red]error:[/] --metrics takes cloudwatch, not {metrics!r}")
-        raise typer.Exit(2)
     use_returning_allocators()
     try:
         settings = load_config(config)
-    except ConfigError as exc:
+        metric_kinds = metrics_kinds(metrics, settings)
+    except (ConfigError, ValueError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     tokens = [*settings.serve.tokens, *os.environ.get(TOKENS_VARIABLE, "").split(",")]
@@ -168,10 +157,7 @@ def serve(
         service.send_alerts_to(listener)
     for listener in listeners.incidents:
         service.send_incidents_to(listener)
-    publisher = None
-    if metrics == "cloudwatch" or settings.metrics.cloudwatch:
-        publisher = open_cloudwatch(service, settings)
-        publisher.start()
+    publishing = open_metrics(metric_kinds, service.metrics.registry, settings, err)
     app = create_app(service, tokens=tokens)
     server_class = _draining_server_class()
     server = server_class(
@@ -199,7 +185,7 @@ def serve(
             close_webhook(hook, err)
             store_failed = close_store_writer(writer, store, err)
             glue_failed = close_glue_sync(glue, err)
-            close_cloudwatch(publisher)
+            close_metrics(publishing, err)
     if summary is not None:
         err.print(
             f"stopped: {summary.accepted:,} events committed in {summary.checkpoints} commits, "
@@ -207,40 +193,6 @@ def serve(
         )
     if store_failed or glue_failed:
         raise typer.Exit(1)
-
-
-def open_cloudwatch(service: Any, settings: Config) -> CloudWatchPublisher:
-    import boto3
-
-    from ecomwatch.aws_settings import region
-    from ecomwatch.sinks.cloudwatch import CloudWatchPublisher
-
-    session = boto3.session.Session()
-    m = settings.metrics
-    err.print(
-        f"metrics: CloudWatch namespace {m.namespace}, pipeline={m.pipeline}, "
-        f"every {m.interval_s:g} s"
-    )
-    return CloudWatchPublisher(
-        session.client("cloudwatch", region_name=region(session)),
-        service.metrics.registry,
-        pipeline=m.pipeline,
-        namespace=m.namespace,
-        interval_s=m.interval_s,
-    )
-
-
-def close_cloudwatch(publisher: CloudWatchPublisher | None) -> None:
-    if publisher is None:
-        return
-    publisher.close()
-    line = f"cloudwatch: {publisher.published:,} datum(s) published"
-    if publisher.failed_calls or publisher.dropped:
-        line += (
-            f"; [yellow]{publisher.failed_calls} call(s) failed[/] ({publisher.error}), "
-            f"{publisher.unsent:,} datum(s) not published"
-        )
-    err.print(line)
 
 
 def replay(

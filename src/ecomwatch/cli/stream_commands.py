@@ -20,6 +20,7 @@ from ecomwatch.config import Config
 from ecomwatch.console import print_table
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import RunSummary
+from ecomwatch.pipeline_metrics import PipelineMetrics
 from ecomwatch.sources.base import SourceError
 from ecomwatch.sources.kinesis import KinesisSource, PollSettings, StartAt
 
@@ -82,6 +83,7 @@ def run_stream(
     console: Console,
     quiet: bool,
     on_commit_days: Callable[[set[str]], None] | None = None,
+    metrics: PipelineMetrics | None = None,
 ) -> RunSummary:
     """Consume the stream into the lake until it is caught up (if asked) or stopped."""
     from ecomwatch.ingest import ingest
@@ -103,6 +105,7 @@ def run_stream(
             checkpoint_seconds=config.serve.commit_seconds,
             behind=source.behind,
             on_commit_days=on_commit_days,
+            metrics=metrics,
         )
 
 

@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ecomwatch.engine.operator import Operator
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.lake.base import LakeError
 from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import Position, Source, SourceError
+
+if TYPE_CHECKING:
+    from ecomwatch.decode.validate import Decoded
 
 CHECKPOINT_VERSION = 1
 
@@ -131,8 +134,10 @@ class Pipeline:
         dead_letter: JsonLinesFile | None = None,
         checkpoint_rows: int = 2_000_000,
         checkpoint_seconds: float | None = None,
+        on_batch: Callable[[Decoded], None] | None = None,
     ) -> None:
         self.committer = committer
+        self.on_batch = on_batch  # told of every batch, rejected rows too (metrics)
         # A live source also checkpoints on a clock: data is committed within this many seconds.
         self.checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = time.monotonic()
@@ -223,6 +228,8 @@ class Pipeline:
                 self._since_checkpoint += decoded.events.num_rows
                 # An idle tick of a live source (nothing read, nowhere moved) changes nothing.
                 self._dirty = self._dirty or moved or decoded.read > 0
+                if self.on_batch is not None:
+                    self.on_batch(decoded)
                 if on_progress:
                     on_progress(source.name, batch.progress)
                 if self._since_checkpoint >= self.checkpoint_rows or self._clock_says_commit():

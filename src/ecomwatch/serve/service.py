@@ -24,11 +24,11 @@ from ecomwatch.ingest import default_dead_letter
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.pipeline_metrics import PipelineMetrics
 from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body
 from ecomwatch.serve.detector_process import DetectorProcess
 from ecomwatch.serve.incident_view import IncidentView
 from ecomwatch.serve.live_summary import LiveSummary
-from ecomwatch.serve.metrics import ServiceMetrics
 from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile, read_json_lines
 
@@ -59,7 +59,7 @@ class BatchStats:
         self,
         source: QueueSource,
         traffic: TrafficAggregates,
-        metrics: ServiceMetrics,
+        metrics: PipelineMetrics,
         stream: KinesisSource | None = None,
         writer: LakeWriter | None = None,
     ) -> None:
@@ -111,7 +111,7 @@ class Service:
         on_commit_days: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.limits = limits or Limits()
-        self.metrics = ServiceMetrics()
+        self.metrics = PipelineMetrics()
         self.table = open_lake(lake, writer=True, new_format=LakeFormat(config.lake.format))
         aux = self.table.local_aux_dir()
         self.alerts_path = alerts or (aux / "alerts.jsonl" if aux else Path("alerts.jsonl"))

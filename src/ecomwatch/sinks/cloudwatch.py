@@ -1,7 +1,8 @@
-"""The service's metrics in Amazon CloudWatch (`[metrics] cloudwatch = true`, or
-`serve --metrics cloudwatch`): every `interval_s` the Prometheus registry the service keeps for
-/metrics is read and published with PutMetricData in namespace `ecomwatch`, dimension
-`pipeline` (plus each metric's own labels: rule, severity, reason, shard...).
+"""The pipeline's metrics in Amazon CloudWatch (`[metrics] cloudwatch = true`, or
+`serve|run --metrics cloudwatch`): every `interval_s` the Prometheus registry (the one the
+service shows at /metrics) is read and published with PutMetricData in namespace `ecomwatch`,
+dimension `pipeline` (plus each metric's own labels: rule, severity, reason, shard...), or
+written as Embedded Metric Format lines (`sinks/emf.py`, the same datums).
 
 One source of figures for both: a counter goes out as its increase over the interval (Count),
 per label set and summed by pipeline alone and by each of its labels (CloudWatch does not sum
@@ -20,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import CollectorRegistry
@@ -58,6 +59,15 @@ class MetricReader:
         named = [{"Name": "pipeline", "Value": self.pipeline}]
         return named + [{"Name": k, "Value": v} for k, v in sorted(labels.items()) if k != "le"]
 
+    def _datum(
+        self, name: str, labels: dict[str, str], stamp: datetime, unit: str, **value: Any
+    ) -> dict[str, Any]:
+        """One datum: `value` is Value=…, or Values=… with Counts=…."""
+        return {
+            "MetricName": name, "Dimensions": self._dimensions(labels),
+            "Timestamp": stamp, "Unit": unit, **value,
+        }  # fmt: skip
+
     def _increase(self, sample: str, labels: dict[str, str], value: float) -> float:
         key = (sample, tuple(sorted(labels.items())))
         previous = self._last.get(key, 0.0)
@@ -75,10 +85,8 @@ class MetricReader:
                 yield from self._counter(family, name, stamp)
             elif family.type == "gauge":
                 for s in family.samples:
-                    yield {
-                        "MetricName": name, "Dimensions": self._dimensions(s.labels),
-                        "Timestamp": stamp, "Unit": _unit(family.name), "Value": float(s.value),
-                    }  # fmt: skip
+                    unit = _unit(family.name)
+                    yield self._datum(name, s.labels, stamp, unit, Value=float(s.value))
             elif family.type == "histogram":
                 yield from self._histogram(family, name, stamp)
 
@@ -91,19 +99,13 @@ class MetricReader:
             if not s.name.endswith("_total"):
                 continue
             increase = self._increase(s.name, s.labels, s.value)
-            yield {
-                "MetricName": name, "Dimensions": self._dimensions(s.labels),
-                "Timestamp": stamp, "Unit": "Count", "Value": increase,
-            }  # fmt: skip
+            yield self._datum(name, s.labels, stamp, "Count", Value=increase)
             if s.labels:
                 for key in [(), *((item,) for item in s.labels.items())]:
                     if len(key) < len(s.labels):
                         sums[key] = sums.get(key, 0.0) + increase
         for key, total in sums.items():
-            yield {
-                "MetricName": name, "Dimensions": self._dimensions(dict(key)),
-                "Timestamp": stamp, "Unit": "Count", "Value": total,
-            }  # fmt: skip
+            yield self._datum(name, dict(key), stamp, "Count", Value=total)
 
     def _histogram(self, family: Any, name: str, stamp: datetime) -> Iterator[dict[str, Any]]:
         """The interval's observations per bucket (cumulative buckets made per-bucket)."""
@@ -126,36 +128,61 @@ class MetricReader:
                     values.append(bound if bound != float("inf") else (finite[-1] if finite else 0))
                     counts.append(in_bucket)
             if values:
-                yield {
-                    "MetricName": name, "Dimensions": self._dimensions(dict(labels)),
-                    "Timestamp": stamp, "Unit": _unit(family.name),
-                    "Values": values, "Counts": counts,
-                }  # fmt: skip
+                yield self._datum(
+                    name, dict(labels), stamp, _unit(family.name), Values=values, Counts=counts
+                )
 
 
-class CloudWatchPublisher:
+class Sender(Protocol):
+    """Where a publisher's datums go: up to `chunk` of them a `send`, which raises
+    `PublishError` when they did not go."""
+
+    chunk: int
+
+    def send(self, datums: list[dict[str, Any]]) -> None: ...
+
+
+class PublishError(Exception):
+    pass
+
+
+class PutMetricData:
+    """Datums to CloudWatch's PutMetricData (botocore retries each call first)."""
+
+    chunk = DATUMS_PER_CALL
+
+    def __init__(self, client: Any, namespace: str = NAMESPACE) -> None:
+        self.client = client
+        self.namespace = namespace
+
+    def send(self, datums: list[dict[str, Any]]) -> None:
+        try:
+            self.client.put_metric_data(Namespace=self.namespace, MetricData=datums)
+        except (ClientError, BotoCoreError) as exc:
+            raise PublishError(str(exc)) from exc
+
+
+class MetricsPublisher:
     """Publishes a registry's figures every `interval_s` from a background thread."""
 
     def __init__(
         self,
-        client: Any,
+        sender: Sender,
         registry: CollectorRegistry,
         *,
         pipeline: str,
-        namespace: str = NAMESPACE,
         interval_s: float = 60.0,
     ) -> None:
-        self.client = client
+        self.sender = sender
         self.reader = MetricReader(registry, pipeline)
-        self.namespace = namespace
         self.interval_s = interval_s
-        self.published = 0  # datums CloudWatch took
+        self.published = 0  # datums sent
         self.failed_calls = 0
         self.dropped = 0  # datums given up after KEEP_INTERVALS failed intervals
         self.error: str | None = None
         self._backlog: list[list[dict[str, Any]]] = []  # intervals not yet published
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="cloudwatch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
 
     @property
     def unsent(self) -> int:
@@ -177,11 +204,11 @@ class CloudWatchPublisher:
         pending = [d for interval in self._backlog for d in interval]
         sent = 0
         try:
-            for start in range(0, len(pending), DATUMS_PER_CALL):
-                chunk = pending[start : start + DATUMS_PER_CALL]
-                self.client.put_metric_data(Namespace=self.namespace, MetricData=chunk)
+            for start in range(0, len(pending), self.sender.chunk):
+                chunk = pending[start : start + self.sender.chunk]
+                self.sender.send(chunk)
                 sent += len(chunk)
-        except (ClientError, BotoCoreError) as exc:
+        except PublishError as exc:
             self.failed_calls += 1
             self.error = str(exc)
             rest = pending[sent:]
