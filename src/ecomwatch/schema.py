@@ -15,9 +15,13 @@ class EventType(StrEnum):
     CART = "cart"
     REMOVE_FROM_CART = "remove_from_cart"
     PURCHASE = "purchase"
+    # A web request that is none of the above (a web log's other lines: pages, assets, probes).
+    REQUEST = "request"
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
+# What a shop's own events (REES46 rows, the collector) may be.
+COMMERCE_TYPES: tuple[str, ...] = EVENT_TYPES[:4]
 
 # The nine REES46 columns, in the order of the published files (used for files without a header).
 REES46_COLUMNS: tuple[str, ...] = (
@@ -44,12 +48,12 @@ EVENT_SCHEMA = pa.schema(
     [
         pa.field("event_time", TIME_TYPE, nullable=False),
         pa.field("event_type", LABEL_TYPE, nullable=False),
-        pa.field("product_id", pa.int64(), nullable=False),
+        pa.field("product_id", pa.int64()),  # null: a web request about no product
         pa.field("category_id", pa.int64()),
         pa.field("category_code", LABEL_TYPE),
         pa.field("brand", LABEL_TYPE),
-        pa.field("price", pa.float64(), nullable=False),
-        pa.field("user_id", pa.int64(), nullable=False),
+        pa.field("price", pa.float64()),
+        pa.field("user_id", pa.int64()),  # null: a web log knows no user
         pa.field("user_session", pa.string()),
         pa.field("ip", LABEL_TYPE),
         pa.field("user_agent", LABEL_TYPE),
@@ -58,10 +62,30 @@ EVENT_SCHEMA = pa.schema(
         # later a stream shard) and the position inside it (a file's physical line number).
         pa.field("source", LABEL_TYPE, nullable=False),
         pa.field("source_pos", pa.int64(), nullable=False),
+        # A web log's request (decode/access_log.py); null for a shop's own events.
+        pa.field("host", LABEL_TYPE),
+        pa.field("method", LABEL_TYPE),
+        pa.field("path", pa.string()),
+        pa.field("query", pa.string()),
+        pa.field("status", pa.int16()),
+        pa.field("bytes", pa.int64()),
+        pa.field("referrer", pa.string()),
+        pa.field("request_kind", LABEL_TYPE),  # page, static, api or other
     ]
 )
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+
+
+def as_events(table: pa.Table) -> pa.Table:
+    """A table of events as EVENT_SCHEMA: its columns in order and cast, the nullable columns
+    it lacks (the web columns of a shop's own events) added as nulls."""
+    columns = [
+        table[f.name].cast(f.type) if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in EVENT_SCHEMA
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
 
 
 def empty_events() -> pa.Table:

@@ -228,7 +228,8 @@ def _parquet_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[s
     """A relation over Parquet files: local paths through read_parquet; s3:// objects through a
     pyarrow dataset (DuckDB's own S3 support is an extension it would download)."""
     if not any(f.startswith("s3://") for f in files):
-        return f"read_parquet([{_listing(files)}], hive_partitioning = false)"
+        # By name: base files written before a column was added lack it (read as null).
+        return f"read_parquet([{_listing(files)}], hive_partitioning = false, union_by_name = true)"
     import pyarrow.dataset as ds
 
     from ecomwatch.lake.storage import s3_filesystem

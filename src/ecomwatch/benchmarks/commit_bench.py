@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from ecomwatch.lake.hudi_archive import ROLLUP_DIR
 from ecomwatch.lake.hudi_format import HOODIE_DIR
 from ecomwatch.lake.hudi_table import HudiTable
-from ecomwatch.schema import EVENT_SCHEMA
+from ecomwatch.schema import EVENT_SCHEMA, as_events
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import as_typed_table
 
@@ -37,9 +37,10 @@ def batch_of_events(events: int, seed: int = 1) -> pa.Table:
         "source": pa.array(["bench"] * traffic.num_rows),
         "source_pos": pa.array(np.arange(traffic.num_rows, dtype=np.int64)),
     }
-    return pa.table(
-        {f.name: columns[f.name] if f.name in columns else traffic[f.name] for f in EVENT_SCHEMA}
-    ).cast(EVENT_SCHEMA)
+    return as_events(traffic.drop_columns([c for c in columns if c in traffic.column_names])
+                     .append_column("event_id", columns["event_id"])
+                     .append_column("source", columns["source"])
+                     .append_column("source_pos", columns["source_pos"]))  # fmt: skip
 
 
 def _run(

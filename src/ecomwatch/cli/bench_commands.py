@@ -1,5 +1,5 @@
-"""`ecomwatch bench ingest|serve|judging|commits|kinesis|store`: the benchmarks, each printing one
-JSON line of figures with its baseline measured in the same run (harnesses in
+"""`ecomwatch bench ingest|serve|judging|commits|kinesis|store|weblog`: the benchmarks, each
+printing one JSON line of figures with its baseline measured in the same run (harnesses in
 `ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
@@ -209,4 +209,19 @@ def store(
     figures = run_store_bench(
         alerts=alerts, events=events, server=server, endpoint=endpoint, console=err
     )
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def weblog(
+    lines: Annotated[int, typer.Option(min=10_000, help="Log lines simulated.")] = 1_000_000,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Decoding a combined-format access log against reading its lines with no parsing."""
+    from ecomwatch.benchmarks.weblog_bench import run_weblog_bench
+    from ecomwatch.benchmarks.workdir import bench_workdir
+
+    err.print(f"writing and decoding a {lines:,}-line access log")
+    with bench_workdir(workdir, "ecomwatch-bench-weblog-") as where:
+        figures = run_weblog_bench(where, lines=lines)
     print(json.dumps(figures))

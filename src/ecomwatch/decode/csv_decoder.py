@@ -74,24 +74,38 @@ def sniff_layout(first_line: bytes) -> CsvLayout:
     return CsvLayout((*lead, *REES46_COLUMNS, *EXTRA_COLUMNS[:extra]), has_header=False)
 
 
-def decode_csv_chunk(
-    chunk: TextChunk, layout: CsvLayout, *, source_name: str, source_id: str
-) -> Decoded:
-    """Parse and validate one chunk; every non-blank line ends up accepted or rejected."""
-    names = [f if f is not None else f"_drop{i}" for i, f in enumerate(layout.fields)]
+@dataclass(frozen=True)
+class Delimited:
+    """A chunk read by pyarrow's CSV reader: the rows it parsed with each one's physical line,
+    and the lines it could not (a wrong number of fields): line, text, fields found."""
+
+    table: pa.Table
+    lines: np.ndarray
+    invalid: list[tuple[int, str, int]]
+
+
+def read_delimited(
+    chunk: TextChunk,
+    names: list[str],
+    *,
+    include: list[str],
+    parse_options: pacsv.ParseOptions | None = None,
+) -> Delimited:
+    """Parse a chunk's lines as delimited fields named `names` (keeping `include`, as binary)."""
     invalid: list[tuple[int, str, int]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         invalid.append((row.number, row.text, row.actual_columns))
         return "skip"
 
+    options = parse_options or pacsv.ParseOptions()
+    options.invalid_row_handler = on_invalid
     table = pacsv.read_csv(
         io.BytesIO(chunk.data),
         read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 26),
-        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+        parse_options=options,
         convert_options=pacsv.ConvertOptions(
-            include_columns=layout.columns,
-            column_types={c: pa.binary() for c in layout.columns},
+            include_columns=include, column_types={c: pa.binary() for c in include}
         ),
     )
     # pyarrow numbers rows without counting blank lines: map its numbers back to lines.
@@ -106,18 +120,29 @@ def decode_csv_chunk(
             f"lines {chunk.first_line}-{chunk.next_line - 1}: could not line up parsed rows with "
             "lines (a quoted field spanning lines is not supported)"
         )
-    decoded = validate(
-        table, relative + chunk.first_line, source_name=source_name, source_id=source_id
-    )
-    if not invalid:
+    found = [
+        (int(line), text, actual)
+        for line, (_, text, actual) in zip(invalid_lines.tolist(), invalid, strict=True)
+    ]
+    return Delimited(table, relative + chunk.first_line, found)
+
+
+def decode_csv_chunk(
+    chunk: TextChunk, layout: CsvLayout, *, source_name: str, source_id: str
+) -> Decoded:
+    """Parse and validate one chunk; every non-blank line ends up accepted or rejected."""
+    names = [f if f is not None else f"_drop{i}" for i, f in enumerate(layout.fields)]
+    parsed = read_delimited(chunk, names, include=layout.columns)
+    decoded = validate(parsed.table, parsed.lines, source_name=source_name, source_id=source_id)
+    if not parsed.invalid:
         return decoded
     expected = len(layout.fields)
     wrong = rejects_table(
         source_name,
-        invalid_lines.tolist(),
-        [RejectReason.WRONG_FIELD_COUNT.value] * len(invalid),
-        [f"{actual} fields where {expected} were expected" for _, _, actual in invalid],
-        [text for _, text, _ in invalid],
+        [line for line, _, _ in parsed.invalid],
+        [RejectReason.WRONG_FIELD_COUNT.value] * len(parsed.invalid),
+        [f"{actual} fields where {expected} were expected" for _, _, actual in parsed.invalid],
+        [text for _, text, _ in parsed.invalid],
     )
     rejects = pa.concat_tables([decoded.rejects, wrong]).sort_by("line")
     return Decoded(decoded.events, rejects, decoded.repaired)

@@ -18,6 +18,8 @@ class RejectReason(StrEnum):
     BAD_PRICE = "bad_price"
     NEGATIVE_PRICE = "negative_price"
     BAD_JSON = "bad_json"
+    # A web access log line of no known shape, or with a status or size that is not a number.
+    BAD_LOG_LINE = "bad_log_line"
     # A stream record as a whole: damaged gzip, a KPL record whose digest does not match.
     UNDECODABLE_RECORD = "undecodable_record"
 

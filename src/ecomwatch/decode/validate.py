@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.schema import (
+    COMMERCE_TYPES,
     EVENT_SCHEMA,
-    EVENT_TYPES,
     INPUT_COLUMNS,
     LABEL_TYPE,
     REQUIRED_COLUMNS,
@@ -286,7 +286,7 @@ def validate(
 
     event_type = _blank_to_null(text_cols["event_type"].cast(pa.string()))
     checks.fail(
-        pc.invert(pc.fill_null(pc.is_in(event_type, pa.array(EVENT_TYPES)), False)),
+        pc.invert(pc.fill_null(pc.is_in(event_type, pa.array(COMMERCE_TYPES)), False)),
         RejectReason.UNKNOWN_EVENT_TYPE,
     )
 
@@ -331,7 +331,11 @@ def validate(
         pa.array(np.zeros(n_ok, dtype=np.int32)), pa.array([source_id])
     )
     out["source_pos"] = pa.array(positions[accepted], pa.int64())
-    events = pa.table([_conform(out[f.name], f.type) for f in EVENT_SCHEMA], schema=EVENT_SCHEMA)
+    events = pa.table(
+        [_conform(out[f.name], f.type) if f.name in out else pa.nulls(n_ok, f.type)
+         for f in EVENT_SCHEMA],
+        schema=EVENT_SCHEMA,
+    )  # fmt: skip
     rejects = _rejects(checks, positions, originals, source_name, render_raw=render_raw)
     return Decoded(events, rejects, repaired)
 

@@ -54,8 +54,16 @@ class BaseFiles:
         return self._facts[path]
 
     def read(self, base: BaseFile, schema: pa.Schema) -> pa.Table:
+        """A base file as `schema`; columns added to the schema since it was written (the web
+        columns) come back null."""
         with self.loc.fs.open_input_file(self.loc.path(base.path)) as f:
-            return pq.read_table(f, columns=schema.names).cast(schema)
+            parquet = pq.ParquetFile(f)
+            present = set(parquet.schema_arrow.names)
+            table = parquet.read(columns=[n for n in schema.names if n in present])
+        for index, field in enumerate(schema):
+            if field.name not in present:
+                table = table.add_column(index, field, pa.nulls(table.num_rows, field.type))
+        return table.cast(schema)
 
     def delete(self, base: BaseFile) -> None:
         self.loc.delete(base.path)

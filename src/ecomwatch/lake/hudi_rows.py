@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.lake.hudi_format import META_COLUMNS, PARTITION_FIELD, RECORD_KEY_FIELD
 from ecomwatch.lake.parquet_table import DAY_US, time_ordered
-from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE
+from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE, as_events
 
 TABLE_NAME = "ecomwatch_events"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -117,7 +117,7 @@ def partition_values(event_time: pa.ChunkedArray) -> pa.DictionaryArray:
 def with_keys(events: pa.Table) -> pa.Table:
     """Events as table rows: record key, partition value, and empty meta columns (new rows
     have no commit time yet: `stamp` gives them this commit's)."""
-    events = events.cast(EVENT_SCHEMA)
+    events = as_events(events)
     n = events.num_rows
     body = {name: events[name] for name in EVENT_SCHEMA.names}
     body[RECORD_KEY_FIELD] = record_keys(events)

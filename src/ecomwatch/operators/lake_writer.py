@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.engine.operator import State, settle, unsettled
 from ecomwatch.lake.base import CommitInfo, EventTable
-from ecomwatch.schema import EVENT_SCHEMA
+from ecomwatch.schema import EVENT_SCHEMA, as_events
 
 
 def event_days(events: pa.Table) -> set[str]:
@@ -68,7 +68,7 @@ class LakeWriter:
     def commit(self, checkpoint: dict[str, Any]) -> None:
         """Commit the buffered events with the checkpoint, as one commit of the table."""
         events = (
-            pa.concat_tables(self._pending).cast(EVENT_SCHEMA)
+            as_events(pa.concat_tables(self._pending))
             if self._pending
             else EVENT_SCHEMA.empty_table()
         )

@@ -1,4 +1,5 @@
-"""Files as sources: CSV, CSV.gz, JSON Lines (optionally .gz) and Parquet.
+"""Files as sources: CSV, CSV.gz, JSON Lines (optionally .gz), Parquet, and web server access
+logs (optionally .gz; known by their first line, whatever the file's name).
 
 Text files are cut into chunks of whole lines that are parsed on a small thread pool (pyarrow
 releases the GIL) and yielded in order, so positions stay exact.
@@ -20,6 +21,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ecomwatch.decode.access_log import (
+    AccessLogLayout,
+    decode_access_log_chunk,
+    looks_like_access_log,
+    sniff_access_log,
+)
 from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
 from ecomwatch.decode.gzip_stream import GzipStream
@@ -38,6 +45,7 @@ class InputFormat(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
     PARQUET = "parquet"
+    ACCESS_LOG = "access_log"
 
 
 def detect_format(path: Path) -> tuple[InputFormat, bool]:
@@ -91,6 +99,15 @@ class FileSource:
         except OSError as exc:
             raise SourceError(self.name, f"cannot read the file: {exc.strerror or exc}") from exc
 
+        if self.format is not InputFormat.PARQUET and self.size and self._is_access_log():
+            self.format = InputFormat.ACCESS_LOG
+
+    def _is_access_log(self) -> bool:
+        try:
+            return looks_like_access_log(self._first_line())
+        except (OSError, EOFError, zlib.error, StreamFault):
+            return False  # reading reports the damage, with what came before it
+
     def read(self, start: Position) -> Iterator[SourceBatch]:
         if start.done:
             return
@@ -115,18 +132,33 @@ class FileSource:
             return raw, GzipStream(raw)  # type: ignore[return-value]
         return raw, raw
 
+    def _first_line(self) -> bytes:
+        raw, stream = self._open_stream()
+        with raw, stream:
+            return stream.readline()
+
     def _read_text(self, start: Position) -> Iterator[SourceBatch]:
         layout: CsvLayout | None = None
+        log_layout: AccessLogLayout | None = None
         offset, line = start.offset, start.line
         if self.format is InputFormat.CSV:
             layout, header_bytes = self._sniff()
             if offset == 0 and layout.has_header:
                 offset, line = header_bytes, 2
+        elif self.format is InputFormat.ACCESS_LOG:
+            log_layout = sniff_access_log(self._first_line())
         raw, stream = self._open_stream()
         with raw, stream:
             self._seek(stream, offset)
 
             def decode(chunk: TextChunk) -> tuple[Decoded, TextChunk]:
+                if log_layout is not None:
+                    return (
+                        decode_access_log_chunk(
+                            chunk, log_layout, source_name=self.name, source_id=self.source_id
+                        ),
+                        chunk,
+                    )
                 if layout is not None:
                     return (
                         decode_csv_chunk(

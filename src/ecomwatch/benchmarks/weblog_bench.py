@@ -1,0 +1,115 @@
+"""`ecomwatch bench weblog`: decoding a web server access log against reading its lines.
+
+Simulated shop traffic is written as a combined-format log (one line per event: the event's
+ip, time and user agent, a product page, a cart or checkout endpoint or an asset; not timed).
+The baseline reads the same file's lines with no parsing at all: pyarrow's CSV reader with no
+delimiter or quote in the text, one binary column, on all cores. Then ecomwatch's file source
+decodes it into events, as `run` does (chunks on two threads). Figures: seconds, lines a
+second, and the decode's throughput as a share of the baseline's.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from ecomwatch.simulate.traffic import TrafficSpec, generate
+from ecomwatch.simulate.writers import as_typed_table
+from ecomwatch.sources.base import Position
+from ecomwatch.sources.files import FileSource, InputFormat
+
+_PATHS = {
+    "view": "/product/{}",
+    "cart": "/cart/add?product={}",
+    "remove_from_cart": "/cart/remove?product={}",
+    "purchase": "/checkout/success?order={}",
+}
+
+
+def write_log(path: Path, lines: int, seed: int = 1) -> int:
+    """A combined-format log of about `lines` lines from simulated traffic; the lines written."""
+    written = 0
+    with path.open("w", encoding="utf-8") as out:
+        while written < lines:
+            spec = TrafficSpec(events=min(500_000, lines - written), seed=seed + written)
+            events = as_typed_table(pa.concat_tables(generate(spec)))
+            seconds = events["event_time"].cast(pa.timestamp("s", tz="UTC"), safe=False)
+            stamps = pc.strftime(seconds, format="%d/%b/%Y:%H:%M:%S +0000")
+            sizes = np.random.default_rng(seed).integers(200, 60_000, events.num_rows)
+            rows = zip(
+                events["ip"].to_pylist(), stamps.to_pylist(), events["event_type"].to_pylist(),
+                events["product_id"].to_pylist(), sizes.tolist(),
+                events["user_agent"].to_pylist(), strict=True,
+            )  # fmt: skip
+            for i, (ip, stamp, kind, product, size, agent) in enumerate(rows):
+                target = "/static/app.js" if i % 5 == 4 else _PATHS[kind].format(product)
+                out.write(
+                    f'{ip} - - [{stamp}] "GET {target} HTTP/1.1" 200 {size} '
+                    f'"https://shop.example/" "{agent}"\n'
+                )
+            written += events.num_rows
+    return written
+
+
+def _read_lines(path: Path) -> tuple[float, int]:
+    """The baseline: every line as one binary value, nothing parsed."""
+    started = time.perf_counter()
+    table = pacsv.read_csv(
+        io.BytesIO(path.read_bytes()),
+        read_options=pacsv.ReadOptions(column_names=["line"], use_threads=True),
+        parse_options=pacsv.ParseOptions(delimiter="\x01", quote_char=False),
+        convert_options=pacsv.ConvertOptions(column_types={"line": pa.binary()}),
+    )
+    return time.perf_counter() - started, table.num_rows
+
+
+def _decode(path: Path) -> tuple[float, dict[str, int], int]:
+    """Seconds, events by request kind, rejected lines."""
+    started = time.perf_counter()
+    source = FileSource(path)
+    assert source.format is InputFormat.ACCESS_LOG
+    kinds: dict[str, int] = {}
+    rejected = 0
+    for batch in source.read(Position(0, 1)):
+        for count in pc.value_counts(batch.decoded.events["request_kind"]).to_pylist():
+            kinds[count["values"]] = kinds.get(count["values"], 0) + count["counts"]
+        rejected += batch.decoded.rejects.num_rows
+    return time.perf_counter() - started, kinds, rejected
+
+
+def _python_seconds() -> float:
+    """This machine's speed at pure Python: `sum(range(10**8))`, as the other benches report."""
+    started = time.perf_counter()
+    sum(range(10**8))
+    return time.perf_counter() - started
+
+
+def run_weblog_bench(workdir: Path, *, lines: int) -> dict[str, Any]:
+    path = workdir / f"access-{lines}.log"
+    if not path.exists():
+        write_log(path, lines)
+    read_s, read_lines = _read_lines(path)
+    decode_s, kinds, rejected = _decode(path)
+    read_again_s, _ = _read_lines(path)  # twice around the decode: the faster counts
+    baseline_s = min(read_s, read_again_s)
+    return {
+        "bench": "weblog",
+        "lines": read_lines,
+        "bytes": path.stat().st_size,
+        "events": sum(kinds.values()),
+        "request_kinds": kinds,
+        "rejected": rejected,
+        "no_parse_read_s": round(baseline_s, 3),
+        "decode_s": round(decode_s, 3),
+        "decode_lines_per_s": round(read_lines / decode_s),
+        "no_parse_lines_per_s": round(read_lines / baseline_s),
+        "decode_to_no_parse": round(baseline_s / decode_s, 3),
+        "python_sum_range_1e8_s": round(_python_seconds(), 2),
+    }

@@ -1,0 +1,16 @@
+"""`ecomwatch bench weblog`, briefly: the simulated log decodes whole, and the figures are
+the ones measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ecomwatch.benchmarks.weblog_bench import run_weblog_bench
+
+
+def test_the_simulated_log_decodes_into_one_event_a_line(tmp_path: Path) -> None:
+    figures = run_weblog_bench(tmp_path, lines=12_000)
+    assert figures["lines"] == figures["events"] == 12_000 and figures["rejected"] == 0
+    assert figures["decode_to_no_parse"] > 0 and figures["decode_lines_per_s"] > 0
+    kinds = figures["request_kinds"]
+    assert kinds["page"] > kinds["static"] > 0 and sum(kinds.values()) == 12_000
