@@ -319,3 +319,32 @@ def test_record_keys_of_many_sources_match_those_built_one_source_at_a_time(monk
         == "kinesis:clicks/shardId-000000000001/4968" + "1".zfill(20) + ":000000000000"
     )
     assert joined[7].as_py() == "id-7"
+
+
+def test_a_table_written_before_the_web_columns_reads_and_grows(tmp_path: Path):
+    """Base files without the web columns (an earlier version's) read them as null, and a
+    commit that tops such a file up rewrites it with them; hudi-rs reads the table."""
+    import pyarrow.parquet as pq
+
+    from ecomwatch.lake.hudi_rows import DATA_SCHEMA
+
+    web = ["host", "method", "path", "query", "status", "bytes", "referrer", "request_kind"]
+    root = tmp_path / "t"
+    table = HudiTable(str(root), writer=True)
+    try:
+        table.commit(events(30), {})
+    finally:
+        table.close()
+    [old] = root.glob("event_date=*/*.parquet")
+    pq.write_table(pq.read_table(old).drop_columns(web), old)  # as an earlier version wrote it
+    assert not set(web) & set(pq.read_schema(old).names)
+    table = HudiTable(str(root), writer=True)
+    try:
+        table.commit(events(20, start=100), {})
+    finally:
+        table.close()
+    rows = read(root)
+    assert rows.num_rows == 50 and set(web) <= set(rows.column_names)
+    assert rows["path"].null_count == 50
+    newest = max(root.glob("event_date=*/*.parquet"), key=lambda p: p.name)
+    assert pq.read_schema(newest).names == DATA_SCHEMA.names
