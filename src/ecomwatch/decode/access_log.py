@@ -179,7 +179,7 @@ class _Lines:
         return found
 
     def holding_lone_cr(self) -> set[int]:
-        if self.data.count(b"\r") == self.data.count(b"\r\n"):
+        if b"\r" not in self.data or self.data.count(b"\r") == self.data.count(b"\r\n"):
             return set()
         cr = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 13)
         following = np.frombuffer(self.data + b"\n", dtype=np.uint8)[cr + 1]
