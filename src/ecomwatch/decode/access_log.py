@@ -34,8 +34,10 @@ _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
 _FIRST_LINE = re.compile(r"^(?:(\S+) )?" + _HEAD + r"(?: " + _QUOTED + " " + _QUOTED + r")?(.*)$")
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
-_REQUEST = r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<target>\S+)(?: HTTP/\d(?:\.\d)?)?$"
-_TARGET = r"^(?P<path>[^?]*)(?:\?(?P<query>.*))?$"
+_REQUEST = (
+    r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<path>[^?\s]*)(?:\?(?P<query>\S*))?"
+    r"(?: HTTP/\d(?:\.\d)?)?$"
+)
 _STATIC = (
     r"(?i)\.(css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|bmp|tiff?|woff2?|ttf|otf|eot"
     r"|mp4|webm|mp3|ogg|wav|pdf|zip|gz|txt|xml)$"
@@ -306,10 +308,9 @@ def _events(
     request = columns["request"]
     split = pc.extract_regex(request, _REQUEST)
     method = pc.struct_field(split, "method")
-    target = pc.extract_regex(pc.struct_field(split, "target"), _TARGET)
     unparsed = pc.is_null(method)
-    path = pc.if_else(unparsed, _dash_to_null(request), pc.struct_field(target, "path"))
-    query = pc.struct_field(target, "query")
+    path = pc.if_else(unparsed, _dash_to_null(request), pc.struct_field(split, "path"))
+    query = pc.struct_field(split, "query")
     host = columns.get("host")
     out: dict[str, pa.Array | None] = {
         "event_time": event_time,
