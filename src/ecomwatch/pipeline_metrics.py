@@ -18,6 +18,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from ecomwatch.decode.validate import Decoded
 
 
+class _Stream(Protocol):
+    name: str
+
+    def lag_ms(self) -> dict[str, int]: ...
+
+
 class PipelineMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -71,6 +77,19 @@ class PipelineMetrics:
             registry=r,
         )
 
+    def observe_commits(self, commit_seconds: deque[float]) -> int:
+        """The lake commits' times a writer queued since the last call; how many there were."""
+        drained = 0
+        while commit_seconds:
+            self.commit_duration.observe(commit_seconds.popleft())
+            drained += 1
+        return drained
+
+    def observe_lag(self, stream: _Stream) -> None:
+        """A stream's lag per shard, as last read."""
+        for shard, lag in stream.lag_ms().items():
+            self.shard_lag.labels(stream=stream.name, shard=shard).set(lag)
+
     def watch(
         self,
         *,
@@ -84,12 +103,6 @@ class PipelineMetrics:
         self.queue_depth.set_function(queue_depth)
         self.watermark_lag.set_function(watermark_lag)
         self.lake_commits.set_function(lake_commits)
-
-
-class _Stream(Protocol):
-    name: str
-
-    def lag_ms(self) -> dict[str, int]: ...
 
 
 class RunMeter:
@@ -136,14 +149,12 @@ class RunMeter:
         self._last_batch = now
         self.commits()
         if self.stream is not None:
-            for shard, lag in self.stream.lag_ms().items():
-                m.shard_lag.labels(stream=self.stream.name, shard=shard).set(lag)
+            m.observe_lag(self.stream)
 
     def commits(self) -> None:
         """The lake commits' times so far (after each batch, and once after the run's last
         commit)."""
-        while self._commit_seconds:
-            self.metrics.commit_duration.observe(self._commit_seconds.popleft())
+        self.metrics.observe_commits(self._commit_seconds)
 
     def alerts(self, alerts: list[dict[str, Any]]) -> None:
         """New alerts (a detector listener; called on the detector's thread)."""

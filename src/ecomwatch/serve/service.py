@@ -79,12 +79,10 @@ class BatchStats:
                 self.metrics.accepted.inc(events.num_rows)
             while self.source.latencies:
                 self.metrics.batch_latency.observe(self.source.latencies.popleft())
-        while self.writer is not None and self.writer.commit_seconds:
-            self.metrics.commit_duration.observe(self.writer.commit_seconds.popleft())
-            self.minutes = self.traffic.minutes()
+        if self.writer is not None and self.metrics.observe_commits(self.writer.commit_seconds):
+            self.minutes = self.traffic.minutes()  # what the commits made durable
         if self.stream is not None:
-            for shard, lag in self.stream.lag_ms().items():
-                self.metrics.shard_lag.labels(stream=self.stream.name, shard=shard).set(lag)
+            self.metrics.observe_lag(self.stream)
 
     def snapshot(self) -> dict[str, Any]:
         return {}
