@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+import numpy as np
 import pyarrow as pa
 
 
@@ -75,6 +76,20 @@ EVENT_SCHEMA = pa.schema(
 )
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_SCHEMA.names)
+
+
+def constant(value: str, n: int) -> pa.DictionaryArray:
+    """n copies of one string, stored once."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
+
+
+def conform(array: pa.Array, type_: pa.DataType) -> pa.Array:
+    """A column as the schema's type (a label column dictionary-encoded)."""
+    if type_ == LABEL_TYPE:
+        if pa.types.is_dictionary(array.type):
+            return array.cast(LABEL_TYPE)
+        return array.cast(pa.string()).dictionary_encode().cast(LABEL_TYPE)
+    return array.cast(type_)
 
 
 def as_events(table: pa.Table) -> pa.Table:

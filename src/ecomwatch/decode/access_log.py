@@ -28,7 +28,7 @@ from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.decode.validate import Decoded
-from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE, TIME_TYPE, EventType
+from ecomwatch.schema import EVENT_SCHEMA, TIME_TYPE, EventType, conform, constant
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
@@ -96,14 +96,6 @@ def sniff_access_log(first_line: bytes) -> AccessLogLayout:
     return AccessLogLayout(
         vhost=host is not None, combined=match.group(7) is not None, extras=extras
     )
-
-
-def looks_like_access_log(first_line: bytes) -> bool:
-    try:
-        sniff_access_log(first_line)
-    except LayoutError:
-        return False
-    return True
 
 
 def _split_extras(rest: str) -> list[str]:
@@ -314,14 +306,10 @@ def _events(
     host = columns.get("host")
     out: dict[str, pa.Array | None] = {
         "event_time": event_time,
-        "event_type": pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([EventType.REQUEST.value])
-        ),
+        "event_type": constant(EventType.REQUEST.value, n),
         "ip": _dash_to_null(columns["ip"]),
         "user_agent": _dash_to_null(columns["agent"]) if "agent" in columns else None,
-        "source": pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([source_id])
-        ),
+        "source": constant(source_id, n),
         "source_pos": pa.array(lines, pa.int64()),
         "host": None if host is None else pc.replace_substring_regex(host, r":\d+$", ""),
         "method": method,
@@ -333,17 +321,13 @@ def _events(
         "request_kind": _request_kind(method, path),
     }
     table = pa.table(
-        [_typed(out.get(f.name), f.type, n) for f in EVENT_SCHEMA], schema=EVENT_SCHEMA
+        [
+            pa.nulls(n, f.type) if (v := out.get(f.name)) is None else conform(v, f.type)
+            for f in EVENT_SCHEMA
+        ],
+        schema=EVENT_SCHEMA,
     )
     return (table, refused) if good.all() else (table.filter(pa.array(good)), refused)
-
-
-def _typed(values: pa.Array | None, type_: pa.DataType, n: int) -> pa.Array:
-    if values is None:
-        return pa.nulls(n, type_)
-    if type_ == LABEL_TYPE and not pa.types.is_dictionary(values.type):
-        return values.dictionary_encode().cast(LABEL_TYPE)
-    return values.cast(type_)
 
 
 def _field_rejects(

@@ -24,9 +24,10 @@ from ecomwatch.schema import (
     COMMERCE_TYPES,
     EVENT_SCHEMA,
     INPUT_COLUMNS,
-    LABEL_TYPE,
     REQUIRED_COLUMNS,
     TIME_TYPE,
+    conform,
+    constant,
 )
 
 # Formats tried in order, vectorized; what none of them parses goes to datetime.fromisoformat.
@@ -327,12 +328,10 @@ def validate(
         else:
             value = pa.nulls(n_ok, pa.string())
         out[name] = value
-    out["source"] = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n_ok, dtype=np.int32)), pa.array([source_id])
-    )
+    out["source"] = constant(source_id, n_ok)
     out["source_pos"] = pa.array(positions[accepted], pa.int64())
     events = pa.table(
-        [_conform(out[f.name], f.type) if f.name in out else pa.nulls(n_ok, f.type)
+        [conform(out[f.name], f.type) if f.name in out else pa.nulls(n_ok, f.type)
          for f in EVENT_SCHEMA],
         schema=EVENT_SCHEMA,
     )  # fmt: skip
@@ -349,14 +348,6 @@ def _is_typed(col: pa.Array) -> bool:
         or pa.types.is_large_string(t)
         or pa.types.is_null(t)
     )
-
-
-def _conform(array: pa.Array, type_: pa.DataType) -> pa.Array:
-    if type_ == LABEL_TYPE:
-        if pa.types.is_dictionary(array.type):
-            return array.cast(LABEL_TYPE)
-        return array.cast(pa.string()).dictionary_encode().cast(LABEL_TYPE)
-    return array.cast(type_)
 
 
 _DETAIL = {

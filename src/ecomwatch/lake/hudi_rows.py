@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.lake.hudi_format import META_COLUMNS, PARTITION_FIELD, RECORD_KEY_FIELD
 from ecomwatch.lake.parquet_table import DAY_US, time_ordered
-from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE, as_events
+from ecomwatch.schema import EVENT_SCHEMA, LABEL_TYPE, as_events, constant
 
 TABLE_NAME = "ecomwatch_events"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -94,11 +94,6 @@ def _mask(rows: np.ndarray, n: int) -> pa.Array:
     mask = np.zeros(n, dtype=bool)
     mask[rows] = True
     return pa.array(mask)
-
-
-def constant(value: str, n: int) -> pa.DictionaryArray:
-    """n copies of one string, stored once."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([value]))
 
 
 def partition_values(event_time: pa.ChunkedArray) -> pa.DictionaryArray:

@@ -21,12 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecomwatch.decode.access_log import (
-    AccessLogLayout,
-    decode_access_log_chunk,
-    looks_like_access_log,
-    sniff_access_log,
-)
+from ecomwatch.decode.access_log import AccessLogLayout, decode_access_log_chunk, sniff_access_log
 from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
 from ecomwatch.decode.gzip_stream import GzipStream
@@ -99,14 +94,20 @@ class FileSource:
         except OSError as exc:
             raise SourceError(self.name, f"cannot read the file: {exc.strerror or exc}") from exc
 
-        if self.format is not InputFormat.PARQUET and self.size and self._is_access_log():
-            self.format = InputFormat.ACCESS_LOG
+        self.log_layout: AccessLogLayout | None = None
+        if self.format is not InputFormat.PARQUET and self.size:
+            self.log_layout = self._access_log_layout()
+            if self.log_layout is not None:
+                self.format = InputFormat.ACCESS_LOG
 
-    def _is_access_log(self) -> bool:
+    def _access_log_layout(self) -> AccessLogLayout | None:
+        """The layout when the first line is an access log's, else None."""
         try:
-            return looks_like_access_log(self._first_line())
+            return sniff_access_log(self._first_line())
+        except LayoutError:
+            return None
         except (OSError, EOFError, zlib.error, StreamFault):
-            return False  # reading reports the damage, with what came before it
+            return None  # reading reports the damage, with what came before it
 
     def read(self, start: Position) -> Iterator[SourceBatch]:
         if start.done:
@@ -139,14 +140,12 @@ class FileSource:
 
     def _read_text(self, start: Position) -> Iterator[SourceBatch]:
         layout: CsvLayout | None = None
-        log_layout: AccessLogLayout | None = None
+        log_layout = self.log_layout
         offset, line = start.offset, start.line
         if self.format is InputFormat.CSV:
             layout, header_bytes = self._sniff()
             if offset == 0 and layout.has_header:
                 offset, line = header_bytes, 2
-        elif self.format is InputFormat.ACCESS_LOG:
-            log_layout = sniff_access_log(self._first_line())
         raw, stream = self._open_stream()
         with raw, stream:
             self._seek(stream, offset)
