@@ -38,6 +38,19 @@ class DecodeConfig(_Strict):
     threads: int = Field(2, ge=1, le=64, description="parser threads")
 
 
+class WeblogConfig(_Strict):
+    url_map: str | None = Field(
+        None,
+        description="which web requests are commerce events: a preset (magento2, woocommerce, "
+        "shopify, prestashop) or a URL map file; none: every request stays a `request` event",
+    )
+    session_gap_s: float = Field(
+        1800,
+        gt=0,
+        description="a web client (IP + user agent) quiet this long starts a new session",
+    )
+
+
 class LakeConfig(_Strict):
     format: Literal["hudi", "parquet"] = Field(
         "hudi", description="format of a new lake (an existing one keeps its own)"
@@ -174,6 +187,7 @@ class Config(_Strict):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     incidents: IncidentsConfig = Field(default_factory=IncidentsConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    weblog: WeblogConfig = Field(default_factory=WeblogConfig)
     lake: LakeConfig = Field(default_factory=LakeConfig)
     kinesis: KinesisConfig = Field(default_factory=KinesisConfig)
     aws: AwsConfig = Field(default_factory=AwsConfig)

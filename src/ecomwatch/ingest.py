@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ecomwatch.config import Config
+from ecomwatch.decode.url_map import load_url_map
 from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.incident import incidents_path_for
 from ecomwatch.detect.rules import Rule, load_rules
@@ -18,6 +19,7 @@ from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.operators.web_sessions import WebSessions
 from ecomwatch.pipeline_metrics import PipelineMetrics, RunMeter
 from ecomwatch.sinks.jsonl import JsonLinesFile
 from ecomwatch.sources.base import Source, SourceError
@@ -34,8 +36,13 @@ def default_dead_letter(table: EventTable) -> Path:
 
 
 def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], list[SourceError]]:
+    """The input files, opened (a URL map that does not load raises UrlMapError)."""
+    url_map = load_url_map(config.weblog.url_map) if config.weblog.url_map else None
     return file_sources(
-        inputs, chunk_bytes=config.decode.chunk_bytes, threads=config.decode.threads
+        inputs,
+        chunk_bytes=config.decode.chunk_bytes,
+        threads=config.decode.threads,
+        url_map=url_map,
     )
 
 
@@ -122,6 +129,7 @@ def ingest(
             checkpoint_rows=config.engine.checkpoint_rows,
             checkpoint_seconds=checkpoint_seconds,
             on_batch=meter.batch if meter is not None else None,
+            transforms=[WebSessions(gap_s=config.weblog.session_gap_s)],
         )
         try:
             return pipeline.run(sources, open_errors=errors, on_progress=on_progress)

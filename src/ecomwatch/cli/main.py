@@ -87,10 +87,30 @@ ConfigOption = Annotated[
 ]
 
 
-def _config(path: Path | None) -> Config:
+UrlMapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url-map",
+        help="Web logs: which requests are views, carts, removes and purchases — a preset "
+        "(magento2, woocommerce, shopify, prestashop) or a URL map file (TOML).",
+    ),
+]
+
+
+def _config(path: Path | None, *, url_map: str | None = None) -> Config:
+    """The configuration; `--url-map` overrides `[weblog] url_map`, and the map is checked
+    here, before any work, so that a bad one is a usage error."""
+    from ecomwatch.decode.url_map import UrlMapError, load_url_map
+
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        settings = load_config(path)
+        if url_map is not None:
+            weblog = settings.weblog.model_copy(update={"url_map": url_map})
+            settings = settings.model_copy(update={"weblog": weblog})
+        if settings.weblog.url_map:
+            load_url_map(settings.weblog.url_map)
+        return settings
+    except (ConfigError, UrlMapError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
 
@@ -180,6 +200,7 @@ def run(
         ),
     ] = False,
     metrics: MetricsOption = None,
+    url_map: UrlMapOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -195,7 +216,7 @@ def run(
     )
     from ecomwatch.sources.kinesis_api import is_stream_uri
 
-    settings = _config(config)
+    settings = _config(config, url_map=url_map)
     if checkpoint_rows is not None:
         settings = settings.model_copy(
             update={
@@ -399,12 +420,15 @@ def _flagged(alerts: Path | None, store: str | None) -> Flagged:
 
 @app.command()
 def detect(
-    inputs: Annotated[list[Path], typer.Argument(help="REES46 files with ip and user_agent")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="REES46 files with ip and user_agent, or web logs")
+    ],
     alerts: Annotated[Path, typer.Option("--alerts", help="JSON Lines file for the alerts.")],
     rules: RulesOption = None,
     store: StoreOption = None,
     webhook: WebhookOption = None,
     config: ConfigOption = None,
+    url_map: UrlMapOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
     from ecomwatch.detect.incident import incidents_path_for
@@ -412,7 +436,7 @@ def detect(
     from ecomwatch.detect.run import write_alerts, write_records
     from ecomwatch.ingest import open_inputs
 
-    settings = _config(config)
+    settings = _config(config, url_map=url_map)
     incidents: list[dict[str, Any]] = []
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)

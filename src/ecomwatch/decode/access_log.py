@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
+from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.schema import EVENT_SCHEMA, TIME_TYPE, EventType, conform, constant
 
@@ -103,9 +104,15 @@ def _split_extras(rest: str) -> list[str]:
 
 
 def decode_access_log_chunk(
-    chunk: TextChunk, layout: AccessLogLayout, *, source_name: str, source_id: str
+    chunk: TextChunk,
+    layout: AccessLogLayout,
+    *,
+    source_name: str,
+    source_id: str,
+    url_map: UrlMap | None = None,
 ) -> Decoded:
-    """Every non-blank line of the chunk becomes an event or a rejected row."""
+    """Every non-blank line of the chunk becomes an event or a rejected row; with a URL map,
+    the requests it names become commerce events."""
     fields = layout.fields
     kept = [name for name in _KEPT if name in fields]
     options = pacsv.ParseOptions(delimiter=" ", quote_char='"', double_quote=False)
@@ -132,6 +139,8 @@ def decode_access_log_chunk(
     else:
         rejects = empty_rejects()
     events, refused = _events(columns, row_lines, source_id)
+    if url_map is not None:
+        events = url_map.apply(events)
     if refused:
         rejects = pa.concat_tables([rejects, _field_rejects(refused, chunk, lines, source_name)])
     return Decoded(events, rejects.sort_by("line") if rejects.num_rows else rejects)

@@ -13,6 +13,7 @@ from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import Pipeline, RunSummary
 from ecomwatch.engine.watermark import Watermark
+from ecomwatch.operators.web_sessions import WebSessions
 from ecomwatch.sources.base import Source, SourceError
 
 
@@ -53,6 +54,7 @@ def detect(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         ),
         checkpoint_rows=config.engine.checkpoint_rows,
+        transforms=[WebSessions(gap_s=config.weblog.session_gap_s)],
     )
     summary = pipeline.run(sources, open_errors=open_errors, on_progress=on_progress)
     return summary, detector.alerts

@@ -30,6 +30,19 @@ class Operator(Protocol):
     def restore(self, state: State) -> None: ...
 
 
+class Transform(Protocol):
+    """A stateful step that changes events before the operators see them (sessions of web
+    requests). Its state is checkpointed with the operators', under its name."""
+
+    name: str
+
+    def apply(self, events: pa.Table) -> pa.Table: ...
+
+    def snapshot(self) -> State: ...
+
+    def restore(self, state: State) -> None: ...
+
+
 def unsettled(checkpoint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Future[State]]]:
     """The checkpoint without the operator states still to come, and those states' futures."""
     operators = checkpoint.get("operators", {})

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ecomwatch.engine.operator import Operator
+from ecomwatch.engine.operator import Operator, Transform
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.lake.base import LakeError
 from ecomwatch.sinks.jsonl import JsonLinesFile
@@ -135,8 +135,10 @@ class Pipeline:
         checkpoint_rows: int = 2_000_000,
         checkpoint_seconds: float | None = None,
         on_batch: Callable[[Decoded], None] | None = None,
+        transforms: Sequence[Transform] = (),
     ) -> None:
         self.committer = committer
+        self.transforms = list(transforms)  # applied to each batch's events, in order
         self.on_batch = on_batch  # told of every batch, rejected rows too (metrics)
         # A live source also checkpoints on a clock: data is committed within this many seconds.
         self.checkpoint_seconds = checkpoint_seconds
@@ -203,6 +205,11 @@ class Pipeline:
         try:
             for batch in source.read(start):
                 decoded = batch.decoded
+                if self.transforms and decoded.events.num_rows:
+                    events = decoded.events
+                    for transform in self.transforms:
+                        events = transform.apply(events)
+                    decoded = replace(decoded, events=events)
                 late = self.watermark.observe(
                     decoded.events["event_time"], bound_us=batch.event_time_bound_us
                 )
@@ -250,8 +257,11 @@ class Pipeline:
             )
         self._state = state
         self.watermark.restore(state.get("watermark", {}))
+        saved = state.get("operators", {})
+        for transform in self.transforms:
+            transform.restore(saved.get(transform.name, {}))
         for operator in self.operators:
-            operator.restore(state.get("operators", {}).get(operator.name, {}))
+            operator.restore(saved.get(operator.name, {}))
         recorded = state.get("dead_letter") or {}
         if self.dead_letter is not None and recorded.get("path") == str(self.dead_letter.path):
             self.dead_letter.resume_at(int(recorded["bytes"]))
@@ -270,7 +280,10 @@ class Pipeline:
                 "bytes": self.dead_letter.flush(),
             }
         self._state["watermark"] = self.watermark.snapshot()
-        self._state["operators"] = {op.name: op.snapshot() for op in self.operators}
+        self._state["operators"] = {
+            **{t.name: t.snapshot() for t in self.transforms},
+            **{op.name: op.snapshot() for op in self.operators},
+        }
         self.committer.commit(self._state)
         self._checkpoints += 1
         self._since_checkpoint = 0

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
 from ecomwatch.decode.gzip_stream import GzipStream
 from ecomwatch.decode.jsonl_decoder import decode_jsonl_chunk
+from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded, empty_decoded, validate
 from ecomwatch.parallel import ordered_parallel
 from ecomwatch.schema import INPUT_COLUMNS
@@ -81,9 +82,15 @@ class FileSource:
     """One input file. `read(position)` resumes exactly where a checkpoint left off."""
 
     def __init__(
-        self, path: Path | str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES, threads: int = 2
+        self,
+        path: Path | str,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        threads: int = 2,
+        url_map: UrlMap | None = None,
     ) -> None:
         self.path = Path(path)
+        self.url_map = url_map  # for an access log: which requests are commerce events
         self.name = str(path)
         self.chunk_bytes = chunk_bytes
         self.threads = max(1, threads)
@@ -154,7 +161,11 @@ class FileSource:
                 if log_layout is not None:
                     return (
                         decode_access_log_chunk(
-                            chunk, log_layout, source_name=self.name, source_id=self.source_id
+                            chunk,
+                            log_layout,
+                            source_name=self.name,
+                            source_id=self.source_id,
+                            url_map=self.url_map,
                         ),
                         chunk,
                     )
@@ -248,7 +259,7 @@ def _describe(exc: BaseException, compressed: bool) -> str:
     return text
 
 
-def file_sources(paths: list[Path], **options: int) -> tuple[list[FileSource], list[SourceError]]:
+def file_sources(paths: list[Path], **options: Any) -> tuple[list[FileSource], list[SourceError]]:
     """Open every path that can be opened; the others come back as errors, not exceptions."""
     sources: list[FileSource] = []
     errors: list[SourceError] = []
