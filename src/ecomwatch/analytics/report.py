@@ -388,7 +388,7 @@ def _abandonment(con: duckdb.DuckDBPyConnection, sql: dict[str, str]) -> dict[st
 
     def top(kind: str, label: str) -> list[dict[str, Any]]:
         return [
-            {label: r[1], "abandoned_sessions": r[2], "abandoned_value": round(float(r[3]), 2)}
+            {label: r[1], "abandoned_sessions": r[2], "abandoned_value": round(float(r[3] or 0), 2)}
             for r in rows
             if r[0] == kind
         ]

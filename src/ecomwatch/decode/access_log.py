@@ -276,9 +276,14 @@ def _parse_stamps(stamps: pa.Array) -> pa.Array:
 
 
 def _request_kind(method: pa.Array, path: pa.Array) -> pa.Array:
-    static = pc.fill_null(pc.match_substring_regex(path, _STATIC), False)
+    """static (a GET or HEAD of an asset), api, page or other (no request line). A POST to an
+    asset's name is a call (Shopify's `/cart/add.js`)."""
+    suffix = pc.fill_null(pc.match_substring_regex(path, _STATIC), False)
+    fetch = pc.fill_null(pc.is_in(method, pa.array(["GET", "HEAD"])), False)
     api = pc.fill_null(pc.match_substring_regex(path, _API), False)
-    kind = pc.if_else(static, "static", pc.if_else(api, "api", "page"))
+    kind = pc.if_else(
+        pc.and_(suffix, fetch), "static", pc.if_else(pc.or_(api, suffix), "api", "page")
+    )
     return pc.if_else(pc.is_null(method), pa.scalar("other"), kind)
 
 
