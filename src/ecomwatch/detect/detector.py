@@ -40,9 +40,10 @@ from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.correlate import Correlator
 from ecomwatch.detect.entity_keys import address_keys, agent_keys
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
-from ecomwatch.detect.kept_events import KEPT_SCHEMA, KeptEvents, Retention
+from ecomwatch.detect.kept_events import KEPT_SCHEMA, WEB_KEPT, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
+from ecomwatch.detect.web_flags import web_flags
 from ecomwatch.detect.window_sql import (
     KEY_SQL,
     KEY_TYPE,
@@ -51,6 +52,7 @@ from ecomwatch.detect.window_sql import (
     matches_sql,
     window_start_sql,
 )
+from ecomwatch.schema import EVENT_SCHEMA
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
@@ -65,6 +67,13 @@ STATE_COLUMNS = (
     "user_id",
     "ip",
     "user_agent",
+    # web requests: what `web_flags` reads
+    "status",
+    "method",
+    "path",
+    "query",
+    "referrer",
+    "request_kind",
 )
 
 
@@ -98,6 +107,17 @@ class _Due:
 
 # A group rule's matched groups, (key as text, window start) → its members' feature rows.
 Members = dict[tuple[str, int], list[dict[str, Any]]]
+
+
+def _state_columns(events: pa.Table) -> pa.Table:
+    """The columns the detector reads; those a table lacks (the web columns of events from
+    before they existed) as nulls."""
+    columns = [
+        events[name] if name in events.column_names
+        else pa.nulls(events.num_rows, EVENT_SCHEMA.field(name).type)
+        for name in STATE_COLUMNS
+    ]  # fmt: skip
+    return pa.table(columns, names=list(STATE_COLUMNS))
 
 
 def _rows_of(
@@ -343,7 +363,11 @@ class Detector:
         self.kept.tables.clear()
         if "events_ipc" in state:
             restored = _from_ipc(state["events_ipc"])
-            # Checkpoints of earlier versions hold no integer keys.
+            # Checkpoints of earlier versions hold no integer keys and no web columns.
+            for name in WEB_KEPT:
+                if name not in restored.column_names:
+                    empty = pa.nulls(restored.num_rows, KEPT_SCHEMA.field(name).type)
+                    restored = restored.append_column(name, empty)
             self.kept.append(
                 restored if "ip_key" in restored.column_names else self._with_keys(restored)
             )
@@ -372,11 +396,12 @@ class Detector:
     def _project(self, events: pa.Table) -> pa.Table:
         # A live batch joins many requests, each a chunk with its own dictionaries: one chunk
         # makes every per-chunk step below (and each later scan of it) run once, not per request.
-        events = events.select(list(STATE_COLUMNS)).combine_chunks()
+        events = _state_columns(events).combine_chunks()
         flags = self.agents.classify(events["user_agent"])
         columns = {name: events[name] for name in STATE_COLUMNS}
         columns["declared_bot"] = flags.declared_bot
         columns["search_engine"] = flags.search_engine
+        columns["web_flags"], columns["path_key"] = web_flags(events)
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))

@@ -4,10 +4,13 @@ Every feature is computed per (key, window) over the rows of one window of one k
 of the event schema plus `gap_s` (seconds since the key's previous event in the window),
 `declared_bot` and `search_engine` (from the user agent, via crawlerdetect) and `baseline`
 (the average number of events of the key's previous windows, for surges), `baseline_funnel`
-(the share of carts and purchases in them) and `ip_age_s` (how long the IP has been known).
+(the share of carts and purchases in them) and `ip_age_s` (how long the IP has been known);
+and, for web requests, `status`, `path_key` and `web_flags` (what a request is: `web_flags.py`).
 """
 
 from __future__ import annotations
+
+from ecomwatch.detect.web_flags import WebFlag
 
 FEATURES: dict[str, tuple[str, str]] = {
     "events": ("count(*)", "events in the window"),
@@ -55,6 +58,60 @@ FEATURES: dict[str, tuple[str, str]] = {
     ),
 }
 
+
+def _flagged(flag: WebFlag, *, extra: str = "") -> str:
+    return f"count(*) FILTER ((web_flags & {int(flag)}) <> 0{extra})"
+
+
+def _share(flag: WebFlag) -> str:
+    return f"coalesce({_flagged(flag)} / NULLIF({_flagged(WebFlag.WEB)}, 0), 0)"
+
+
+# Features of web requests (a web log's events; 0 for a shop's own events): `web_flags`.
+WEB_FEATURES: dict[str, tuple[str, str]] = {
+    "requests": (_flagged(WebFlag.WEB), "web requests"),
+    "client_errors": ("count(*) FILTER (status BETWEEN 400 AND 499)", "requests answered 4xx"),
+    "server_errors": ("count(*) FILTER (status >= 500)", "requests answered 5xx"),
+    "client_error_share": (
+        "coalesce(count(*) FILTER (status BETWEEN 400 AND 499) / NULLIF("
+        + _flagged(WebFlag.WEB)
+        + ", 0), 0)",
+        "share of web requests answered 4xx",
+    ),
+    "distinct_paths": ("count(DISTINCT path_key)", "distinct paths requested"),
+    "page_requests": (_flagged(WebFlag.PAGE), "requests for pages (not static files or APIs)"),
+    "static_share": (_share(WebFlag.STATIC), "share of requests for static files"),
+    "head_share": (_share(WebFlag.HEAD), "share of HEAD requests"),
+    "no_referrer_share": (_share(WebFlag.NO_REFERRER), "share of requests without a referrer"),
+    "robots_txt": (
+        f"max(CASE WHEN (web_flags & {int(WebFlag.ROBOTS_TXT)}) <> 0 THEN 1 ELSE 0 END)",
+        "1 if /robots.txt was fetched",
+    ),
+    "sensitive_probes": (
+        _flagged(WebFlag.SENSITIVE_FILE),
+        "requests for files no site serves (.env, .git/, wp-config.php, backups, keys)",
+    ),
+    "sensitive_hits": (
+        _flagged(WebFlag.SENSITIVE_FILE, extra=" AND status BETWEEN 200 AND 299"),
+        "of those, answered 2xx (the file may have been served)",
+    ),
+    "admin_probes": (
+        _flagged(WebFlag.ADMIN, extra=" AND status >= 400"),
+        "requests for admin consoles (wp-admin, phpMyAdmin, …) answered 4xx or 5xx",
+    ),
+    "traversal_probes": (_flagged(WebFlag.TRAVERSAL), "path traversal (../, /etc/passwd)"),
+    "sqli_probes": (_flagged(WebFlag.SQL_INJECTION), "SQL injection in the query string"),
+    "xss_probes": (_flagged(WebFlag.XSS), "script injection (XSS) in the query string"),
+    "login_posts": (_flagged(WebFlag.LOGIN), "POSTs to login endpoints"),
+    "failed_logins": (
+        _flagged(WebFlag.LOGIN, extra=" AND status IN (200, 401, 403, 429)"),
+        "of those, not redirected onward (a failed login page, 401, 403, 429)",
+    ),
+    "payment_posts": (_flagged(WebFlag.PAYMENT), "POSTs to checkout and payment endpoints"),
+    "cart_posts": (_flagged(WebFlag.CART), "POSTs (or add-to-cart links) to cart endpoints"),
+}
+FEATURES.update(WEB_FEATURES)
+
 # Plain counts and extremes: one pass, no per-key sets or ordering. Rules test these first.
 CHEAP_FEATURES = frozenset(
     {
@@ -68,5 +125,6 @@ CHEAP_FEATURES = frozenset(
         "search_engine",
         "baseline",
         "baseline_funnel",
+        *(name for name in WEB_FEATURES if name != "distinct_paths"),
     }
 )

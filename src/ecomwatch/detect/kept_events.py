@@ -39,8 +39,14 @@ KEPT_SCHEMA = pa.schema(
         ("ip_key", pa.uint64()),
         ("subnet_key", pa.uint64()),
         ("agent_key", pa.uint64()),
+        # web requests (null or 0 for a shop's own events): status, what the request is
+        # (`web_flags.WebFlag` bits) and the path's key, for distinct paths
+        ("status", pa.int16()),
+        ("web_flags", pa.int32()),
+        ("path_key", pa.uint64()),
     ]
 )
+WEB_KEPT = ("status", "web_flags", "path_key")
 MERGE_UP_TO_ROWS = 32_768  # tables are merged while the result stays at most this long
 
 

@@ -199,6 +199,9 @@ FILTER_COLUMNS = {
     "price": "price",
     "declared_bot": "CAST(declared_bot AS INTEGER)",
     "search_engine": "CAST(search_engine AS INTEGER)",
+    "status": "status",
+    "web_request": "CAST(web_flags & 1 AS INTEGER)",
+    "static": "CAST((web_flags & 2) <> 0 AS INTEGER)",  # a web request for a static file
 }
 
 

@@ -1,0 +1,154 @@
+"""What a web request is, as bits, for the web features: probes, attacks in the query string,
+login and payment endpoints, static files, HEAD, no referrer.
+
+Each request's flags are computed once, when the detector keeps it, with RE2 patterns run over
+the batch's distinct paths and queries (a log repeats its paths: the work is per distinct value,
+vectorized, never per request in Python). Rules then count bits in SQL (`features.py`).
+
+The patterns are common signatures: what scanners and exploit kits ask for (files that must
+never be served, admin consoles of software the shop may not run, `../`, `UNION SELECT`,
+`<script>`), matched on the path and query as logged, so percent-encoded forms (`%2e%2e%2f`,
+`%27`, `%3Cscript`) are matched as well.
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ecomwatch.detect.entity_keys import text_key
+
+
+class WebFlag(IntFlag):
+    WEB = 1  # a request from a web log (it has a status)
+    STATIC = 2
+    PAGE = 4
+    HEAD = 8
+    NO_REFERRER = 16
+    ROBOTS_TXT = 32
+    SENSITIVE_FILE = 64  # .env, .git/, wp-config.php, backups, keys
+    ADMIN = 128  # admin consoles and their login pages
+    TRAVERSAL = 256
+    SQL_INJECTION = 512
+    XSS = 1024
+    LOGIN = 2048  # a POST to a login endpoint
+    PAYMENT = 4096  # a POST to a checkout or payment endpoint
+    CART = 8192  # a POST (or add-to-cart link) to a cart endpoint
+
+
+_SPACE = r"(?:\s|\+|%20|%09|%0a|%0d|/\*.*?\*/)"
+_QUOTE = r"(?:'|%27|\"|%22)"
+# On the path (percent-encoded as logged).
+PATH_PATTERNS: dict[WebFlag, str] = {
+    WebFlag.ROBOTS_TXT: r"^/robots\.txt$",
+    WebFlag.SENSITIVE_FILE: (
+        r"(?i)(?:^|/)(?:\.git|\.svn|\.hg|\.aws|\.ssh|\.env)(?:/|$)"
+        r"|(?:^|/)(?:\.env(?:\.[\w-]+)?|\.ds_store|\.htaccess|\.htpasswd|id_rsa|\.npmrc"
+        r"|\.bash_history|web\.config|wp-config\.php(?:\.\w+|~)?"
+        r"|config\.(?:php|inc|json|yml|yaml)\.(?:bak|old|orig|save|swp|txt)|phpinfo\.php"
+        r"|server-status|(?:backup|dump|db|database|site|www|wwwroot|htdocs)"
+        r"\.(?:sql|zip|tar|tar\.gz|tgz|rar|7z|bak)|[\w.-]+\.(?:sql|bak|old|orig|swp))$"
+    ),
+    WebFlag.ADMIN: (
+        # at the root or under one folder (/blog/wp-admin), not deep in a broken relative link
+        r"(?i)^/(?:[\w.-]+/)?(?:wp-login\.php|wp-admin|xmlrpc\.php|phpmyadmin|pma|myadmin|mysqladmin"
+        r"|adminer(?:\.php)?|administrator|admin(?:\.php)?|manager/html|cpanel|webadmin"
+        r"|boaform|hnap1|solr/admin|actuator|jmx-console|console|vendor/phpunit|setup\.php"
+        r"|install\.php|user/login)(?:/|$)"
+    ),
+    WebFlag.TRAVERSAL: (
+        r"(?i)(?:\.|%2e|%252e){2}(?:/|\\|%2f|%5c|%252f)|/etc/(?:passwd|shadow|hosts)"
+        r"|(?:win|boot)\.ini|/proc/self/"
+    ),
+}
+# On the query string.
+QUERY_PATTERNS: dict[WebFlag, str] = {
+    WebFlag.TRAVERSAL: PATH_PATTERNS[WebFlag.TRAVERSAL],
+    WebFlag.SQL_INJECTION: (
+        rf"(?i)union{_SPACE}+(?:all{_SPACE}+)?select|(?:\(|%28){_SPACE}*select{_SPACE}"
+        rf"|{_QUOTE}{_SPACE}*(?:or|and){_SPACE}+{_QUOTE}?\w+{_QUOTE}?{_SPACE}*(?:=|%3d|like)"
+        rf"|(?:or|and){_SPACE}+\d+{_SPACE}*(?:=|%3d){_SPACE}*\d+|(?:sleep|benchmark|pg_sleep)"
+        rf"(?:\(|%28)|waitfor{_SPACE}+delay|information_schema|{_QUOTE}{_SPACE}*(?:--|#|%23)"
+        rf"|;{_SPACE}*(?:drop|insert|delete|update){_SPACE}"
+    ),
+    WebFlag.XSS: (
+        r"(?i)(?:<|%3c|%253c)\s*/?(?:script|svg|img|iframe|body|object|embed)"
+        r"|javascript(?::|%3a)|on(?:error|load|mouseover|focus)\s*(?:=|%3d)"
+        r"|(?:alert|prompt|confirm)(?:\(|%28)|document(?:\.|%2e)cookie"
+    ),
+}
+# Endpoints whose POSTs are hammered: logins (credential stuffing), payments (card testing),
+# carts (hoarding).
+POST_PATTERNS: dict[WebFlag, str] = {
+    WebFlag.LOGIN: (
+        r"(?i)(?:^|/)(?:wp-login\.php|xmlrpc\.php|login|signin|sign-in|log-in|loginpost"
+        r"|authenticate|authentication|auth|session|sessions|my-account|oauth/token)(?:/|$|\.)"
+    ),
+    WebFlag.PAYMENT: (
+        r"(?i)(?:^|/)(?:checkout|payment|payments|pay|charge|charges|payment-information"
+        r"|place-?order|order|orders|stripe|braintree|paypal)(?:/|$|\.)"
+    ),
+    WebFlag.CART: r"(?i)(?:^|/)(?:cart|basket|bag)(?:/|$|\.)|add-to-cart|add_to_cart",
+}
+POST_QUERY_PATTERNS: dict[WebFlag, str] = {
+    WebFlag.LOGIN: r"(?i)(?:^|&)(?:controller=authentication|action=login)(?:&|$)",
+    WebFlag.PAYMENT: r"(?i)(?:^|&)(?:wc-ajax=checkout|controller=order)(?:&|$)",
+    WebFlag.CART: r"(?i)(?:^|&)(?:add-to-cart=|wc-ajax=add_to_cart|controller=cart)",
+}
+
+
+def _bits(values: pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
+    """The OR of the flags whose pattern each distinct value matches."""
+    out = np.zeros(len(values), dtype=np.int32)
+    for flag, pattern in patterns.items():
+        hit = pc.fill_null(pc.match_substring_regex(values, pattern), False)
+        out |= np.where(hit.to_numpy(zero_copy_only=False), int(flag), 0).astype(np.int32)
+    return out
+
+
+def _per_distinct(column: pa.ChunkedArray | pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(pc.fill_null(array.cast(pa.string()), ""))
+    return _bits(encoded.dictionary, patterns)[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
+    """(flags as int32, path key as uint64; null for events that are not web requests)."""
+    n = events.num_rows
+    if "status" not in events.column_names:
+        return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
+    web = np.asarray(pc.is_valid(events["status"]).to_numpy(zero_copy_only=False), dtype=bool)
+    if not web.any():
+        return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
+    flags = np.where(web, int(WebFlag.WEB), 0).astype(np.int32)
+    kind = pc.fill_null(events["request_kind"].cast(pa.string()), "").to_numpy(False)
+    method = pc.fill_null(events["method"].cast(pa.string()), "").to_numpy(False)
+    flags |= np.where(kind == "static", int(WebFlag.STATIC), 0).astype(np.int32)
+    flags |= np.where(kind == "page", int(WebFlag.PAGE), 0).astype(np.int32)
+    flags |= np.where(method == "HEAD", int(WebFlag.HEAD), 0).astype(np.int32)
+    no_referrer = np.asarray(pc.is_null(events["referrer"]).to_numpy(False), dtype=bool)
+    flags |= np.where(no_referrer & web, int(WebFlag.NO_REFERRER), 0).astype(np.int32)
+    flags |= _per_distinct(events["path"], PATH_PATTERNS)
+    flags |= _per_distinct(events["query"], QUERY_PATTERNS)
+    posted = (method == "POST") | (method == "PUT")
+    endpoint = _per_distinct(events["path"], POST_PATTERNS)
+    endpoint |= _per_distinct(events["query"], POST_QUERY_PATTERNS)
+    # An add-to-cart link (WooCommerce's ?add-to-cart=N) is a GET that changes the cart.
+    cart_link = _per_distinct(events["query"], {WebFlag.CART: r"(?:^|&)add-to-cart="})
+    flags |= np.where(posted & web, endpoint, 0).astype(np.int32) | cart_link
+    flags = np.where(web, flags, 0).astype(np.int32)
+    return pa.array(flags, pa.int32()), _path_keys(events["path"], web)
+
+
+def _path_keys(column: pa.ChunkedArray, web: np.ndarray) -> pa.Array:
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    encoded = pc.dictionary_encode(array.cast(pa.string()))
+    keys = np.array([text_key(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
+    indices = encoded.indices
+    valid = np.asarray(pc.is_valid(indices).to_numpy(zero_copy_only=False), dtype=bool) & web
+    per_row = keys[np.where(valid, pc.fill_null(indices, 0).to_numpy(False), 0)] if len(keys) \
+        else np.zeros(len(web), np.uint64)  # fmt: skip
+    return pa.array(per_row, pa.uint64(), mask=~valid)
