@@ -1,0 +1,83 @@
+"""Web logs on the command line: the `--url-map` option, and `ecomwatch evaluate-logs`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+UrlMapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url-map",
+        help="Web logs: which requests are views, carts, removes and purchases — a preset "
+        "(magento2, woocommerce, shopify, prestashop) or a URL map file (TOML).",
+    ),
+]
+
+
+def evaluate_logs(
+    inputs: Annotated[list[Path], typer.Argument(help="Web server access logs (.gz too).")],
+    rules: RulesOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Detection on real web logs with no labels: per file, the self-declared bots, the IPs
+    each rule flags, and how many bots are still flagged once their user agents are masked."""
+    from ecomwatch.config import Config
+    from ecomwatch.detect.evaluate_logs import evaluate_log
+
+    loaded = load_rules_or_exit(rules)
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        err.print(f"[red]error:[/] not a file: {', '.join(missing)}")
+        raise typer.Exit(2)
+    scores = []
+    for path in inputs:
+        err.print(f"evaluating {path.name} (twice: as logged, and with bots masked)")
+        scores.append(evaluate_log(path, loaded, Config()).to_json())
+    if as_json:
+        for score in scores:
+            print(json.dumps(score))
+        return
+    out.print(scores_table(scores))
+    for s in scores:
+        rules_line = ", ".join(f"{rule} {n}" for rule, n in s["flagged_by_rule"].items())
+        out.print(f"{_short(s['file'])}: IPs flagged by rule: {rules_line or 'none'}")
+
+
+def scores_table(scores: list[dict]) -> Table:  # type: ignore[type-arg]
+    table = Table(title="ecomwatch on web logs (IPs flagged at medium or above)")
+    for name in ("file", "requests", "IPs", "bot req %", "bot IPs %", "flagged IPs",
+                 "not bots", "bots flagged, UA masked"):  # fmt: skip
+        table.add_column(name, overflow="fold", justify="left" if name == "file" else "right")
+    for s in scores:
+        masked = s["masked_bots_flagged_share"]
+        table.add_row(
+            _short(s["file"]),
+            f"{s['requests']:,}",
+            f"{s['ips']:,}",
+            _percent(s["bot_request_share"]),
+            _percent(s["bot_ip_share"]),
+            f"{s['flagged_ips']:,}",
+            f"{s['flagged_non_bot_ips']:,}",
+            f"{s['masked_bots_flagged']:,} of {s['bot_ips']:,} ({_percent(masked)} %)",
+        )
+    return table
+
+
+def _short(name: str) -> str:
+    """A shared log's name without its provenance (`blog_2016__owner_repo_access.log`)."""
+    return name.split("__")[0]
+
+
+def _percent(share: float | None) -> str:
+    return "—" if share is None else f"{100 * share:.1f}"
