@@ -84,6 +84,14 @@ def _normalized(text: str) -> list[str]:
 
 
 RERUN = {"README.md": ROOT / "README.md", "detection.md": ROOT / "docs" / "detection.md"}
+# Real logs the README's web walk-through reads, copied into the session's directory.
+SHARED_LOGS = ROOT.parent / "shared" / "data" / "accesslogs"
+COPIED = {"scan.log": "scan_attack_2024__AgungBahtiarr_webserver_attack_clasification_access.log"}
+
+
+def _copy_shared_logs(directory: Path) -> None:
+    for name, original in COPIED.items():
+        (directory / name).write_bytes((SHARED_LOGS / original).read_bytes())
 
 
 def _command(line: str) -> str:
@@ -122,6 +130,10 @@ def _run(command: str, directory: Path) -> str:
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(RERUN))
 def test_a_docs_session_prints_what_it_shows(name, tmp_path):
+    if name == "README.md":
+        if not SHARED_LOGS.is_dir():
+            pytest.skip("the README's web walk-through reads ../shared/data/accesslogs")
+        _copy_shared_logs(tmp_path)
     steps = _sessions(RERUN[name])
     assert len(steps) >= 4 and steps[0][0].startswith("ecomwatch simulate")
     for command, shown in steps:
@@ -132,6 +144,7 @@ def regenerate(path: Path, directory: Path) -> None:
     """Rewrite the output shown in a doc's console blocks with a real run's (in `directory`,
     which should be TOUR_DIR so that paths read the same): `python -m tests.test_docs DOC`."""
     directory.mkdir(parents=True, exist_ok=True)
+    _copy_shared_logs(directory)
 
     def rerun(block: re.Match[str]) -> str:
         commands = [line for line in block[1].splitlines(keepends=True) if line.startswith("$ ")]

@@ -14,3 +14,8 @@ def test_the_simulated_log_decodes_into_one_event_a_line(tmp_path: Path) -> None
     assert figures["decode_to_no_parse"] > 0 and figures["decode_lines_per_s"] > 0
     kinds = figures["request_kinds"]
     assert kinds["page"] > kinds["static"] > 0 and sum(kinds.values()) == 12_000
+    # The bench's URL map turns its shop paths into commerce events (one in five is an asset).
+    types = figures["mapped_event_types"]
+    assert types["request"] == kinds["static"] and types["view"] > types["cart"] > 0
+    assert sum(types.values()) == 12_000
+    assert figures["run_s"] > 0 and figures["run_with_detection_s"] > 0

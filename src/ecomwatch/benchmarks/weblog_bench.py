@@ -5,7 +5,9 @@ ip, time and user agent, a product page, a cart or checkout endpoint or an asset
 The baseline reads the same file's lines with no parsing at all: pyarrow's CSV reader with no
 delimiter or quote in the text, one binary column, on all cores. Then ecomwatch's file source
 decodes it into events, as `run` does (chunks on two threads). Figures: seconds, lines a
-second, and the decode's throughput as a share of the baseline's.
+second, and the decode's throughput as a share of the baseline's; the decode again with a URL
+map of the log's shop paths (its cost against the plain decode); and `run` of the log into a
+lake without and with detection (the detection's cost, as the 10 M bench measures it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ecomwatch.decode.url_map import UrlMap, load_url_map
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import as_typed_table
 from ecomwatch.sources.base import Position
@@ -70,15 +73,35 @@ def _read_lines(path: Path) -> tuple[float, int]:
     return time.perf_counter() - started, table.num_rows
 
 
-def _decode(path: Path) -> tuple[float, dict[str, int], int]:
-    """Seconds, events by request kind, rejected lines."""
+BENCH_URL_MAP = """name = "bench-shop"
+[[event]]
+type = "view"
+method = "GET"
+path = '^/product/(?P<product_id>\\d+)$'
+[[event]]
+type = "cart"
+path = '^/cart/add$'
+query = '(?:^|&)product=(?P<product_id>\\d+)'
+[[event]]
+type = "remove_from_cart"
+path = '^/cart/remove$'
+query = '(?:^|&)product=(?P<product_id>\\d+)'
+[[event]]
+type = "purchase"
+path = '^/checkout/success$'
+"""
+
+
+def _decode(path: Path, url_map: UrlMap | None = None) -> tuple[float, dict[str, int], int]:
+    """Seconds, events by request kind (by event type with a map), rejected lines."""
     started = time.perf_counter()
-    source = FileSource(path)
+    source = FileSource(path, url_map=url_map)
+    column = "request_kind" if url_map is None else "event_type"
     assert source.format is InputFormat.ACCESS_LOG
     kinds: dict[str, int] = {}
     rejected = 0
     for batch in source.read(Position(0, 1)):
-        for count in pc.value_counts(batch.decoded.events["request_kind"]).to_pylist():
+        for count in pc.value_counts(batch.decoded.events[column]).to_pylist():
             kinds[count["values"]] = kinds.get(count["values"], 0) + count["counts"]
         rejected += batch.decoded.rejects.num_rows
     return time.perf_counter() - started, kinds, rejected
@@ -91,6 +114,18 @@ def _python_seconds() -> float:
     return time.perf_counter() - started
 
 
+def _run(path: Path, lake: Path, *, detect: bool) -> float:
+    """Seconds of `ecomwatch run` of the log into a new lake (with detection: alerts too)."""
+    from ecomwatch.config import Config
+    from ecomwatch.ingest import ingest
+
+    started = time.perf_counter()
+    alerts = lake.with_suffix(".alerts.jsonl") if detect else None
+    summary = ingest([path], lake, config=Config(), alerts=alerts)
+    assert not summary.failed
+    return time.perf_counter() - started
+
+
 def run_weblog_bench(workdir: Path, *, lines: int) -> dict[str, Any]:
     path = workdir / f"access-{lines}.log"
     if not path.exists():
@@ -99,6 +134,11 @@ def run_weblog_bench(workdir: Path, *, lines: int) -> dict[str, Any]:
     decode_s, kinds, rejected = _decode(path)
     read_again_s, _ = _read_lines(path)  # twice around the decode: the faster counts
     baseline_s = min(read_s, read_again_s)
+    map_file = workdir / "bench-url-map.toml"
+    map_file.write_text(BENCH_URL_MAP)
+    mapped_s, types, _ = _decode(path, load_url_map(map_file))
+    run_s = _run(path, workdir / "lake-plain", detect=False)
+    detect_s = _run(path, workdir / "lake-detect", detect=True)
     return {
         "bench": "weblog",
         "lines": read_lines,
@@ -111,5 +151,11 @@ def run_weblog_bench(workdir: Path, *, lines: int) -> dict[str, Any]:
         "decode_lines_per_s": round(read_lines / decode_s),
         "no_parse_lines_per_s": round(read_lines / baseline_s),
         "decode_to_no_parse": round(baseline_s / decode_s, 3),
+        "mapped_event_types": types,
+        "decode_with_url_map_s": round(mapped_s, 3),
+        "url_map_overhead": round(mapped_s / decode_s - 1, 3),
+        "run_s": round(run_s, 3),
+        "run_with_detection_s": round(detect_s, 3),
+        "detection_overhead": round(detect_s / run_s - 1, 3),
         "python_sum_range_1e8_s": round(_python_seconds(), 2),
     }
