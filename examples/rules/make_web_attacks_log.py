@@ -74,7 +74,11 @@ req("192.0.2.44", 275, "POST", "/wp-login.php", 302, CHROME, "https://shop.examp
 req("192.0.2.44", 300, "POST", "/cart/add", 302, CHROME, "https://shop.example/product/shoe-3/")
 req("192.0.2.44", 340, "POST", "/?wc-ajax=checkout", 200, CHROME, "https://shop.example/checkout/")
 req("192.0.2.44", 345, "GET", "/checkout/order-received/1001/", 200, CHROME, "https://shop.example/checkout/")
-# Quiet: a search engine reading the catalogue (labelled, not alerted)
+# spoofed-crawler: says it is Googlebot, from an address that is not Google's
+for k in range(30):
+    req("198.51.100.21", 30 + k * 15, "GET", f"/product/item-{k}/", 200, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+
+# Quiet: a search engine reading the catalogue from Google's own range (labelled, not alerted)
 for k in range(25):
     req("66.249.66.1", 20 + k * 12, "GET", f"/product/item-{k}/", 200, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
 

@@ -44,7 +44,7 @@ from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
 from ecomwatch.cli.run_summary import parse_time, print_run_summary
 from ecomwatch.cli.serve_commands import replay, serve
-from ecomwatch.cli.weblog_commands import UrlMapOption, evaluate_logs
+from ecomwatch.cli.weblog_commands import UrlMapOption, crawlers_app, evaluate_logs
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
@@ -73,6 +73,7 @@ app.add_typer(aws_app, name="aws")
 app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(crawlers_app, name="crawlers")
 app.command()(evaluate)
 app.command("evaluate-logs")(evaluate_logs)
 app.command()(explain)

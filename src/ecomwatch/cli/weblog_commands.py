@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -81,3 +81,64 @@ def _short(name: str) -> str:
 
 def _percent(share: float | None) -> str:
     return "—" if share is None else f"{100 * share:.1f}"
+
+
+crawlers_app = typer.Typer(
+    help="The crawler address ranges that verify Googlebot, Applebot, GPTBot, Bingbot.",
+    no_args_is_help=True,
+)
+
+
+@crawlers_app.command("list")
+def list_crawlers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Each operator's list in use: shipped snapshot or installed, its date and size."""
+    from ecomwatch.detect.crawlers import CLAIMS, load_lists
+
+    lists = load_lists()
+    rows: list[dict[str, Any]] = [
+        {
+            "operator": operator,
+            "created": lists[operator].created if operator in lists else None,
+            "prefixes": len(lists[operator].networks) if operator in lists else 0,
+            "source": lists[operator].origin if operator in lists else None,
+        }
+        for operator in CLAIMS
+    ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="crawler ranges (a claim without a list is neither verified nor a spoof)")
+    for name in ("operator", "created", "prefixes", "source"):
+        table.add_column(name)
+    for row in rows:
+        table.add_row(row["operator"], row["created"] or "—", str(row["prefixes"]),
+                      row["source"] or "none: `ecomwatch crawlers update FILE`")  # fmt: skip
+    out.print(table)
+
+
+@crawlers_app.command("update")
+def update_crawlers(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Lists downloaded from the operators (googlebot.json, …)."),
+    ],
+) -> None:
+    """Check and install newer crawler range lists (each file must hold `prefixes`)."""
+    from ecomwatch.detect.crawlers import CrawlerListError, install
+
+    failed = False
+    for path in files:
+        try:
+            installed = install(path)
+        except (CrawlerListError, OSError) as exc:
+            err.print(f"[red]error:[/] {exc}")
+            failed = True
+            continue
+        out.print(
+            f"{installed.operator}: {len(installed.networks):,} ranges of {installed.created} "
+            f"installed → {installed.origin}"
+        )
+    if failed:
+        raise typer.Exit(2)

@@ -38,12 +38,13 @@ from ecomwatch.config import IncidentsConfig
 from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.correlate import Correlator
+from ecomwatch.detect.crawlers import CrawlerVerifier
 from ecomwatch.detect.entity_keys import address_keys, agent_keys
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, WEB_KEPT, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
-from ecomwatch.detect.web_flags import web_flags
+from ecomwatch.detect.web_flags import WebFlag, web_flags
 from ecomwatch.detect.window_sql import (
     KEY_SQL,
     KEY_TYPE,
@@ -189,6 +190,7 @@ class Detector:
         self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
+        self.crawlers = CrawlerVerifier()  # claimed crawlers checked against published ranges
         self._agent_keys: dict[str, int] = {}
         self.alerting = Alerting()
         self._published = 0  # alerts already handed to the sink and the listeners
@@ -401,11 +403,24 @@ class Detector:
         columns = {name: events[name] for name in STATE_COLUMNS}
         columns["declared_bot"] = flags.declared_bot
         columns["search_engine"] = flags.search_engine
-        columns["web_flags"], columns["path_key"] = web_flags(events)
+        flags_of_web, columns["path_key"] = web_flags(events)
+        columns["web_flags"] = self._with_crawlers(flags_of_web, events)
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
         return self._with_keys(pa.table(columns))
+
+    def _with_crawlers(self, flags: pa.Array, events: pa.Table) -> pa.Array:
+        """The web flags with the crawler bits (claimed, verified, spoofed) of every event."""
+        crawler = self.crawlers.flags(events["user_agent"], events["ip"])
+        if not crawler.claimed.any():
+            return flags
+        bits = flags.to_numpy(zero_copy_only=False).copy()
+        for mask, flag in ((crawler.claimed, WebFlag.CLAIMED_CRAWLER),
+                           (crawler.verified, WebFlag.VERIFIED_CRAWLER),
+                           (crawler.spoofed, WebFlag.SPOOFED_CRAWLER)):  # fmt: skip
+            bits[mask] |= int(flag)
+        return pa.array(bits, pa.int32())
 
     def _with_keys(self, table: pa.Table) -> pa.Table:
         """The kept columns with the integer keys of ip, subnet and user agent added."""

@@ -112,6 +112,28 @@ WEB_FEATURES: dict[str, tuple[str, str]] = {
 }
 FEATURES.update(WEB_FEATURES)
 
+
+def _any(flag: WebFlag) -> str:
+    return f"max(CASE WHEN (web_flags & {int(flag)}) <> 0 THEN 1 ELSE 0 END)"
+
+
+# Crawler claims checked against the operators' published address ranges (`crawlers.py`).
+CRAWLER_FEATURES: dict[str, tuple[str, str]] = {
+    "claimed_crawler": (
+        _any(WebFlag.CLAIMED_CRAWLER),
+        "1 if a user agent claimed Googlebot, Bingbot, Applebot or GPTBot",
+    ),
+    "verified_crawler": (
+        _any(WebFlag.VERIFIED_CRAWLER),
+        "1 if such a claim came from an address in its operator's published ranges",
+    ),
+    "spoofed_crawler": (
+        _any(WebFlag.SPOOFED_CRAWLER),
+        "1 if such a claim came from an address outside them (an impostor)",
+    ),
+}
+FEATURES.update(CRAWLER_FEATURES)
+
 # Plain counts and extremes: one pass, no per-key sets or ordering. Rules test these first.
 CHEAP_FEATURES = frozenset(
     {
@@ -126,5 +148,6 @@ CHEAP_FEATURES = frozenset(
         "baseline",
         "baseline_funnel",
         *(name for name in WEB_FEATURES if name != "distinct_paths"),
+        *CRAWLER_FEATURES,
     }
 )

@@ -202,6 +202,8 @@ FILTER_COLUMNS = {
     "status": "status",
     "web_request": "CAST(web_flags & 1 AS INTEGER)",
     "static": "CAST((web_flags & 2) <> 0 AS INTEGER)",  # a web request for a static file
+    "verified_crawler": "CAST((web_flags & 32768) <> 0 AS INTEGER)",
+    "spoofed_crawler": "CAST((web_flags & 65536) <> 0 AS INTEGER)",
 }
 
 

@@ -1,5 +1,6 @@
 """What a web request is, as bits, for the web features: probes, attacks in the query string,
-login and payment endpoints, static files, HEAD, no referrer.
+login and payment endpoints, static files, HEAD, no referrer (and, for any event, whether its
+user agent claims a crawler and its address bears that out: `crawlers.py`).
 
 Each request's flags are computed once, when the detector keeps it, with RE2 patterns run over
 the batch's distinct paths and queries (a log repeats its paths: the work is per distinct value,
@@ -37,6 +38,10 @@ class WebFlag(IntFlag):
     LOGIN = 2048  # a POST to a login endpoint
     PAYMENT = 4096  # a POST to a checkout or payment endpoint
     CART = 8192  # a POST (or add-to-cart link) to a cart endpoint
+    # Any event with a user agent (a shop's own too): `crawlers.py`
+    CLAIMED_CRAWLER = 16384  # the user agent claims a major crawler
+    VERIFIED_CRAWLER = 32768  # ...from an address in its operator's published ranges
+    SPOOFED_CRAWLER = 65536  # ...from an address outside them
 
 
 _SPACE = r"(?:\s|\+|%20|%09|%0a|%0d|/\*.*?\*/)"

@@ -1,0 +1,186 @@
+"""Verified crawlers: a user agent that claims to be Googlebot is believed only from Google's
+addresses.
+
+Crawler operators publish the address ranges their crawlers use (JSON: `creationTime` and
+`prefixes` of `ipv4Prefix` / `ipv6Prefix`). Dated snapshots ship in `crawler_ranges/`;
+`ecomwatch crawlers update FILE...` installs newer ones (in `$ECOMWATCH_CRAWLERS_DIR`, by
+default `~/.local/share/ecomwatch/crawlers`), which win over the shipped ones when newer.
+
+A request whose user agent claims an operator's crawler is *verified* when its address is in
+that operator's ranges, a *spoof* when it is not; an operator with no list installed verifies
+nothing and accuses no one. Only the few addresses that claim a crawler are looked up, once
+per distinct address in a batch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# What each operator's crawler says in its user agent (RE2 and Python alike).
+CLAIMS: dict[str, str] = {
+    "googlebot": r"(?i)googlebot",
+    "bingbot": r"(?i)bingbot|msnbot|adidxbot|bingpreview",
+    "applebot": r"(?i)applebot",
+    "gptbot": r"(?i)gptbot",
+}
+
+
+class CrawlerListError(ValueError):
+    """A crawler list file is not an operator's published list."""
+
+
+@dataclass(frozen=True)
+class CrawlerList:
+    operator: str
+    created: str  # the list's own creationTime
+    networks: tuple[Network, ...]
+    origin: str  # "shipped" or the installed file's path
+
+    def contains(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.networks)
+
+
+def parse_list(text: str, *, operator: str, origin: str) -> CrawlerList:
+    """A published list, checked: JSON with a non-empty `prefixes` of valid networks."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CrawlerListError(f"{origin}: not JSON ({exc.msg})") from None
+    prefixes = data.get("prefixes") if isinstance(data, dict) else None
+    if not isinstance(prefixes, list) or not prefixes:
+        raise CrawlerListError(
+            f"{origin}: no `prefixes` in it: not a crawler range list (an address that moved "
+            "can answer 200 with an empty page; download the list from its current address)"
+        )
+    networks: list[Network] = []
+    for entry in prefixes:
+        value = entry.get("ipv4Prefix") or entry.get("ipv6Prefix") if isinstance(entry, dict) \
+            else None  # fmt: skip
+        try:
+            networks.append(ipaddress.ip_network(str(value)))
+        except ValueError:
+            raise CrawlerListError(f"{origin}: {value!r} is not an address range") from None
+    return CrawlerList(operator, str(data.get("creationTime", "")), tuple(networks), origin)
+
+
+def installed_dir() -> Path:
+    default = Path.home() / ".local" / "share" / "ecomwatch" / "crawlers"
+    return Path(os.environ.get("ECOMWATCH_CRAWLERS_DIR", default))
+
+
+def operator_of(path: Path) -> str:
+    """The operator a list file is for, from its name (`googlebot.json`, `bingbot (1).json`)."""
+    for operator in CLAIMS:
+        if path.name.lower().startswith(operator):
+            return operator
+    raise CrawlerListError(
+        f"{path}: cannot tell whose list this is from its name; name it "
+        f"{' or '.join(o + '.json' for o in CLAIMS)}"
+    )
+
+
+def load_lists() -> dict[str, CrawlerList]:
+    """Each operator's newest list: the shipped snapshot or an installed one."""
+    lists: dict[str, CrawlerList] = {}
+    shipped = resources.files("ecomwatch.detect").joinpath("crawler_ranges")
+    for operator in CLAIMS:
+        item = shipped.joinpath(f"{operator}.json")
+        if item.is_file():
+            lists[operator] = parse_list(item.read_text(), operator=operator, origin="shipped")
+    folder = installed_dir()
+    for operator in CLAIMS:
+        path = folder / f"{operator}.json"
+        if path.is_file():
+            mine = parse_list(path.read_text(), operator=operator, origin=str(path))
+            if operator not in lists or mine.created >= lists[operator].created:
+                lists[operator] = mine
+    return lists
+
+
+def install(path: Path) -> CrawlerList:
+    """Check a downloaded list and install it; the installed list it replaces is overwritten."""
+    operator = operator_of(path)
+    checked = parse_list(path.read_text(), operator=operator, origin=str(path))
+    folder = installed_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{operator}.json"
+    target.write_text(path.read_text())
+    return CrawlerList(operator, checked.created, checked.networks, str(target))
+
+
+@dataclass(frozen=True)
+class CrawlerFlags:
+    claimed: np.ndarray  # the user agent claims a crawler of an operator
+    verified: np.ndarray  # ...and the address is in that operator's ranges
+    spoofed: np.ndarray  # ...and it is not, though the operator's ranges are known
+
+
+class CrawlerVerifier:
+    def __init__(self, lists: dict[str, CrawlerList] | None = None) -> None:
+        self.lists = load_lists() if lists is None else lists
+        self._cache: dict[tuple[str, str], bool] = {}
+
+    def flags(self, agents: pa.ChunkedArray, ips: pa.ChunkedArray) -> CrawlerFlags:
+        """Per row: whether it claims a crawler, is verified, is a spoof."""
+        n = len(agents)
+        claimed = np.zeros(n, dtype=bool)
+        verified = np.zeros(n, dtype=bool)
+        spoofed = np.zeros(n, dtype=bool)
+        encoded = _dictionary(agents)
+        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        for operator, pattern in CLAIMS.items():
+            # Matched once per distinct user agent.
+            per_agent = pc.fill_null(pc.match_substring_regex(encoded.dictionary, pattern), False)
+            table = np.append(np.asarray(per_agent.to_numpy(zero_copy_only=False), bool), False)
+            claims = table[indices]  # -1 (no user agent): the appended False
+            claims &= ~claimed  # one operator per request
+            if not claims.any():
+                continue
+            claimed |= claims
+            ranges = self.lists.get(operator)
+            if ranges is None:
+                continue
+            rows = np.flatnonzero(claims)
+            addresses = _strings(ips).take(pa.array(rows)).to_pylist()
+            inside = np.array([self._inside(ranges, ip) for ip in addresses], bool)
+            verified[rows[inside]] = True
+            spoofed[rows[~inside]] = True
+        return CrawlerFlags(claimed, verified, spoofed)
+
+    def _inside(self, ranges: CrawlerList, ip: str | None) -> bool:
+        if ip is None:
+            return False
+        key = (ranges.operator, ip)
+        found = self._cache.get(key)
+        if found is None:
+            try:
+                found = ranges.contains(ipaddress.ip_address(ip))
+            except ValueError:
+                found = False
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
+
+
+def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    array = column.combine_chunks()
+    if not pa.types.is_dictionary(array.type):
+        return pc.dictionary_encode(array.cast(pa.string()))
+    return pa.DictionaryArray.from_arrays(array.indices, array.dictionary.cast(pa.string()))
+
+
+def _strings(column: pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks().cast(pa.string())
