@@ -29,7 +29,8 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(
-            column, justify="left" if column in ("category", "brand", "hour") else "right"
+            column,
+            justify="left" if column in ("category", "brand", "hour", "path") else "right",
         )
     for row in rows:
         table.add_row(*(_fmt(row.get(c)) for c in columns))
@@ -103,6 +104,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             ["product_id", "views", "purchases", "revenue", "category", "brand"],
         ),
     )
+    if report.get("web"):
+        _print_web(report["web"], console)
     hourly = report["hourly"]
     if hourly:
         print_table(
@@ -113,6 +116,29 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                 ["hour", "events", "views", "carts", "purchases", "users", "sessions"],
             ),
         )
+
+
+def _print_web(web: dict[str, Any], console: Console) -> None:
+    bots = web["bots"]
+    mix = Table(title="Web requests", title_justify="left", show_header=False)
+    mix.add_column("metric")
+    mix.add_column("value", justify="right")
+    mix.add_row("requests", _fmt(web["requests"]))
+    for status, count in web["status"].items():
+        mix.add_row(f"  {status}", _fmt(count))
+    for kind, count in web["request_kinds"].items():
+        mix.add_row(f"  {kind}", _fmt(count))
+    share = bots["request_share"]
+    mix.add_row("from self-declared bots", f"{_fmt(bots['requests'])} ({share:.1%})")
+    mix.add_row("  of them search engines", _fmt(bots["search_engine_requests"]))
+    ip_share = bots["ip_share"] or 0.0
+    mix.add_row("bot IPs", f"{_fmt(bots['ips'])} ({ip_share:.1%})")
+    print_table(console, mix)
+    print_table(console, _table("Top pages and API paths", web["top_paths"],
+                                ["path", "requests", "ips", "errors"]))  # fmt: skip
+    if web["top_4xx_paths"]:
+        print_table(console, _table("Paths answered 4xx most (what scanners look for)",
+                                    web["top_4xx_paths"], ["path", "requests", "ips"]))  # fmt: skip
 
 
 def _figure(fig: go.Figure, title: str, *, first: bool) -> str:

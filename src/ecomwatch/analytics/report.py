@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ecomwatch.analytics.web_report import web_section
 from ecomwatch.engine.pipeline import total_rejected
 from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.rollups import HOUR_OF_EVENT
@@ -289,17 +290,22 @@ def lake_report(
     rollups = table.rollup_files() if whole else None
     if rollups and all(rollups.values()):
         define_rollup_views(con, rollups)
-        return build_report(con, rejected=rejected, sql=ROLLUP_SQL)
-    if exclude is None:
+        data = build_report(con, rejected=rejected, sql=ROLLUP_SQL)
+        define_lake_view(con, table.data_files(), window)  # the web section reads raw events
+    elif exclude is None:
         define_lake_view(con, table.data_files(), window)
-        return build_report(con, rejected=rejected)
-    define_lake_view(con, table.data_files(), window)
-    everything = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-    define_lake_view(con, table.data_files(), window, exclude)
-    data = build_report(con, rejected=rejected)
-    data["excluded_flagged_events"] = (
-        everything - con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-    )
+        data = build_report(con, rejected=rejected)
+    else:
+        define_lake_view(con, table.data_files(), window)
+        everything = con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        define_lake_view(con, table.data_files(), window, exclude)
+        data = build_report(con, rejected=rejected)
+        data["excluded_flagged_events"] = (
+            everything - con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        )
+    web = web_section(con)
+    if web is not None:
+        data["web"] = web
     return data
 
 
