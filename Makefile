@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup services browser demo live test lint bench clean
+.PHONY: setup services browser crowdsec demo live test lint bench clean
 
 setup: $(STAMP)
 
@@ -40,11 +40,25 @@ $(SERVICES_STAMP): services/package.json services/package-lock.json
 	npm ci --prefix services --no-audit --no-fund --loglevel=error
 	touch $(SERVICES_STAMP)
 
-test: setup lint browser services
+# CrowdSec for `ecomwatch evaluate-logs --crowdsec .tools/crowdsec` (the comparison on real
+# logs): Debian's package unpacked, never installed (its post-install step registers with
+# CrowdSec's central API, which needs the internet).
+CROWDSEC_VERSION := 1.4.6-6~deb12u1+b1
+CROWDSEC := .tools/crowdsec/usr/bin/crowdsec
+crowdsec: $(CROWDSEC)
+
+$(CROWDSEC):
+	rm -rf .tools/download && mkdir -p .tools/download
+	cd .tools/download && { apt-get download -q 'crowdsec=$(CROWDSEC_VERSION)' || \
+		{ apt-get update -q && apt-get download -q 'crowdsec=$(CROWDSEC_VERSION)'; }; }
+	dpkg-deb -x .tools/download/crowdsec_*.deb .tools/crowdsec
+	rm -rf .tools/download
+
+test: setup lint browser services crowdsec
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/ecomwatch bench ingest --events 10000000 --json
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules
+	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules .tools

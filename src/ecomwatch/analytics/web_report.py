@@ -54,9 +54,7 @@ def web_section(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
         "status": statuses,
         "request_kinds": kinds,
         "bots": _bot_share(con, total),
-        "top_paths": [
-            {"path": p, "requests": n, "ips": ips, "errors": e} for p, n, ips, e in top
-        ],
+        "top_paths": [{"path": p, "requests": n, "ips": ips, "errors": e} for p, n, ips, e in top],
         "top_4xx_paths": [{"path": p, "requests": n, "ips": ips} for p, n, ips in failing],
     }
 

@@ -28,6 +28,14 @@ UrlMapOption = Annotated[
 def evaluate_logs(
     inputs: Annotated[list[Path], typer.Argument(help="Web server access logs (.gz too).")],
     rules: RulesOption = None,
+    crowdsec: Annotated[
+        Path | None,
+        typer.Option(
+            "--crowdsec",
+            help="Also replay each log through CrowdSec unpacked here (`make crowdsec`: "
+            ".tools/crowdsec) and compare.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
 ) -> None:
     """Detection on real web logs with no labels: per file, the self-declared bots, the IPs
@@ -40,18 +48,36 @@ def evaluate_logs(
     if missing:
         err.print(f"[red]error:[/] not a file: {', '.join(missing)}")
         raise typer.Exit(2)
+    if crowdsec is not None and not (crowdsec / "usr/bin/crowdsec").is_file():
+        err.print(f"[red]error:[/] no CrowdSec in {crowdsec}: run `make crowdsec`")
+        raise typer.Exit(2)
     scores = []
     for path in inputs:
         err.print(f"evaluating {path.name} (twice: as logged, and with bots masked)")
-        scores.append(evaluate_log(path, loaded, Config()).to_json())
+        score = evaluate_log(path, loaded, Config())
+        figures = score.to_json()
+        if crowdsec is not None:
+            from ecomwatch.benchmarks.crowdsec_compare import crowdsec_score
+
+            err.print("  and through CrowdSec, twice")
+            figures["crowdsec"] = crowdsec_score(
+                path, score.flagged, score.bot_ips, score.bot_lines, crowdsec
+            )
+        scores.append(figures)
     if as_json:
-        for score in scores:
-            print(json.dumps(score))
+        for figures in scores:
+            print(json.dumps(figures))
         return
     out.print(scores_table(scores))
     for s in scores:
         rules_line = ", ".join(f"{rule} {n}" for rule, n in s["flagged_by_rule"].items())
         out.print(f"{_short(s['file'])}: IPs flagged by rule: {rules_line or 'none'}")
+    if crowdsec is not None:
+        out.print(crowdsec_table(scores))
+        for s in scores:
+            scenarios = s["crowdsec"]["by_scenario"]
+            line = ", ".join(f"{name.split('/')[-1]} {n}" for name, n in scenarios.items())
+            out.print(f"{_short(s['file'])}: CrowdSec IPs by scenario: {line or 'none'}")
 
 
 def scores_table(scores: list[dict]) -> Table:  # type: ignore[type-arg]
@@ -71,6 +97,22 @@ def scores_table(scores: list[dict]) -> Table:  # type: ignore[type-arg]
             f"{s['flagged_non_bot_ips']:,}",
             f"{s['masked_bots_flagged']:,} of {s['bot_ips']:,} ({_percent(masked)} %)",
         )
+    return table
+
+
+def crowdsec_table(scores: list[dict]) -> Table:  # type: ignore[type-arg]
+    table = Table(title="ecomwatch and CrowdSec on the same lines (IPs)")
+    for name in ("file", "ecomwatch", "CrowdSec", "both", "only ecomwatch", "only CrowdSec",
+                 "bots caught masked: ecomwatch", "CrowdSec"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "file" else "right")
+    for s in scores:
+        c = s["crowdsec"]
+        table.add_row(
+            _short(s["file"]), f"{s['flagged_ips']:,}", f"{c['flagged_ips']:,}",
+            f"{c['both']:,}", f"{c['only_ecomwatch']:,}", f"{c['only_crowdsec']:,}",
+            f"{s['masked_bots_flagged']:,} of {s['bot_ips']:,}",
+            f"{c['masked_bots_flagged']:,} of {s['bot_ips']:,}",
+        )  # fmt: skip
     return table
 
 

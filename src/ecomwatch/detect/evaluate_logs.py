@@ -9,6 +9,7 @@ do alone (a bot that lies about its user agent looks exactly like that).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,9 @@ class LogScore:
     flagged_non_bot_ips: int = 0
     masked_bots_flagged: int = 0
     masked_other_bots_flagged: int = 0  # of the bots that are not search engines
+    flagged: set[str] = field(default_factory=set)  # IPs, as logged
+    masked_flagged: set[str] = field(default_factory=set)  # IPs, bots masked
+    bot_lines: set[int] = field(default_factory=set)  # line numbers of self-declared bots
 
     def to_json(self) -> dict[str, Any]:
         bots = len(self.bot_ips)
@@ -115,6 +119,8 @@ def evaluate_log(path: Path, rules: list[Rule], config: Config) -> LogScore:
         if not events.num_rows:
             continue
         flags = classifier.classify(events["user_agent"])
+        positions = events["source_pos"].filter(flags.declared_bot).to_pylist()
+        score.bot_lines.update(positions)
         ip_chunks.append(events["ip"].cast(pa.string()))
         bot_chunks.append(flags.declared_bot)
         engine_chunks.append(flags.search_engine)
@@ -128,6 +134,7 @@ def evaluate_log(path: Path, rules: list[Rule], config: Config) -> LogScore:
         score.search_engine_ips = set(ips[engines].tolist())
     _, alerts = detect([FileSource(path)], rules, config=config)
     flagged = _flagged(alerts)
+    score.flagged = set(flagged)
     score.flagged_ips = len(flagged)
     score.flagged_non_bot_ips = len(set(flagged) - score.bot_ips)
     for names in flagged.values():
@@ -135,6 +142,24 @@ def evaluate_log(path: Path, rules: list[Rule], config: Config) -> LogScore:
             score.flagged_by_rule[rule] = score.flagged_by_rule.get(rule, 0) + 1
     _, masked_alerts = detect([_Masked(FileSource(path), classifier)], rules, config=config)
     masked = set(_flagged(masked_alerts))
+    score.masked_flagged = masked
     score.masked_bots_flagged = len(masked & score.bot_ips)
     score.masked_other_bots_flagged = len(masked & (score.bot_ips - score.search_engine_ips))
     return score
+
+
+def write_masked(path: Path, lines: set[int], out: Path) -> None:
+    """The log with the user agent of each given line (1-based) replaced by `BROWSER`, for
+    other tools to read the same masked log (plain text out, `.gz` read)."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    quoted_field = re.compile(rb'"(?:[^"\\]|\\.)*"')
+    with opener(path, "rb") as source, out.open("wb") as target:
+        for number, line in enumerate(source, start=1):
+            if number in lines:
+                quoted = list(quoted_field.finditer(line))
+                if len(quoted) >= 3:  # request, referrer, user agent
+                    at = quoted[2]
+                    line = line[: at.start()] + b'"' + BROWSER.encode() + b'"' + line[at.end() :]
+            target.write(line)
