@@ -74,6 +74,13 @@ req("192.0.2.44", 275, "POST", "/wp-login.php", 302, CHROME, "https://shop.examp
 req("192.0.2.44", 300, "POST", "/cart/add", 302, CHROME, "https://shop.example/product/shoe-3/")
 req("192.0.2.44", 340, "POST", "/?wc-ajax=checkout", 200, CHROME, "https://shop.example/checkout/")
 req("192.0.2.44", 345, "GET", "/checkout/order-received/1001/", 200, CHROME, "https://shop.example/checkout/")
+# exploit-attempt: phpunit's eval-stdin.php and a CGI shell
+req("198.51.100.22", 400, "POST", "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php", 404, "Mozilla/5.0")
+req("198.51.100.22", 401, "POST", "/cgi-bin/.%2e/.%2e/.%2e/.%2e/bin/sh", 400, "Mozilla/5.0")
+# open-proxy-probe: CONNECT and an absolute URL as the target
+req("198.51.100.23", 410, "CONNECT", "example.com:443", 400, "Mozilla/5.0")
+req("198.51.100.23", 412, "GET", "http://example.com/", 400, "Mozilla/5.0")
+
 # spoofed-crawler: says it is Googlebot, from an address that is not Google's
 for k in range(30):
     req("198.51.100.21", 30 + k * 15, "GET", f"/product/item-{k}/", 200, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")

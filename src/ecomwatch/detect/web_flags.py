@@ -42,6 +42,8 @@ class WebFlag(IntFlag):
     CLAIMED_CRAWLER = 16384  # the user agent claims a major crawler
     VERIFIED_CRAWLER = 32768  # ...from an address in its operator's published ranges
     SPOOFED_CRAWLER = 65536  # ...from an address outside them
+    PROXY = 131072  # CONNECT, or an absolute URL as the target: is this an open proxy?
+    EXPLOIT = 262144  # a known exploit's request (webshells, phpunit eval-stdin, log4shell, …)
 
 
 _SPACE = r"(?:\s|\+|%20|%09|%0a|%0d|/\*.*?\*/)"
@@ -65,8 +67,14 @@ PATH_PATTERNS: dict[WebFlag, str] = {
         r"|install\.php|user/login)(?:/|$)"
     ),
     WebFlag.TRAVERSAL: (
-        r"(?i)(?:\.|%2e|%252e){2}(?:/|\\|%2f|%5c|%252f)|/etc/(?:passwd|shadow|hosts)"
+        r"(?i)(?:\.|%2e|%252e|%%32%65){2}(?:/|\\|%2f|%5c|%252f)|/etc/(?:passwd|shadow|hosts)"
         r"|(?:win|boot)\.ini|/proc/self/"
+    ),
+    WebFlag.PROXY: r"(?i)^https?://|^[\w.-]+:\d+$",
+    WebFlag.EXPLOIT: (
+        r"(?i)eval-stdin\.php|/bin/(?:sh|bash)\b|\$\{jndi:|%24%7bjndi|invokefunction"
+        r"|(?:^|/)(?:wso|c99|r57|alfa|shell_lock|wshell|b374k)[\w-]*\.php$|boaform/admin"
+        r"|/hnap1/|/cgi-bin/(?:luci|;|.*\$\{)"
     ),
 }
 # On the query string.
@@ -78,6 +86,10 @@ QUERY_PATTERNS: dict[WebFlag, str] = {
         rf"|(?:or|and){_SPACE}+\d+{_SPACE}*(?:=|%3d){_SPACE}*\d+|(?:sleep|benchmark|pg_sleep)"
         rf"(?:\(|%28)|waitfor{_SPACE}+delay|information_schema|{_QUOTE}{_SPACE}*(?:--|#|%23)"
         rf"|;{_SPACE}*(?:drop|insert|delete|update){_SPACE}"
+    ),
+    WebFlag.EXPLOIT: (
+        r"(?i)\$\{jndi:|%24%7bjndi|invokefunction|(?:^|&)(?:cmd|exec|command)=[^&]*"
+        r"(?:wget|curl|chmod|/bin/|cd(?:\+|%20))|(?:wget|curl)(?:\+|%20)+https?(?::|%3a)"
     ),
     WebFlag.XSS: (
         r"(?i)(?:<|%3c|%253c)\s*/?(?:script|svg|img|iframe|body|object|embed)"
@@ -134,6 +146,7 @@ def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
     flags |= np.where(kind == "static", int(WebFlag.STATIC), 0).astype(np.int32)
     flags |= np.where(kind == "page", int(WebFlag.PAGE), 0).astype(np.int32)
     flags |= np.where(method == "HEAD", int(WebFlag.HEAD), 0).astype(np.int32)
+    flags |= np.where(method == "CONNECT", int(WebFlag.PROXY), 0).astype(np.int32)
     no_referrer = np.asarray(pc.is_null(events["referrer"]).to_numpy(False), dtype=bool)
     flags |= np.where(no_referrer & web, int(WebFlag.NO_REFERRER), 0).astype(np.int32)
     flags |= _per_distinct(events["path"], PATH_PATTERNS)
