@@ -28,6 +28,10 @@ from ecomwatch.testing import events_table
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 BINGBOT = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
 T0 = datetime(2025, 11, 3, 10, 0, tzinfo=UTC)
+APPLEBOT = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)"
+)
 CHROME = "Mozilla/5.0 (X11; Linux x86_64) Chrome/130.0 Safari/537.36"
 
 
@@ -44,10 +48,13 @@ def test_a_claim_is_verified_inside_the_operators_ranges_and_a_spoof_outside() -
         (GOOGLEBOT, "2001:4860:4801:10::1"),  # Google's IPv6 range
         (BINGBOT, "157.55.39.1"),  # no Bing list shipped: neither
         (CHROME, "66.249.66.1"),  # claims nothing
+        (GOOGLEBOT, "66.249.79.100"),  # Google's block, not in today's list: neither
+        (APPLEBOT, "17.241.219.13"),  # Apple's /8, not in the list: neither
+        (APPLEBOT, "198.51.100.3"),  # a spoof
     ])  # fmt: skip
-    assert flags.claimed.tolist() == [True, True, True, True, False]
-    assert flags.verified.tolist() == [True, False, True, False, False]
-    assert flags.spoofed.tolist() == [False, True, False, False, False]
+    assert flags.claimed.tolist() == [True, True, True, True, False, True, True, True]
+    assert flags.verified.tolist() == [True, False, True, False, False, False, False, False]
+    assert flags.spoofed.tolist() == [False, True, False, False, False, False, False, True]
 
 
 def test_the_shipped_snapshots_are_dated_lists() -> None:

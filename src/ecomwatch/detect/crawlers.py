@@ -37,6 +37,15 @@ CLAIMS: dict[str, str] = {
 }
 
 
+# Address blocks the operators own outright. A claim from inside one but outside the current
+# list (an older log: Googlebot crawled from all of 66.249.64.0/19 for years; a list that
+# lags) is neither verified nor called a spoof.
+OWNED: dict[str, tuple[str, ...]] = {
+    "googlebot": ("66.249.64.0/19",),
+    "applebot": ("17.0.0.0/8",),  # Apple's own /8
+}
+
+
 class CrawlerListError(ValueError):
     """A crawler list file is not an operator's published list."""
 
@@ -131,6 +140,10 @@ class CrawlerVerifier:
     def __init__(self, lists: dict[str, CrawlerList] | None = None) -> None:
         self.lists = load_lists() if lists is None else lists
         self._cache: dict[tuple[str, str], bool] = {}
+        self._owned_networks = {
+            operator: tuple(ipaddress.ip_network(block) for block in blocks)
+            for operator, blocks in OWNED.items()
+        }
 
     def flags(self, agents: pa.ChunkedArray, ips: pa.ChunkedArray) -> CrawlerFlags:
         """Per row: whether it claims a crawler, is verified, is a spoof."""
@@ -155,9 +168,20 @@ class CrawlerVerifier:
             rows = np.flatnonzero(claims)
             addresses = _strings(ips).take(pa.array(rows)).to_pylist()
             inside = np.array([self._inside(ranges, ip) for ip in addresses], bool)
+            owned = np.array([self._owned(operator, ip) for ip in addresses], bool)
             verified[rows[inside]] = True
-            spoofed[rows[~inside]] = True
+            spoofed[rows[~inside & ~owned]] = True
         return CrawlerFlags(claimed, verified, spoofed)
+
+    def _owned(self, operator: str, ip: str | None) -> bool:
+        blocks = self._owned_networks.get(operator, ())
+        if ip is None or not blocks:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in block for block in blocks)
 
     def _inside(self, ranges: CrawlerList, ip: str | None) -> bool:
         if ip is None:
