@@ -126,10 +126,37 @@ def _bits(values: pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
     return out
 
 
-def _per_distinct(column: pa.ChunkedArray | pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(pc.fill_null(array.cast(pa.string()), ""))
-    return _bits(encoded.dictionary, patterns)[encoded.indices.to_numpy(zero_copy_only=False)]
+class _Distinct:
+    """A text column encoded once: patterns run over its distinct values, results per row."""
+
+    def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
+        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        if pa.types.is_dictionary(array.type):
+            array = array.cast(pa.string())
+        encoded = pc.dictionary_encode(array)
+        self.values = encoded.dictionary
+        indices = encoded.indices
+        self.valid = _mask(pc.is_valid(indices))
+        self.indices = np.asarray(pc.fill_null(indices, 0).to_numpy(zero_copy_only=False))
+
+    def flags(self, patterns: dict[WebFlag, str]) -> np.ndarray:
+        if not len(self.values):
+            return np.zeros(len(self.indices), dtype=np.int32)
+        return np.where(self.valid, _bits(self.values, patterns)[self.indices], 0).astype(np.int32)
+
+    def keys(self, wanted: np.ndarray) -> pa.Array:
+        """A stable 64-bit key per row's value (null where not `wanted` or no value)."""
+        keys = np.array([text_key(v) for v in self.values.to_pylist()] or [0], dtype=np.uint64)
+        valid = self.valid & wanted
+        return pa.array(keys[np.where(valid, self.indices, 0)], pa.uint64(), mask=~valid)
+
+
+def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _bit(condition: np.ndarray, flag: WebFlag) -> np.ndarray:
+    return np.where(condition, int(flag), 0).astype(np.int32)
 
 
 def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
@@ -137,36 +164,22 @@ def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
     n = events.num_rows
     if "status" not in events.column_names:
         return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-    web = np.asarray(pc.is_valid(events["status"]).to_numpy(zero_copy_only=False), dtype=bool)
+    web = _mask(pc.is_valid(events["status"]))
     if not web.any():
         return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-    flags = np.where(web, int(WebFlag.WEB), 0).astype(np.int32)
-    kind = pc.fill_null(events["request_kind"].cast(pa.string()), "").to_numpy(False)
-    method = pc.fill_null(events["method"].cast(pa.string()), "").to_numpy(False)
-    flags |= np.where(kind == "static", int(WebFlag.STATIC), 0).astype(np.int32)
-    flags |= np.where(kind == "page", int(WebFlag.PAGE), 0).astype(np.int32)
-    flags |= np.where(method == "HEAD", int(WebFlag.HEAD), 0).astype(np.int32)
-    flags |= np.where(method == "CONNECT", int(WebFlag.PROXY), 0).astype(np.int32)
-    no_referrer = np.asarray(pc.is_null(events["referrer"]).to_numpy(False), dtype=bool)
-    flags |= np.where(no_referrer & web, int(WebFlag.NO_REFERRER), 0).astype(np.int32)
-    flags |= _per_distinct(events["path"], PATH_PATTERNS)
-    flags |= _per_distinct(events["query"], QUERY_PATTERNS)
-    posted = (method == "POST") | (method == "PUT")
-    endpoint = _per_distinct(events["path"], POST_PATTERNS)
-    endpoint |= _per_distinct(events["query"], POST_QUERY_PATTERNS)
+    kind, method = events["request_kind"], events["method"]
+    flags = _bit(web, WebFlag.WEB)
+    flags |= _bit(_mask(pc.equal(kind, "static")), WebFlag.STATIC)
+    flags |= _bit(_mask(pc.equal(kind, "page")), WebFlag.PAGE)
+    flags |= _bit(_mask(pc.equal(method, "HEAD")), WebFlag.HEAD)
+    flags |= _bit(_mask(pc.equal(method, "CONNECT")), WebFlag.PROXY)
+    flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
+    path, query = _Distinct(events["path"]), _Distinct(events["query"])
+    flags |= path.flags(PATH_PATTERNS) | query.flags(QUERY_PATTERNS)
+    posted = _mask(pc.is_in(method, pa.array(["POST", "PUT"])))
+    endpoint = path.flags(POST_PATTERNS) | query.flags(POST_QUERY_PATTERNS)
     # An add-to-cart link (WooCommerce's ?add-to-cart=N) is a GET that changes the cart.
-    cart_link = _per_distinct(events["query"], {WebFlag.CART: r"(?:^|&)add-to-cart="})
-    flags |= np.where(posted & web, endpoint, 0).astype(np.int32) | cart_link
+    flags |= np.where(posted, endpoint, 0).astype(np.int32)
+    flags |= query.flags({WebFlag.CART: r"(?:^|&)add-to-cart="})
     flags = np.where(web, flags, 0).astype(np.int32)
-    return pa.array(flags, pa.int32()), _path_keys(events["path"], web)
-
-
-def _path_keys(column: pa.ChunkedArray, web: np.ndarray) -> pa.Array:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    encoded = pc.dictionary_encode(array.cast(pa.string()))
-    keys = np.array([text_key(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
-    indices = encoded.indices
-    valid = np.asarray(pc.is_valid(indices).to_numpy(zero_copy_only=False), dtype=bool) & web
-    per_row = keys[np.where(valid, pc.fill_null(indices, 0).to_numpy(False), 0)] if len(keys) \
-        else np.zeros(len(web), np.uint64)  # fmt: skip
-    return pa.array(per_row, pa.uint64(), mask=~valid)
+    return pa.array(flags, pa.int32()), path.keys(web)
