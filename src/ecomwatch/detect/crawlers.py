@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from ecomwatch.detect.web_flags import DistinctText
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -139,7 +140,7 @@ class CrawlerFlags:
 class CrawlerVerifier:
     def __init__(self, lists: dict[str, CrawlerList] | None = None) -> None:
         self.lists = load_lists() if lists is None else lists
-        self._cache: dict[tuple[str, str], bool] = {}
+        self._cache: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._owned_networks = {
             operator: tuple(ipaddress.ip_network(block) for block in blocks)
             for operator, blocks in OWNED.items()
@@ -151,14 +152,9 @@ class CrawlerVerifier:
         claimed = np.zeros(n, dtype=bool)
         verified = np.zeros(n, dtype=bool)
         spoofed = np.zeros(n, dtype=bool)
-        encoded = _dictionary(agents)
-        indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        agent = DistinctText(agents)  # each distinct user agent matched once
         for operator, pattern in CLAIMS.items():
-            # Matched once per distinct user agent.
-            per_agent = pc.fill_null(pc.match_substring_regex(encoded.dictionary, pattern), False)
-            table = np.append(np.asarray(per_agent.to_numpy(zero_copy_only=False), bool), False)
-            claims = table[indices]  # -1 (no user agent): the appended False
-            claims &= ~claimed  # one operator per request
+            claims = agent.matches(pattern) & ~claimed  # one operator per request
             if not claims.any():
                 continue
             claimed |= claims
@@ -167,43 +163,30 @@ class CrawlerVerifier:
                 continue
             rows = np.flatnonzero(claims)
             addresses = _strings(ips).take(pa.array(rows)).to_pylist()
-            inside = np.array([self._inside(ranges, ip) for ip in addresses], bool)
-            owned = np.array([self._owned(operator, ip) for ip in addresses], bool)
+            judged = np.array([self._judge(ranges, ip) for ip in addresses], bool).reshape(-1, 2)
+            inside, owned = judged[:, 0], judged[:, 1]
             verified[rows[inside]] = True
             spoofed[rows[~inside & ~owned]] = True
         return CrawlerFlags(claimed, verified, spoofed)
 
-    def _owned(self, operator: str, ip: str | None) -> bool:
-        blocks = self._owned_networks.get(operator, ())
-        if ip is None or not blocks:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in block for block in blocks)
-
-    def _inside(self, ranges: CrawlerList, ip: str | None) -> bool:
+    def _judge(self, ranges: CrawlerList, ip: str | None) -> tuple[bool, bool]:
+        """(in the operator's list, in a block the operator owns) for one address, cached."""
         if ip is None:
-            return False
+            return False, False
         key = (ranges.operator, ip)
         found = self._cache.get(key)
         if found is None:
             try:
-                found = ranges.contains(ipaddress.ip_address(ip))
+                address = ipaddress.ip_address(ip)
             except ValueError:
-                found = False
+                found = (False, False)
+            else:
+                blocks = self._owned_networks.get(ranges.operator, ())
+                found = (ranges.contains(address), any(address in b for b in blocks))
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[key] = found
         return found
-
-
-def _dictionary(column: pa.ChunkedArray) -> pa.DictionaryArray:
-    array = column.combine_chunks()
-    if not pa.types.is_dictionary(array.type):
-        return pc.dictionary_encode(array.cast(pa.string()))
-    return pa.DictionaryArray.from_arrays(array.indices, array.dictionary.cast(pa.string()))
 
 
 def _strings(column: pa.ChunkedArray) -> pa.Array:

@@ -63,30 +63,34 @@ def _flagged(flag: WebFlag, *, extra: str = "") -> str:
     return f"count(*) FILTER ((web_flags & {int(flag)}) <> 0{extra})"
 
 
+def _share_of(count_sql: str) -> str:
+    """A count as a share of the window's web requests (0 without any)."""
+    return f"coalesce({count_sql} / NULLIF({_flagged(WebFlag.WEB)}, 0), 0)"
+
+
 def _share(flag: WebFlag) -> str:
-    return f"coalesce({_flagged(flag)} / NULLIF({_flagged(WebFlag.WEB)}, 0), 0)"
+    return _share_of(_flagged(flag))
+
+
+def _any(flag: WebFlag) -> str:
+    return f"max(CASE WHEN (web_flags & {int(flag)}) <> 0 THEN 1 ELSE 0 END)"
+
+
+_CLIENT_ERRORS = "count(*) FILTER (status BETWEEN 400 AND 499)"
 
 
 # Features of web requests (a web log's events; 0 for a shop's own events): `web_flags`.
 WEB_FEATURES: dict[str, tuple[str, str]] = {
     "requests": (_flagged(WebFlag.WEB), "web requests"),
-    "client_errors": ("count(*) FILTER (status BETWEEN 400 AND 499)", "requests answered 4xx"),
+    "client_errors": (_CLIENT_ERRORS, "requests answered 4xx"),
     "server_errors": ("count(*) FILTER (status >= 500)", "requests answered 5xx"),
-    "client_error_share": (
-        "coalesce(count(*) FILTER (status BETWEEN 400 AND 499) / NULLIF("
-        + _flagged(WebFlag.WEB)
-        + ", 0), 0)",
-        "share of web requests answered 4xx",
-    ),
+    "client_error_share": (_share_of(_CLIENT_ERRORS), "share of web requests answered 4xx"),
     "distinct_paths": ("count(DISTINCT path_key)", "distinct paths requested"),
     "page_requests": (_flagged(WebFlag.PAGE), "requests for pages (not static files or APIs)"),
     "static_share": (_share(WebFlag.STATIC), "share of requests for static files"),
     "head_share": (_share(WebFlag.HEAD), "share of HEAD requests"),
     "no_referrer_share": (_share(WebFlag.NO_REFERRER), "share of requests without a referrer"),
-    "robots_txt": (
-        f"max(CASE WHEN (web_flags & {int(WebFlag.ROBOTS_TXT)}) <> 0 THEN 1 ELSE 0 END)",
-        "1 if /robots.txt was fetched",
-    ),
+    "robots_txt": (_any(WebFlag.ROBOTS_TXT), "1 if /robots.txt was fetched"),
     "sensitive_probes": (
         _flagged(WebFlag.SENSITIVE_FILE),
         "requests for files no site serves (.env, .git/, wp-config.php, backups, keys)",
@@ -119,10 +123,6 @@ WEB_FEATURES: dict[str, tuple[str, str]] = {
     "cart_posts": (_flagged(WebFlag.CART), "POSTs (or add-to-cart links) to cart endpoints"),
 }
 FEATURES.update(WEB_FEATURES)
-
-
-def _any(flag: WebFlag) -> str:
-    return f"max(CASE WHEN (web_flags & {int(flag)}) <> 0 THEN 1 ELSE 0 END)"
 
 
 # Crawler claims checked against the operators' published address ranges (`crawlers.py`).

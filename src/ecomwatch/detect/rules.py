@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
+from ecomwatch.detect.web_flags import WebFlag
 
 
 class Severity(StrEnum):
@@ -193,6 +194,10 @@ _COMPARE = {
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
+def _has(flag: WebFlag) -> str:
+    return f"CAST((web_flags & {int(flag)}) <> 0 AS INTEGER)"
+
+
 # Event columns a rule's `filter` may test (with numbers and 'quoted' strings).
 FILTER_COLUMNS = {
     "event_type": "event_type",
@@ -200,10 +205,11 @@ FILTER_COLUMNS = {
     "declared_bot": "CAST(declared_bot AS INTEGER)",
     "search_engine": "CAST(search_engine AS INTEGER)",
     "status": "status",
-    "web_request": "CAST(web_flags & 1 AS INTEGER)",
-    "static": "CAST((web_flags & 2) <> 0 AS INTEGER)",  # a web request for a static file
-    "verified_crawler": "CAST((web_flags & 32768) <> 0 AS INTEGER)",
-    "spoofed_crawler": "CAST((web_flags & 65536) <> 0 AS INTEGER)",
+    # `web_flags` bits: 1 when the row's request has it
+    "web_request": _has(WebFlag.WEB),
+    "static": _has(WebFlag.STATIC),  # a web request for a static file
+    "verified_crawler": _has(WebFlag.VERIFIED_CRAWLER),
+    "spoofed_crawler": _has(WebFlag.SPOOFED_CRAWLER),
 }
 
 

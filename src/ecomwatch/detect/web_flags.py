@@ -126,18 +126,23 @@ def _bits(values: pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
     return out
 
 
-class _Distinct:
+class DistinctText:
     """A text column encoded once: patterns run over its distinct values, results per row."""
 
     def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        if pa.types.is_dictionary(array.type):
-            array = array.cast(pa.string())
-        encoded = pc.dictionary_encode(array)
-        self.values = encoded.dictionary
-        indices = encoded.indices
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(array)
+        self.values = array.dictionary.cast(pa.string())
+        indices = array.indices
         self.valid = _mask(pc.is_valid(indices))
         self.indices = np.asarray(pc.fill_null(indices, 0).to_numpy(zero_copy_only=False))
+
+    def matches(self, pattern: str) -> np.ndarray:
+        """Per row: whether its value matches the RE2 pattern (False without a value)."""
+        if not len(self.values):
+            return np.zeros(len(self.indices), dtype=bool)
+        return self.valid & _mask(pc.match_substring_regex(self.values, pattern))[self.indices]
 
     def flags(self, patterns: dict[WebFlag, str]) -> np.ndarray:
         if not len(self.values):
@@ -174,7 +179,7 @@ def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
     flags |= _bit(_mask(pc.equal(method, "HEAD")), WebFlag.HEAD)
     flags |= _bit(_mask(pc.equal(method, "CONNECT")), WebFlag.PROXY)
     flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
-    path, query = _Distinct(events["path"]), _Distinct(events["query"])
+    path, query = DistinctText(events["path"]), DistinctText(events["query"])
     flags |= path.flags(PATH_PATTERNS) | query.flags(QUERY_PATTERNS)
     posted = _mask(pc.is_in(method, pa.array(["POST", "PUT"])))
     endpoint = path.flags(POST_PATTERNS) | query.flags(POST_QUERY_PATTERNS)
