@@ -49,6 +49,15 @@ class WeblogConfig(_Strict):
         gt=0,
         description="a web client (IP + user agent) quiet this long starts a new session",
     )
+    format: Literal["auto", "nginx", "apache", "alb", "cloudfront"] = Field(
+        "auto", description="the web logs' format; auto: known by each file's first lines"
+    )
+    session_cookie: str | None = Field(
+        None,
+        pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+        description="the cookie that holds a session id (a trailing * matches a name's "
+        "start), read where the log has cookies; else IP + user agent + inactivity",
+    )
 
 
 class LakeConfig(_Strict):

@@ -8,6 +8,7 @@ from typing import Any
 
 from ecomwatch.config import Config
 from ecomwatch.decode.url_map import load_url_map
+from ecomwatch.decode.web_logs import LogFormat, WebLogOptions
 from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.incident import incidents_path_for
 from ecomwatch.detect.rules import Rule, load_rules
@@ -37,12 +38,14 @@ def default_dead_letter(table: EventTable) -> Path:
 
 def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], list[SourceError]]:
     """The input files, opened (a URL map that does not load raises UrlMapError)."""
-    url_map = load_url_map(config.weblog.url_map) if config.weblog.url_map else None
+    weblog = config.weblog
+    web = WebLogOptions(
+        format=LogFormat(weblog.format),
+        url_map=load_url_map(weblog.url_map) if weblog.url_map else None,
+        session_cookie=weblog.session_cookie,
+    )
     return file_sources(
-        inputs,
-        chunk_bytes=config.decode.chunk_bytes,
-        threads=config.decode.threads,
-        url_map=url_map,
+        inputs, chunk_bytes=config.decode.chunk_bytes, threads=config.decode.threads, web=web
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from ecomwatch.decode.access_log import decode_access_log_chunk, sniff_access_log
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.url_map import UrlMapError, load_url_map, preset_names, slug_number
+from ecomwatch.decode.web_logs import WebLogOptions
 from ecomwatch.sources.base import Position
 from ecomwatch.sources.files import FileSource
 
@@ -167,7 +168,7 @@ def test_a_custom_map_on_a_real_shops_log(tmp_path: Path) -> None:
         'name = "zanbil"\n[[event]]\ntype = "view"\nmethod = "GET"\n'
         "path = '^/(?:m/)?product/(?P<product_id>\\d+)/'\n"
     )
-    source = FileSource(ZANBIL, url_map=load_url_map(custom))
+    source = FileSource(ZANBIL, web=WebLogOptions(url_map=load_url_map(custom)))
     rows = [
         row
         for batch in source.read(Position())

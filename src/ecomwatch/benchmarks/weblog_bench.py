@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ecomwatch.decode.url_map import UrlMap, load_url_map
+from ecomwatch.decode.web_logs import WebLogOptions
 from ecomwatch.simulate.traffic import TrafficSpec, generate
 from ecomwatch.simulate.writers import as_typed_table
 from ecomwatch.sources.base import Position
@@ -96,7 +97,7 @@ path = '^/checkout/success$'
 def _decode(path: Path, url_map: UrlMap | None = None) -> tuple[float, dict[str, int], int]:
     """Seconds, events by request kind (by event type with a map), rejected lines."""
     started = time.perf_counter()
-    source = FileSource(path, url_map=url_map)
+    source = FileSource(path, web=WebLogOptions(url_map=url_map))
     column = "request_kind" if url_map is None else "event_type"
     assert source.format is InputFormat.ACCESS_LOG
     kinds: dict[str, int] = {}

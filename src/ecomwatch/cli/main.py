@@ -42,9 +42,16 @@ from ecomwatch.cli.explain_command import explain
 from ecomwatch.cli.incident_commands import incidents_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
-from ecomwatch.cli.run_summary import parse_time, print_run_summary
+from ecomwatch.cli.run_summary import parse_time, print_run_summary, progress_reporter
 from ecomwatch.cli.serve_commands import replay, serve
-from ecomwatch.cli.weblog_commands import UrlMapOption, crawlers_app, evaluate_logs
+from ecomwatch.cli.weblog_commands import (
+    FormatOption,
+    SessionCookieOption,
+    UrlMapOption,
+    crawlers_app,
+    evaluate_logs,
+    with_weblog,
+)
 from ecomwatch.config import Config, ConfigError, load_config
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
@@ -90,19 +97,13 @@ ConfigOption = Annotated[
 ]
 
 
-def _config(path: Path | None, *, url_map: str | None = None) -> Config:
-    """The configuration; `--url-map` overrides `[weblog] url_map`, and the map is checked
-    here, before any work, so that a bad one is a usage error."""
-    from ecomwatch.decode.url_map import UrlMapError, load_url_map
+def _config(path: Path | None, **weblog: Any) -> Config:
+    """The configuration, with the command line's web-log options (weblog_commands) over it;
+    a bad one is a usage error."""
+    from ecomwatch.decode.url_map import UrlMapError
 
     try:
-        settings = load_config(path)
-        if url_map is not None:
-            weblog = settings.weblog.model_copy(update={"url_map": url_map})
-            settings = settings.model_copy(update={"weblog": weblog})
-        if settings.weblog.url_map:
-            load_url_map(settings.weblog.url_map)
-        return settings
+        return with_weblog(load_config(path), **weblog)
     except (ConfigError, UrlMapError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
@@ -111,37 +112,6 @@ def _config(path: Path | None, *, url_map: str | None = None) -> Config:
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     err.print(f"[red]error:[/] {message}")
     return typer.Exit(code)
-
-
-def _progress_reporter(total: int, enabled: bool) -> tuple[Any, Any]:
-    """A Rich progress bar over input bytes (on a terminal), and its update callback."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[bold]ingest"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        disable=not enabled,
-        transient=False,
-    )
-    task = progress.add_task("ingest", total=total)
-    done: dict[str, int] = {}
-
-    def update(name: str, position: int) -> None:
-        done[name] = position
-        progress.update(task, completed=sum(done.values()))
-
-    return progress, update
 
 
 @app.command()
@@ -194,6 +164,8 @@ def run(
     ] = False,
     metrics: MetricsOption = None,
     url_map: UrlMapOption = None,
+    log_format: FormatOption = None,
+    session_cookie: SessionCookieOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -209,7 +181,9 @@ def run(
     )
     from ecomwatch.sources.kinesis_api import is_stream_uri
 
-    settings = _config(config, url_map=url_map)
+    settings = _config(
+        config, url_map=url_map, log_format=log_format, session_cookie=session_cookie
+    )
     if checkpoint_rows is not None:
         settings = settings.model_copy(
             update={
@@ -310,7 +284,7 @@ def _run_files(
 
     opened = open_inputs(paths, settings)
     total = sum(s.size for s in opened[0])
-    progress, update = _progress_reporter(total, err.is_terminal and not quiet)
+    progress, update = progress_reporter(total, err, enabled=err.is_terminal and not quiet)
     with progress:
         return ingest(
             paths,
@@ -422,6 +396,8 @@ def detect(
     webhook: WebhookOption = None,
     config: ConfigOption = None,
     url_map: UrlMapOption = None,
+    log_format: FormatOption = None,
+    session_cookie: SessionCookieOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
     from ecomwatch.detect.incident import incidents_path_for
@@ -429,7 +405,9 @@ def detect(
     from ecomwatch.detect.run import write_alerts, write_records
     from ecomwatch.ingest import open_inputs
 
-    settings = _config(config, url_map=url_map)
+    settings = _config(
+        config, url_map=url_map, log_format=log_format, session_cookie=session_cookie
+    )
     incidents: list[dict[str, Any]] = []
     loaded = load_rules_or_exit(rules)
     sources, errors = open_inputs(inputs, settings)

@@ -1,10 +1,11 @@
-"""What a run is told and tells: times given on the command line; the summary it prints (one
-row per input, totals that add up, what failed)."""
+"""What a run is told and tells: times given on the command line; its progress bar; the
+summary it prints (one row per input, totals that add up, what failed)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -77,3 +78,34 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         )
         raise typer.Exit(2) from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def progress_reporter(total: int, console: Console, *, enabled: bool) -> tuple[Any, Any]:
+    """A Rich progress bar over input bytes (on a terminal), and its update callback."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    progress = Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
+    )
+    task = progress.add_task("ingest", total=total)
+    done: dict[str, int] = {}
+
+    def update(name: str, position: int) -> None:
+        done[name] = position
+        progress.update(task, completed=sum(done.values()))
+
+    return progress, update

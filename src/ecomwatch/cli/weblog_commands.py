@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+from ecomwatch.config import Config
+from ecomwatch.decode.web_logs import LogFormat
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -23,6 +25,55 @@ UrlMapOption = Annotated[
         "(magento2, woocommerce, shopify, prestashop) or a URL map file (TOML).",
     ),
 ]
+
+
+FormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--format",
+        help="Web logs: nginx, apache, alb (AWS load balancer), cloudfront, or auto (each "
+        "file's first lines tell; the default).",
+    ),
+]
+SessionCookieOption = Annotated[
+    str | None,
+    typer.Option(
+        "--session-cookie",
+        help="Web logs that log cookies: the cookie holding the session id (PHPSESSID; a "
+        "trailing * matches a name's start). Else IP + user agent + 30 min inactivity.",
+    ),
+]
+
+
+def with_weblog(
+    settings: Config,
+    *,
+    url_map: str | None = None,
+    log_format: LogFormat | None = None,
+    session_cookie: str | None = None,
+) -> Config:
+    """The configuration with the command line's web-log options over `[weblog]`, the URL
+    map checked now (UrlMapError), before any work; a bad cookie name is a ConfigError."""
+    from pydantic import ValidationError
+
+    from ecomwatch.config import ConfigError, WeblogConfig
+    from ecomwatch.decode.url_map import load_url_map
+
+    given = {"url_map": url_map, "session_cookie": session_cookie}
+    if log_format is not None:
+        given["format"] = log_format.value
+    update = {key: value for key, value in given.items() if value is not None}
+    if update:
+        try:
+            weblog = WeblogConfig.model_validate(settings.weblog.model_dump() | update)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            option = str(problem["loc"][0]).replace("_", "-")
+            raise ConfigError(f"--{option}: {problem['msg']}") from None
+        settings = settings.model_copy(update={"weblog": weblog})
+    if settings.weblog.url_map:
+        load_url_map(settings.weblog.url_map)
+    return settings
 
 
 def evaluate_logs(
@@ -40,7 +91,6 @@ def evaluate_logs(
 ) -> None:
     """Detection on real web logs with no labels: per file, the self-declared bots, the IPs
     each rule flags, and how many bots are still flagged once their user agents are masked."""
-    from ecomwatch.config import Config
     from ecomwatch.detect.evaluate_logs import evaluate_log
 
     loaded = load_rules_or_exit(rules)

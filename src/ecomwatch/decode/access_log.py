@@ -29,21 +29,20 @@ from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded
-from ecomwatch.schema import EVENT_SCHEMA, TIME_TYPE, EventType, conform, constant
+from ecomwatch.decode.web_events import (
+    Refused,
+    WebFields,
+    as_text,
+    cookie_value,
+    split_request,
+    web_events,
+)
+from ecomwatch.schema import TIME_TYPE
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
 _FIRST_LINE = re.compile(r"^(?:(\S+) )?" + _HEAD + r"(?: " + _QUOTED + " " + _QUOTED + r")?(.*)$")
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
-_REQUEST = (
-    r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<path>[^?\s]*)(?:\?(?P<query>\S*))?"
-    r"(?: HTTP/\d(?:\.\d)?)?$"
-)
-_STATIC = (
-    r"(?i)\.(css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|bmp|tiff?|woff2?|ttf|otf|eot"
-    r"|mp4|webm|mp3|ogg|wav|pdf|zip|gz|txt|xml)$"
-)
-_API = r"(?i)^/(api|wp-json|graphql|rest|ajax)(/|$)|admin-ajax\.php$|\.json$"
 _KEPT = ("host", "ip", "time", "zone", "request", "status", "bytes", "referrer", "agent")
 
 
@@ -77,7 +76,7 @@ class AccessLogLayout:
         )
         if self.combined:
             body += r' "(?P<referrer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"'
-        return "^" + head + body + r"(?: .*)?\r?$"
+        return "^" + head + body + r"(?: (?P<rest>.*))?\r?$"
 
 
 def sniff_access_log(first_line: bytes) -> AccessLogLayout:
@@ -110,11 +109,16 @@ def decode_access_log_chunk(
     source_name: str,
     source_id: str,
     url_map: UrlMap | None = None,
+    session_cookie: str | None = None,
 ) -> Decoded:
     """Every non-blank line of the chunk becomes an event or a rejected row; with a URL map,
-    the requests it names become commerce events."""
+    the requests it names become commerce events; with a session cookie's name, a request
+    whose fields after the user agent hold that cookie (nginx's `"$http_cookie"`, Apache's
+    `"%{Cookie}i"`) gets its value as its session."""
     fields = layout.fields
     kept = [name for name in _KEPT if name in fields]
+    if session_cookie:
+        kept += [name for name in fields if name.startswith("extra")]
     options = pacsv.ParseOptions(delimiter=" ", quote_char='"', double_quote=False)
     lines = _Lines(chunk.data)
     # Lines the CSV reader would split wrongly: Apache's `\"`, a lone `\r` (a line break to
@@ -138,7 +142,7 @@ def decode_access_log_chunk(
         )
     else:
         rejects = empty_rejects()
-    events, refused = _events(columns, row_lines, source_id)
+    events, refused = _events(columns, row_lines, source_id, session_cookie)
     if url_map is not None:
         events = url_map.apply(events)
     if refused:
@@ -207,22 +211,9 @@ class _Lines:
         return TextChunk(b"".join(parts), chunk.offset, chunk.first_line)
 
 
-def _text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Binary to text; bytes that are not UTF-8 are kept as `\\xHH`, as nginx writes them."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    try:
-        return array.cast(pa.string())
-    except pa.ArrowInvalid:
-        values = array.to_pylist()
-        return pa.array(
-            [None if v is None else v.decode("utf-8", "backslashreplace") for v in values],
-            pa.string(),
-        )
-
-
 def _from_split(table: pa.Table, layout: AccessLogLayout) -> dict[str, pa.Array]:
     """The CSV reader's columns as text: the bracketed time and zone joined into `stamp`."""
-    out = {name: _text(table[name]) for name in table.column_names}
+    out = {name: as_text(table[name]) for name in table.column_names}
     time, zone = out.pop("time"), out.pop("zone")
     out["stamp"] = pc.binary_join_element_wise(
         pc.utf8_slice_codeunits(time, 1), pc.utf8_rtrim(zone, characters="]"), " "
@@ -245,6 +236,11 @@ def _with_leftovers(
     ok = np.asarray(pc.is_valid(matched).to_numpy(zero_copy_only=False), dtype=bool)
     extra: dict[str, pa.Array] = {}
     for name in columns:
+        if name.startswith("extra"):  # the fields after the user agent, as one (for cookies)
+            found = name == "extra0"
+            values = pc.struct_field(matched.filter(pa.array(ok)), "rest") if found else None
+            extra[name] = values if values is not None else pa.nulls(int(ok.sum()), pa.string())
+            continue
         values = pc.struct_field(matched.filter(pa.array(ok)), name)
         if name in ("request", "referrer", "agent"):
             values = pc.replace_substring(pc.replace_substring(values, '\\"', '"'), "\\\\", "\\")
@@ -264,10 +260,6 @@ def _with_leftovers(
     return merged, all_lines[order], rejects
 
 
-def _dash_to_null(values: pa.Array) -> pa.Array:
-    return pc.if_else(pc.equal(values, "-"), pa.scalar(None, pa.string()), values)
-
-
 def _parse_stamps(stamps: pa.Array) -> pa.Array:
     """`20/Feb/2016:00:00:45 -0500` to UTC, parsed once per distinct second."""
     encoded = stamps.dictionary_encode()
@@ -275,77 +267,31 @@ def _parse_stamps(stamps: pa.Array) -> pa.Array:
     return parsed.cast(TIME_TYPE).take(encoded.indices)
 
 
-def _request_kind(method: pa.Array, path: pa.Array) -> pa.Array:
-    """static (a GET or HEAD of an asset), api, page or other (no request line). A POST to an
-    asset's name is a call (Shopify's `/cart/add.js`)."""
-    suffix = pc.fill_null(pc.match_substring_regex(path, _STATIC), False)
-    fetch = pc.fill_null(pc.is_in(method, pa.array(["GET", "HEAD"])), False)
-    api = pc.fill_null(pc.match_substring_regex(path, _API), False)
-    kind = pc.if_else(
-        pc.and_(suffix, fetch), "static", pc.if_else(pc.or_(api, suffix), "api", "page")
-    )
-    return pc.if_else(pc.is_null(method), pa.scalar("other"), kind)
-
-
 def _events(
-    columns: dict[str, pa.Array], lines: np.ndarray, source_id: str
-) -> tuple[pa.Table, dict[int, tuple[RejectReason, str]]]:
-    """EVENT_SCHEMA rows from the lines' text columns, and the lines refused (a time, status
-    or size that does not parse), with why."""
-    n = len(lines)
-    event_time = _parse_stamps(columns["stamp"])
-    numeric_status = pc.match_substring_regex(columns["status"], r"^\d{3}$")
-    size = columns["bytes"]
-    numeric_size = pc.match_substring_regex(size, r"^(\d{1,18}|-)$")
-    checks = [
-        (pc.is_null(event_time), RejectReason.BAD_EVENT_TIME, f"the time is not {TIME_FORMAT}"),
-        (pc.invert(numeric_status), RejectReason.BAD_LOG_LINE, "the status is not 3 digits"),
-        (pc.invert(numeric_size), RejectReason.BAD_LOG_LINE, "the size is not a number or -"),
-    ]
-    refused: dict[int, tuple[RejectReason, str]] = {}
-    good = np.ones(n, dtype=bool)
-    for failed, reason, detail in checks:
-        mask = np.asarray(pc.fill_null(failed, True).to_numpy(zero_copy_only=False), dtype=bool)
-        for line in lines[mask & good].tolist():
-            refused[line] = (reason, detail)
-        good &= ~mask
-    status = pc.if_else(pa.array(good), columns["status"], "0").cast(pa.int16())
-    nbytes = pc.if_else(pc.or_(pc.equal(size, "-"), pa.array(~good)), "0", size).cast(pa.int64())
-    request = columns["request"]
-    split = pc.extract_regex(request, _REQUEST)
-    method = pc.struct_field(split, "method")
-    unparsed = pc.is_null(method)
-    path = pc.if_else(unparsed, _dash_to_null(request), pc.struct_field(split, "path"))
-    query = pc.struct_field(split, "query")
-    host = columns.get("host")
-    out: dict[str, pa.Array | None] = {
-        "event_time": event_time,
-        "event_type": constant(EventType.REQUEST.value, n),
-        "ip": _dash_to_null(columns["ip"]),
-        "user_agent": _dash_to_null(columns["agent"]) if "agent" in columns else None,
-        "source": constant(source_id, n),
-        "source_pos": pa.array(lines, pa.int64()),
-        "host": None if host is None else pc.replace_substring_regex(host, r":\d+$", ""),
-        "method": method,
-        "path": path,
-        "query": pc.if_else(pc.equal(query, ""), pa.scalar(None, pa.string()), query),
-        "status": status,
-        "bytes": nbytes,
-        "referrer": _dash_to_null(columns["referrer"]) if "referrer" in columns else None,
-        "request_kind": _request_kind(method, path),
-    }
-    table = pa.table(
-        [
-            pa.nulls(n, f.type) if (v := out.get(f.name)) is None else conform(v, f.type)
-            for f in EVENT_SCHEMA
-        ],
-        schema=EVENT_SCHEMA,
+    columns: dict[str, pa.Array], lines: np.ndarray, source_id: str, session_cookie: str | None
+) -> tuple[pa.Table, Refused]:
+    """EVENT_SCHEMA rows from the lines' text columns, and the lines refused, with why."""
+    method, path, query = split_request(columns["request"])
+    cookies = [values for name, values in columns.items() if name.startswith("extra")]
+    fields = WebFields(
+        event_time=_parse_stamps(columns["stamp"]),
+        time_format=TIME_FORMAT,
+        ip=columns["ip"],
+        status=columns["status"],
+        size=columns["bytes"],
+        method=method,
+        path=path,
+        query=query,
+        agent=columns.get("agent"),
+        referrer=columns.get("referrer"),
+        host=columns.get("host"),
+        session=cookie_value(cookies, session_cookie) if session_cookie and cookies else None,
     )
-    return (table, refused) if good.all() else (table.filter(pa.array(good)), refused)
+    return web_events(fields, lines, source_id)
 
 
 def _field_rejects(
-    refused: dict[int, tuple[RejectReason, str]],
+    refused: Refused,
     chunk: TextChunk,
     lines: _Lines,
     source_name: str,

@@ -21,13 +21,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecomwatch.decode.access_log import AccessLogLayout, decode_access_log_chunk, sniff_access_log
 from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
 from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
 from ecomwatch.decode.gzip_stream import GzipStream
 from ecomwatch.decode.jsonl_decoder import decode_jsonl_chunk
-from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded, empty_decoded, validate
+from ecomwatch.decode.web_logs import (
+    LogFormat,
+    WebLogLayout,
+    WebLogOptions,
+    decode_web_chunk,
+    sniff_web_log,
+)
 from ecomwatch.parallel import ordered_parallel
 from ecomwatch.schema import INPUT_COLUMNS
 from ecomwatch.sources.base import Position, SourceBatch, SourceError
@@ -87,10 +92,10 @@ class FileSource:
         *,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         threads: int = 2,
-        url_map: UrlMap | None = None,
+        web: WebLogOptions | None = None,
     ) -> None:
         self.path = Path(path)
-        self.url_map = url_map  # for an access log: which requests are commerce events
+        self.web = web or WebLogOptions()  # for a web log: its format, URL map, session cookie
         self.name = str(path)
         self.chunk_bytes = chunk_bytes
         self.threads = max(1, threads)
@@ -101,18 +106,22 @@ class FileSource:
         except OSError as exc:
             raise SourceError(self.name, f"cannot read the file: {exc.strerror or exc}") from exc
 
-        self.log_layout: AccessLogLayout | None = None
+        self.log_layout: WebLogLayout | None = None
         if self.format is not InputFormat.PARQUET and self.size:
-            self.log_layout = self._access_log_layout()
+            self.log_layout = self._web_log_layout()
             if self.log_layout is not None:
                 self.format = InputFormat.ACCESS_LOG
 
-    def _access_log_layout(self) -> AccessLogLayout | None:
-        """The layout when the first line is an access log's, else None."""
+    def _web_log_layout(self) -> WebLogLayout | None:
+        """The layout when the first lines are a web log's, else None (a format named in the
+        options that the file does not have is a SourceError)."""
+        wanted = self.web.format
         try:
-            return sniff_access_log(self._first_line())
-        except LayoutError:
-            return None
+            return sniff_web_log(self._head(), wanted)
+        except LayoutError as exc:
+            if wanted is LogFormat.AUTO:
+                return None
+            raise SourceError(self.name, f"not in the {wanted.value} format: {exc}") from exc
         except (OSError, EOFError, zlib.error, StreamFault):
             return None  # reading reports the damage, with what came before it
 
@@ -140,10 +149,11 @@ class FileSource:
             return raw, GzipStream(raw)  # type: ignore[return-value]
         return raw, raw
 
-    def _first_line(self) -> bytes:
+    def _head(self) -> bytes:
+        """The first lines (up to 4, for a header of several)."""
         raw, stream = self._open_stream()
         with raw, stream:
-            return stream.readline()
+            return b"".join(stream.readline() for _ in range(4))
 
     def _read_text(self, start: Position) -> Iterator[SourceBatch]:
         layout: CsvLayout | None = None
@@ -160,12 +170,12 @@ class FileSource:
             def decode(chunk: TextChunk) -> tuple[Decoded, TextChunk]:
                 if log_layout is not None:
                     return (
-                        decode_access_log_chunk(
+                        decode_web_chunk(
                             chunk,
                             log_layout,
+                            self.web,
                             source_name=self.name,
                             source_id=self.source_id,
-                            url_map=self.url_map,
                         ),
                         chunk,
                     )
