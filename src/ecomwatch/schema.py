@@ -38,7 +38,11 @@ REES46_COLUMNS: tuple[str, ...] = (
 )
 # Optional columns a site may add.
 EXTRA_COLUMNS: tuple[str, ...] = ("ip", "user_agent", "event_id")
-INPUT_COLUMNS: tuple[str, ...] = REES46_COLUMNS + EXTRA_COLUMNS
+# A web request's columns (a web log's, or sent as JSON by `replay` of a web log).
+WEB_COLUMNS: tuple[str, ...] = (
+    "host", "method", "path", "query", "status", "bytes", "referrer", "request_kind"
+)  # fmt: skip
+INPUT_COLUMNS: tuple[str, ...] = REES46_COLUMNS + EXTRA_COLUMNS + WEB_COLUMNS
 # Columns that must be present in every input.
 REQUIRED_COLUMNS: tuple[str, ...] = REES46_COLUMNS
 

@@ -186,3 +186,63 @@ def test_dashboard_signs_in_with_a_token_and_out_again(tmp_path: Path):
             browser.close()
     finally:
         server.stop()
+
+
+def test_a_replayed_web_log_fills_the_web_panels(tmp_path: Path):
+    """`replay access.log` into the service: the dashboard's web panels appear (hidden while
+    only a shop's own events came), with the log's requests, status mix and probed paths."""
+    import json
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect, sync_playwright
+
+    log = Path(__file__).resolve().parents[2] / "examples/rules/web-attacks.log"
+    server = start_server(tmp_path / "lake", token=None)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(server.url + "/")
+            server.post_events([event(i) for i in range(10)])
+            expect(page.locator("#events-total")).to_have_text("10", timeout=15_000)
+            assert page.locator("#web-panels").is_hidden()
+
+            sent = subprocess.run(
+                [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(log), "--to",
+                 server.url, "--url-map", "woocommerce", "--json"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stderr
+            figures = json.loads(sent.stdout)
+            assert figures["sent"] == figures["accepted"] == 632
+            expect(page.locator("#events-total")).to_have_text("642", timeout=15_000)
+            expect(page.locator("#web-panels")).to_be_visible()
+            mix = page.locator("#web-mix")
+            expect(mix.locator("tr").first).to_have_text(re.compile(r"requests\s*632"))
+            expect(page.locator("#web-top-4xx")).to_contain_text("/.env")
+            status, summary = server.get_json("/api/summary")
+            assert status == 200
+            web = summary["web"]  # type: ignore[index]
+            assert web["requests"] == 632 and sum(web["status"].values()) == 632
+            # the web rules judge replayed requests as they judge a log's
+            feed = page.locator("#incidents-feed tr")
+            credentials = feed.filter(has_text="Credential-stuffing: 1 IP")
+            expect(credentials).to_have_count(1, timeout=20_000)
+            expect(feed.filter(has_text="Probe: 1 IP")).not_to_have_count(0)
+            # … and raise what `ecomwatch detect` raises on the same file
+            offline = tmp_path / "offline.jsonl"
+            subprocess.run(
+                [sys.executable, "-m", "ecomwatch.cli.main", "detect", str(log), "--alerts",
+                 str(offline), "--url-map", "woocommerce"],
+                capture_output=True, check=True,
+            )  # fmt: skip
+            lines = offline.read_text().splitlines()
+            expected = {(a["rule"], a["entity"]) for a in map(json.loads, lines)}
+            _, alerts = server.get_json("/api/alerts?limit=1000")
+            live = {(a["rule"], a["entity"]) for a in alerts}  # type: ignore[union-attr]
+            assert live == expected
+            page.screenshot(path=str(tmp_path / "dashboard-web.png"), full_page=True)
+            browser.close()
+    finally:
+        server.stop()

@@ -5,15 +5,21 @@ the events that were encoded, from a body of any slice of a block."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ecomwatch.decode.json_rows import read_ndjson_table
+from ecomwatch.decode.url_map import load_url_map
+from ecomwatch.decode.web_logs import WebLogOptions
 from ecomwatch.schema import EVENT_SCHEMA
 from ecomwatch.serve.collector import Limits, Numbering, decode_body
 from ecomwatch.serve.ndjson import SENT_COLUMNS, encode_lines
+from ecomwatch.sources.base import Position
+from ecomwatch.sources.files import FileSource
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
@@ -80,3 +86,44 @@ def test_well_typed_events_take_the_collectors_columnar_path_and_empty_columns_a
     assert b'"event_time":"2019-11-01T10:00:01Z"' in body  # whole seconds: no fraction sent
     assert read_ndjson_table(body) is not None
     assert collected(body) == as_table(rows).to_pylist()
+
+
+REPO = Path(__file__).resolve().parents[2]
+SCAN_LOG = (
+    REPO.parent
+    / "shared/data/accesslogs"
+    / ("scan_attack_2024__AgungBahtiarr_webserver_attack_clasification_access.log")
+)
+
+
+@pytest.mark.parametrize(
+    ("log", "url_map"),
+    [(REPO / "examples/rules/web-attacks.log", "woocommerce"), (SCAN_LOG, None)],
+    ids=["fixture-log-mapped", "real-scan-log"],
+)
+def test_a_web_logs_events_cross_the_collector_unchanged(log: Path, url_map: str | None) -> None:
+    """What `replay access.log` sends: requests (no product, user or price) and the views and
+    carts a URL map found, with their web columns; the collector reads back the same events."""
+    if not log.is_file():
+        pytest.skip(f"{log} is not on this machine")
+    web = WebLogOptions(url_map=load_url_map(url_map) if url_map else None)
+    source = FileSource(log, web=web)
+    events = pa.concat_tables(
+        [b.decoded.events for b in source.read(Position()) if b.decoded.events.num_rows]
+    )
+    assert events.num_rows > 600
+    kinds = set(events["event_type"].to_pylist())
+    assert "request" in kinds and (url_map is None or "view" in kinds)
+    sent = events.select(list(SENT_COLUMNS))
+    assert collected(encode_lines(sent).body(0, events.num_rows)) == sent.to_pylist()
+
+
+def test_a_request_without_a_status_is_refused_with_why() -> None:
+    body = b'{"event_time": "2026-11-30T10:00:00Z", "event_type": "request", "ip": "1.2.3.4"}\n'
+    body += b'{"event_time": "2026-11-30T10:00:00Z", "event_type": "request", "status": 200}\n'
+    decoded = decode_body(
+        body, encoding=None, limits=Limits(), numbering=Numbering(),
+        source_id="http-test", request_id="r1",
+    )  # fmt: skip
+    assert decoded.events.num_rows == 1
+    assert decoded.rejects.to_pylist()[0]["reason"] == "bad_web_field"

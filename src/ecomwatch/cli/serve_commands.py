@@ -26,6 +26,12 @@ from ecomwatch.cli.alert_outputs import (
 )
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
+from ecomwatch.cli.weblog_commands import (
+    FormatOption,
+    SessionCookieOption,
+    UrlMapOption,
+    with_weblog,
+)
 
 err = Console(stderr=True, soft_wrap=True)
 TOKENS_VARIABLE = "ECOMWATCH_TOKENS"
@@ -196,7 +202,7 @@ def serve(
 
 
 def replay(
-    inputs: Annotated[list[Path], typer.Argument(help="REES46 files to send.")],
+    inputs: Annotated[list[Path], typer.Argument(help="REES46 files or web logs to send.")],
     to: Annotated[
         str,
         typer.Option(
@@ -228,30 +234,42 @@ def replay(
         str, typer.Option("--partition-key", help="A stream: ip or user_session.")
     ] = "ip",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    url_map: UrlMapOption = None,
+    log_format: FormatOption = None,
+    session_cookie: SessionCookieOption = None,
 ) -> None:
-    """Send files to a running collector (token from ECOMWATCH_TOKENS) or into a Kinesis
-    stream (PutRecords), at a chosen pace."""
+    """Send files (REES46 events or web logs) to a running collector (token from
+    ECOMWATCH_TOKENS) or into a Kinesis stream (PutRecords), at a chosen pace."""
     import json
 
+    from ecomwatch.config import Config, ConfigError
+    from ecomwatch.decode.url_map import UrlMapError
     from ecomwatch.serve.replay import replay as run_replay
     from ecomwatch.sources.kinesis_api import is_stream_uri
 
     if rate is not None and speed is not None:
         err.print("[red]error:[/] give --rate or --speed, not both")
         raise typer.Exit(2)
+    try:
+        settings = with_weblog(
+            Config(), url_map=url_map, log_format=log_format, session_cookie=session_cookie
+        )
+    except (ConfigError, UrlMapError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
     if is_stream_uri(to):
         from ecomwatch.cli.stream_commands import produce
 
         produce(
             inputs, to, rate=rate, speed=speed, per_record=per_record,
-            partition_key=partition_key, console=err, as_json=as_json,
+            partition_key=partition_key, console=err, as_json=as_json, config=settings,
         )  # fmt: skip
         return
     token = os.environ.get(TOKENS_VARIABLE, "").split(",")[0].strip() or None
     try:
         stats = run_replay(
             inputs, to, token=token, rate=rate, speed=speed, batch=batch,
-            connections=connections, compress=compress, repeat_for_s=repeat_for,
+            connections=connections, compress=compress, repeat_for_s=repeat_for, config=settings,
         )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as exc:
         err.print(f"[red]error:[/] {exc}")

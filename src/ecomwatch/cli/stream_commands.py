@@ -161,6 +161,7 @@ def produce(
     partition_key: str,
     console: Console,
     as_json: bool,
+    config: Config | None = None,
 ) -> None:
     """`replay --to kinesis://STREAM`."""
     from ecomwatch.serve.stream_replay import replay_to_stream
@@ -175,8 +176,9 @@ def produce(
     started = time.perf_counter()
     try:
         stats = replay_to_stream(
-            inputs, stream, rate=rate, speed=speed, per_record=per_record, partition_by=key
-        )
+            inputs, stream, rate=rate, speed=speed, per_record=per_record, partition_by=key,
+            config=config,
+        )  # fmt: skip
     except (SourceError, OSError, ValueError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INPUT_FAILED) from exc

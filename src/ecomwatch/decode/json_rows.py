@@ -43,9 +43,10 @@ def parse_rows(text: bytes) -> list[Any]:
 
 # NDJSON of well-typed events is read by pyarrow's JSON reader in one go; a payload it cannot
 # read with these types (a bad line, an ID sent as a string…) takes the row-by-row path instead.
+_INTEGER_COLUMNS = ("product_id", "category_id", "user_id", "status", "bytes")
 _FAST_SCHEMA = pa.schema(
     [
-        (name, pa.int64() if name in ("product_id", "category_id", "user_id") else
+        (name, pa.int64() if name in _INTEGER_COLUMNS else
          pa.float64() if name == "price" else pa.string())
         for name in INPUT_COLUMNS
     ]

@@ -20,6 +20,8 @@ class RejectReason(StrEnum):
     BAD_JSON = "bad_json"
     # A web access log line of no known shape, or with a status or size that is not a number.
     BAD_LOG_LINE = "bad_log_line"
+    # A web request sent as an event (JSON, CSV) whose status or size is not a number.
+    BAD_WEB_FIELD = "bad_web_field"
     # A stream record as a whole: damaged gzip, a KPL record whose digest does not match.
     UNDECODABLE_RECORD = "undecodable_record"
 

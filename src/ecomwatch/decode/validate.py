@@ -20,12 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
+from ecomwatch.decode.web_events import request_kind
 from ecomwatch.schema import (
     COMMERCE_TYPES,
     EVENT_SCHEMA,
     INPUT_COLUMNS,
     REQUIRED_COLUMNS,
     TIME_TYPE,
+    WEB_COLUMNS,
+    EventType,
     conform,
     constant,
 )
@@ -233,7 +236,8 @@ def _ids_from_floats(floats: pa.Array, considered: np.ndarray) -> _Ids:
     return _Ids(pa.array(ints, mask=~exact), invalid, imprecise)
 
 
-def _parse_price(col: pa.Array, checks: _Checks) -> pa.Array:
+def _parse_price(col: pa.Array, checks: _Checks, *, may_lack: np.ndarray) -> pa.Array:
+    """Prices; missing or not finite is rejected, except missing where `may_lack`."""
     if (
         pa.types.is_floating(col.type)
         or pa.types.is_integer(col.type)
@@ -247,7 +251,8 @@ def _parse_price(col: pa.Array, checks: _Checks) -> pa.Array:
     array = values.to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(array)
-        checks.fail(~finite, RejectReason.BAD_PRICE)
+        excused = may_lack & _mask_to_numpy(pc.is_null(col)) if may_lack.any() else may_lack
+        checks.fail(~finite & ~excused, RejectReason.BAD_PRICE)
         checks.fail(finite & (array < 0), RejectReason.NEGATIVE_PRICE)
     return values
 
@@ -286,21 +291,29 @@ def validate(
     checks.fail(pc.is_null(event_time), RejectReason.BAD_EVENT_TIME)
 
     event_type = _blank_to_null(text_cols["event_type"].cast(pa.string()))
-    checks.fail(
-        pc.invert(pc.fill_null(pc.is_in(event_type, pa.array(COMMERCE_TYPES)), False)),
-        RejectReason.UNKNOWN_EVENT_TYPE,
-    )
+    # A web log's events sent on as JSON (a request, or a view a URL map found) have a status
+    # and need no product, user or price.
+    web = _web_fields(text_cols, n)
+    commerce = _mask_to_numpy(pc.is_in(event_type, pa.array(COMMERCE_TYPES)))
+    request = np.zeros(n, dtype=bool)
+    may_lack = request
+    if web is not None:
+        request = _mask_to_numpy(pc.equal(event_type, EventType.REQUEST.value))
+        may_lack = request | ~web.absent
+    checks.fail(~(commerce | request), RejectReason.UNKNOWN_EVENT_TYPE)
 
     product = _parse_ids(text_cols["product_id"])
-    checks.fail(pc.is_null(product.values), RejectReason.BAD_PRODUCT_ID)
+    checks.fail(_missing_or_invalid(product, may_lack), RejectReason.BAD_PRODUCT_ID)
 
     category = _parse_ids(text_cols["category_id"])
     checks.fail(category.invalid, RejectReason.BAD_CATEGORY_ID)
 
     user = _parse_ids(text_cols["user_id"])
-    checks.fail(pc.is_null(user.values), RejectReason.BAD_USER_ID)
+    checks.fail(_missing_or_invalid(user, may_lack), RejectReason.BAD_USER_ID)
 
-    price = _parse_price(text_cols["price"], checks)
+    price = _parse_price(text_cols["price"], checks, may_lack=may_lack)
+    if web is not None:  # a request needs a status; any row that has one, a valid one
+        checks.fail(web.bad & (request | ~web.absent), RejectReason.BAD_WEB_FIELD)
 
     accepted = checks.codes == 0
     repaired: dict[str, int] = {}
@@ -328,6 +341,8 @@ def validate(
         else:
             value = pa.nulls(n_ok, pa.string())
         out[name] = value
+    if web is not None:
+        out |= {name: kept(values) for name, values in web.columns.items()}
     out["source"] = constant(source_id, n_ok)
     out["source_pos"] = pa.array(positions[accepted], pa.int64())
     events = pa.table(
@@ -337,6 +352,54 @@ def validate(
     )  # fmt: skip
     rejects = _rejects(checks, positions, originals, source_name, render_raw=render_raw)
     return Decoded(events, rejects, repaired)
+
+
+def _missing_or_invalid(ids: _Ids, may_lack: np.ndarray) -> np.ndarray:
+    """Rows whose ID is missing (unless `may_lack`) or not an exact integer."""
+    missing = _mask_to_numpy(pc.is_null(ids.values))
+    return missing & ~may_lack | (ids.invalid & may_lack) if may_lack.any() else missing
+
+
+@dataclass(frozen=True)
+class _WebFields:
+    columns: dict[str, pa.Array]  # the web columns, typed (status int16, bytes int64)
+    bad: np.ndarray  # status missing or out of range, or bytes not a count
+    absent: np.ndarray  # neither status nor bytes given (a shop's own event)
+
+
+def _web_fields(text_cols: dict[str, pa.Array], n: int) -> _WebFields | None:
+    """The web columns of rows that have any (None when no row has a status: REES46 input
+    pays nothing)."""
+    given = text_cols.get("status")
+    if given is None or given.null_count == n:
+        return None
+    status, status_ok = _web_number(given, 100, 999)
+    size_text = text_cols.get("bytes")
+    size, size_ok = (
+        (pa.nulls(n, pa.int64()), np.ones(n, bool))
+        if size_text is None else _web_number(size_text, 0, 2**62)
+    )  # fmt: skip
+    if size_text is not None:
+        size_ok |= _mask_to_numpy(pc.is_null(size_text))  # a size is optional
+    columns: dict[str, pa.Array] = {"status": status, "bytes": size}
+    for name in WEB_COLUMNS:
+        if name in text_cols and name not in columns:
+            columns[name] = _blank_to_null(text_cols[name].cast(pa.string()))
+    absent = pc.is_null(given)
+    if "request_kind" not in columns or columns["request_kind"].null_count == n:
+        nothing = pa.nulls(n, pa.string())
+        kind = request_kind(columns.get("method", nothing), columns.get("path", nothing))
+        columns["request_kind"] = pc.if_else(absent, nothing, kind)
+    return _WebFields(columns, ~status_ok | ~size_ok, _mask_to_numpy(absent))
+
+
+def _web_number(values: pa.Array, low: int, high: int) -> tuple[pa.Array, np.ndarray]:
+    """Whole numbers in [low, high] (null where absent or not one) and where they are."""
+    ids = _parse_ids(values)
+    number = ids.values
+    inside = pc.and_(pc.greater_equal(number, low), pc.less_equal(number, high))
+    ok = _mask_to_numpy(pc.fill_null(inside, False)) & ~ids.invalid
+    return pc.if_else(pa.array(ok), number, pa.scalar(None, pa.int64())), ok
 
 
 def _is_typed(col: pa.Array) -> bool:
@@ -359,6 +422,8 @@ _DETAIL = {
     RejectReason.BAD_USER_ID: "user_id is missing or not an exact integer",
     RejectReason.BAD_PRICE: "price is missing or not a finite number",
     RejectReason.NEGATIVE_PRICE: "price is negative",
+    RejectReason.BAD_WEB_FIELD: "a request's status is missing or not an HTTP status (100-999), "
+    "or its bytes not a count",
 }
 _FIELD_OF = {
     RejectReason.BAD_EVENT_TIME: "event_time",
@@ -368,6 +433,7 @@ _FIELD_OF = {
     RejectReason.BAD_USER_ID: "user_id",
     RejectReason.BAD_PRICE: "price",
     RejectReason.NEGATIVE_PRICE: "price",
+    RejectReason.BAD_WEB_FIELD: "status",
 }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ecomwatch.schema import EVENT_TYPES
 
@@ -45,7 +46,7 @@ class TrafficAggregates:
             return
         minute = events["event_time"].cast(pa.int64()).to_numpy() // MINUTE_US
         kind = _type_codes(events["event_type"])
-        price = events["price"].to_numpy()
+        price = pc.fill_null(events["price"], 0.0).to_numpy()  # a web log's purchase has none
         combined = minute * len(EVENT_TYPES) + kind
         low = int(combined.min())
         if int(combined.max()) - low < 1 << 16:  # the usual few minutes: count densely

@@ -252,6 +252,8 @@ def summarize(service: Service) -> dict[str, Any]:
         "live": {k: v for k, v in live.items() if k != "flagged_minutes"},
         "minutes": [{**m, "flagged": flagged.get(m["minute_us"], 0)} for m in minutes[-120:]],
         "alerts": {"total": sum(by_severity.values()), "by_severity": by_severity},
+        # a web log's requests, when the service receives any (else null: no web panel)
+        "web": service.live_web.published if service.live_web.requests else None,
     }
 
 

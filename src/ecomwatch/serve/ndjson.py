@@ -19,9 +19,11 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from ecomwatch.schema import WEB_COLUMNS
+
 SENT_COLUMNS = (
     "event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price",
-    "user_id", "user_session", "ip", "user_agent", "event_id",
+    "user_id", "user_session", "ip", "user_agent", "event_id", *WEB_COLUMNS,
 )  # fmt: skip
 SECONDS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MICROS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"

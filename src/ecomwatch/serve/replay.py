@@ -72,11 +72,12 @@ class Body:
     rows: int
 
 
-def event_blocks(paths: list[Path]) -> Iterator[pa.Table]:
-    """The files' accepted events in the blocks the decoders read, in file order."""
+def event_blocks(paths: list[Path], config: Config | None = None) -> Iterator[pa.Table]:
+    """The files' accepted events in the blocks the decoders read, in file order (web logs
+    read as `config`'s `[weblog]` says)."""
     from ecomwatch.ingest import open_inputs
 
-    sources, errors = open_inputs(paths, Config())
+    sources, errors = open_inputs(paths, config or Config())
     if errors:
         raise ValueError(str(errors[0]))
     for source in sources:
@@ -155,6 +156,7 @@ def replay(
     compress: bool = False,
     repeat_for_s: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    config: Config | None = None,
 ) -> ReplayStats:
     """Send the files (again and again for `repeat_for_s` seconds, if given)."""
     stats = ReplayStats()
@@ -170,12 +172,12 @@ def replay(
 
     if repeat_for_s is None:
         started = time.perf_counter()
-        bodies = request_bodies(event_blocks(paths), batch)
+        bodies = request_bodies(event_blocks(paths, config), batch)
     else:
         # Sent over and over: the files are read before the clock starts, so that reading them
         # counts neither in the time sent for nor in the events/s (nor makes a paced run catch
         # up).
-        blocks = list(event_blocks(paths))
+        blocks = list(event_blocks(paths, config))
         started = time.perf_counter()
         bodies = _repeated_bodies(blocks, batch, started, repeat_for_s)
     first_event: int | None = None

@@ -24,11 +24,13 @@ from ecomwatch.ingest import default_dead_letter
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.operators.live_aggregates import TrafficAggregates
+from ecomwatch.operators.web_sessions import WebSessions
 from ecomwatch.pipeline_metrics import PipelineMetrics
 from ecomwatch.serve.collector import BodyError, Limits, Numbering, decode_body
 from ecomwatch.serve.detector_process import DetectorProcess
 from ecomwatch.serve.incident_view import IncidentView
 from ecomwatch.serve.live_summary import LiveSummary
+from ecomwatch.serve.live_web import LiveWeb
 from ecomwatch.serve.queue_source import QueueSource
 from ecomwatch.sinks.jsonl import JsonLinesFile, read_json_lines
 
@@ -145,17 +147,20 @@ class Service:
             behind=stream.behind if stream is not None else self.source.behind,
         )
         self.live = LiveSummary(lambda: self.flagged)
+        self.live_web = LiveWeb()
+        self.live_panels = (self.live, self.live_web)
         self.stats = BatchStats(self.source, self.traffic, self.metrics, stream, self.writer)
         self.watermark = Watermark(
             lateness_s=config.engine.lateness_s, idle_timeout_s=config.engine.idle_timeout_s
         )
         self.pipeline = Pipeline(
             committer=self.writer,
-            operators=[self.writer, self.traffic, self.detector, self.live, self.stats],
+            operators=[self.writer, self.traffic, self.detector, *self.live_panels, self.stats],
             watermark=self.watermark,
             dead_letter=self.dead_letter,
             checkpoint_rows=config.engine.checkpoint_rows,
             checkpoint_seconds=commit_seconds,
+            transforms=[WebSessions(gap_s=config.weblog.session_gap_s)],
         )
         self.metrics.watch(
             queue_depth=lambda: self.source.depth,

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import pyarrow.compute as pc
 
+from ecomwatch.config import Config
 from ecomwatch.serve.replay import event_blocks, sleep_until
 from ecomwatch.sinks.kinesis_producer import (
     MAX_RECORDS_PER_CALL,
@@ -38,6 +39,7 @@ def replay_to_stream(
     partition_by: PartitionBy = PartitionBy.IP,
     client: Any = None,
     on_progress: Callable[[int], None] | None = None,
+    config: Config | None = None,
 ) -> PutStats:
     producer = KinesisProducer(stream, client=client)
     starts = producer.shard_ranges() if per_record > 1 else None
@@ -52,7 +54,7 @@ def replay_to_stream(
     started = time.perf_counter()
     first_us: int | None = None
     queued = 0
-    for block in event_blocks(paths):
+    for block in event_blocks(paths, config):
         for offset in range(0, block.num_rows, slice_rows):
             part = block.slice(offset, slice_rows)
             earliest = int(pc.min(part["event_time"]).cast("int64").as_py())

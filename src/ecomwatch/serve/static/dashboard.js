@@ -147,6 +147,21 @@ function watchFilters() {
   document.getElementById("page-older").addEventListener("click", () => { offset += PAGE; refreshFeed(); });
 }
 
+function percent(part, whole) { return whole ? (100 * part / whole).toFixed(1) + " %" : "–"; }
+
+// A web log's requests: shown only when the service has received some.
+function renderWeb(web) {
+  document.getElementById("web-panels").hidden = !web;
+  if (!web) return;
+  const mix = [["requests", fmt(web.requests)],
+    ["from self-declared bots", percent(web.bot_requests, web.requests)]];
+  for (const [status, n] of Object.entries(web.status)) mix.push(["status " + status, percent(n, web.requests)]);
+  for (const [kind, n] of Object.entries(web.request_kinds)) mix.push([kind, fmt(n)]);
+  fillTable("web-mix", mix);
+  fillTable("web-top-paths", web.top_paths.map((r) => [r.path, fmt(r.requests)]));
+  fillTable("web-top-4xx", web.top_4xx_paths.map((r) => [r.path, fmt(r.requests)]));
+}
+
 function render(data) {
   latest = data;
   const s = data.summary, live = s.live;
@@ -166,6 +181,7 @@ function render(data) {
   fillTable("top-categories", live.top_categories.map((r) => [r.name, fmt(r.events)]));
   fillTable("top-brands", live.top_brands.map((r) => [r.name, fmt(r.events)]));
   fillTable("top-products", live.top_products.map((r) => [r.name, fmt(r.events)]));
+  renderWeb(s.web);
   if (!document.getElementById("overview").hidden) {
     refreshFeed();
     drawTraffic(s.minutes);
