@@ -2,11 +2,11 @@
 Apache's vhost_combined) decoded into events: one event per request, vectorized.
 
 A line is `[vhost[:port]] ip ident user [time zone] "request" status bytes ["referrer"
-"user agent"] [more fields]`. The lines of that shape are split with numpy from where their
-quotes and spaces are (decode/ncsa_split.py: no Python per line); the few it cannot split —
-Apache's `\\"` escapes, a quote inside a field, a line of another shape — are matched with a
-regular expression instead (RE2, vectorized over just those lines), and what neither reads goes
-to the dead letter. nginx's `\\xHH` escapes are kept as written.
+"user agent"] [more fields]`. pyarrow's CSV reader splits the lines on spaces with `"` as the
+quote (C++, no Python per line); the few lines it cannot split the same way — Apache's `\\"`
+escapes, a quote inside a field, a line of another shape — are matched with a regular
+expression instead (RE2, vectorized over just those lines), and what neither reads goes to the
+dead letter. nginx's `\\xHH` escapes are kept as written.
 
 Each request becomes an event of type `request` with the web columns filled (method, path,
 query, status, bytes, referrer, request kind, host); a request line that is not `METHOD TARGET
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from ecomwatch.decode.chunks import TextChunk
-from ecomwatch.decode.csv_decoder import LayoutError
-from ecomwatch.decode.ncsa_split import split_lines
+from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded
@@ -43,6 +43,7 @@ _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
 _FIRST_LINE = re.compile(r"^(?:(\S+) )?" + _HEAD + r"(?: " + _QUOTED + " " + _QUOTED + r")?(.*)$")
 TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
+_KEPT = ("host", "ip", "time", "zone", "request", "status", "bytes", "referrer", "agent")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,14 @@ class AccessLogLayout:
     vhost: bool  # a leading `host[:port]` field (Apache's vhost_combined)
     combined: bool  # referrer and user agent after the bytes
     extras: int  # fields after the user agent (nginx's $http_x_forwarded_for, timings, ...)
+
+    @property
+    def fields(self) -> list[str]:
+        names = ["host"] if self.vhost else []
+        names += ["ip", "ident", "user", "time", "zone", "request", "status", "bytes"]
+        if self.combined:
+            names += ["referrer", "agent"]
+        return names + [f"extra{i}" for i in range(self.extras)]
 
     @property
     def name(self) -> str:
@@ -106,18 +115,27 @@ def decode_access_log_chunk(
     the requests it names become commerce events; with a session cookie's name, a request
     whose fields after the user agent hold that cookie (nginx's `"$http_cookie"`, Apache's
     `"%{Cookie}i"`) gets its value as its session."""
-    split = split_lines(
-        chunk.data, chunk.line_count,
-        vhost=layout.vhost, combined=layout.combined, extras=layout.extras > 0,
-    )  # fmt: skip
-    columns = {
-        name: as_text(values)
-        for name, values in split.columns.items()
-        if session_cookie or not name.startswith("extra")
-    }
-    row_lines = split.lines + chunk.first_line
+    fields = layout.fields
+    kept = [name for name in _KEPT if name in fields]
+    if session_cookie:
+        kept += [name for name in fields if name.startswith("extra")]
+    options = pacsv.ParseOptions(delimiter=" ", quote_char='"', double_quote=False)
     lines = _Lines(chunk.data)
-    leftovers = [(chunk.first_line + i, lines.text(i)) for i in split.leftovers.tolist()]
+    # Lines the CSV reader would split wrongly: Apache's `\"`, a lone `\r` (a line break to
+    # it). If it still cannot line rows up with lines, a stray quote ran on: add those lines.
+    suspects = lines.holding(b'\\"') | lines.holding_lone_cr()
+    try:
+        parsed = read_delimited(lines.blanked(chunk, suspects), fields, include=kept,
+                                parse_options=options)  # fmt: skip
+    except LayoutError:
+        suspects |= lines.with_odd_quotes()
+        parsed = read_delimited(lines.blanked(chunk, suspects), fields, include=kept,
+                                parse_options=options)  # fmt: skip
+    numbers = {chunk.first_line + i for i in suspects}
+    leftovers = [(line, text) for line, text, _ in parsed.invalid if line not in numbers]
+    leftovers += [(chunk.first_line + i, lines.text(i)) for i in sorted(suspects)]
+    columns = _from_split(parsed.table, layout)
+    row_lines = parsed.lines
     if leftovers:
         columns, row_lines, rejects = _with_leftovers(
             columns, row_lines, sorted(leftovers), layout, source_name
@@ -157,6 +175,50 @@ class _Lines:
     def text(self, index: int) -> str:
         begin, end = self.bounds(index)
         return self.data[begin:end].rstrip(b"\r").decode("utf-8", "backslashreplace")
+
+    def holding(self, needle: bytes) -> set[int]:
+        found: set[int] = set()
+        start = self.data.find(needle)
+        while start != -1:
+            index = self.index_at(start)
+            found.add(index)
+            start = self.data.find(needle, self.bounds(index)[1])
+        return found
+
+    def holding_lone_cr(self) -> set[int]:
+        if b"\r" not in self.data or self.data.count(b"\r") == self.data.count(b"\r\n"):
+            return set()
+        cr = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 13)
+        following = np.frombuffer(self.data + b"\n", dtype=np.uint8)[cr + 1]
+        return {self.index_at(int(at)) for at in cr[following != 10]}
+
+    def with_odd_quotes(self) -> set[int]:
+        quotes = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 34)
+        per_line = np.bincount(np.searchsorted(self.newlines, quotes))
+        return {int(i) for i in np.flatnonzero(per_line % 2)}
+
+    def blanked(self, chunk: TextChunk, indices: set[int]) -> TextChunk:
+        """The chunk with those lines replaced by `-` (the same line count, so every other line
+        keeps its number)."""
+        if not indices:
+            return chunk
+        parts, at = [], 0
+        for index in sorted(indices):
+            begin, end = self.bounds(index)
+            parts += [self.data[at:begin], b"-"]
+            at = end
+        parts.append(self.data[at:])
+        return TextChunk(b"".join(parts), chunk.offset, chunk.first_line)
+
+
+def _from_split(table: pa.Table, layout: AccessLogLayout) -> dict[str, pa.Array]:
+    """The CSV reader's columns as text: the bracketed time and zone joined into `stamp`."""
+    out = {name: as_text(table[name]) for name in table.column_names}
+    time, zone = out.pop("time"), out.pop("zone")
+    out["stamp"] = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(time, 1), pc.utf8_rtrim(zone, characters="]"), " "
+    )
+    return out
 
 
 def _with_leftovers(
