@@ -66,9 +66,9 @@ def test_replay_for_a_time_starts_its_clock_once_the_files_are_read(
     write_traffic(generate(TrafficSpec(events=5_000, seed=2)), traffic)
     real_blocks = replay_module.event_blocks
 
-    def slow_blocks(paths: list[Path]):  # a big file: reading it takes a while
+    def slow_blocks(paths: list[Path], config=None):  # a big file: reading it takes a while
         time.sleep(1.5)
-        yield from real_blocks(paths)
+        yield from real_blocks(paths, config)
 
     monkeypatch.setattr(replay_module, "event_blocks", slow_blocks)
     with running_null_collector() as url:
