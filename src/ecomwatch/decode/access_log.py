@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ecomwatch.decode.chunks import TextChunk
+from ecomwatch.decode.clf_time import TIME_FORMAT, parse_clf_times
 from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.decode.url_map import UrlMap
@@ -37,12 +38,10 @@ from ecomwatch.decode.web_events import (
     split_request,
     web_events,
 )
-from ecomwatch.schema import TIME_TYPE
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
 _FIRST_LINE = re.compile(r"^(?:(\S+) )?" + _HEAD + r"(?: " + _QUOTED + " " + _QUOTED + r")?(.*)$")
-TIME_FORMAT = "%d/%b/%Y:%H:%M:%S %z"
 _KEPT = ("host", "ip", "time", "zone", "request", "status", "bytes", "referrer", "agent")
 
 
@@ -123,7 +122,7 @@ def decode_access_log_chunk(
     lines = _Lines(chunk.data)
     # Lines the CSV reader would split wrongly: Apache's `\"`, a lone `\r` (a line break to
     # it). If it still cannot line rows up with lines, a stray quote ran on: add those lines.
-    suspects = lines.holding(b'\\"') | lines.holding_lone_cr()
+    suspects = lines.holding_escaped_quote() | lines.holding_lone_cr()
     try:
         parsed = read_delimited(lines.blanked(chunk, suspects), fields, include=kept,
                                 parse_options=options)  # fmt: skip
@@ -163,9 +162,6 @@ class _Lines:
             self._newlines = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 10)
         return self._newlines
 
-    def index_at(self, offset: int) -> int:
-        return int(np.searchsorted(self.newlines, offset))
-
     def bounds(self, index: int) -> tuple[int, int]:
         newlines = self.newlines
         begin = int(newlines[index - 1]) + 1 if index else 0
@@ -176,21 +172,22 @@ class _Lines:
         begin, end = self.bounds(index)
         return self.data[begin:end].rstrip(b"\r").decode("utf-8", "backslashreplace")
 
-    def holding(self, needle: bytes) -> set[int]:
-        found: set[int] = set()
-        start = self.data.find(needle)
-        while start != -1:
-            index = self.index_at(start)
-            found.add(index)
-            start = self.data.find(needle, self.bounds(index)[1])
-        return found
+    def holding_escaped_quote(self) -> set[int]:
+        """The lines with a `\\"` (Apache's escaped quote), found in numpy (no GIL held)."""
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        slashes = np.flatnonzero(data[:-1] == ord("\\"))
+        escaped = slashes[data[slashes + 1] == ord('"')]
+        return set(np.searchsorted(self.newlines, escaped).tolist()) if len(escaped) else set()
 
     def holding_lone_cr(self) -> set[int]:
-        if b"\r" not in self.data or self.data.count(b"\r") == self.data.count(b"\r\n"):
+        """The lines with a `\\r` not before a `\\n` (the chunk's end counts as one)."""
+        if b"\r" not in self.data:
             return set()
-        cr = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 13)
-        following = np.frombuffer(self.data + b"\n", dtype=np.uint8)[cr + 1]
-        return {self.index_at(int(at)) for at in cr[following != 10]}
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        cr = np.flatnonzero(data == 13)
+        following = data[np.minimum(cr + 1, len(data) - 1)]
+        lone = cr[(following != 10) & (cr + 1 < len(data))]
+        return set(np.searchsorted(self.newlines, lone).tolist()) if len(lone) else set()
 
     def with_odd_quotes(self) -> set[int]:
         quotes = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 34)
@@ -260,13 +257,6 @@ def _with_leftovers(
     return merged, all_lines[order], rejects
 
 
-def _parse_stamps(stamps: pa.Array) -> pa.Array:
-    """`20/Feb/2016:00:00:45 -0500` to UTC, parsed once per distinct second."""
-    encoded = stamps.dictionary_encode()
-    parsed = pc.strptime(encoded.dictionary, format=TIME_FORMAT, unit="us", error_is_null=True)
-    return parsed.cast(TIME_TYPE).take(encoded.indices)
-
-
 def _events(
     columns: dict[str, pa.Array], lines: np.ndarray, source_id: str, session_cookie: str | None
 ) -> tuple[pa.Table, Refused]:
@@ -274,7 +264,7 @@ def _events(
     method, path, query = split_request(columns["request"])
     cookies = [values for name, values in columns.items() if name.startswith("extra")]
     fields = WebFields(
-        event_time=_parse_stamps(columns["stamp"]),
+        event_time=parse_clf_times(columns["stamp"]),
         time_format=TIME_FORMAT,
         ip=columns["ip"],
         status=columns["status"],
