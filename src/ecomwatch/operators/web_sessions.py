@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 DEFAULT_GAP_S = 30 * 60
 _SEP = "\x1f"
+_UNKNOWN = (-1, -1)  # a client with no open session: (last request, session start)
 
 
 class WebSessions:
@@ -35,6 +36,7 @@ class WebSessions:
         self.gap_us = int(gap_s * 1_000_000)
         self._open: dict[str, tuple[int, int]] = {}  # client → (last request, session start)
         self._newest_us = 0
+        self._evicted_at_us = 0  # event time of the last look for quiet clients
 
     def apply(self, events: pa.Table) -> pa.Table:
         if not events.num_rows or "status" not in events.column_names:
@@ -45,11 +47,9 @@ class WebSessions:
         if not len(rows):
             return events
         taken = pa.array(rows)
-        ip = events["ip"].take(taken).cast(pa.string())
-        agent = pc.fill_null(events["user_agent"].take(taken).cast(pa.string()), "")
-        clients = pc.binary_join_element_wise(ip, agent, _SEP).combine_chunks().dictionary_encode()
+        names, codes = _clients(events["ip"].take(taken), events["user_agent"].take(taken))
         times = events["event_time"].take(taken).cast(pa.int64()).to_numpy()
-        sessions = self._sessions(clients.dictionary.to_pylist(), clients.indices.to_numpy(), times)
+        sessions = self._sessions(names, codes, times)
         column = events["user_session"].to_numpy(zero_copy_only=False).astype(object)
         column[rows] = sessions
         index = events.schema.get_field_index("user_session")
@@ -65,12 +65,8 @@ class WebSessions:
         # The previous request of the same client: in this batch, or the open session's last.
         previous = np.empty_like(at)
         previous[1:] = at[:-1]
-        known_last = np.full(len(names), -1, dtype=np.int64)
-        known_start = np.full(len(names), -1, dtype=np.int64)
-        for i, name in enumerate(names):
-            found = self._open.get(name)
-            if found is not None:
-                known_last[i], known_start[i] = found
+        known = np.array([self._open.get(name, _UNKNOWN) for name in names], dtype=np.int64)
+        known_last, known_start = known[:, 0], known[:, 1]
         group_last, group_start = known_last[code], known_start[code]
         previous[first] = group_last[first]
         new = (at - previous > self.gap_us) | (first & (group_last < 0))
@@ -78,33 +74,46 @@ class WebSessions:
         start[first & ~new] = group_start[first & ~new]
         filled = np.maximum.accumulate(np.where(start >= 0, np.arange(len(start)), 0))
         start = start[filled]
-        # One id per (client, start); the hash is computed once per session.
-        pairs, inverse = np.unique(np.stack([code, start], axis=1), axis=0, return_inverse=True)
-        ids = np.array([session_id(names[c], int(s)) for c, s in pairs], dtype=object)
+        # A session is a run of one client's rows with one start; its id is hashed once.
+        opens = first.copy()
+        opens[1:] |= start[1:] != start[:-1]
+        heads = np.flatnonzero(opens)
+        ids = np.array(
+            [
+                session_id(names[c], s)
+                for c, s in zip(code[heads].tolist(), start[heads].tolist(), strict=True)
+            ],
+            dtype=object,
+        )
         out = np.empty(len(code), dtype=object)
-        out[order] = ids[inverse.reshape(-1)]
-        self._remember(names, code, at, start, first)
+        out[order] = ids[np.cumsum(opens) - 1]
+        self._remember(names, code, at, start, first, known_last)
         return out
 
     def _remember(
         self, names: list[str], code: np.ndarray, at: np.ndarray, start: np.ndarray,
-        first: np.ndarray,
+        first: np.ndarray, known_last: np.ndarray,
     ) -> None:  # fmt: skip
-        last_rows = np.flatnonzero(np.append(first[1:], True))  # each client's latest request
-        for row in last_rows.tolist():
-            name = names[code[row]]
-            old = self._open.get(name)
-            if old is None or at[row] >= old[0]:
-                self._open[name] = (int(at[row]), int(start[row]))
+        latest = np.flatnonzero(np.append(first[1:], True))  # each client's latest request
+        latest = latest[at[latest] >= known_last[code[latest]]]  # newer than what is known
+        self._open.update(
+            zip(
+                [names[c] for c in code[latest].tolist()],
+                zip(at[latest].tolist(), start[latest].tolist(), strict=True),
+                strict=True,
+            )
+        )
         self._newest_us = max(self._newest_us, int(at.max()))
         self._evict()
 
     def _evict(self) -> None:
         """Forget clients quiet for twice the gap: their next request opens a session anyway
-        (the margin covers requests that arrive late)."""
+        (the margin covers requests that arrive late). Looked at once per gap of event time."""
+        if len(self._open) <= 1024 or self._newest_us - self._evicted_at_us < self.gap_us:
+            return
         horizon = self._newest_us - 2 * self.gap_us
-        if len(self._open) > 1024 and min(v[0] for v in self._open.values()) < horizon:
-            self._open = {k: v for k, v in self._open.items() if v[0] >= horizon}
+        self._open = {k: v for k, v in self._open.items() if v[0] >= horizon}
+        self._evicted_at_us = self._newest_us
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -115,6 +124,30 @@ class WebSessions:
     def restore(self, state: dict[str, Any]) -> None:
         self._newest_us = int(state.get("newest_us", 0))
         self._open = {name: (int(last), int(start)) for name, last, start in state.get("open", [])}
+
+
+def _clients(ip: pa.ChunkedArray, agent: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The distinct clients (IP and user agent) of the requests, and each request's client
+    number: pairs of the columns' dictionary codes, so each client's text is built once."""
+    ip_codes, ip_values = _codes(ip)
+    agent_codes, agent_values = _codes(agent)
+    width = len(agent_values) + 1  # the last code: no user agent
+    pairs, codes = np.unique(ip_codes * width + agent_codes, return_inverse=True)
+    agents = pa.concat_arrays([agent_values, pa.array([""], pa.string())])
+    names = pc.binary_join_element_wise(
+        ip_values.take(pa.array(pairs // width)), agents.take(pa.array(pairs % width)), _SEP
+    )
+    return names.to_pylist(), codes.reshape(-1)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """A text column as (code per row, the texts); a null's code is len(texts)."""
+    encoded = column.combine_chunks()
+    if not pa.types.is_dictionary(encoded.type):
+        encoded = encoded.dictionary_encode()
+    values = encoded.dictionary.cast(pa.string())
+    codes = pc.fill_null(encoded.indices, len(values)).to_numpy().astype(np.int64)
+    return codes, values
 
 
 def session_id(client: str, start_us: int) -> str:
