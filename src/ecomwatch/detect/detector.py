@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import duckdb
@@ -48,9 +48,10 @@ from ecomwatch.detect.web_flags import WebFlag, web_flags
 from ecomwatch.detect.window_sql import (
     KEY_SQL,
     KEY_TYPE,
+    Judging,
     aggregate_sql,
     candidates_sql,
-    matches_sql,
+    round_matches_sql,
     window_start_sql,
 )
 from ecomwatch.schema import EVENT_SCHEMA
@@ -93,17 +94,6 @@ def _to_ipc(table: pa.Table) -> str:
 
 def _from_ipc(text: str) -> pa.Table:
     return pa.ipc.open_stream(base64.b64decode(text)).read_all()
-
-
-@dataclass(frozen=True)
-class _Due:
-    """A rule's share of a judging round."""
-
-    rule: Rule
-    number: int  # its number in the round's queries
-    first_us: int  # the start of its first window with events not judged yet
-    last_seq: int  # the last batch judged in its previous round
-    screened: bool = False  # judged only in the windows its screening let through
 
 
 # A group rule's matched groups, (key as text, window start) → its members' feature rows.
@@ -451,7 +441,7 @@ class Detector:
         the listeners before the next rule raises its own.
         """
         due = [
-            _Due(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
+            Judging(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
             for number, rule in enumerate(rules)
         ]
         for rule in rules:
@@ -479,7 +469,7 @@ class Detector:
             first = min(first, self._closed_until.get(rule.name, first))
         return first
 
-    def _screen(self, due: list[_Due]) -> list[_Due]:
+    def _screen(self, due: list[Judging]) -> list[Judging]:
         """The due rules left once screening (`Rule.screens`) found no window for some; the
         windows it let through are registered as `candidates`."""
         screening = [d for d in due if d.rule.screens]
@@ -498,16 +488,11 @@ class Detector:
             if not d.rule.screens or d.number in passed
         ]
 
-    def _matches(self, due: list[_Due]) -> dict[int, pa.Table]:
+    def _matches(self, due: list[Judging]) -> dict[int, pa.Table]:
         """Rule number → its matched windows, each with every feature, ordered by key."""
         if not due:
             return {}
-        found = self.con.sql(
-            " UNION ALL BY NAME ".join(
-                f"({matches_sql(d.rule, d.number, d.first_us, d.last_seq, screened=d.screened)})"
-                for d in due
-            )
-        ).to_arrow_table()
+        found = self.con.sql(round_matches_sql(due)).to_arrow_table()
         by_rule: dict[int, pa.Table] = {}
         for d in due:
             rows = _rows_of(found, d.number, {"key0": KEY_TYPE[d.rule.spec.key]}, "window_us")
@@ -593,7 +578,7 @@ class Detector:
         self.con.unregister("matched")
         return {(str(k), w): list(v) for k, w, v in rows}
 
-    def _members(self, groups: list[tuple[_Due, pa.Table]]) -> dict[int, Members]:
+    def _members(self, groups: list[tuple[Judging, pa.Table]]) -> dict[int, Members]:
         """Rule number → the members of each group it matched that meet its member condition
         (one query for every group rule)."""
         queries, firsts = [], []

@@ -1,0 +1,69 @@
+"""Rules with the same key, window and filter are judged from one shared aggregation; what
+they raise is exactly what judging each on its own raises."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from ecomwatch.config import Config
+from ecomwatch.detect import detector as detector_module
+from ecomwatch.detect import window_sql
+from ecomwatch.detect.rules import load_rules
+from ecomwatch.detect.run import detect
+from ecomwatch.sources.files import FileSource
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
+HONEYPOT = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "accesslogs"
+    / "honeypot2_2022__ch4n3-yoon_web-application-threat-analysis_access.log"
+)  # fmt: skip
+
+
+def _one_query_per_rule(judged: Sequence[window_sql.Judging]) -> str:
+    return " UNION ALL BY NAME ".join(
+        f"({window_sql.matches_sql(j.rule, j.number, j.first_us, j.last_seq, screened=j.screened)})"
+        for j in judged
+    )
+
+
+def _alerts(log: Path) -> list[tuple[object, ...]]:
+    # Batches of about 100 lines, each judged: rules come due at different ticks, so a round's
+    # rules start at different windows and last judged different batches.
+    config = Config.model_validate({"detect": {"judge_rows": 0}})
+    _, alerts = detect([FileSource(log, chunk_bytes=20_000)], load_rules(), config=config)
+    return sorted(
+        (a.rule, a.entity, a.window_start.isoformat(), sorted(a.evidence.items()), a.severity)
+        for a in alerts
+    )
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        EXAMPLES / "web-attacks.log",
+        pytest.param(
+            HONEYPOT,
+            marks=pytest.mark.skipif(not HONEYPOT.is_file(), reason="no ../shared/data here"),
+        ),
+    ],
+    ids=["fixture", "honeypot"],
+)
+def test_shared_aggregation_raises_what_one_query_per_rule_raises(
+    log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared_calls = []
+    real_shared = window_sql.shared_matches_sql
+
+    def counting(group: Sequence[window_sql.Judging]) -> str:
+        shared_calls.append(len(group))
+        return real_shared(group)
+
+    monkeypatch.setattr(window_sql, "shared_matches_sql", counting)
+    shared = _alerts(log)
+    assert shared_calls and max(shared_calls) >= 8  # the web rules per IP and 10 minutes
+    monkeypatch.setattr(detector_module, "round_matches_sql", _one_query_per_rule)
+    assert _alerts(log) == shared
+    assert len({alert[0] for alert in shared}) >= 5
