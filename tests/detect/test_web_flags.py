@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -154,3 +155,36 @@ def test_kind_method_and_referrer_bits() -> None:
 def test_a_shops_own_events_have_no_flags() -> None:
     rows = [{"path": "/.env", "query": "id=1+UNION+SELECT+1"}]  # no status: not a web request
     assert _flags(rows) == [WebFlag(0)]
+
+
+def test_flags_remembered_from_earlier_batches_equal_fresh_ones() -> None:
+    from ecomwatch.detect.web_flags import SeenText, WebFlagger
+
+    paths = [*PATHS[WebFlag.SENSITIVE_FILE], "/", "/product/1", "/cart/add", "/wp-login.php"]
+    rows = [_get(p, "id=1' UNION SELECT 1") if i % 3 else _get(p, method="POST")
+            for i, p in enumerate(paths)]  # fmt: skip
+    base = {"event_time": 0, "event_type": "request", "source": "s", "source_pos": 0}
+
+    def table(part: list[dict[str, object]]) -> pa.Table:
+        columns = {
+            f.name: pa.array([{**base, **row}.get(f.name) for row in part], f.type)
+            for f in EVENT_SCHEMA
+        }
+        return pa.table(columns, schema=EVENT_SCHEMA)
+
+    flagger = WebFlagger()
+    flagger.paths.limit = 12  # small: the second half of the batches starts over
+    for part in (rows[:5], rows[3:], rows, rows[::-1], rows[:2]):
+        assert flagger.flags(table(part)) == web_flags(table(part))
+    assert 0 < len(flagger.paths.values) <= 12
+
+    calls: list[int] = []
+
+    def numbered(values: pa.Array) -> list[np.ndarray]:
+        calls.append(len(values))
+        return [np.arange(len(values))]
+
+    seen = SeenText(numbered)
+    seen.of(pa.array(["a", "b"]))
+    assert seen.of(pa.array(["b", "c", "a"]))[0].tolist() == [1, 0, 0]  # c: 0 of its call
+    assert calls == [0, 2, 1]  # only "c" was new the second time

@@ -44,7 +44,7 @@ from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, WEB_KEPT, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
-from ecomwatch.detect.web_flags import WebFlag, web_flags
+from ecomwatch.detect.web_flags import WebFlag, WebFlagger
 from ecomwatch.detect.window_sql import (
     KEY_SQL,
     KEY_TYPE,
@@ -180,6 +180,7 @@ class Detector:
         self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
         self.agents = UserAgentClassifier()
+        self.web = WebFlagger()  # remembers the flags of paths and queries already seen
         self.crawlers = CrawlerVerifier()  # claimed crawlers checked against published ranges
         self._agent_keys: dict[str, int] = {}
         self.alerting = Alerting()
@@ -393,7 +394,7 @@ class Detector:
         columns = {name: events[name] for name in STATE_COLUMNS}
         columns["declared_bot"] = flags.declared_bot
         columns["search_engine"] = flags.search_engine
-        flags_of_web, columns["path_key"] = web_flags(events)
+        flags_of_web, columns["path_key"] = self.web.flags(events)
         columns["web_flags"] = self._with_crawlers(flags_of_web, events)
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())

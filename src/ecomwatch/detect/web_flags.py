@@ -4,7 +4,8 @@ user agent claims a crawler and its address bears that out: `crawlers.py`).
 
 Each request's flags are computed once, when the detector keeps it, with RE2 patterns run over
 the batch's distinct paths and queries (a log repeats its paths: the work is per distinct value,
-vectorized, never per request in Python). Rules then count bits in SQL (`features.py`).
+vectorized, never per request in Python); a detector's `WebFlagger` remembers the values of
+earlier batches, so a path is matched once per run. Rules then count bits in SQL (`features.py`).
 
 The patterns are common signatures: what scanners and exploit kits ask for (files that must
 never be served, admin consoles of software the shop may not run, `../`, `UNION SELECT`,
@@ -14,6 +15,7 @@ never be served, admin consoles of software the shop may not run, `../`, `UNION 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntFlag
 
 import numpy as np
@@ -127,7 +129,7 @@ def _bits(values: pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
 
 
 class DistinctText:
-    """A text column encoded once: patterns run over its distinct values, results per row."""
+    """A text column encoded once: what is known of each distinct value, given per row."""
 
     def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
         array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -144,16 +146,57 @@ class DistinctText:
             return np.zeros(len(self.indices), dtype=bool)
         return self.valid & _mask(pc.match_substring_regex(self.values, pattern))[self.indices]
 
-    def flags(self, patterns: dict[WebFlag, str]) -> np.ndarray:
+    def per_row(self, per_value: np.ndarray) -> np.ndarray:
+        """Each row's entry of `per_value` (one per distinct value; 0 for a row without one)."""
         if not len(self.values):
-            return np.zeros(len(self.indices), dtype=np.int32)
-        return np.where(self.valid, _bits(self.values, patterns)[self.indices], 0).astype(np.int32)
+            return np.zeros(len(self.indices), dtype=per_value.dtype)
+        return np.where(self.valid, per_value[self.indices], 0).astype(per_value.dtype)
 
-    def keys(self, wanted: np.ndarray) -> pa.Array:
-        """A stable 64-bit key per row's value (null where not `wanted` or no value)."""
-        keys = np.array([text_key(v) for v in self.values.to_pylist()] or [0], dtype=np.uint64)
-        valid = self.valid & wanted
-        return pa.array(keys[np.where(valid, self.indices, 0)], pa.uint64(), mask=~valid)
+
+class SeenText:
+    """What was computed of the text values of earlier batches (a log repeats its paths): a
+    batch's distinct values are looked up (`pc.index_in`, in C++) and only new ones computed.
+    Holds at most `limit` values; past that it starts over."""
+
+    def __init__(
+        self, compute: Callable[[pa.Array], list[np.ndarray]], *, limit: int = 200_000
+    ) -> None:
+        self.compute = compute  # values → arrays with one entry per value
+        self.limit = limit
+        self.values = pa.array([], pa.string())
+        self.results: list[np.ndarray] = compute(self.values)
+
+    def of(self, values: pa.Array) -> list[np.ndarray]:
+        """The computed arrays for these (distinct) values."""
+        if len(self.values) + len(values) > self.limit:
+            self.values, self.results = pa.array([], pa.string()), self.compute(self.values[:0])
+        found = np.full(len(values), -1, dtype=np.int64)
+        if len(self.values) and len(values):
+            at = pc.index_in(values, value_set=self.values)
+            found = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        new = np.flatnonzero(found < 0)
+        if len(new):
+            fresh = values.take(pa.array(new))
+            found[new] = len(self.values) + np.arange(len(new))
+            self.values = pa.concat_arrays([self.values, fresh])
+            self.results = [
+                np.concatenate(pair) for pair in zip(self.results, self.compute(fresh), strict=True)
+            ]
+        return [column[found] for column in self.results]
+
+
+def _path_facts(paths: pa.Array) -> list[np.ndarray]:
+    keys = np.array([text_key(v) for v in paths.to_pylist()], dtype=np.uint64)
+    return [_bits(paths, PATH_PATTERNS), _bits(paths, POST_PATTERNS), keys]
+
+
+def _query_facts(queries: pa.Array) -> list[np.ndarray]:
+    add_to_cart = {WebFlag.CART: r"(?:^|&)add-to-cart="}  # a GET that changes the cart
+    return [
+        _bits(queries, QUERY_PATTERNS),
+        _bits(queries, POST_QUERY_PATTERNS),
+        _bits(queries, add_to_cart),
+    ]
 
 
 def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -164,27 +207,42 @@ def _bit(condition: np.ndarray, flag: WebFlag) -> np.ndarray:
     return np.where(condition, int(flag), 0).astype(np.int32)
 
 
+class WebFlagger:
+    """Flags web requests batch after batch, remembering what the patterns said of the paths
+    and queries already seen."""
+
+    def __init__(self) -> None:
+        self.paths = SeenText(_path_facts)
+        self.queries = SeenText(_query_facts)
+
+    def flags(self, events: pa.Table) -> tuple[pa.Array, pa.Array]:
+        """(flags as int32, path key as uint64; null for events that are not web requests)."""
+        n = events.num_rows
+        if "status" not in events.column_names:
+            return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
+        web = _mask(pc.is_valid(events["status"]))
+        if not web.any():
+            return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
+        kind, method = events["request_kind"], events["method"]
+        flags = _bit(web, WebFlag.WEB)
+        flags |= _bit(_mask(pc.equal(kind, "static")), WebFlag.STATIC)
+        flags |= _bit(_mask(pc.equal(kind, "page")), WebFlag.PAGE)
+        flags |= _bit(_mask(pc.equal(method, "HEAD")), WebFlag.HEAD)
+        flags |= _bit(_mask(pc.equal(method, "CONNECT")), WebFlag.PROXY)
+        flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
+        path, query = DistinctText(events["path"]), DistinctText(events["query"])
+        path_bits, path_posts, path_keys = self.paths.of(path.values)
+        query_bits, query_posts, query_carts = self.queries.of(query.values)
+        flags |= path.per_row(path_bits) | query.per_row(query_bits) | query.per_row(query_carts)
+        posted = _mask(pc.is_in(method, pa.array(["POST", "PUT"])))
+        endpoint = path.per_row(path_posts) | query.per_row(query_posts)
+        flags |= np.where(posted, endpoint, 0).astype(np.int32)
+        flags = np.where(web, flags, 0).astype(np.int32)
+        wanted = path.valid & web
+        keys = path.per_row(path_keys) if len(path_keys) else np.zeros(n, np.uint64)
+        return pa.array(flags, pa.int32()), pa.array(keys, pa.uint64(), mask=~wanted)
+
+
 def web_flags(events: pa.Table) -> tuple[pa.Array, pa.Array]:
     """(flags as int32, path key as uint64; null for events that are not web requests)."""
-    n = events.num_rows
-    if "status" not in events.column_names:
-        return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-    web = _mask(pc.is_valid(events["status"]))
-    if not web.any():
-        return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-    kind, method = events["request_kind"], events["method"]
-    flags = _bit(web, WebFlag.WEB)
-    flags |= _bit(_mask(pc.equal(kind, "static")), WebFlag.STATIC)
-    flags |= _bit(_mask(pc.equal(kind, "page")), WebFlag.PAGE)
-    flags |= _bit(_mask(pc.equal(method, "HEAD")), WebFlag.HEAD)
-    flags |= _bit(_mask(pc.equal(method, "CONNECT")), WebFlag.PROXY)
-    flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
-    path, query = DistinctText(events["path"]), DistinctText(events["query"])
-    flags |= path.flags(PATH_PATTERNS) | query.flags(QUERY_PATTERNS)
-    posted = _mask(pc.is_in(method, pa.array(["POST", "PUT"])))
-    endpoint = path.flags(POST_PATTERNS) | query.flags(POST_QUERY_PATTERNS)
-    # An add-to-cart link (WooCommerce's ?add-to-cart=N) is a GET that changes the cart.
-    flags |= np.where(posted, endpoint, 0).astype(np.int32)
-    flags |= query.flags({WebFlag.CART: r"(?:^|&)add-to-cart="})
-    flags = np.where(web, flags, 0).astype(np.int32)
-    return pa.array(flags, pa.int32()), path.keys(web)
+    return WebFlagger().flags(events)
