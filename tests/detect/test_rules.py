@@ -108,3 +108,30 @@ def test_filters_use_event_columns_and_strings(tmp_path):
 )
 def test_the_cheap_screen_is_implied_by_the_condition(condition, cheap):
     assert prefilter(condition)[0] == cheap
+
+
+@pytest.mark.parametrize(
+    ("condition", "needed"),
+    [
+        ("sensitive_probes >= 3", "sensitive_probes"),
+        ("3 <= sqli_probes", "sqli_probes"),
+        ("events >= 30 and login_posts > 0", "login_posts"),
+        ("xss_probes >= 1 or sqli_probes >= 1", "xss_probes|sqli_probes"),
+        ("xss_probes >= 1 or events >= 100", None),  # the second branch needs no such row
+        ("sqli_probes >= 0", None),  # holds with none
+        ("sqli_probes > 0.5", "sqli_probes"),
+        ("requests >= 30", None),  # every web request: skipping on it skips nothing
+        ("distinct_paths >= 20", None),
+    ],
+)
+def test_the_row_a_condition_needs(condition: str, needed: str | None) -> None:
+    from ecomwatch.detect.features import COUNTED_ROWS
+    from ecomwatch.detect.rules import needed_row
+
+    found = needed_row(condition)
+    if needed is None:
+        assert found is None
+    else:
+        assert found == " OR ".join(
+            f"({COUNTED_ROWS[n]})" if "|" in needed else COUNTED_ROWS[n] for n in needed.split("|")
+        )

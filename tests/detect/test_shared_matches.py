@@ -1,9 +1,11 @@
-"""Rules with the same key, window and filter are judged from one shared aggregation; what
-they raise is exactly what judging each on its own raises."""
+"""Rules with the same key, window and filter are judged from one shared aggregation, and a
+rule whose condition needs some row skips the windows without one; what they raise is exactly
+what judging each rule on its own, over every window, raises."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,11 +31,14 @@ def _one_query_per_rule(judged: Sequence[window_sql.Judging]) -> str:
     )
 
 
-def _alerts(log: Path) -> list[tuple[object, ...]]:
+def _alerts(log: Path, *, skipping: bool = True) -> list[tuple[object, ...]]:
     # Batches of about 100 lines, each judged: rules come due at different ticks, so a round's
     # rules start at different windows and last judged different batches.
     config = Config.model_validate({"detect": {"judge_rows": 0}})
-    _, alerts = detect([FileSource(log, chunk_bytes=20_000)], load_rules(), config=config)
+    rules = load_rules()
+    if not skipping:
+        rules = [replace(rule, needed_row_sql=None) for rule in rules]
+    _, alerts = detect([FileSource(log, chunk_bytes=20_000)], rules, config=config)
     return sorted(
         (a.rule, a.entity, a.window_start.isoformat(), sorted(a.evidence.items()), a.severity)
         for a in alerts
@@ -51,7 +56,7 @@ def _alerts(log: Path) -> list[tuple[object, ...]]:
     ],
     ids=["fixture", "honeypot"],
 )
-def test_shared_aggregation_raises_what_one_query_per_rule_raises(
+def test_shared_and_skipping_raise_what_one_full_query_per_rule_raises(
     log: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared_calls = []
@@ -65,5 +70,5 @@ def test_shared_aggregation_raises_what_one_query_per_rule_raises(
     shared = _alerts(log)
     assert shared_calls and max(shared_calls) >= 8  # the web rules per IP and 10 minutes
     monkeypatch.setattr(detector_module, "round_matches_sql", _one_query_per_rule)
-    assert _alerts(log) == shared
+    assert _alerts(log, skipping=False) == shared
     assert len({alert[0] for alert in shared}) >= 5

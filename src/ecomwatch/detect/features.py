@@ -142,6 +142,16 @@ CRAWLER_FEATURES: dict[str, tuple[str, str]] = {
 }
 FEATURES.update(CRAWLER_FEATURES)
 
+# Counts of the rows that meet a predicate (`count(*) FILTER (...)`): a window can only count
+# one or more if it holds such a row, which lets a rule skip the windows with none (`rules`).
+# Not the counts of rows nearly every window of web traffic holds: nothing would be skipped.
+_EVERYWHERE = {"requests", "page_requests"}
+COUNTED_ROWS: dict[str, str] = {
+    name: sql.removeprefix("count(*) FILTER (")[:-1]
+    for name, (sql, _) in FEATURES.items()
+    if sql.startswith("count(*) FILTER (") and sql.endswith(")") and name not in _EVERYWHERE
+}
+
 # Plain counts and extremes: one pass, no per-key sets or ordering. Rules test these first.
 CHEAP_FEATURES = frozenset(
     {

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
+from ecomwatch.detect.features import CHEAP_FEATURES, COUNTED_ROWS, FEATURES
 from ecomwatch.detect.web_flags import WebFlag
 
 
@@ -163,6 +163,8 @@ class Rule:
     features: tuple[str, ...]  # the features its conditions read
     prefilter_sql: str = "TRUE"  # the condition's conjuncts over cheap features only
     prefilter_features: tuple[str, ...] = ()
+    # A row every window meeting the condition holds (None: no such row is known).
+    needed_row_sql: str | None = None
     members_sql: str | None = None  # the member condition, compiled
     members_window_s: int = 0
     member_features: tuple[str, ...] = ()
@@ -284,6 +286,38 @@ def prefilter(condition: str) -> tuple[str, tuple[str, ...]]:
     return compile_condition(ast.unparse(necessary))
 
 
+def needed_row(condition: str) -> str | None:
+    """An SQL predicate over events such that every window meeting `condition` holds a row
+    that meets it: from a conjunct that wants a count of such rows (`COUNTED_ROWS`) above 0,
+    or an `or` of branches that each have one. None when there is none."""
+    return _needed_row(ast.parse(condition, mode="eval").body)
+
+
+def _needed_row(node: ast.expr) -> str | None:
+    if isinstance(node, ast.BoolOp):
+        found = [_needed_row(value) for value in node.values]
+        if isinstance(node.op, ast.And):
+            return next((row for row in found if row is not None), None)
+        if any(row is None for row in found):
+            return None
+        return " OR ".join(f"({row})" for row in dict.fromkeys(found) if row is not None)
+    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
+        return None
+    left, op, right = node.left, node.ops[0], node.comparators[0]
+    if isinstance(left, ast.Constant):  # `3 <= probes` is `probes >= 3`
+        flipped = {ast.Lt: ast.Gt, ast.LtE: ast.GtE}.get(type(op))
+        if flipped is None:
+            return None
+        left, op, right = right, flipped(), left
+    if not (isinstance(left, ast.Name) and left.id in COUNTED_ROWS):
+        return None
+    if not (isinstance(right, ast.Constant) and isinstance(right.value, int | float)):
+        return None
+    bound = float(right.value)
+    above_zero = (isinstance(op, ast.GtE) and bound > 0) or (isinstance(op, ast.Gt) and bound >= 0)
+    return COUNTED_ROWS[left.id] if above_zero else None
+
+
 def _cheap_part(node: ast.expr) -> ast.expr | None:
     """What `node` implies over cheap features only, or None when that is nothing."""
     if isinstance(node, ast.BoolOp):
@@ -322,6 +356,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
         features=used,
         prefilter_sql=prefilter_sql,
         prefilter_features=prefilter_features,
+        needed_row_sql=needed_row(spec.condition),
         members_sql=members_sql,
         members_window_s=members_window_s,
         member_features=member_features,

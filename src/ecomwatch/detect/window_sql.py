@@ -118,14 +118,29 @@ def aggregate_sql(
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
 
 
+def holding_sql(rule: Rule, window_us: int, first_us: int, row_sql: str | None) -> str:
+    """` AND …`: the rows of windows (from `first_us` on) that hold a row the rule looks at
+    meeting `row_sql` (nothing when None). A rule whose condition needs such a row
+    (`Rule.needed_row_sql`) aggregates only those windows: a probe rule skips every window
+    of ordinary traffic after one cheap scan."""
+    if row_sql is None:
+        return ""
+    window = f"hash({KEY_SQL[rule.spec.key]}, {window_start_sql(window_us)})"
+    holding = (
+        f"SELECT {window} FROM events WHERE t_us >= {first_us} AND {rule.filter_sql} "
+        f"AND ({row_sql})"
+    )
+    return f" AND {window} IN ({holding})"
+
+
 def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str:
     """(number, hash of key and window) of the rule's windows from `first_us` on that hold rows
     newer than batch `last_seq` and meet the condition's cheap part (`Rule.screens`)."""
     window_us = rule.window_s * 1_000_000
+    where = f"t_us >= {first_us}" + holding_sql(rule, window_us, first_us, rule.needed_row_sql)
     cheap = aggregate_sql(
-        rule, (rule.spec.key,), window_us, rule.prefilter_features, f"t_us >= {first_us}",
-        names=False,
-    )  # fmt: skip
+        rule, (rule.spec.key,), window_us, rule.prefilter_features, where, names=False
+    )
     return (
         f"SELECT {number} AS rule, hash(key0, window_us) AS h FROM ({cheap}) "
         f"WHERE newest_seq > {last_seq} AND {rule.prefilter_sql}"
@@ -176,7 +191,12 @@ def shared_matches_sql(group: Sequence[Judging]) -> str:
     window_us = rule.window_s * 1_000_000
     features = tuple(dict.fromkeys(f for j in group for f in j.rule.features))
     first_us = min(j.first_us for j in group)
-    shared = aggregate_sql(rule, (rule.spec.key,), window_us, features, f"t_us >= {first_us}")
+    needed = [j.rule.needed_row_sql for j in group]
+    where = f"t_us >= {first_us}"
+    if all(row is not None for row in needed):
+        either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
+        where += holding_sql(rule, window_us, first_us, either)
+    shared = aggregate_sql(rule, (rule.spec.key,), window_us, features, where)
     selects = " UNION ALL BY NAME ".join(
         f"(SELECT {j.number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
         f"({j.rule.escalate_sql or 'FALSE'}) AS worse FROM shared "
@@ -200,6 +220,8 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
         start = window_start_sql(window_us)
         where += f" AND hash({KEY_SQL[rule.spec.key]}, {start}) IN {mine}"
         judged += f" AND hash(key0, window_us) IN {mine}"
+    else:
+        where += holding_sql(rule, window_us, first_us, rule.needed_row_sql)
     features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.features, where)
     return (
         f"SELECT {number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
