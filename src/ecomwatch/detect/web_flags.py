@@ -146,6 +146,10 @@ class DistinctText:
             return np.zeros(len(self.indices), dtype=bool)
         return self.valid & _mask(pc.match_substring_regex(self.values, pattern))[self.indices]
 
+    def is_one_of(self, *texts: str) -> np.ndarray:
+        """Per row: whether its value is one of `texts` (tested once per distinct value)."""
+        return self.per_row(_mask(pc.is_in(self.values, value_set=pa.array(texts))))
+
     def per_row(self, per_value: np.ndarray) -> np.ndarray:
         """Each row's entry of `per_value` (one per distinct value; 0 for a row without one)."""
         if not len(self.values):
@@ -223,18 +227,18 @@ class WebFlagger:
         web = _mask(pc.is_valid(events["status"]))
         if not web.any():
             return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-        kind, method = events["request_kind"], events["method"]
+        kind, method = DistinctText(events["request_kind"]), DistinctText(events["method"])
         flags = _bit(web, WebFlag.WEB)
-        flags |= _bit(_mask(pc.equal(kind, "static")), WebFlag.STATIC)
-        flags |= _bit(_mask(pc.equal(kind, "page")), WebFlag.PAGE)
-        flags |= _bit(_mask(pc.equal(method, "HEAD")), WebFlag.HEAD)
-        flags |= _bit(_mask(pc.equal(method, "CONNECT")), WebFlag.PROXY)
+        flags |= _bit(kind.is_one_of("static"), WebFlag.STATIC)
+        flags |= _bit(kind.is_one_of("page"), WebFlag.PAGE)
+        flags |= _bit(method.is_one_of("HEAD"), WebFlag.HEAD)
+        flags |= _bit(method.is_one_of("CONNECT"), WebFlag.PROXY)
         flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
         path, query = DistinctText(events["path"]), DistinctText(events["query"])
         path_bits, path_posts, path_keys = self.paths.of(path.values)
         query_bits, query_posts, query_carts = self.queries.of(query.values)
         flags |= path.per_row(path_bits) | query.per_row(query_bits) | query.per_row(query_carts)
-        posted = _mask(pc.is_in(method, pa.array(["POST", "PUT"])))
+        posted = method.is_one_of("POST", "PUT")
         endpoint = path.per_row(path_posts) | query.per_row(query_posts)
         flags |= np.where(posted, endpoint, 0).astype(np.int32)
         flags = np.where(web, flags, 0).astype(np.int32)
