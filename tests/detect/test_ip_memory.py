@@ -69,3 +69,41 @@ def test_merging_batch_by_batch_matches_grouping_everything_at_once():
     assert got == expected
     assert memory.table()["seen_key"].to_pylist() == sorted(expected)
     assert handed_out is not None and handed_out.to_pylist() == before  # not changed later
+
+
+def test_the_age_of_an_ip_group_is_that_of_its_last_event() -> None:
+    """Grouped by IP, `ip_age_s` is joined once per group (window_sql.aggregate_sql); it must
+    equal the per-event age's maximum, which is how the feature is defined."""
+    import pyarrow.compute as pc
+
+    from ecomwatch.detect.detector import Detector
+    from ecomwatch.detect.rules import RuleSpec, compile_rule
+    from ecomwatch.detect.window_sql import aggregate_sql
+    from ecomwatch.simulate.traffic import TrafficSpec, generate
+    from ecomwatch.simulate.writers import as_typed_table
+
+    events = as_typed_table(pa.concat_tables(generate(TrafficSpec(events=20_000, seed=3))))
+    spec = RuleSpec(name="young-ip", key="ip", window="10m", condition="ip_age_s <= 900",
+                    severity="low")  # fmt: skip
+    rule = compile_rule(spec)
+    detector = Detector([rule], judge_rows=10**9)
+    half = events.num_rows // 2
+    for part in (events.slice(0, half), events.slice(half)):
+        detector.process(part, None)
+    con = detector.con
+    con.register("events", detector.kept.since(-(2**62)))
+    con.register("ip_seen", detector.ip_memory.table())
+    grouped = con.sql(
+        aggregate_sql(rule, (rule.spec.key,), 600_000_000, ("ip_age_s",), "TRUE")
+    ).to_arrow_table()
+    per_event = con.sql(
+        "SELECT ip_key AS key0, t_us // 600000000 * 600000000 AS window_us, "
+        "coalesce(max(epoch(event_time) - s.first_us / 1e6), 0) AS ip_age_s "
+        "FROM events e LEFT JOIN ip_seen s ON s.seen_key = e.ip_key "
+        "WHERE ip_key IS NOT NULL GROUP BY ALL"
+    ).to_arrow_table()
+    order = [("key0", "ascending"), ("window_us", "ascending")]
+    got = grouped.select(["key0", "window_us", "ip_age_s"]).sort_by(order)
+    assert got.num_rows == per_event.num_rows > 100
+    assert got.equals(per_event.sort_by(order).cast(got.schema))
+    assert pc.max(got["ip_age_s"]).as_py() > 0

@@ -78,8 +78,11 @@ def aggregate_sql(
     )
     wanted = dict.fromkeys(("events", *features))
     baseline = [name for name in ("baseline", "baseline_funnel") if name in wanted]
+    # One IP per group: its age is that of its last event, joined per group, not per row.
+    ip_age_after = "ip_age_s" in wanted and kinds[-1] is KeyKind.IP
+    later = [*baseline, *(["ip_age_s"] if ip_age_after else [])]
     aggregates = ",\n".join(
-        f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in baseline
+        f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in later
     )
     extra, joins = [], []
     if "gap_cv" in wanted:
@@ -87,7 +90,7 @@ def aggregate_sql(
             f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
             f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
         )
-    if "ip_age_s" in wanted:
+    if "ip_age_s" in wanted and not ip_age_after:
         joins.append("LEFT JOIN ip_seen s ON s.seen_key = e.ip_key")
         extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
     if baseline:
@@ -101,6 +104,10 @@ def aggregate_sql(
         SELECT {key_columns}, window_us, {name_columns}min(event_time) AS first_seen,
                max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
         FROM rows GROUP BY {key_columns}, window_us"""
+    if ip_age_after:
+        grouped = f"""
+        SELECT g.*, coalesce(epoch(g.last_seen) - s.first_us / 1e6, 0) AS ip_age_s
+        FROM ({grouped}) g LEFT JOIN ip_seen s ON s.seen_key = g.key{len(keys) - 1}"""
     if not baseline:
         return grouped
     # The key's earlier windows: those closed before (state) and those before this one here.
