@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.entity_keys import address_keys
 
+MERGE_ROWS = 20_000  # sightings noted before they are merged into the memory
 SEEN_SCHEMA = pa.schema(
     [("seen_key", pa.uint64()), ("first_us", pa.int64()), ("last_us", pa.int64())]
 )
@@ -49,7 +50,11 @@ class IpMemory:
         self._pending: list[tuple[pa.ChunkedArray, pa.ChunkedArray]] = []
 
     def add(self, ip_keys: pa.ChunkedArray, times_us: pa.ChunkedArray) -> None:
+        """Note a batch's sightings; merged in as they come (the detector adds while the
+        pipeline reads on), so that a judging round finds the memory up to date."""
         self._pending.append((ip_keys, times_us))
+        if sum(len(keys) for keys, _ in self._pending) >= MERGE_ROWS:
+            self._merge_pending()
 
     def table(self) -> pa.Table:
         """One row per IP key, sorted by key."""
