@@ -515,10 +515,13 @@ class Detector:
         self, rule: Rule, matched: pa.Table, spec: MembersSpec, members: Members
     ) -> None:
         """A group is flagged with its members when enough of them meet the member condition."""
-        for row in matched.to_pylist():
-            found = members.get((str(row["key"]), row["window_us"]), [])
-            if len(found) < spec.min:
-                continue
+        groups = zip(matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True)
+        enough = [
+            i for i, (key, start) in enumerate(groups)
+            if len(members.get((str(key), start), [])) >= spec.min
+        ]  # fmt: skip
+        for row in matched.take(pa.array(enough, pa.int64())).to_pylist():
+            found = members[(str(row["key"]), row["window_us"])]
             row["members"] = len(found)
             # The group's own IPs may include bystanders: it names only its members.
             row["ips"] = (
