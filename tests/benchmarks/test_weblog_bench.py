@@ -23,3 +23,4 @@ def test_the_simulated_log_decodes_into_one_event_a_line(tmp_path: Path) -> None
     runs = figures["seconds_of_each_run"]
     assert all(len(seconds) == 2 for seconds in runs.values())
     assert figures["decode_s"] == min(runs["decode"]) and figures["duckdb_read_s"] > 0
+    assert len(figures["detection_overhead_per_pair"]) == 2
