@@ -144,8 +144,9 @@ FEATURES.update(CRAWLER_FEATURES)
 
 # Counts of the rows that meet a predicate (`count(*) FILTER (...)`): a window can only count
 # one or more if it holds such a row, which lets a rule skip the windows with none (`rules`).
-# Not the counts of rows nearly every window of web traffic holds: nothing would be skipped.
-_EVERYWHERE = {"requests", "page_requests"}
+# Not the counts of rows nearly every window of a shop's traffic holds (product views, web
+# requests): nothing would be skipped, and finding the windows costs a scan.
+_EVERYWHERE = {"views", "requests", "page_requests"}
 COUNTED_ROWS: dict[str, str] = {
     name: sql.removeprefix("count(*) FILTER (")[:-1]
     for name, (sql, _) in FEATURES.items()
