@@ -136,3 +136,13 @@ def test_the_row_a_condition_needs(condition: str, needed: str | None) -> None:
         assert found == " OR ".join(
             f"({COUNTED_ROWS[n]})" if "|" in needed else COUNTED_ROWS[n] for n in needed.split("|")
         )
+
+
+def test_a_rule_with_a_baseline_skips_no_window() -> None:
+    from ecomwatch.detect.rules import RuleSpec, compile_rule
+
+    plain = RuleSpec(name="carts", key="ip", window="10m", condition="carts >= 5",
+                     severity="low")  # fmt: skip
+    assert compile_rule(plain).needed_row_sql is not None
+    surge = plain.model_copy(update={"condition": "carts >= 5 and events >= 3 * baseline"})
+    assert compile_rule(surge).needed_row_sql is None

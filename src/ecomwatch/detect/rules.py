@@ -340,6 +340,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
         escalate_sql, more = compile_condition(spec.escalate_when)
         used = tuple(dict.fromkeys(used + more))
     window_s = parse_duration(spec.window)
+    needed = needed_row(spec.condition)
     members_sql: str | None = None
     member_features: tuple[str, ...] = ()
     members_window_s = 0
@@ -356,7 +357,8 @@ def compile_rule(spec: RuleSpec) -> Rule:
         features=used,
         prefilter_sql=prefilter_sql,
         prefilter_features=prefilter_features,
-        needed_row_sql=needed_row(spec.condition),
+        # A baseline reads the key's earlier windows, skipped ones too: none are skipped.
+        needed_row_sql=None if {"baseline", "baseline_funnel"} & set(used) else needed,
         members_sql=members_sql,
         members_window_s=members_window_s,
         member_features=member_features,
