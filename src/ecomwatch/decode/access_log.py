@@ -173,7 +173,7 @@ class _Lines:
         return self.data[begin:end].rstrip(b"\r").decode("utf-8", "backslashreplace")
 
     def holding_escaped_quote(self) -> set[int]:
-        """The lines with a `\\"` (Apache's escaped quote), found in numpy (no GIL held)."""
+        """The lines with a `\\"` (Apache's escaped quote), found with numpy."""
         data = np.frombuffer(self.data, dtype=np.uint8)
         slashes = np.flatnonzero(data[:-1] == ord("\\"))
         escaped = slashes[data[slashes + 1] == ord('"')]
