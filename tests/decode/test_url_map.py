@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from ecomwatch.decode.access_log import decode_access_log_chunk, sniff_access_log
 from ecomwatch.decode.chunks import TextChunk
-from ecomwatch.decode.url_map import UrlMapError, load_url_map, preset_names, slug_number
-from ecomwatch.decode.web_logs import WebLogOptions
+from ecomwatch.decode.url_map import (
+    UrlMap,
+    UrlMapError,
+    load_url_map,
+    preset_names,
+    slug_number,
+)
+from ecomwatch.decode.validate import Decoded
+from ecomwatch.decode.web_logs import WebLogOptions, decode_web_chunk, sniff_web_log
 from ecomwatch.sources.base import Position
 from ecomwatch.sources.files import FileSource
 
@@ -26,13 +32,16 @@ def _line(method: str, target: str, status: int = 200) -> bytes:
     ).encode()
 
 
+def _decoded(data: bytes, url_map: UrlMap) -> Decoded:
+    return decode_web_chunk(
+        TextChunk(data, 0, 1), sniff_web_log(data), WebLogOptions(url_map=url_map),
+        source_name="t", source_id="s",
+    )  # fmt: skip
+
+
 def _mapped(preset: str, requests: list[tuple[str, str]]) -> list[tuple[str, int | None]]:
     data = b"\n".join(_line(m, t) for m, t in requests) + b"\n"
-    layout = sniff_access_log(data.split(b"\n", 1)[0])
-    decoded = decode_access_log_chunk(
-        TextChunk(data, 0, 1), layout, source_name="t", source_id="s",
-        url_map=load_url_map(preset),
-    )  # fmt: skip
+    decoded = _decoded(data, load_url_map(preset))
     assert decoded.rejects.num_rows == 0
     rows = decoded.events.select(["event_type", "product_id"]).to_pylist()
     return [(r["event_type"], r["product_id"]) for r in rows]
@@ -113,10 +122,7 @@ def test_failed_and_static_requests_are_not_commerce_events(tmp_path: Path) -> N
     lines = [_line("GET", "/p/5"), _line("GET", "/p/6", 404), _line("GET", "/p/7.png"),
              _line("POST", "/thanks", 500)]  # fmt: skip
     data = b"\n".join(lines) + b"\n"
-    decoded = decode_access_log_chunk(
-        TextChunk(data, 0, 1), sniff_access_log(lines[0]), source_name="t", source_id="s",
-        url_map=load_url_map(custom),
-    )  # fmt: skip
+    decoded = _decoded(data, load_url_map(custom))
     rows = decoded.events.select(["event_type", "product_id"]).to_pylist()
     assert [(r["event_type"], r["product_id"]) for r in rows] == [
         ("view", 5), ("request", None), ("request", None), ("purchase", None),

@@ -28,7 +28,6 @@ from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.clf_time import TIME_FORMAT, parse_clf_times
 from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
-from ecomwatch.decode.url_map import UrlMap
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.decode.web_events import (
     Refused,
@@ -107,11 +106,10 @@ def decode_access_log_chunk(
     *,
     source_name: str,
     source_id: str,
-    url_map: UrlMap | None = None,
     session_cookie: str | None = None,
 ) -> Decoded:
-    """Every non-blank line of the chunk becomes an event or a rejected row; with a URL map,
-    the requests it names become commerce events; with a session cookie's name, a request
+    """Every non-blank line of the chunk becomes an event or a rejected row (URL maps apply
+    after, in `web_logs.decode_web_chunk`); with a session cookie's name, a request
     whose fields after the user agent hold that cookie (nginx's `"$http_cookie"`, Apache's
     `"%{Cookie}i"`) gets its value as its session."""
     fields = layout.fields
@@ -142,8 +140,6 @@ def decode_access_log_chunk(
     else:
         rejects = empty_rejects()
     events, refused = _events(columns, row_lines, source_id, session_cookie)
-    if url_map is not None:
-        events = url_map.apply(events)
     if refused:
         rejects = pa.concat_tables([rejects, _field_rejects(refused, chunk, lines, source_name)])
     return Decoded(events, rejects.sort_by("line") if rejects.num_rows else rejects)

@@ -108,7 +108,6 @@ class CloudFrontLayout:
         host = self._field(split, "x-host-header")
         if host is None:
             host = self._field(split, "cs(Host)")
-        size = self._field(split, "sc-bytes")
         cookies = self._field(split, "cs(Cookie)")
         session = None
         if session_cookie and cookies is not None:
@@ -118,7 +117,7 @@ class CloudFrontLayout:
             time_format=TIME_FORMAT,
             ip=required("c-ip"),
             status=required("sc-status"),
-            size=size if size is not None else pa.repeat(pa.scalar("-"), len(split)),
+            size=_or_dash(self._field(split, "sc-bytes"), len(split)),
             method=dash_to_null(required("cs-method")),
             path=dash_to_null(required("cs-uri-stem")),
             query=dash_to_null(_or_dash(self._field(split, "cs-uri-query"), len(split))),
@@ -130,6 +129,7 @@ class CloudFrontLayout:
 
 
 def _or_dash(values: pa.Array | None, n: int) -> pa.Array:
+    """A field the file's `#Fields` lacks, as if every line had logged `-`."""
     return values if values is not None else pa.repeat(pa.scalar("-"), n)
 
 

@@ -364,7 +364,7 @@ def _missing_or_invalid(ids: _Ids, may_lack: np.ndarray) -> np.ndarray:
 class _WebFields:
     columns: dict[str, pa.Array]  # the web columns, typed (status int16, bytes int64)
     bad: np.ndarray  # status missing or out of range, or bytes not a count
-    absent: np.ndarray  # neither status nor bytes given (a shop's own event)
+    absent: np.ndarray  # no status given (a shop's own event, not a web request)
 
 
 def _web_fields(text_cols: dict[str, pa.Array], n: int) -> _WebFields | None:
