@@ -67,6 +67,13 @@ class LakeConfig(_Strict):
 
 
 class DetectConfig(_Strict):
+    ipv6_prefix: int = Field(
+        56,
+        ge=16,
+        le=128,
+        description="bits of an IPv6 address that make its subnet (the `subnet` key): 64, "
+        "56 or 48 for one host's, household's or site's allocation",
+    )
     judge_rows: int = Field(
         1_000_000,
         ge=0,

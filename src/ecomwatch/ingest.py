@@ -118,6 +118,7 @@ def ingest(
                     sink=alert_sink,
                     listeners=alert_listeners,
                     incidents=config.incidents,
+                    ipv6_prefix_bits=config.detect.ipv6_prefix,
                     incident_sink=incident_sink,
                     incident_listeners=incident_listeners,
                     **judging,

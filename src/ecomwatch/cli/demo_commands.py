@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,11 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 LIVE_URL = "http://127.0.0.1:8080/"
 SEVERITY_ORDER = ("critical", "high", "medium", "low", "info")
+
+
+class Scenario(StrEnum):
+    CLASSIC = "classic"
+    EVASIVE = "evasive"
 
 
 class _Quiet:
@@ -52,6 +58,14 @@ def simulate(
             "<out>.labels.json.",
         ),
     ] = False,
+    scenario: Annotated[
+        Scenario,
+        typer.Option(
+            help="With --attacks: classic (one telltale per attacker) or evasive (attackers "
+            "who rotate identities, spread out or look human, and traps that look like "
+            "attacks: a carrier NAT, a marketing spike, crawlers, uptime monitors).",
+        ),
+    ] = Scenario.CLASSIC,
 ) -> None:
     """Write realistic synthetic shop traffic in REES46 format, with ip and user_agent."""
     from ecomwatch.simulate.traffic import TrafficSpec, generate
@@ -64,23 +78,25 @@ def simulate(
         err.status(f"simulating {events:,} events", spinner="dots") if err.is_terminal else _Quiet()
     ):
         if attacks:
-            rows, labels_file = _write_attack_scenario(spec, output)
+            rows, labels_file = _write_attack_scenario(spec, output, scenario)
             out.print(f"labels → {labels_file}")
         else:
             rows = write_traffic(generate(spec), output)
     out.print(f"wrote {rows:,} events to {output}")
 
 
-def _write_attack_scenario(spec: Any, output: Path) -> tuple[int, Path]:
+def _write_attack_scenario(spec: Any, output: Path, scenario: Scenario) -> tuple[int, Path]:
     from ecomwatch.simulate.attacks import (
         AttackScenario,
         in_chunks,
         labels_path_for,
         write_labels,
     )
+    from ecomwatch.simulate.evasive import EvasiveScenario
     from ecomwatch.simulate.writers import write_traffic
 
-    table, labels = AttackScenario(spec).build()
+    builder = EvasiveScenario(spec) if scenario is Scenario.EVASIVE else AttackScenario(spec)
+    table, labels = builder.build()
     rows = write_traffic(in_chunks(table), output)
     write_labels(labels, labels_path_for(output))
     return rows, labels_path_for(output)
@@ -125,7 +141,7 @@ def demo(
         out.print(f"[bold]1/5[/] using the existing sample {sample}")
     else:
         out.print(f"[bold]1/5[/] simulating a shop under attack: {events:,} events → {sample}")
-        _write_attack_scenario(TrafficSpec(events=events, seed=7), sample)
+        _write_attack_scenario(TrafficSpec(events=events, seed=7), sample, Scenario.CLASSIC)
     out.print(f"[bold]2/5[/] ingesting with detection → lake {lake}, alerts {alerts}")
     summary = ingest([sample], lake, config=Config(), alerts=alerts, rules=load_rules([]))
     print_run_summary(summary, lake, out)

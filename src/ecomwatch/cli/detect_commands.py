@@ -153,6 +153,12 @@ def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]
         ),
     ):
         table.add_row(label, "", a, "", b, "")
+    if ours.high_global_alarms_in_marketing_spike is not None:
+        table.add_row(
+            "high global alarms in marketing spike", "",
+            str(ours.high_global_alarms_in_marketing_spike), "",
+            str(waf.high_global_alarms_in_marketing_spike), "",
+        )  # fmt: skip
     return table
 
 

@@ -39,7 +39,7 @@ from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.correlate import Correlator
 from ecomwatch.detect.crawlers import CrawlerVerifier
-from ecomwatch.detect.entity_keys import address_keys, agent_keys
+from ecomwatch.detect.entity_keys import IPV6_PREFIX, address_keys, agent_keys, ipv6_prefix
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, WEB_KEPT, KeptEvents, Retention
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
@@ -155,8 +155,10 @@ class Detector:
         incidents: IncidentsConfig | None = None,
         incident_sink: JsonLinesFile | None = None,
         incident_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
+        ipv6_prefix_bits: int = IPV6_PREFIX,
     ) -> None:
         self.rules = rules
+        self.ipv6_prefix_bits = ipv6_prefix_bits  # an IPv6 address's subnet: this prefix
         # A batch run returns every alert from `alerts`; a service hands them to its sinks and
         # listeners only, so that a long run does not keep them all.
         self.keep_alerts = keep_alerts
@@ -176,6 +178,14 @@ class Detector:
         self.listeners = list(listeners)  # e.g. a webhook: called with each batch's new alerts
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
+        # The name of an IPv6 subnet in alerts, computed once per flagged group.
+        self.con.create_function(
+            "ipv6_prefix",
+            lambda address: ipv6_prefix(address, ipv6_prefix_bits) or address,
+            ["VARCHAR"],
+            "VARCHAR",
+            side_effects=False,
+        )
         self.kept = KeptEvents([Retention(rule.retention_s, rule.filter_sql) for rule in rules])
         self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
@@ -415,7 +425,7 @@ class Detector:
 
     def _with_keys(self, table: pa.Table) -> pa.Table:
         """The kept columns with the integer keys of ip, subnet and user agent added."""
-        ip_key, subnet_key = address_keys(table["ip"])
+        ip_key, subnet_key = address_keys(table["ip"], self.ipv6_prefix_bits)
         keys = {
             "ip_key": ip_key,
             "subnet_key": subnet_key,

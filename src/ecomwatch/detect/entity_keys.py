@@ -1,17 +1,21 @@
-"""Integer keys for IP addresses, /24 subnets and user agents, which rules group events by.
+"""Integer keys for IP addresses, subnets and user agents, which rules group events by.
 
 DuckDB groups integers far faster than strings, and the keys are computed once per distinct
 value of a batch's dictionary, not per event. An IPv4 address "a.b.c.d" becomes the number
-a·10⁹ + b·10⁶ + c·10³ + d and its subnet a·10⁶ + b·10³ + c (exact, no collision); any other
-address (IPv6, or text that is not an address) and every user agent get the first 8 bytes of
-their BLAKE2b digest with the top bit set, so they never meet an IPv4 number. Keys are derived
-from the text alone, so a value has the same key in every process (a detector restored from
-a checkpoint keeps grouping its old events with the new).
+a·10⁹ + b·10⁶ + c·10³ + d and its subnet (the /24) a·10⁶ + b·10³ + c (exact, no collision);
+any other address and every user agent get the first 8 bytes of their BLAKE2b digest with the
+top bit set, so they never meet an IPv4 number. An IPv6 address's subnet is its prefix of
+`ipv6_prefix` bits (/56 by default: one household's or one server's allocation, whose
+addresses an attacker can rotate through at will), keyed by the prefix's text; text that is
+not an address is its own subnet. Keys are derived from the text alone, so a value has the
+same key in every process (a detector restored from a checkpoint keeps grouping its old
+events with the new).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +25,7 @@ from ecomwatch.schema import dictionary_chunks
 
 IPV4 = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 MAX_CACHED_AGENTS = 100_000
+IPV6_PREFIX = 56  # bits of an IPv6 address that make its subnet, by default
 
 
 def text_key(text: str) -> int:
@@ -36,7 +41,28 @@ def _per_row(chunk: pa.DictionaryArray, keys: np.ndarray) -> pa.Array:
     return pa.array(keys, pa.uint64()).take(chunk.indices)
 
 
-def address_keys(ips: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+def ipv6_prefix(address: str, bits: int = IPV6_PREFIX) -> str | None:
+    """The IPv6 prefix of `bits` bits an address is in, as text (`2a00:1:2::/56`); None
+    for text that is not an IPv6 address."""
+    try:
+        network = ipaddress.IPv6Network(f"{address}/{bits}", strict=False)
+    except ValueError:
+        return None
+    return str(network)
+
+
+def _subnet_keys(values: list[str | None], bits: int) -> np.ndarray:
+    """Subnet keys of addresses that are not IPv4: an IPv6 address's prefix, else itself."""
+    keys = []
+    for value in values:
+        prefix = ipv6_prefix(value, bits) if value is not None else None
+        keys.append(text_key(prefix or value) if value is not None else 0)
+    return np.array(keys, dtype=np.uint64)
+
+
+def address_keys(
+    ips: pa.ChunkedArray, ipv6_prefix_bits: int = IPV6_PREFIX
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """(ip key, subnet key) per row; null where the IP is null."""
     ip_chunks, subnet_chunks = [], []
     for chunk in dictionary_chunks(ips):
@@ -52,9 +78,9 @@ def address_keys(ips: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray
             ip_keys[v4] = subnet * 1000 + octets[:, 3]
             subnet_keys[v4] = subnet
         if not v4.all():
-            other = _text_keys(values.filter(pc.invert(is_v4)).to_pylist())
-            ip_keys[~v4] = other
-            subnet_keys[~v4] = other  # not IPv4: its own subnet, as in the subnet text
+            others = values.filter(pc.invert(is_v4)).to_pylist()
+            ip_keys[~v4] = _text_keys(others)
+            subnet_keys[~v4] = _subnet_keys(others, ipv6_prefix_bits)
         ip_chunks.append(_per_row(chunk, ip_keys))
         subnet_chunks.append(_per_row(chunk, subnet_keys))
     return (

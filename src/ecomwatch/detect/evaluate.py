@@ -107,6 +107,7 @@ class Score:
     false_positives: int = 0
     flood_delay_s: float | None = None
     high_global_alarms_in_flash_sale: int = 0
+    high_global_alarms_in_marketing_spike: int | None = None  # scenarios with one
     incidents: IncidentScore | None = None  # how alerts were grouped (scenarios with campaigns)
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +119,7 @@ class Score:
             "false_positives": self.false_positives,
             "flood_delay_s": self.flood_delay_s,
             "high_global_alarms_in_flash_sale": self.high_global_alarms_in_flash_sale,
+            "high_global_alarms_in_marketing_spike": self.high_global_alarms_in_marketing_spike,
             "per_kind": self.per_kind,
         }
 
@@ -146,7 +148,7 @@ def score(
     result.false_positives = len(flagged) - correct
     result.precision = correct / len(flagged) if flagged else 1.0
     onset = _epoch_us(labels["flood_onset"])
-    flood_times = [t for ip, t in flagged.items() if kinds.get(ip) == "flood"]
+    flood_times = [t for ip, t in flagged.items() if kinds.get(ip) in ("flood", "low_rate_flood")]
     flood_times += [
         int(a.detected_at.timestamp() * 1e6)
         for a in global_alerts
@@ -157,17 +159,28 @@ def score(
     ]
     if flood_times:
         result.flood_delay_s = round(max(0, min(flood_times) - onset) / 1e6, 1)
-    sale = (_epoch_us(labels["flash_sale_start"]), _epoch_us(labels["flash_sale_end"]))
-    result.high_global_alarms_in_flash_sale = sum(
-        1
-        for a in global_alerts
-        if a.severity.rank >= Severity.HIGH.rank
-        and sale[0] <= int(a.last_seen.timestamp() * 1e6) <= sale[1]
-        and not _epoch_us(labels["flood_onset"])
-        <= int(a.last_seen.timestamp() * 1e6)
-        <= _epoch_us(labels["flood_end"])
+    result.high_global_alarms_in_flash_sale = _high_global_alarms(
+        labels, "flash_sale", global_alerts
     )
+    if "marketing_spike_start" in labels:
+        result.high_global_alarms_in_marketing_spike = _high_global_alarms(
+            labels, "marketing_spike", global_alerts
+        )
     return result
+
+
+def _high_global_alarms(labels: dict[str, Any], name: str, alerts: Sequence[Alert]) -> int:
+    """Shop-wide alerts of high or above during a legitimate crowd (`name`_start to _end)
+    that are not about the flood."""
+    crowd = (_epoch_us(labels[f"{name}_start"]), _epoch_us(labels[f"{name}_end"]))
+    flood = (_epoch_us(labels["flood_onset"]), _epoch_us(labels["flood_end"]))
+    return sum(
+        1
+        for a in alerts
+        if a.severity.rank >= Severity.HIGH.rank
+        and crowd[0] <= int(a.last_seen.timestamp() * 1e6) <= crowd[1]
+        and not flood[0] <= int(a.last_seen.timestamp() * 1e6) <= flood[1]
+    )
 
 
 def evaluate(

@@ -36,6 +36,15 @@ FEATURES: dict[str, tuple[str, str]] = {
         "coalesce(stddev_pop(gap_s) / NULLIF(avg(gap_s), 0), 0)",
         "variation of the gaps between events (near 0: machine-regular timing)",
     ),
+    "ascending_share": (
+        "coalesce(avg(ascending_step), 0)",
+        "share of views whose product id is above the one before (near 1: a walk in id order)",
+    ),
+    "ipv6": (
+        # Keys of addresses that are not IPv4 have their top bit set (`entity_keys`).
+        "max(CASE WHEN subnet_key >= 9223372036854775808 THEN 1 ELSE 0 END)",
+        "1 if the addresses are IPv6 (a subnet of them: one prefix, `[detect] ipv6_prefix`)",
+    ),
     "declared_bot": (
         "max(CASE WHEN declared_bot THEN 1 ELSE 0 END)",
         "1 if a crawler, headless browser or HTTP library user agent was seen",

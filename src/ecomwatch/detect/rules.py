@@ -59,7 +59,8 @@ def is_flagging(severity: Severity | str) -> bool:
 
 class KeyKind(StrEnum):
     IP = "ip"
-    SUBNET = "subnet"  # the /24 of an IPv4 address
+    SUBNET = "subnet"  # the /24 of an IPv4 address, the /56 of an IPv6 one
+    PRODUCT = "product"  # a product (carts of one product by many)
     USER = "user"
     SESSION = "session"
     USER_AGENT = "user_agent"

@@ -45,6 +45,7 @@ def detect(
         listeners=alert_listeners,
         judge_rows=config.detect.judge_rows,
         incidents=config.incidents,
+        ipv6_prefix_bits=config.detect.ipv6_prefix,
         incident_listeners=incident_listeners,
     )
     pipeline = Pipeline(

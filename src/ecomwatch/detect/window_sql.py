@@ -2,7 +2,8 @@
 
 Windows are tumbling and aligned to the epoch; a rule's features are aggregates over the events
 of one key in one window (`features.FEATURES`), with the columns some of them need: the gap to
-the key's previous event (`gap_cv`), the IP's first sighting (`ip_age_s`) and the key's earlier
+the key's previous event (`gap_cv`), whether a view's product id is above the previous
+event's (`ascending_share`), the IP's first sighting (`ip_age_s`) and the key's earlier
 windows (`baseline`, `baseline_funnel`).
 """
 
@@ -23,6 +24,7 @@ KEY_SQL: dict[KeyKind, str] = {
     KeyKind.USER: "user_id",
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "agent_key",
+    KeyKind.PRODUCT: "product_id",
     KeyKind.GLOBAL: "'*'",
 }
 # ...and their types (a round's matches carry keys as text: its queries are one union).
@@ -32,15 +34,22 @@ KEY_TYPE: dict[KeyKind, pa.DataType] = {
     KeyKind.USER: pa.int64(),
     KeyKind.SESSION: pa.string(),
     KeyKind.USER_AGENT: pa.uint64(),
+    KeyKind.PRODUCT: pa.int64(),
     KeyKind.GLOBAL: pa.string(),
 }
 # ...and the entity's name in alerts, an aggregate over the group's events.
 NAME_SQL: dict[KeyKind, str] = {
     KeyKind.IP: "any_value(ip)",
-    KeyKind.SUBNET: r"regexp_replace(any_value(ip), '\.\d+$', '.0/24')",
+    # IPv6: the prefix's text is computed in Python, once per group (`entity_keys`).
+    KeyKind.SUBNET: (
+        r"CASE WHEN contains(CAST(any_value(ip) AS VARCHAR), ':') "
+        r"THEN ipv6_prefix(CAST(any_value(ip) AS VARCHAR)) "
+        r"ELSE regexp_replace(any_value(ip), '\.\d+$', '.0/24') END"
+    ),
     KeyKind.USER: "CAST(any_value(user_id) AS VARCHAR)",
     KeyKind.SESSION: "any_value(user_session)",
     KeyKind.USER_AGENT: "any_value(user_agent)",
+    KeyKind.PRODUCT: "CAST(any_value(product_id) AS VARCHAR)",
     KeyKind.GLOBAL: "'*'",
 }
 
@@ -89,6 +98,15 @@ def aggregate_sql(
         extra.append(
             f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
             f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
+        )
+    if "ascending_share" in wanted:
+        previous = (
+            f"lag(e.product_id) OVER (PARTITION BY {', '.join(keys)}, {start} "
+            "ORDER BY e.event_time, e.seq)"
+        )
+        extra.append(
+            f"CASE WHEN e.event_type <> 'view' OR {previous} IS NULL THEN NULL "
+            f"WHEN e.product_id > {previous} THEN 1.0 ELSE 0.0 END AS ascending_step"
         )
     if "ip_age_s" in wanted and not ip_age_after:
         joins.append("LEFT JOIN ip_seen s ON s.seen_key = e.ip_key")

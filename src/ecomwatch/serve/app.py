@@ -217,7 +217,7 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
 
     @app.get("/api/entities/{kind}/{entity:path}", dependencies=[Depends(authorized)])
     def entity(kind: str, entity: str) -> dict[str, Any]:
-        if kind not in ("ip", "subnet", "user", "session", "user_agent", "global"):
+        if kind not in ("ip", "subnet", "user", "session", "user_agent", "product", "global"):
             raise HTTPException(404, f"no entity type {kind!r}")
         return service.entity(kind, entity)
 

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from ecomwatch.config import IncidentsConfig
 from ecomwatch.detect.detector import STATE_COLUMNS, Detector, ipc_bytes
+from ecomwatch.detect.entity_keys import IPV6_PREFIX
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.operator import State
 
@@ -59,6 +60,7 @@ class DetectorProcess:
         judge_share: float = 1.0,
         behind: Callable[[], bool] = lambda: False,
         depth: int = 4,
+        ipv6_prefix_bits: int = IPV6_PREFIX,
     ) -> None:
         self.listeners = list(listeners)
         self.incident_listeners = list(incident_listeners)
@@ -79,6 +81,7 @@ class DetectorProcess:
                 incidents or IncidentsConfig(),
                 judge_share,
                 depth,
+                ipv6_prefix_bits,
             ),
             name="ecomwatch-detector",
             daemon=True,
@@ -169,6 +172,7 @@ def _child(
     incidents: IncidentsConfig,
     judge_share: float,
     depth: int,
+    ipv6_prefix_bits: int,
 ) -> None:
     """The detector's process: batches in order, alerts out as they are raised."""
     from ecomwatch.detect.incident import incidents_path_for
@@ -205,6 +209,7 @@ def _child(
         judge_share=judge_share,
         # Judging waits while more batches are queued here or the collector is behind.
         behind=lambda: parent_behind or not inbox.empty(),
+        ipv6_prefix_bits=ipv6_prefix_bits,
     )
     try:
         while True:

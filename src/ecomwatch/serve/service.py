@@ -144,6 +144,7 @@ class Service:
             incident_listeners=[self.incidents.update],
             incidents=config.incidents,
             judge_share=config.detect.live_judge_share,
+            ipv6_prefix_bits=config.detect.ipv6_prefix,
             behind=stream.behind if stream is not None else self.source.behind,
         )
         self.live = LiveSummary(lambda: self.flagged)

@@ -67,6 +67,7 @@ class Injected:
     ips: list[list[str]] = field(default_factory=list)
     agents: list[list[str]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    campaigns: dict[str, str] = field(default_factory=dict)  # IP → its actor, if of many IPs
 
     def add_actor(
         self,
@@ -77,13 +78,13 @@ class Injected:
         products: np.ndarray,
     ) -> None:
         """One new actor: a fresh IP, user and session, a common browser user agent."""
-        ip = _attack_ip(rng)
+        ip = attack_ip(rng)
         self.add(
             times_s,
             kinds,
             products,
-            user=_user_id(rng),
-            session=_session_id(rng),
+            user=new_user_id(rng),
+            session=new_session_id(rng),
             ip=ip,
             agent=str(rng.choice(USER_AGENTS)),
         )
@@ -126,17 +127,17 @@ class AttackPlan:
         return self.start_s + rng.uniform(0, max(1.0, self.duration_s - lasting_s))
 
 
-def _session_id(rng: np.random.Generator) -> str:
+def new_session_id(rng: np.random.Generator) -> str:
     raw = rng.integers(0, 2**63, 2)
     text = f"{int(raw[0]):016x}{int(raw[1]):016x}"[:32]
     return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-a{text[17:20]}-{text[20:32]}"
 
 
-def _user_id(rng: np.random.Generator) -> int:
+def new_user_id(rng: np.random.Generator) -> int:
     return int(700_000_000 + rng.integers(0, 100_000_000))
 
 
-def _attack_ip(rng: np.random.Generator, subnet: str | None = None) -> str:
+def attack_ip(rng: np.random.Generator, subnet: str | None = None) -> str:
     if subnet is not None:
         return f"{subnet}.{int(rng.integers(1, 255))}"
     first = int(rng.choice(ATTACK_FIRST_OCTETS))
@@ -144,7 +145,7 @@ def _attack_ip(rng: np.random.Generator, subnet: str | None = None) -> str:
     return f"{first}.{rest[0]}.{rest[1]}.{max(1, int(rest[2]))}"
 
 
-def _human_gaps(rng: np.random.Generator, n: int, median_s: float = 25.0) -> np.ndarray:
+def human_gaps(rng: np.random.Generator, n: int, median_s: float = 25.0) -> np.ndarray:
     return np.clip(rng.lognormal(np.log(median_s), 0.9, n), 2, 900)
 
 
@@ -161,15 +162,15 @@ def fast_scrapers(rng: np.random.Generator, plan: AttackPlan, catalog: Catalog, 
         else:  # a sweep in catalogue order from a random place
             products = (int(rng.integers(0, catalog.size)) + np.arange(count)) % catalog.size
         agent = str(rng.choice(USER_AGENTS + TOOL_AGENTS))
-        ip = _attack_ip(rng)
+        ip = attack_ip(rng)
         # Some keep a cookie, some start a new session every few dozen requests.
         per_session = count if rng.random() < 0.5 else int(rng.integers(10, 60))
-        sessions = [_session_id(rng) for _ in range(count // per_session + 1)]
+        sessions = [new_session_id(rng) for _ in range(count // per_session + 1)]
         out.add(
             times,
             np.zeros(count),
             products,
-            user=_user_id(rng),
+            user=new_user_id(rng),
             session=[sessions[i // per_session] for i in range(count)],
             ip=ip,
             agent=agent,
@@ -209,7 +210,7 @@ def botnet(rng: np.random.Generator, plan: AttackPlan, catalog: Catalog, members
         for _ in range(int(rng.integers(2, 5)))
     ]
     for _ in range(members):
-        ip = _attack_ip(rng, None if shared_agent else str(rng.choice(subnets)))
+        ip = attack_ip(rng, None if shared_agent else str(rng.choice(subnets)))
         count = int(rng.integers(8, 40))
         mean_gap = rng.uniform(1.0, 6.0)
         times = begin + rng.uniform(0, campaign) + np.cumsum(rng.exponential(mean_gap, count))
@@ -217,8 +218,8 @@ def botnet(rng: np.random.Generator, plan: AttackPlan, catalog: Catalog, members
             times,
             np.zeros(count),
             rng.integers(0, catalog.size, count),
-            user=_user_id(rng),
-            session=_session_id(rng),
+            user=new_user_id(rng),
+            session=new_session_id(rng),
             ip=ip,
             agent=shared_agent or str(rng.choice(USER_AGENTS)),
         )
@@ -256,13 +257,15 @@ def flood(
         rate = total_rate / sources
         count = max(5, int(rng.poisson(rate * lasting)))
         times = onset + np.sort(rng.uniform(0, lasting, count))
-        ip = _attack_ip(rng)
-        sessions = [_session_id(rng) for _ in range(count)] if fresh_sessions else _session_id(rng)
+        ip = attack_ip(rng)
+        sessions = (
+            [new_session_id(rng) for _ in range(count)] if fresh_sessions else new_session_id(rng)
+        )
         out.add(
             times,
             np.zeros(count),
             rng.choice(targets, count),
-            user=_user_id(rng),
+            user=new_user_id(rng),
             session=sessions,
             ip=ip,
             agent=str(rng.choice(USER_AGENTS + TOOL_AGENTS)),
@@ -286,7 +289,7 @@ def flash_sale(
             kinds.append(1)
             if rng.random() < 0.7:
                 kinds.append(3)
-        times = begin + rng.exponential(lasting / 4) + np.cumsum(_human_gaps(rng, len(kinds), 15))
+        times = begin + rng.exponential(lasting / 4) + np.cumsum(human_gaps(rng, len(kinds), 15))
         out.add_actor(rng, "flash_sale", times, np.array(kinds), np.full(len(kinds), product))
     return out, begin
 
@@ -297,26 +300,35 @@ def heavy_shoppers(
     """Keen people: many long sessions with human timing, carts and purchases."""
     out = Injected()
     for _ in range(n):
-        ip, user, agent = _attack_ip(rng), _user_id(rng), str(rng.choice(USER_AGENTS))
+        ip, user, agent = attack_ip(rng), new_user_id(rng), str(rng.choice(USER_AGENTS))
         for _ in range(int(rng.integers(4, 10))):
             count = int(rng.integers(15, 60))
             roll = rng.random(count)
             kinds = np.where(roll < 0.12, 1, np.where(roll < 0.16, 3, 0))
             start = int(rng.integers(0, catalog.size))
             products = np.clip(start + np.cumsum(rng.integers(-5, 6, count)), 0, catalog.size - 1)
-            times = plan.at(rng, 3600) + np.cumsum(_human_gaps(rng, count))
-            out.add(times, kinds, products, user=user, session=_session_id(rng), ip=ip, agent=agent)
+            times = plan.at(rng, 3600) + np.cumsum(human_gaps(rng, count))
+            out.add(
+                times, kinds, products, user=user, session=new_session_id(rng), ip=ip, agent=agent
+            )
         out.labels[ip] = "heavy_shopper"
     return out
 
 
-def _nat_office(spec: TrafficSpec, rng: np.random.Generator) -> tuple[pa.Table, str]:
-    """Real-looking shoppers (the normal generator's) all behind one office IP."""
-    ip = _attack_ip(rng)
+def nat_behind_one_ip(
+    spec: TrafficSpec,
+    rng: np.random.Generator,
+    per_minute: tuple[float, float] = (30, 80),
+    *,
+    seed_offset: int = 1_000,
+) -> tuple[pa.Table, str]:
+    """Real-looking shoppers (the normal generator's) all behind one IP: an office NAT at the
+    default 30 to 80 events a minute (a few hundred people, over any rate rule's per-IP
+    limit), a carrier-grade NAT at more."""
+    ip = attack_ip(rng)
     office = TrafficSpec(
-        # 30 to 80 events a minute: a few hundred people, over any rate rule's per-IP limit.
-        events=int(spec.duration_s / 60 * rng.uniform(30, 80)),
-        seed=spec.seed + 1_000,
+        events=int(spec.duration_s / 60 * rng.uniform(*per_minute)),
+        seed=spec.seed + seed_offset,
         start=spec.start,
         days=spec.duration_s / 86_400,
     )
@@ -324,10 +336,10 @@ def _nat_office(spec: TrafficSpec, rng: np.random.Generator) -> tuple[pa.Table, 
     table = table.set_column(
         table.column_names.index("ip"), "ip", pa.array([ip] * table.num_rows, pa.string())
     )
-    return _plain(table), ip
+    return plain_table(table), ip
 
 
-def _plain(table: pa.Table) -> pa.Table:
+def plain_table(table: pa.Table) -> pa.Table:
     """Dictionary columns decoded to plain strings, so tables of any origin concatenate."""
     return pa.table(
         {
@@ -337,7 +349,7 @@ def _plain(table: pa.Table) -> pa.Table:
     )
 
 
-def _as_table(group: Injected, catalog: Catalog) -> pa.Table:
+def as_table(group: Injected, catalog: Catalog) -> pa.Table:
     from ecomwatch.schema import EVENT_TYPES
 
     products = np.concatenate(group.products)
@@ -372,7 +384,7 @@ class AttackScenario:
         rng = np.random.default_rng(np.random.SeedSequence([self.spec.seed, 0xA77AC]))
         catalog, _ = make_world(self.spec)
         plan = AttackPlan(int(self.spec.start.timestamp()), self.spec.duration_s)
-        normal = _plain(pa.concat_tables(list(generate(self.spec))))
+        normal = plain_table(pa.concat_tables(list(generate(self.spec))))
         normal_rate = self.spec.events / self.spec.duration_s
 
         def count(low: int, high: int) -> int:
@@ -388,7 +400,7 @@ class AttackScenario:
         flooding, onset = flood(rng, plan, catalog, normal_rate)
         sale, sale_start = flash_sale(rng, plan, catalog, normal_rate)
         groups += [flooding, sale]
-        office, office_ip = _nat_office(self.spec, rng)
+        office, office_ip = nat_behind_one_ip(self.spec, rng)
 
         labels: dict[str, str] = {office_ip: "nat_office"}
         # Which campaign each IP belongs to: the IPs of one botnet, flood or sale are one
@@ -398,22 +410,22 @@ class AttackScenario:
             labels.update(group.labels)
             for ip, kind in group.labels.items():
                 campaigns[ip] = f"{kind}#{number}" if kind in GROUP_KINDS else f"{kind}:{ip}"
-        tables = [normal, office] + [_as_table(g, catalog).cast(normal.schema) for g in groups]
+        tables = [normal, office] + [as_table(g, catalog).cast(normal.schema) for g in groups]
         events = pa.concat_tables(tables).sort_by([("event_time", "ascending")])
         return events, {
             "ips": labels,
             "campaigns": campaigns,
             "kinds": {"attack": list(ATTACK_KINDS), "legitimate": list(LEGIT_KINDS)},
-            "flood_onset": _iso(onset),
-            "flood_end": _iso(flooding.last_s()),
-            "flash_sale_start": _iso(sale_start),
-            "flash_sale_end": _iso(sale.last_s()),
+            "flood_onset": iso_time(onset),
+            "flood_end": iso_time(flooding.last_s()),
+            "flash_sale_start": iso_time(sale_start),
+            "flash_sale_end": iso_time(sale.last_s()),
             "events": events.num_rows,
             "normal_events": normal.num_rows,
         }
 
 
-def _iso(epoch_s: float) -> str:
+def iso_time(epoch_s: float) -> str:
     moment = datetime.fromtimestamp(int(epoch_s), UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
