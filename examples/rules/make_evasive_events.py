@@ -21,7 +21,7 @@ def ev(s, kind, product, user, session, ip, ua, price="19.99", category=CATEGORY
                  "acme", price, user, session, ip, ua])
 
 
-# sustained-scraper: one IP, a new user agent and session every 3 requests, 0.5 views a second
+# rotating-scraper: one IP, a new user agent and session every 3 requests, 0.5 views a second
 for i in range(400):
     ev(2 * i, "view", 3_000_000 + rng.randrange(500_000), 900 + i // 3, f"rot-{i // 3}",
        "203.0.113.40", agent(i // 3))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ecomwatch.detect.entity_keys import address_keys, agent_keys
+from ecomwatch.detect.entity_keys import address_keys, agent_keys, ipv6_prefix
 
 
 def test_addresses_get_exact_keys_and_ipv4_subnets_share_theirs():
@@ -21,7 +21,22 @@ def test_addresses_get_exact_keys_and_ipv4_subnets_share_theirs():
     assert len({ip[0], ip[1], ip[2], ip[4], ip[7]}) == 5
     assert subnet[0] == subnet[1] != subnet[2]
     assert ip[3] is None and subnet[3] is None
-    assert ip[4] >= 1 << 63 and subnet[4] == ip[4]  # not IPv4: its own subnet, never a v4 key
+    assert ip[4] >= 1 << 63 and subnet[4] >= 1 << 63  # not IPv4: never a v4 key
+    assert subnet[7] == ip[7]  # text that is no address is its own subnet
+
+
+def test_ipv6_addresses_share_their_prefix_as_subnet():
+    ips = pa.chunked_array(
+        [pa.array(["2a00:1:2:3::1", "2a00:1:2:3:ffff::9", "2a00:1:2:ff::1", "2a00:1:3::1"])]
+    )
+    _, at_56 = address_keys(ips)
+    one_56 = at_56.to_pylist()
+    assert one_56[0] == one_56[1] == one_56[2] != one_56[3]  # the /56 holds 2a00:1:2:0-ff::
+    _, at_64 = address_keys(ips, 64)
+    one_64 = at_64.to_pylist()
+    assert one_64[0] == one_64[1] != one_64[2]
+    assert ipv6_prefix("2a00:1:2:3::1") == "2a00:1:2::/56"
+    assert ipv6_prefix("10.0.0.1") is None and ipv6_prefix("not an ip") is None
 
 
 def test_user_agents_get_stable_keys():
