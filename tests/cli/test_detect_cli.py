@@ -90,3 +90,30 @@ def test_report_can_leave_out_flagged_traffic(tmp_path: Path):
     assert clean["totals"]["by_type"]["purchase"] == everything["totals"]["by_type"]["purchase"]
     missing = cli("report", "--lake", str(lake), "--exclude-bots")
     assert missing.returncode == 2 and "--alerts FILE or --store FILE" in missing.stderr
+
+
+def test_evaluate_scores_the_alerts_of_a_run_made_elsewhere(tmp_path: Path):
+    """`evaluate --alerts` scores a live run's alert file (here `detect`'s) against the labels,
+    IP by IP, instead of running the detector itself."""
+    events, alerts = tmp_path / "shop.csv", tmp_path / "alerts.jsonl"
+    made = cli("simulate", "--events", "20000", "--days", "0.05", "--attacks", "--seed", "4",
+               "--out", str(events))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert cli("detect", str(events), "--alerts", str(alerts)).returncode == 0
+    scored = cli("evaluate", str(events), "--alerts", str(alerts), "--json")
+    assert scored.returncode == 0, scored.stderr
+    ours = json.loads(scored.stdout)["ecomwatch"]
+    labels = json.loads((tmp_path / "shop.labels.json").read_text())["ips"]
+    flagged: set[str] = set()
+    for line in alerts.read_text().splitlines():
+        row = json.loads(line)
+        if row["severity"] in ("medium", "high", "critical"):
+            flagged.update(row["ips"])
+    assert ours["flagged"] == len(flagged) > 0
+    by_kind: dict[str, int] = {}
+    for ip in flagged:
+        kind = labels.get(ip, "normal")
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    assert {k: v["flagged"] for k, v in ours["per_kind"].items() if v["flagged"]} == by_kind
+    missing = cli("evaluate", str(events), "--alerts", str(tmp_path / "none.jsonl"))
+    assert missing.returncode == 2 and "no alerts file" in missing.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,11 @@ from rich.table import Table
 from ecomwatch.console import print_table
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import RuleError, load_rules
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ecomwatch.detect.evaluate import Score
 
 rules_app = typer.Typer(help="List and validate detection rules.", no_args_is_help=True)
 out = Console()
@@ -96,6 +101,13 @@ def evaluate(
         float, typer.Option(help="Micro-batch length in event-time seconds, as a live service.")
     ] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score the alerts a live run wrote (serve's alerts file, after `replay` of "
+            "the inputs) instead of running the detector here.",
+        ),
+    ] = None,
 ) -> None:
     """Score detection on a labelled scenario, side by side with an AWS-WAF-style rate rule."""
     from ecomwatch.config import Config
@@ -114,15 +126,37 @@ def evaluate(
     if errors:
         err.print(f"[red]error:[/] {errors[0]}")
         raise typer.Exit(1)
-    ours, waf, _ = run_evaluation(
-        read_all(sources), truth, loaded, waf_limit=waf_limit, batch_s=batch_seconds
-    )
+    events = read_all(sources)
+    if alerts is not None:
+        ours, waf = _score_alert_file(alerts, events, truth, waf_limit)
+    else:
+        ours, waf, _ = run_evaluation(
+            events, truth, loaded, waf_limit=waf_limit, batch_s=batch_seconds
+        )
     if as_json:
         print(json.dumps({"ecomwatch": ours.to_json(), "baseline": waf.to_json()}))
         return
     print_table(out, score_table(ours, waf))
     if ours.incidents is not None:
         out.print(ours.incidents.line())
+
+
+def _score_alert_file(
+    path: Path, events: pa.Table, truth: dict[str, Any], waf_limit: int
+) -> tuple[Score, Score]:
+    """(ecomwatch's score, the WAF rule's) with ecomwatch's from the alerts in `path`."""
+    from ecomwatch.cli.alert_outputs import latest_alerts, read_alerts
+    from ecomwatch.detect.alert import Alert
+    from ecomwatch.detect.evaluate import flagged_by_alert_rows, score, waf_flags
+
+    if not path.exists():
+        err.print(f"[red]error:[/] no alerts file {path}")
+        raise typer.Exit(2)
+    rows = latest_alerts(read_alerts(path))
+    shop_wide = [Alert.from_json(r) for r in rows if r["entity_type"] == "global"]
+    ours = score("ecomwatch", flagged_by_alert_rows(rows), truth, shop_wide)
+    waf = score(f"waf-rate-{waf_limit}-per-5m", waf_flags(events, waf_limit), truth)
+    return ours, waf
 
 
 def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]

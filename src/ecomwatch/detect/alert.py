@@ -50,6 +50,31 @@ class Alert:
             "incident_id": self.incident_id,
         }
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any]) -> Alert:
+        """An alert read back from its JSON line (`to_json`)."""
+        window_start = row.get("window_start")
+        escalated_from = row.get("escalated_from")
+        return cls(
+            alert_id=row["alert_id"],
+            rule=row["rule"],
+            severity=Severity(row["severity"]),
+            entity_type=row["entity_type"],
+            entity=row["entity"],
+            first_seen=parse_iso(row["first_seen"]),
+            last_seen=parse_iso(row["last_seen"]),
+            detected_at=parse_iso(row["detected_at"]),
+            count=row["count"],
+            evidence=row["evidence"],
+            explanation=row["explanation"],
+            labels=tuple(row["labels"]),
+            escalated_from=Severity(escalated_from) if escalated_from else None,
+            ips=tuple(row["ips"]),
+            group=row.get("group"),
+            window_start=parse_iso(window_start) if window_start else None,
+            incident_id=row.get("incident_id"),
+        )
+
 
 def iso(t: datetime) -> str:
     """UTC, ISO 8601 with a Z: how alert and incident lines write times."""

@@ -97,7 +97,7 @@ def aggregate_sql(
     if "gap_cv" in wanted:
         extra.append(
             f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
-            f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time) AS gap_s"
+            f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time, e.seq) AS gap_s"
         )
     if "ascending_share" in wanted:
         previous = (

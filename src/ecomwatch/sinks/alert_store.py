@@ -191,7 +191,7 @@ class AlertStore:
 
 
 def nginx_blocklist(blocks: list[dict[str, Any]]) -> str:
-    """`deny` lines for nginx's http/server context (IPs and /24 subnets)."""
+    """`deny` lines for nginx's http/server context (IPs, /24 subnets, IPv6 prefixes)."""
     lines = ["# ecomwatch blocklist: include in an nginx http or server block"]
     for b in blocks:
         lines.append(
