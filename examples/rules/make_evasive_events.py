@@ -32,7 +32,7 @@ for i in range(70):
     t += rng.expovariate(1 / 45)
     ev(t, "view", 5_000_000 + 7 * i, 501, "slow-walker", "192.0.2.90", agent(1))
 
-# subnet-scraper: an IPv6 /64 rotated through, a new address every 2 requests
+# ipv6-rotation: an IPv6 /64 rotated through, a new address every 2 requests
 for i in range(300):
     ip = f"2a00:1450:4001:82a::{(i // 2) + 16:x}"
     ev(i, "view", 6_000_000 + rng.randrange(900_000), 700 + i // 2, f"v6-{i // 2}", ip, agent(7))
