@@ -50,8 +50,8 @@ from ecomwatch.detect.window_sql import (
     KEY_TYPE,
     Judging,
     aggregate_sql,
-    candidates_sql,
     round_matches_sql,
+    shared_candidates_sql,
     window_start_sql,
 )
 from ecomwatch.schema import EVENT_SCHEMA
@@ -486,10 +486,13 @@ class Detector:
         screening = [d for d in due if d.rule.screens]
         if not screening:
             return due
+        # Rules that aggregate the same rows the same way screen in one pass.
+        alike: dict[tuple[str, int, str], list[tuple[Rule, int, int, int]]] = {}
+        for d in screening:
+            same = (d.rule.spec.key.value, d.rule.window_s, d.rule.filter_sql)
+            alike.setdefault(same, []).append((d.rule, d.number, d.first_us, d.last_seq))
         found = self.con.sql(
-            " UNION ALL ".join(
-                candidates_sql(d.rule, d.number, d.first_us, d.last_seq) for d in screening
-            )
+            " UNION ALL ".join(f"({shared_candidates_sql(group)})" for group in alike.values())
         ).to_arrow_table()
         self.con.register("candidates", found)
         passed = set(pc.unique(found["rule"]).to_pylist())

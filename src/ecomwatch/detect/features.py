@@ -175,6 +175,7 @@ CHEAP_FEATURES = frozenset(
         "search_engine",
         "baseline",
         "baseline_funnel",
+        "ipv6",
         *(name for name in WEB_FEATURES if name != "distinct_paths"),
         *CRAWLER_FEATURES,
     }

@@ -172,6 +172,29 @@ def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str
     )
 
 
+def shared_candidates_sql(group: Sequence[tuple[Rule, int, int, int]]) -> str:
+    """`candidates_sql` of rules with the same key, window and filter, from one aggregation
+    of all their cheap features: (rule, number, first_us, last_seq) each."""
+    rule = group[0][0]
+    if len(group) == 1:
+        return candidates_sql(*group[0])
+    window_us = rule.window_s * 1_000_000
+    features = tuple(dict.fromkeys(f for r, *_ in group for f in r.prefilter_features))
+    first_us = min(first for _, _, first, _ in group)
+    needed = [r.needed_row_sql for r, *_ in group]
+    where = f"t_us >= {first_us}"
+    if all(row is not None for row in needed):
+        either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
+        where += holding_sql(rule, window_us, first_us, either)
+    cheap = aggregate_sql(rule, (rule.spec.key,), window_us, features, where, names=False)
+    selects = " UNION ALL ".join(
+        f"(SELECT {number} AS rule, hash(key0, window_us) AS h FROM cheap "
+        f"WHERE window_us >= {first} AND newest_seq > {last_seq} AND {r.prefilter_sql})"
+        for r, number, first, last_seq in group
+    )
+    return f"WITH cheap AS MATERIALIZED ({cheap}) {selects}"
+
+
 @dataclass(frozen=True)
 class Judging:
     """A rule's part of a judging round: its number in the round's union, the start of its

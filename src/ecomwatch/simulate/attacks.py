@@ -373,6 +373,30 @@ def as_table(group: Injected, catalog: Catalog) -> pa.Table:
     )
 
 
+def assemble(
+    normal: pa.Table,
+    nat: tuple[pa.Table, str, str],
+    groups: list[Injected],
+    catalog: Catalog,
+    group_kinds: tuple[str, ...],
+) -> tuple[pa.Table, dict[str, str], dict[str, str]]:
+    """A scenario's events in time order (normal traffic, the NAT's `(events, ip, kind)`, the
+    injected groups), each injected IP's kind, and its campaign: the IPs of one group of a
+    group kind (a botnet, a flood, a sale) are one campaign, so are the IPs of one actor of
+    many; every other actor is a campaign of its own (scoring incident grouping)."""
+    nat_events, nat_ip, nat_kind = nat
+    labels = {nat_ip: nat_kind}
+    campaigns = {nat_ip: f"{nat_kind}:{nat_ip}"}
+    for number, group in enumerate(groups):
+        labels.update(group.labels)
+        for ip, kind in group.labels.items():
+            alone = group.campaigns.get(ip, f"{kind}:{ip}")
+            campaigns[ip] = f"{kind}#{number}" if kind in group_kinds else alone
+    tables = [normal, nat_events] + [as_table(g, catalog).cast(normal.schema) for g in groups]
+    events = pa.concat_tables(tables).sort_by([("event_time", "ascending")])
+    return events, labels, campaigns
+
+
 @dataclass(frozen=True)
 class AttackScenario:
     """Normal traffic plus labelled attacks and traps; `labels` says who is who."""
@@ -402,16 +426,9 @@ class AttackScenario:
         groups += [flooding, sale]
         office, office_ip = nat_behind_one_ip(self.spec, rng)
 
-        labels: dict[str, str] = {office_ip: "nat_office"}
-        # Which campaign each IP belongs to: the IPs of one botnet, flood or sale are one
-        # campaign; every other actor is a campaign of its own (scoring incident grouping).
-        campaigns: dict[str, str] = {office_ip: f"nat_office:{office_ip}"}
-        for number, group in enumerate(groups):
-            labels.update(group.labels)
-            for ip, kind in group.labels.items():
-                campaigns[ip] = f"{kind}#{number}" if kind in GROUP_KINDS else f"{kind}:{ip}"
-        tables = [normal, office] + [as_table(g, catalog).cast(normal.schema) for g in groups]
-        events = pa.concat_tables(tables).sort_by([("event_time", "ascending")])
+        events, labels, campaigns = assemble(
+            normal, (office, office_ip, "nat_office"), groups, catalog, GROUP_KINDS
+        )
         return events, {
             "ips": labels,
             "campaigns": campaigns,

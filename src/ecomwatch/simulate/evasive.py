@@ -34,7 +34,7 @@ import pyarrow as pa
 from ecomwatch.simulate.attacks import (
     AttackPlan,
     Injected,
-    as_table,
+    assemble,
     attack_ip,
     flash_sale,
     heavy_shoppers,
@@ -395,15 +395,9 @@ class EvasiveScenario:
         groups += [flooding, spike, sale]
         cgnat, cgnat_ip = nat_behind_one_ip(self.spec, rng, (100, 250), seed_offset=2_000)
 
-        labels: dict[str, str] = {cgnat_ip: "cgnat"}
-        campaigns: dict[str, str] = {cgnat_ip: f"cgnat:{cgnat_ip}"}
-        for number, group in enumerate(groups):
-            labels.update(group.labels)
-            for ip, kind in group.labels.items():
-                alone = group.campaigns.get(ip, f"{kind}:{ip}")
-                campaigns[ip] = f"{kind}#{number}" if kind in EVASIVE_GROUP_KINDS else alone
-        tables = [normal, cgnat] + [as_table(g, catalog).cast(normal.schema) for g in groups]
-        events = pa.concat_tables(tables).sort_by([("event_time", "ascending")])
+        events, labels, campaigns = assemble(
+            normal, (cgnat, cgnat_ip, "cgnat"), groups, catalog, EVASIVE_GROUP_KINDS
+        )
         return events, {
             "scenario": "evasive",
             "ips": labels,
