@@ -122,6 +122,9 @@ def evaluate(
         raise typer.Exit(2)
     truth = json.loads(labels_file.read_text())
     loaded = load_rules_or_exit(rules)
+    if alerts is not None and not alerts.exists():
+        err.print(f"[red]error:[/] no alerts file {alerts}")
+        raise typer.Exit(2)
     sources, errors = open_inputs(inputs, Config())
     if errors:
         err.print(f"[red]error:[/] {errors[0]}")
@@ -149,9 +152,6 @@ def _score_alert_file(
     from ecomwatch.detect.alert import Alert
     from ecomwatch.detect.evaluate import flagged_by_alert_rows, score, waf_flags
 
-    if not path.exists():
-        err.print(f"[red]error:[/] no alerts file {path}")
-        raise typer.Exit(2)
     rows = latest_alerts(read_alerts(path))
     shop_wide = [Alert.from_json(r) for r in rows if r["entity_type"] == "global"]
     ours = score("ecomwatch", flagged_by_alert_rows(rows), truth, shop_wide)

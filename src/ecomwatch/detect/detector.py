@@ -50,6 +50,7 @@ from ecomwatch.detect.window_sql import (
     KEY_TYPE,
     Judging,
     aggregate_sql,
+    aggregation_key,
     round_matches_sql,
     shared_candidates_sql,
     window_start_sql,
@@ -487,10 +488,9 @@ class Detector:
         if not screening:
             return due
         # Rules that aggregate the same rows the same way screen in one pass.
-        alike: dict[tuple[str, int, str], list[tuple[Rule, int, int, int]]] = {}
+        alike: dict[tuple[str, int, str], list[Judging]] = {}
         for d in screening:
-            same = (d.rule.spec.key.value, d.rule.window_s, d.rule.filter_sql)
-            alike.setdefault(same, []).append((d.rule, d.number, d.first_us, d.last_seq))
+            alike.setdefault(aggregation_key(d.rule), []).append(d)
         found = self.con.sql(
             " UNION ALL ".join(f"({shared_candidates_sql(group)})" for group in alike.values())
         ).to_arrow_table()

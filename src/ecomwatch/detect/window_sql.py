@@ -94,16 +94,11 @@ def aggregate_sql(
         f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in later
     )
     extra, joins = [], []
+    in_order = f"OVER (PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time, e.seq)"
     if "gap_cv" in wanted:
-        extra.append(
-            f"epoch(e.event_time) - lag(epoch(e.event_time)) OVER ("
-            f"PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time, e.seq) AS gap_s"
-        )
+        extra.append(f"epoch(e.event_time) - lag(epoch(e.event_time)) {in_order} AS gap_s")
     if "ascending_share" in wanted:
-        previous = (
-            f"lag(e.product_id) OVER (PARTITION BY {', '.join(keys)}, {start} "
-            "ORDER BY e.event_time, e.seq)"
-        )
+        previous = f"lag(e.product_id) {in_order}"
         extra.append(
             f"CASE WHEN e.event_type <> 'view' OR {previous} IS NULL THEN NULL "
             f"WHEN e.product_id > {previous} THEN 1.0 ELSE 0.0 END AS ascending_step"
@@ -172,29 +167,6 @@ def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str
     )
 
 
-def shared_candidates_sql(group: Sequence[tuple[Rule, int, int, int]]) -> str:
-    """`candidates_sql` of rules with the same key, window and filter, from one aggregation
-    of all their cheap features: (rule, number, first_us, last_seq) each."""
-    rule = group[0][0]
-    if len(group) == 1:
-        return candidates_sql(*group[0])
-    window_us = rule.window_s * 1_000_000
-    features = tuple(dict.fromkeys(f for r, *_ in group for f in r.prefilter_features))
-    first_us = min(first for _, _, first, _ in group)
-    needed = [r.needed_row_sql for r, *_ in group]
-    where = f"t_us >= {first_us}"
-    if all(row is not None for row in needed):
-        either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
-        where += holding_sql(rule, window_us, first_us, either)
-    cheap = aggregate_sql(rule, (rule.spec.key,), window_us, features, where, names=False)
-    selects = " UNION ALL ".join(
-        f"(SELECT {number} AS rule, hash(key0, window_us) AS h FROM cheap "
-        f"WHERE window_us >= {first} AND newest_seq > {last_seq} AND {r.prefilter_sql})"
-        for r, number, first, last_seq in group
-    )
-    return f"WITH cheap AS MATERIALIZED ({cheap}) {selects}"
-
-
 @dataclass(frozen=True)
 class Judging:
     """A rule's part of a judging round: its number in the round's union, the start of its
@@ -206,6 +178,44 @@ class Judging:
     first_us: int
     last_seq: int
     screened: bool = False
+
+
+def aggregation_key(rule: Rule) -> tuple[str, int, str]:
+    """Rules with the same key, window and filter aggregate the same rows the same way."""
+    return (rule.spec.key.value, rule.window_s, rule.filter_sql)
+
+
+def _shared_where(group: Sequence[Judging], window_us: int) -> str:
+    """The rows a group's shared aggregation reads: from the first window any of its rules
+    judges, only the windows holding a row one of them needs when each needs one."""
+    rule = group[0].rule
+    first_us = min(j.first_us for j in group)
+    needed = [j.rule.needed_row_sql for j in group]
+    where = f"t_us >= {first_us}"
+    if all(row is not None for row in needed):
+        either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
+        where += holding_sql(rule, window_us, first_us, either)
+    return where
+
+
+def shared_candidates_sql(group: Sequence[Judging]) -> str:
+    """`candidates_sql` of rules with the same aggregation key, from one aggregation of all
+    their cheap features."""
+    if len(group) == 1:
+        j = group[0]
+        return candidates_sql(j.rule, j.number, j.first_us, j.last_seq)
+    rule = group[0].rule
+    window_us = rule.window_s * 1_000_000
+    features = tuple(dict.fromkeys(f for j in group for f in j.rule.prefilter_features))
+    where = _shared_where(group, window_us)
+    cheap = aggregate_sql(rule, (rule.spec.key,), window_us, features, where, names=False)
+    selects = " UNION ALL ".join(
+        f"(SELECT {j.number} AS rule, hash(key0, window_us) AS h FROM cheap "
+        f"WHERE window_us >= {j.first_us} AND newest_seq > {j.last_seq} "
+        f"AND {j.rule.prefilter_sql})"
+        for j in group
+    )
+    return f"WITH cheap AS MATERIALIZED ({cheap}) {selects}"
 
 
 def round_matches_sql(judged: Sequence[Judging]) -> str:
@@ -220,8 +230,7 @@ def round_matches_sql(judged: Sequence[Judging]) -> str:
             parts.append(matches_sql(j.rule, j.number, j.first_us, j.last_seq,
                                      screened=j.screened))  # fmt: skip
         else:
-            same = (j.rule.spec.key.value, j.rule.window_s, j.rule.filter_sql)
-            alike.setdefault(same, []).append(j)
+            alike.setdefault(aggregation_key(j.rule), []).append(j)
     for group in alike.values():
         if len(group) == 1:
             j = group[0]
@@ -238,12 +247,7 @@ def shared_matches_sql(group: Sequence[Judging]) -> str:
     rule = group[0].rule
     window_us = rule.window_s * 1_000_000
     features = tuple(dict.fromkeys(f for j in group for f in j.rule.features))
-    first_us = min(j.first_us for j in group)
-    needed = [j.rule.needed_row_sql for j in group]
-    where = f"t_us >= {first_us}"
-    if all(row is not None for row in needed):
-        either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
-        where += holding_sql(rule, window_us, first_us, either)
+    where = _shared_where(group, window_us)
     shared = aggregate_sql(rule, (rule.spec.key,), window_us, features, where)
     selects = " UNION ALL BY NAME ".join(
         f"(SELECT {j.number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
