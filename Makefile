@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup services browser crowdsec demo live test lint bench clean
+.PHONY: setup services browser crowdsec flink demo live test lint bench clean
 
 setup: $(STAMP)
 
@@ -54,11 +54,23 @@ $(CROWDSEC):
 	dpkg-deb -x .tools/download/crowdsec_*.deb .tools/crowdsec
 	rm -rf .tools/download
 
-test: setup lint browser services crowdsec
+# The Flink job's environment (`ecomwatch flink run`, the parity tests): PyFlink 2.3 pins
+# pyarrow and pandas versions ecomwatch cannot share, so it gets a venv of its own (~850 MB),
+# created once and kept while flink-requirements.txt is unchanged.
+FLINK_VENV := .venv-flink
+FLINK_STAMP := $(FLINK_VENV)/.installed
+flink: $(FLINK_STAMP)
+
+$(FLINK_STAMP): flink-requirements.txt
+	$(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r flink-requirements.txt
+	touch $(FLINK_STAMP)
+
+test: setup lint browser services crowdsec flink
 	$(BIN)/pytest
 
 bench: setup
 	$(BIN)/ecomwatch bench ingest --events 10000000 --json
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules .tools
+	rm -rf $(VENV) $(FLINK_VENV) demo-output .pytest_cache .ruff_cache .hypothesis services/node_modules .tools

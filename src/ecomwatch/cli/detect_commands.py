@@ -45,10 +45,30 @@ def list_rules(
     features: Annotated[
         bool, typer.Option("--features", help="List the window features instead.")
     ] = False,
+    engines: Annotated[
+        bool,
+        typer.Option(
+            "--engines", help="Say for each rule whether it compiles for Flink, or why not."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The rules in force (defaults plus --rules files), or the features conditions may use."""
-    if features:
+    if engines:
+        from ecomwatch.flink.compiler import unsupported
+
+        rows = []
+        for rule in load_rules_or_exit(rules):
+            reason = unsupported(rule)
+            rows.append(
+                {
+                    "rule": rule.name,
+                    "embedded": "yes",
+                    "flink": "yes" if reason is None else "no",
+                    "why not": reason or "",
+                }
+            )
+    elif features:
         rows = [{"feature": n, "description": d} for n, (_, d) in FEATURES.items()]
     else:
         rows = [

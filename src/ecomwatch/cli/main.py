@@ -39,6 +39,7 @@ from ecomwatch.cli.bench_commands import bench_app
 from ecomwatch.cli.demo_commands import demo, simulate
 from ecomwatch.cli.detect_commands import RulesOption, evaluate, load_rules_or_exit, rules_app
 from ecomwatch.cli.explain_command import explain
+from ecomwatch.cli.flink_commands import flink_app
 from ecomwatch.cli.incident_commands import incidents_app
 from ecomwatch.cli.lake_commands import lake_app
 from ecomwatch.cli.metrics_outputs import MetricsOption, close_metrics, metrics_kinds, open_metrics
@@ -81,6 +82,7 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(rules_app, name="rules")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(crawlers_app, name="crawlers")
+app.add_typer(flink_app, name="flink")
 app.command()(evaluate)
 app.command("evaluate-logs")(evaluate_logs)
 app.command()(explain)

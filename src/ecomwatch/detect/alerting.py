@@ -8,10 +8,10 @@ id with a higher severity when the rule's `escalate_when` holds. Group rules fla
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from ecomwatch.detect import cooldown
 from ecomwatch.detect.alert import Alert, evidence_number
 from ecomwatch.detect.rules import Rule, Severity
 
@@ -42,7 +42,7 @@ class Alerting:
             window_us=row["window_us"],
             row=row,
             evidence=evidence,
-            explanation=_explain(rule, evidence, entity, rule.spec.key.value),
+            explanation=cooldown.explanation(explanation_template(rule), entity, evidence),
             ips=tuple(row["ips"]),
             group=None,
         )
@@ -93,21 +93,22 @@ class Alerting:
         ips: tuple[str, ...],
         group: dict[str, str] | None,
     ) -> None:
-        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown.
-
-        The cooldown runs in event time from the start of the window that raised the alert, so
-        which windows alert does not depend on how the input was batched."""
+        """Raise, escalate or hold an alert for (rule, entity) under the rule's cooldown."""
         state_key = (rule.name, f"{kind}:{entity}" if group else entity)
-        previous = self.raised.get(state_key)
-        escalated_from: Severity | None = None
-        if previous is not None and window_us - previous["raised_us"] < rule.cooldown_s * 1_000_000:
-            if Severity(previous["severity"]).rank >= severity.rank:
-                return  # already alerted, nothing worse: the cooldown holds
-            escalated_from = Severity(previous["severity"])
-            alert_id = previous["alert_id"]
-        else:
-            seed = f"{rule.name}|{kind}|{entity}|{window_us}"
-            alert_id = hashlib.sha1(seed.encode()).hexdigest()[:16]
+        decided = cooldown.decide(
+            self.raised.get(state_key),
+            rule=rule.name,
+            kind=kind,
+            entity=entity,
+            severity=severity.value,
+            window_us=window_us,
+            cooldown_s=rule.cooldown_s,
+        )
+        if decided is None:
+            return  # already alerted, nothing worse: the cooldown holds
+        state, escalated = decided
+        escalated_from = Severity(escalated) if escalated else None
+        alert_id = state["alert_id"]
         self.alerts.append(
             Alert(
                 alert_id=alert_id,
@@ -128,19 +129,13 @@ class Alerting:
                 window_start=datetime.fromtimestamp(window_us / 1e6, UTC),
             )
         )
-        raised_us = (
-            window_us if previous is None or escalated_from is None else previous["raised_us"]
-        )
-        self.raised[state_key] = {
-            "alert_id": alert_id,
-            "severity": severity.value,
-            "raised_us": raised_us,
-        }
+        self.raised[state_key] = state
 
 
-def _explain(rule: Rule, evidence: dict[str, Any], entity: str, kind: str) -> str:
-    shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+def explanation_template(rule: Rule) -> str:
+    """How an alert of the rule explains itself, `{entity}` and `{evidence}` to fill
+    (`cooldown.explanation`; the Flink job gets the template from its compiler)."""
     return (
-        f"{kind} {entity} matched {rule.name} in a {rule.spec.window} window "
-        f"({shown}; condition: {rule.spec.condition}). {rule.spec.description}"
+        f"{rule.spec.key.value} {{entity}} matched {rule.name} in a {rule.spec.window} window "
+        f"({{evidence}}; condition: {rule.spec.condition}). {rule.spec.description}"
     ).strip()

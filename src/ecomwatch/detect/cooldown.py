@@ -1,0 +1,56 @@
+"""Whether a matched window raises an alert: one per (rule, entity) per cooldown, escalated in
+place, and the alert's id.
+
+Standard library only: the Flink job (`ecomwatch.flink`) ships this file and runs this very
+code in its own environment, so both engines decide alike and give an alert the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+# Severities from least to most severe (`rules.Severity` in this order).
+SEVERITY_ORDER = ("info", "low", "medium", "high", "critical")
+
+
+def alert_id(rule: str, kind: str, entity: str, window_us: int) -> str:
+    """The id of the alert a window raises: the same on every engine and every rerun."""
+    seed = f"{rule}|{kind}|{entity}|{window_us}"
+    return hashlib.sha1(seed.encode()).hexdigest()[:16]
+
+
+def decide(
+    previous: dict[str, Any] | None,
+    *,
+    rule: str,
+    kind: str,
+    entity: str,
+    severity: str,
+    window_us: int,
+    cooldown_s: int,
+) -> tuple[dict[str, Any], str | None] | None:
+    """What a window whose condition holds does, given the (rule, entity)'s last alert state.
+
+    None: the cooldown holds (alerted already, nothing worse). Otherwise the new state (alert
+    id, severity, when the cooldown started) and the severity it escalates from (None for a
+    new alert). The cooldown runs in event time from the start of the window that raised the
+    alert, so which windows alert does not depend on how the input was batched.
+    """
+    escalated_from: str | None = None
+    if previous is not None and window_us - previous["raised_us"] < cooldown_s * 1_000_000:
+        if SEVERITY_ORDER.index(previous["severity"]) >= SEVERITY_ORDER.index(severity):
+            return None
+        escalated_from = previous["severity"]
+        state = {"alert_id": previous["alert_id"], "raised_us": previous["raised_us"]}
+    else:
+        state = {"alert_id": alert_id(rule, kind, entity, window_us), "raised_us": window_us}
+    state["severity"] = severity
+    return state, escalated_from
+
+
+def explanation(template: str, entity: str, evidence: dict[str, Any]) -> str:
+    """An alert's explanation from its rule's template (`{entity}`, `{evidence}` filled)."""
+    shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
+    # The evidence first: an entity's text (a user agent) is the sender's and may hold braces.
+    return template.replace("{evidence}", shown, 1).replace("{entity}", entity, 1)

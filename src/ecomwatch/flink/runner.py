@@ -1,0 +1,97 @@
+"""`ecomwatch flink run`: a compiled job on a local Flink mini-cluster, in Flink's own Python.
+
+PyFlink pins pyarrow and pandas versions ecomwatch cannot share, so the job runs in its own
+environment (`make flink` creates `.venv-flink`; `ECOMWATCH_FLINK_PYTHON` names another
+interpreter) as a child process; ecomwatch only starts it and reads what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecomwatch.detect.alert import Alert
+
+FLINK_PYTHON_ENV = "ECOMWATCH_FLINK_PYTHON"
+DEFAULT_FLINK_PYTHON = Path(".venv-flink/bin/python")
+
+
+class FlinkRunError(RuntimeError):
+    """The job could not start or failed; the message says what to do."""
+
+
+def flink_python() -> Path:
+    """The interpreter with PyFlink: $ECOMWATCH_FLINK_PYTHON, else ./.venv-flink/bin/python."""
+    named = os.environ.get(FLINK_PYTHON_ENV)
+    python = Path(named) if named else DEFAULT_FLINK_PYTHON
+    if not python.exists():
+        raise FlinkRunError(
+            f"no Flink environment at {python}: create it with `make flink` (PyFlink 2.3 in "
+            f"its own venv), or set {FLINK_PYTHON_ENV} to a Python that has apache-flink"
+        )
+    return python.absolute()
+
+
+@dataclass(frozen=True)
+class FlinkRun:
+    seconds: float
+    alerts: list[dict[str, Any]]  # when the sink is files: what the job wrote
+    log: Path
+
+
+def _sink_dir(spec: dict[str, Any]) -> Path | None:
+    kind, _, target = spec["sink"].partition(":")
+    return Path(target) if kind == "files" else None
+
+
+def _last_error(log: Path) -> str:
+    """The most telling lines of a failed job's log: its last exception messages."""
+    lines = log.read_text(errors="replace").splitlines()
+    causes = [line for line in lines if "Exception:" in line or "Error:" in line]
+    return "\n".join((causes or lines)[-3:])
+
+
+def run_job(job_dir: Path, *, parallelism: int | None = None) -> FlinkRun:
+    """Run the job to the end of its (bounded) input; with a files sink, read its alerts."""
+    spec_path = job_dir / "job.json"
+    if not spec_path.exists():
+        raise FlinkRunError(
+            f"{job_dir} holds no job.json: write one with `ecomwatch flink compile`"
+        )
+    spec = json.loads(spec_path.read_text())
+    sink = _sink_dir(spec)
+    if sink is not None and sink.exists() and any(sink.iterdir()):
+        raise FlinkRunError(
+            f"the sink directory {sink} is not empty: alerts of an earlier run would mix with "
+            "this one's; remove it or compile with another --sink"
+        )
+    env = dict(os.environ)
+    if parallelism is not None:
+        env["ECOMWATCH_FLINK_PARALLELISM"] = str(parallelism)
+    log = job_dir / "flink.log"
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(
+            [str(flink_python()), "job.py"], cwd=job_dir, env=env, stdout=out, stderr=out
+        )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise FlinkRunError(f"the Flink job failed (log: {log}):\n{_last_error(log)}")
+    return FlinkRun(seconds, read_alerts(sink) if sink is not None else [], log)
+
+
+def read_alerts(sink: Path) -> list[dict[str, Any]]:
+    """The alert lines of a files sink's finished part files, each checked against the
+    embedded detector's schema (`Alert.from_json` reads it back)."""
+    alerts = []
+    for part in sorted(sink.rglob("part-*")):
+        for line in part.read_text().splitlines():
+            alert = json.loads(line)
+            Alert.from_json(alert)
+            alerts.append(alert)
+    return alerts
