@@ -123,6 +123,31 @@ def incidents(
 
 
 @bench_app.command()
+def flink(
+    events: Annotated[int, typer.Option(min=10_000, help="Normal events simulated.")] = 300_000,
+    seed: Annotated[int, typer.Option(help="The scenario's random seed.")] = 3,
+    rules: RulesOption = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """The rules that compile for Flink on one attack scenario: embedded detect vs the Flink
+    mini-cluster at parallelism 1 and 2, a pass-through Flink job and Flink's startup."""
+    from ecomwatch.benchmarks.flink_bench import run_flink_bench
+    from ecomwatch.benchmarks.workdir import bench_workdir
+    from ecomwatch.flink.runner import FlinkRunError
+
+    err.print(f"simulating {events:,} events; then embedded detect and four Flink jobs")
+    with bench_workdir(workdir, "ecomwatch-bench-flink-") as work:
+        try:
+            figures = run_flink_bench(
+                events=events, seed=seed, rules=load_rules_or_exit(rules), work=work
+            )
+        except FlinkRunError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from exc
+    print(json.dumps(figures))
+
+
+@bench_app.command()
 def commits(
     commits: Annotated[int, typer.Option(min=20, help="Commits to each table.")] = 300,
     events: Annotated[int, typer.Option(min=1_000, help="Events per commit.")] = 100_000,

@@ -21,9 +21,14 @@ from dataclasses import dataclass
 from ecomwatch.detect.alerting import explanation_template
 from ecomwatch.detect.rules import KeyKind, Rule, compile_condition
 
-# The view the rules read: the source's events with the columns features need
-# (`agent_code`: 0 a browser, 1 a declared bot, 2 a search engine, from the job's UDF).
+# The view the rules read: the source's events with the columns features need, from the
+# job's UDFs: `agent_code` (0 a browser, 1 a declared bot, 2 a search engine) and
+# `crawler_code` (`crawler_claims`: 0 no claim, 1 claimed, 2 verified, 3 spoofed).
 EVENTS_VIEW = "rule_events"
+
+
+def _crawler_is(code: int) -> str:
+    return f"CASE WHEN crawler_code {'>=' if code == 1 else '='} {code} THEN 1 ELSE 0 END"
 
 
 def _quoted(name: str) -> str:
@@ -55,18 +60,28 @@ FLINK_FEATURES: dict[str, str] = {
     "search_engine": "MAX(CASE WHEN agent_code = 2 THEN 1 ELSE 0 END)",
     # Commerce events have no paths: 0, as on the embedded engine for the same input.
     "distinct_paths": "COUNT(DISTINCT CAST(NULL AS STRING))",
+    "claimed_crawler": f"MAX({_crawler_is(1)})",
+    "verified_crawler": f"MAX({_crawler_is(2)})",
+    "spoofed_crawler": f"MAX({_crawler_is(3)})",
+    # Over the rule's ordered view (`ordered_view`): the gap to the previous event and
+    # whether a view's product id is above the previous event's, both within the window.
+    "gap_cv": "COALESCE(STDDEV_POP(gap_s) / NULLIF(AVG(gap_s), 0), 0)",
+    "ascending_share": "COALESCE(AVG(ascending_step), 0)",
+    # Over the rule's rows view too: the key's events before the window (at the window's
+    # first row, the least of each running count) and its earlier windows with events.
+    "baseline": (
+        "COALESCE(CAST(MIN(events_before) AS DOUBLE) / NULLIF(MIN(windows_before), 0), 0)"
+    ),
+    "baseline_funnel": (
+        "COALESCE(CAST(MIN(funnel_before) AS DOUBLE) / NULLIF(MIN(events_before), 0), 0)"
+    ),
 }
+ORDERED_FEATURES = {"gap_cv", "ascending_share"}
+BASELINE_FEATURES = {"baseline", "baseline_funnel"}
 
 # Why the features without a Flink form have none yet.
 NOT_YET: dict[str, str] = {
-    "gap_cv": "needs the gap to the key's previous event (an ordered LAG per key and window)",
-    "ascending_share": "needs the previous view's product (an ordered LAG per key and window)",
-    "baseline": "needs the key's earlier windows joined to the current one",
-    "baseline_funnel": "needs the key's earlier windows joined to the current one",
     "ip_age_s": "needs the IP's first sighting (24 h keyed state)",
-    "claimed_crawler": "needs the crawler address ranges as a UDF",
-    "verified_crawler": "needs the crawler address ranges as a UDF",
-    "spoofed_crawler": "needs the crawler address ranges as a UDF",
 }
 WEB_ONLY = "a web-request feature: the Flink job reads commerce events, not web logs"
 
@@ -79,6 +94,8 @@ FLINK_FILTER_COLUMNS: dict[str, str] = {
     "status": "CAST(NULL AS INT)",
     "web_request": "0",
     "static": "0",
+    "verified_crawler": _crawler_is(2),
+    "spoofed_crawler": _crawler_is(3),
 }
 
 # The entity a key names, as text (the alert's `entity`).
@@ -133,31 +150,87 @@ def _condition(text: str) -> str:
     return sql
 
 
-def rule_query(rule: Rule) -> str:
-    """The rule's matched steps: one row per (entity, window, step so far) meeting the
-    condition, in the columns every rule's query shares (the job unions them)."""
-    features = tuple(dict.fromkeys(("events", *rule.features)))
-    key = KEY_FLINK[rule.spec.key]
-    where = f"{key} IS NOT NULL"
+def _rows_where(rule: Rule) -> str:
+    """The rows a rule reads: a key, and its filter."""
+    where = f"{KEY_FLINK[rule.spec.key]} IS NOT NULL"
     if rule.spec.filter is not None:
         row_filter, _ = compile_condition(
             rule.spec.filter, names=FLINK_FILTER_COLUMNS, strings=True
         )
         where += f" AND {row_filter}"
+    return where
+
+
+EPOCH_S = "TIMESTAMPDIFF(SECOND, TIMESTAMP '1970-01-01 00:00:00', {})"
+
+
+def _over(rule: Rule, frame: str) -> str:
+    """An OVER window of the rule's key in event-time order (the whole stream when global)."""
+    partition = (
+        "" if rule.spec.key is KeyKind.GLOBAL else f"PARTITION BY {KEY_FLINK[rule.spec.key]} "
+    )
+    return f"({partition}ORDER BY event_time ROWS BETWEEN {frame} AND CURRENT ROW)"
+
+
+def rows_view(rule: Rule, name: str) -> str:
+    """A rule's rows with what the window features that look beyond one row need.
+
+    For a baseline, running counts of the key's events, carts and purchases and windows
+    before each row. For `gap_cv` and `ascending_share`, the previous row of the same key in
+    the same window: its gap (`gap_s`) and, for a view, whether the product id went up
+    (`ascending_step`). A ROWS frame of one preceding row gives each row its own predecessor;
+    LAG would not here (Flink evaluates it over the RANGE frame: rows of one time would share
+    one value). Flink computes one OVER window per query level, hence the nesting.
+    """
+    window = rule.window_s
+    rows = f"""SELECT *, {EPOCH_S.format("event_time")} AS t_s,
+        CASE WHEN event_type IN ('cart', 'purchase') THEN 1 ELSE 0 END AS funnel
+    FROM {EVENTS_VIEW}
+    WHERE {_rows_where(rule)}"""
+    if BASELINE_FEATURES & set(rule.features):
+        rows = f"""SELECT *, COUNT(*) OVER w - 1 AS events_before,
+        SUM(funnel) OVER w - funnel AS funnel_before,
+        COUNT(DISTINCT t_s / {window}) OVER w - 1 AS windows_before
+    FROM ({rows})
+    WINDOW w AS {_over(rule, "UNBOUNDED PRECEDING")}"""
+    if ORDERED_FEATURES & set(rule.features):
+        rows = f"""SELECT *,
+        CASE WHEN in_window THEN CAST(t_s - prev_s AS DOUBLE) END AS gap_s,
+        CASE WHEN event_type <> 'view' OR NOT in_window OR prev_product IS NULL
+            THEN CAST(NULL AS DOUBLE) WHEN product_id > prev_product THEN 1.0 ELSE 0.0
+        END AS ascending_step
+    FROM (
+        SELECT *, seen = 2 AND prev_s / {window} = t_s / {window} AS in_window
+        FROM (
+            SELECT *, {EPOCH_S.format("FIRST_VALUE(event_time) OVER w")} AS prev_s,
+                FIRST_VALUE(product_id) OVER w AS prev_product, COUNT(*) OVER w AS seen
+            FROM ({rows})
+            WINDOW w AS {_over(rule, "1 PRECEDING")}
+        )
+    )"""
+    return f"CREATE TEMPORARY VIEW {name} AS\n{rows}"
+
+
+def rule_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
+    """The rule's matched steps over `table`: one row per (entity, window, step so far)
+    meeting the condition, in the columns every rule's query shares (the job unions them)."""
+    features = tuple(dict.fromkeys(("events", *rule.features)))
+    key = KEY_FLINK[rule.spec.key]
+    grouped = "" if rule.spec.key is KeyKind.GLOBAL else f"{key}, "
     aggregates = ",\n        ".join(f"{FLINK_FEATURES[f]} AS {_quoted(f)}" for f in features)
     evidence = ", ".join(f"KEY '{f}' VALUE {_quoted(f)}" for f in features)
     worse = _condition(rule.spec.escalate_when) if rule.spec.escalate_when else "FALSE"
     return f"""
-SELECT '{rule.name}' AS rule, entity, window_start, first_seen, last_seen, `events`,
-    JSON_OBJECT({evidence}) AS evidence, COALESCE({worse}, FALSE) AS worse
+SELECT '{rule.name}' AS rule, entity, window_start, window_time, first_seen, last_seen,
+    `events`, JSON_OBJECT({evidence}) AS evidence, COALESCE({worse}, FALSE) AS worse
 FROM (
-    SELECT {key} AS entity, window_start, window_end,
+    SELECT {key} AS entity, window_start, window_end, window_time,
         MIN(event_time) AS first_seen, MAX(event_time) AS last_seen,
         {aggregates}
-    FROM TABLE(CUMULATE(TABLE {EVENTS_VIEW}, DESCRIPTOR(event_time),
+    FROM TABLE(CUMULATE(TABLE {table}, DESCRIPTOR(event_time),
         {interval(step_ms(rule) // 1000)}, {interval(rule.window_s)}))
-    WHERE {where}
-    GROUP BY {key}, window_start, window_end
+    WHERE {_rows_where(rule)}
+    GROUP BY {grouped}window_start, window_end, window_time
 )
 WHERE {_condition(rule.spec.condition)}"""
 
@@ -166,6 +239,7 @@ WHERE {_condition(rule.spec.condition)}"""
 class CompiledRule:
     rule: Rule
     query: str
+    views: tuple[str, ...] = ()  # statements the query needs run first
 
     def to_json(self) -> dict[str, object]:
         """What the job needs to turn the rule's matched steps into alerts."""
@@ -178,8 +252,17 @@ class CompiledRule:
             "cooldown_s": self.rule.cooldown_s,
             "labels": list(spec.labels),
             "explanation": explanation_template(self.rule),
+            "views": list(self.views),
             "query": self.query,
         }
+
+
+def flink_rule(rule: Rule, number: int) -> CompiledRule:
+    """A rule that compiles (`unsupported` is None), the job's `number`th."""
+    if not (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.features):
+        return CompiledRule(rule, rule_query(rule))
+    name = f"{EVENTS_VIEW}_{number}"
+    return CompiledRule(rule, rule_query(rule, name), (rows_view(rule, name),))
 
 
 def compile_rules(rules: list[Rule]) -> tuple[list[CompiledRule], dict[str, str]]:
@@ -189,7 +272,7 @@ def compile_rules(rules: list[Rule]) -> tuple[list[CompiledRule], dict[str, str]
     for rule in rules:
         reason = unsupported(rule)
         if reason is None:
-            compiled.append(CompiledRule(rule, rule_query(rule)))
+            compiled.append(flink_rule(rule, len(compiled)))
         else:
             skipped[rule.name] = reason
     return compiled, skipped

@@ -2,6 +2,7 @@
 
 JOB_DIR/job.py       the PyFlink program (`pyflink_job.py`)
 JOB_DIR/cooldown.py  the alert decision, the embedded detector's own module
+JOB_DIR/crawler_claims.py  crawler claims judged against the published ranges
 JOB_DIR/job.json     source and sink DDL, the view the rules read, one query per rule
 JOB_DIR/README.md    how to run it here, on a cluster and on Amazon Managed Service for Flink
 """
@@ -15,12 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ecomwatch.detect.crawlers import CLAIMS, OWNED, load_lists
 from ecomwatch.detect.rules import Rule
 from ecomwatch.detect.user_agents import SEARCH_ENGINES
 from ecomwatch.flink.compiler import EVENTS_VIEW, CompiledRule, compile_rules
 from ecomwatch.flink.connectors import KINESIS_JAR, NO_TIME, Endpoint, sink_ddl, source_ddl
 
-AGENT_FEATURES = {"declared_bot", "search_engine"}
+# Modules the job runs beside job.py, copied from ecomwatch: the same code on both engines.
+SHIPPED = ("detect/cooldown.py", "detect/crawler_claims.py")
 
 
 @dataclass(frozen=True)
@@ -30,22 +33,29 @@ class CompiledJob:
     skipped: dict[str, str]  # rule → why it does not compile
 
 
-def _uses_agents(compiled: list[CompiledRule]) -> bool:
-    for item in compiled:
-        spec = item.rule.spec
-        if AGENT_FEATURES & set(item.rule.features) or (
-            spec.filter is not None and any(f in spec.filter for f in AGENT_FEATURES)
-        ):
-            return True
-    return False
+def _udfs(compiled: list[CompiledRule]) -> list[str]:
+    """The UDF columns the queries read (each costs a Python call per event)."""
+    columns = {"agent_code": "agent_class", "crawler_code": "crawler_class"}
+    return [udf for column, udf in columns.items() if any(column in c.query for c in compiled)]
 
 
-def view_sql(*, agents: bool) -> str:
-    """The events the rules read: parsed times only, with the user agent's class."""
-    agent_code = "agent_class(user_agent)" if agents else "0"
+def crawler_ranges() -> dict[str, Any]:
+    """What `crawler_claims.ClaimJudge` needs: the claims, each operator's newest list (the
+    shipped snapshot or an installed one, as the embedded detector loads them), owned blocks."""
+    return {
+        "claims": CLAIMS,
+        "ranges": {op: [str(n) for n in found.networks] for op, found in load_lists().items()},
+        "owned": {op: list(blocks) for op, blocks in OWNED.items()},
+    }
+
+
+def view_sql(udfs: list[str]) -> str:
+    """The events the rules read: parsed times only, with the UDFs' columns."""
+    agent_code = "agent_class(user_agent)" if "agent_class" in udfs else "0"
+    crawler_code = "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0"
     return f"""CREATE TEMPORARY VIEW {EVENTS_VIEW} AS
 SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
-    user_session, ip, user_agent, {agent_code} AS agent_code
+    user_session, ip, user_agent, {agent_code} AS agent_code, {crawler_code} AS crawler_code
 FROM events
 WHERE event_ts > {NO_TIME}"""
 
@@ -58,16 +68,17 @@ def job_spec(
     lateness_s: float,
     parallelism: int,
 ) -> dict[str, Any]:
-    agents = _uses_agents(compiled)
+    udfs = _udfs(compiled)
     return {
         "parallelism": parallelism,
         "source": source.to_text(),
         "sink": sink.to_text(),
         "source_ddl": source_ddl(source, lateness_s=lateness_s),
         "sink_ddl": sink_ddl(sink),
-        "view_sql": view_sql(agents=agents),
-        "udfs": ["agent_class"] if agents else [],
+        "view_sql": view_sql(udfs),
+        "udfs": udfs,
         "search_engines": SEARCH_ENGINES.pattern,
+        "crawlers": crawler_ranges(),
         "rules": [
             {**item.to_json(), "evidence": ["events", *item.rule.features]} for item in compiled
         ],
@@ -95,8 +106,9 @@ def write_job(
     (out / "job.json").write_text(json.dumps(spec, indent=2) + "\n")
     with resources.as_file(package.joinpath("flink/pyflink_job.py")) as job:
         shutil.copyfile(job, out / "job.py")
-    with resources.as_file(package.joinpath("detect/cooldown.py")) as cooldown:
-        shutil.copyfile(cooldown, out / "cooldown.py")
+    for module in SHIPPED:
+        with resources.as_file(package.joinpath(module)) as path:
+            shutil.copyfile(path, out / path.name)
     (out / "README.md").write_text(job_readme(spec, skipped))
     return CompiledJob(out, compiled, skipped)
 
@@ -129,9 +141,9 @@ the same `alert_id` for the same alert.
 
 - Here, on a local mini-cluster: `ecomwatch flink run {{this directory}}` (or `python job.py`
   in an environment with `apache-flink==2.3.0` and `crawlerdetect`).
-- On a cluster: `flink run --python job.py --pyFiles cooldown.py,job.json`, with the same Python
-  packages on the task managers.
-- On Amazon Managed Service for Apache Flink: zip `job.py`, `cooldown.py` and `job.json` at
+- On a cluster: `flink run --python job.py --pyFiles cooldown.py,crawler_claims.py,job.json`,
+  with the same Python packages on the task managers.
+- On Amazon Managed Service for Apache Flink: zip `job.py`, `job.json` and the two modules at
   the zip's top level (connector jars in its `lib/`) and set the application's property group
   `kinesis.analytics.flink.run.options`: `python` = `job.py`, `jarfile` = the jar in `lib/`.
 

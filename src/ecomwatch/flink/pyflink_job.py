@@ -31,8 +31,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import cooldown  # noqa: E402  (shipped beside this file)
+from crawler_claims import ClaimJudge  # noqa: E402  (shipped beside this file)
 
 EPOCH = datetime(1970, 1, 1)
+EVENTS_VIEW = "rule_events"  # the view job.json defines (`compiler.EVENTS_VIEW`)
 
 
 def epoch_us(moment: datetime) -> int:
@@ -78,6 +80,19 @@ class AgentClass(ScalarFunction):  # type: ignore[misc]
         return found
 
 
+class CrawlerClass(ScalarFunction):  # type: ignore[misc]
+    """A request's crawler claim: 0 none, 1 claimed, 2 verified, 3 spoofed (`crawler_claims`)."""
+
+    def __init__(self, crawlers: dict[str, Any]) -> None:
+        self.crawlers = crawlers
+
+    def open(self, function_context: Any) -> None:
+        self.judge = ClaimJudge(**self.crawlers)
+
+    def eval(self, agent: str | None, ip: str | None) -> int:
+        return int(self.judge.classify(agent, ip))
+
+
 class Alerting(KeyedProcessFunction):  # type: ignore[misc]
     """Matched steps → alerts, keyed by (rule, entity): one alert per cooldown, escalated in
     place (`cooldown.decide`); the state is cleared by an event-time timer when the cooldown
@@ -120,7 +135,8 @@ class Alerting(KeyedProcessFunction):  # type: ignore[misc]
                 "entity": row["entity"],
                 "first_seen": iso(row["first_seen"]),
                 "last_seen": iso(row["last_seen"]),
-                "detected_at": iso(datetime.now(UTC).replace(tzinfo=None)),
+                # As on the embedded engine: the event time judged up to (the step's end).
+                "detected_at": iso(row["window_time"]),
                 "count": int(row["events"]),
                 "evidence": evidence,
                 "explanation": cooldown.explanation(rule["explanation"], row["entity"], evidence),
@@ -149,15 +165,29 @@ def main() -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(int(os.environ.get("ECOMWATCH_FLINK_PARALLELISM", spec["parallelism"])))
     env.add_python_file(str(HERE / "cooldown.py"))
+    env.add_python_file(str(HERE / "crawler_claims.py"))
     tables = StreamTableEnvironment.create(env)
     tables.get_config().set("table.local-time-zone", "UTC")
-    if spec["udfs"]:
-        agent_class = udf(AgentClass(spec["search_engines"]), result_type=DataTypes.INT())
-        tables.create_temporary_function("agent_class", agent_class)
+    # Windows are dropped by the watermark; the running state of the rules' OVER views (a
+    # key's previous event, its counts before a window) expires a day after the key's last
+    # event, as the embedded detector forgets an IP (in processing time: Flink's TTL).
+    tables.get_config().set("table.exec.state.ttl", "24 h")
+    functions = {
+        "agent_class": lambda: AgentClass(spec["search_engines"]),
+        "crawler_class": lambda: CrawlerClass(spec["crawlers"]),
+    }
+    for name in spec["udfs"]:
+        tables.create_temporary_function(name, udf(functions[name](), result_type=DataTypes.INT()))
     tables.execute_sql(spec["source_ddl"])
     tables.execute_sql(spec["sink_ddl"])
     tables.execute_sql(spec["view_sql"])
+    if spec.get("passthrough"):  # `ecomwatch bench flink`: Flink's own floor, no rules
+        tables.execute_sql(f"INSERT INTO alerts SELECT event_type FROM {EVENTS_VIEW}").wait()
+        return
     rules = {rule["name"]: rule for rule in spec["rules"]}
+    for rule in spec["rules"]:
+        for statement in rule["views"]:
+            tables.execute_sql(statement)
     matched = tables.sql_query("\nUNION ALL\n".join(f"({rule['query']})" for rule in spec["rules"]))
     alerts = (
         tables.to_data_stream(matched)

@@ -1,0 +1,177 @@
+"""The Flink compiler: which rules compile and why not, the SQL it writes, the job directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ecomwatch.detect.cooldown import alert_id, decide, explanation
+from ecomwatch.detect.rules import RuleSpec, compile_rule, load_rules
+from ecomwatch.flink.compiler import (
+    compile_rules,
+    flink_rule,
+    interval,
+    rule_query,
+    step_ms,
+    unsupported,
+)
+from ecomwatch.flink.connectors import Endpoint, EndpointError, sink_ddl, source_ddl
+from ecomwatch.flink.job_dir import write_job
+from ecomwatch.flink.runner import FlinkRunError, run_job
+
+ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/shop-events"
+
+
+def rule(**fields):
+    spec = {"name": "r", "key": "ip", "window": "10m", "severity": "high", **fields}
+    return compile_rule(RuleSpec.model_validate(spec))
+
+
+def test_every_default_rule_compiles_or_says_why():
+    compiled, skipped = compile_rules(load_rules([]))
+    names = {item.rule.name for item in compiled}
+    assert {
+        "fast-scraper", "declared-bot", "cart-abuse", "card-testing", "spoofed-crawler",
+        "low-and-slow-scraper", "catalogue-walk", "rotating-scraper",
+    } <= names  # fmt: skip
+    assert len(compiled) + len(skipped) == len(load_rules([]))
+    assert all(reason for reason in skipped.values())
+    assert "members" in skipped["flood"]
+    assert "traffic-surge" in names
+    assert "web-request feature" in skipped["sensitive-file-probe"]
+
+
+def test_ratios_divide_as_doubles_and_an_empty_denominator_is_null():
+    query = rule_query(rule(condition="distinct_products / views >= 0.6"))
+    assert "(CAST(`distinct_products` AS DOUBLE) / NULLIF(CAST(`views` AS DOUBLE), 0))" in query
+
+
+def test_the_step_is_the_embedded_tick_and_the_window_cumulates_to_its_size():
+    assert step_ms(rule(condition="events > 1", window="1h")) == 60_000
+    assert step_ms(rule(condition="events > 1", window="10s")) == 1000
+    query = rule_query(rule(condition="events > 1", window="30m"))
+    assert "CUMULATE(TABLE rule_events, DESCRIPTOR(event_time)" in query
+    assert "INTERVAL '30' SECOND(2), INTERVAL '30' MINUTE(2)" in query
+
+
+def test_intervals_use_the_largest_whole_unit():
+    assert interval(3600) == "INTERVAL '1' HOUR(2)"
+    assert interval(300) == "INTERVAL '5' MINUTE(2)"
+    assert interval(90) == "INTERVAL '90' SECOND(2)"
+    assert interval(86_400) == "INTERVAL '24' HOUR(2)"
+
+
+def test_rules_flink_cannot_express_yet_say_so():
+    assert "ip_age_s" in unsupported(rule(condition="ip_age_s <= 60"))
+    assert "web-request feature" in unsupported(rule(condition="sqli_probes >= 1"))
+    assert "members" in unsupported(
+        rule(key="subnet", condition="events > 1", members={"condition": "events > 1"})
+    )
+    assert "60 steps" in unsupported(rule(condition="events > 1", window="61s"))
+    assert unsupported(rule(condition="views >= 3", filter="event_type == 'view'")) is None
+
+
+def test_ordered_features_read_each_rows_own_predecessor_in_the_window():
+    compiled = flink_rule(rule(condition="gap_cv <= 0.5", window="1h"), 3)
+    (view,) = compiled.views
+    assert view.startswith("CREATE TEMPORARY VIEW rule_events_3 AS")
+    assert "PARTITION BY ip ORDER BY event_time" in view
+    assert "ROWS BETWEEN 1 PRECEDING AND CURRENT ROW" in view
+    assert "prev_s / 3600 = t_s / 3600" in view  # the previous row is in the same window
+    assert "CUMULATE(TABLE rule_events_3," in compiled.query
+
+
+def test_a_global_baseline_counts_what_came_before_the_window_over_the_whole_stream():
+    compiled = flink_rule(rule(key="global", condition="events >= 5 * baseline", window="1m"), 0)
+    (view,) = compiled.views
+    assert "COUNT(DISTINCT t_s / 60) OVER w - 1 AS windows_before" in view
+    assert "(ORDER BY event_time ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)" in view
+    assert "GROUP BY window_start, window_end, window_time" in compiled.query
+
+
+def test_the_filter_compiles_for_commerce_events():
+    query = rule_query(rule(condition="events > 1", filter="static == 0 and declared_bot == 1"))
+    assert "((0 = 0) AND (CASE WHEN agent_code >= 1 THEN 1 ELSE 0 END = 1))" in query
+
+
+def test_kinesis_tables_carry_the_options_the_connector_requires():
+    ddl = source_ddl(Endpoint.parse(f"kinesis:{ARN}", sink=False), lateness_s=300)
+    for option in (
+        "'connector' = 'kinesis'",
+        f"'stream.arn' = '{ARN}'",
+        "'aws.region' = 'eu-west-1'",
+        "'source.init.position' = 'TRIM_HORIZON'",
+        "'format' = 'json'",
+    ):
+        assert option in ddl
+    assert "WATERMARK FOR event_ts AS event_ts - INTERVAL '5' MINUTE(2)" in ddl
+    sink = sink_ddl(Endpoint.parse(f"kinesis:{ARN}", sink=True))
+    assert "'aws.region' = 'eu-west-1'" in sink and "'format' = 'raw'" in sink
+
+
+@pytest.mark.parametrize(
+    ("text", "sink"),
+    [("kinesis:not-an-arn", False), ("print", False), ("s3:bucket", True), ("files:", True)],
+)
+def test_endpoints_that_are_not_understood_are_refused(text, sink):
+    with pytest.raises(EndpointError):
+        Endpoint.parse(text, sink=sink)
+
+
+def test_the_job_directory_is_self_contained(tmp_path):
+    job = write_job(
+        tmp_path / "job",
+        load_rules([]),
+        source=Endpoint.parse(f"files:{tmp_path}/in", sink=False),
+        sink=Endpoint.parse("print", sink=True),
+        lateness_s=300,
+    )
+    names = sorted(p.name for p in job.directory.iterdir())
+    assert names == ["README.md", "cooldown.py", "crawler_claims.py", "job.json", "job.py"]
+    spec = json.loads((job.directory / "job.json").read_text())
+    assert [r["name"] for r in spec["rules"]] == [item.rule.name for item in job.compiled]
+    # declared-bot reads the user agent's class, spoofed-crawler the crawler claims
+    assert spec["udfs"] == ["agent_class", "crawler_class"]
+    readme = (job.directory / "README.md").read_text()
+    assert "`flood`: group rules" in readme and "flink run --python job.py" in readme
+
+
+def test_a_missing_flink_environment_says_how_to_make_one(tmp_path, monkeypatch):
+    write_job(
+        tmp_path / "job",
+        load_rules([]),
+        source=Endpoint.parse(f"files:{tmp_path}/in", sink=False),
+        sink=Endpoint.parse("print", sink=True),
+        lateness_s=5,
+    )
+    monkeypatch.setenv("ECOMWATCH_FLINK_PYTHON", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(FlinkRunError, match="make flink"):
+        run_job(tmp_path / "job")
+    with pytest.raises(FlinkRunError, match="flink compile"):
+        run_job(Path(tmp_path))
+
+
+def test_cooldown_holds_escalates_in_place_and_ends():
+    first = decide(None, rule="r", kind="ip", entity="1.2.3.4", severity="medium",
+                   window_us=0, cooldown_s=600)  # fmt: skip
+    assert first is not None
+    state, escalated = first
+    assert escalated is None and state["alert_id"] == alert_id("r", "ip", "1.2.3.4", 0)
+    held = decide(state, rule="r", kind="ip", entity="1.2.3.4", severity="medium",
+                  window_us=60_000_000, cooldown_s=600)  # fmt: skip
+    assert held is None
+    worse = decide(state, rule="r", kind="ip", entity="1.2.3.4", severity="high",
+                   window_us=60_000_000, cooldown_s=600)  # fmt: skip
+    assert worse is not None
+    assert worse[0]["alert_id"] == state["alert_id"] and worse[1] == "medium"
+    assert worse[0]["raised_us"] == 0  # the cooldown still runs from the first alert
+    later = decide(worse[0], rule="r", kind="ip", entity="1.2.3.4", severity="medium",
+                   window_us=600_000_000, cooldown_s=600)  # fmt: skip
+    assert later is not None and later[0]["alert_id"] != state["alert_id"]
+
+
+def test_an_entity_with_braces_cannot_rewrite_the_explanation():
+    text = explanation("ip {entity} matched ({evidence})", "{evidence}", {"events": 3})
+    assert text == "ip {evidence} matched (events=3)"

@@ -1,0 +1,99 @@
+"""Parity on a real Flink mini-cluster: the compiled job and the embedded detector raise the
+same alerts (rule, entity, window start, severity and alert_id) on an attack scenario, at
+parallelism 1 and 2. Needs `.venv-flink` (`make flink`, which `make test` runs first)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ecomwatch.detect.evaluate import read_all
+from ecomwatch.detect.rules import load_rules
+from ecomwatch.flink.compiler import compile_rules
+from ecomwatch.flink.parity import compare, embedded_alerts, identities
+from ecomwatch.sources.files import file_sources
+
+pytestmark = pytest.mark.integration
+
+FLINK_PYTHON = Path(__file__).resolve().parents[2] / ".venv-flink" / "bin" / "python"
+LATENESS_S = 300  # the default [engine] lateness_s, which `flink compile` reads
+# Differences the test accepts, each with its reason: none today.
+ALLOWED: dict[tuple[str, ...], str] = {}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)}
+    return subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", *args],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Path:
+    if not FLINK_PYTHON.exists():
+        pytest.skip(f"no Flink environment at {FLINK_PYTHON}: `make flink` creates it")
+    path = tmp_path_factory.mktemp("flink") / "events.csv"
+    # 43 minutes (the embedded side judges every second of it: the cost of this test).
+    done = cli("simulate", "--events", "40000", "--days", "0.03", "--attacks",
+               "--seed", "3", "--out", str(path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def flink_alerts(scenario: Path, parallelism: int) -> list[dict]:
+    work = scenario.parent / f"p{parallelism}"
+    done = cli("flink", "compile", "--source", f"files:{scenario}",
+               "--sink", f"files:{work}/out", "--out", str(work / "job"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    alerts = work / "alerts.jsonl"
+    done = cli("flink", "run", str(work / "job"), "--parallelism", str(parallelism),
+               "--alerts", str(alerts), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    rows = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert summary["alerts"] == len(rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def on_flink(scenario) -> list[dict]:
+    return flink_alerts(scenario, 1)
+
+
+def test_flink_and_the_embedded_detector_raise_the_same_alerts(scenario, on_flink):
+    rules = [item.rule for item in compile_rules(load_rules([]))[0]]
+    sources, errors = file_sources([scenario])
+    assert not errors
+    embedded = embedded_alerts(read_all(sources), rules, lateness_s=LATENESS_S)
+    parity = compare(embedded, on_flink)
+    unexplained = [row for row in parity.only_embedded + parity.only_flink if row not in ALLOWED]
+    assert not unexplained, json.dumps(parity.to_json(), indent=1)[:4000]
+    # Not a vacuous match: the scenario's scrapers, bots and cart abusers are all found.
+    by_rule = {alert["rule"] for alert in on_flink}
+    assert {
+        "fast-scraper", "declared-bot", "cart-abuse", "low-and-slow-scraper", "catalogue-walk",
+        "traffic-surge",
+    } <= by_rule  # fmt: skip
+    assert parity.both >= 50
+
+
+def test_the_alerts_do_not_depend_on_the_parallelism(scenario, on_flink):
+    assert identities(flink_alerts(scenario, 2)) == identities(on_flink)
+
+
+def test_the_flink_alerts_are_read_by_explain_and_evaluate(scenario, on_flink):
+    alerts = scenario.parent / "p1" / "alerts.jsonl"
+    scraper = next(a for a in on_flink if a["rule"] == "fast-scraper")
+    done = cli("explain", scraper["entity"], "--alerts", str(alerts), "--json")
+    assert done.returncode == 0, done.stderr
+    assert scraper["alert_id"] in done.stdout
+    done = cli("evaluate", str(scenario), "--alerts", str(alerts), "--json")
+    assert done.returncode == 0, done.stderr
+    score = json.loads(done.stdout)
+    assert score["ecomwatch"]["precision"] >= 0.95, score
