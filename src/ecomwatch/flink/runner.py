@@ -18,7 +18,9 @@ from typing import Any
 from ecomwatch.detect.alert import Alert
 
 FLINK_PYTHON_ENV = "ECOMWATCH_FLINK_PYTHON"
-DEFAULT_FLINK_PYTHON = Path(".venv-flink/bin/python")
+FLINK_VENV_PYTHON = Path(".venv-flink/bin/python")
+# A checkout's own (`make flink` beside an editable install): src/ecomwatch/flink/runner.py.
+CHECKOUT = Path(__file__).resolve().parents[3]
 
 
 class FlinkRunError(RuntimeError):
@@ -26,15 +28,18 @@ class FlinkRunError(RuntimeError):
 
 
 def flink_python() -> Path:
-    """The interpreter with PyFlink: $ECOMWATCH_FLINK_PYTHON, else ./.venv-flink/bin/python."""
+    """The interpreter with PyFlink: $ECOMWATCH_FLINK_PYTHON, else .venv-flink/bin/python in
+    the current directory or in the ecomwatch checkout this runs from."""
     named = os.environ.get(FLINK_PYTHON_ENV)
-    python = Path(named) if named else DEFAULT_FLINK_PYTHON
-    if not python.exists():
-        raise FlinkRunError(
-            f"no Flink environment at {python}: create it with `make flink` (PyFlink 2.3 in "
-            f"its own venv), or set {FLINK_PYTHON_ENV} to a Python that has apache-flink"
-        )
-    return python.absolute()
+    candidates = [Path(named)] if named else [FLINK_VENV_PYTHON, CHECKOUT / FLINK_VENV_PYTHON]
+    for python in candidates:
+        if python.exists():
+            return python.absolute()
+    raise FlinkRunError(
+        f"no Flink environment at {' or '.join(map(str, candidates))}: create it with "
+        f"`make flink` (PyFlink 2.3 in its own venv), or set {FLINK_PYTHON_ENV} to a Python "
+        "that has apache-flink and crawlerdetect"
+    )
 
 
 @dataclass(frozen=True)
