@@ -23,7 +23,7 @@ from ecomwatch.config import Config
 from ecomwatch.detect.rules import Rule
 from ecomwatch.flink.compiler import compile_rules
 from ecomwatch.flink.connectors import Endpoint
-from ecomwatch.flink.job_dir import write_job
+from ecomwatch.flink.job_dir import view_sql, write_job
 from ecomwatch.flink.runner import run_job
 from ecomwatch.simulate.attacks import AttackScenario, in_chunks
 from ecomwatch.simulate.traffic import TrafficSpec
@@ -78,7 +78,7 @@ def _flink(work: Path, name: str, path: Path, rules: list[Rule], **options: Any)
             udfs=[],
             sink_ddl="CREATE TABLE alerts (line STRING) WITH ('connector' = 'blackhole')",
         )
-        spec["view_sql"] = spec["view_sql"].replace("agent_class(user_agent)", "0")
+        spec["view_sql"] = view_sql([])  # no UDFs: the source, parsed, as the rules read it
         (job / "job.json").write_text(json.dumps(spec))
     return job
 
