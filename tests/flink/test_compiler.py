@@ -120,6 +120,12 @@ def test_endpoints_that_are_not_understood_are_refused(text, sink):
         Endpoint.parse(text, sink=sink)
 
 
+def test_a_relative_file_path_is_made_absolute_for_the_job_that_runs_elsewhere(tmp_path):
+    source = Endpoint.parse("files:shop.csv", sink=False)
+    assert Path(source.target).is_absolute() and source.target.endswith("/shop.csv")
+    assert Endpoint.parse("files:s3://bucket/events", sink=False).target == "s3://bucket/events"
+
+
 def test_the_job_directory_is_self_contained(tmp_path):
     job = write_job(
         tmp_path / "job",

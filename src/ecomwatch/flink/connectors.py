@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from ecomwatch.flink.compiler import interval
 
@@ -54,6 +55,8 @@ class Endpoint:
             raise EndpointError(f"{text!r}: expected {forms}")
         if kind == "kinesis":
             region(target)
+        if kind == "files" and "://" not in target:
+            target = str(Path(target).absolute())  # the job runs in its own directory
         return cls(kind, target)
 
     def to_text(self) -> str:
