@@ -47,7 +47,7 @@ def compile_job(
     ] = None,
 ) -> None:
     """Write a self-contained PyFlink job (job.py, job.json, README.md) for the rules that
-    compile; the others are listed with the reason."""
+    compile; the others are named (the job's README.md says why each is left out)."""
     try:
         settings = load_config(config)
     except ConfigError as exc:
@@ -67,8 +67,11 @@ def compile_job(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     out.print(f"wrote {job.directory}/ (job.py, job.json, README.md): {len(job.compiled)} rules")
-    for name, why in job.skipped.items():
-        out.print(f"  left out {name}: {why}")
+    if job.skipped:
+        out.print(
+            f"left out {len(job.skipped)} rules (job README.md and `ecomwatch rules list "
+            f"--engines` say why): {', '.join(job.skipped)}"
+        )
     out.print(f"run it here with: ecomwatch flink run {job.directory}")
 
 
