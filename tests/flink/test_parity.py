@@ -53,11 +53,11 @@ def flink_alerts(scenario: Path, parallelism: int) -> list[dict]:
     assert done.returncode == 0, done.stderr
     alerts = work / "alerts.jsonl"
     done = cli("flink", "run", str(work / "job"), "--parallelism", str(parallelism),
-               "--alerts", str(alerts), "--json")  # fmt: skip
+               "--alerts", str(alerts), "--store", str(work / "store.db"), "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     rows = [json.loads(line) for line in alerts.read_text().splitlines()]
-    assert summary["alerts"] == len(rows)
+    assert summary["alerts"] == len(rows)  # every line the job wrote, each with its incident
     return rows
 
 
@@ -87,7 +87,7 @@ def test_the_alerts_do_not_depend_on_the_parallelism(scenario, on_flink):
     assert identities(flink_alerts(scenario, 2)) == identities(on_flink)
 
 
-def test_the_flink_alerts_are_read_by_explain_and_evaluate(scenario, on_flink):
+def test_the_flink_alerts_are_read_by_explain_evaluate_incidents_and_the_store(scenario, on_flink):
     alerts = scenario.parent / "p1" / "alerts.jsonl"
     scraper = next(a for a in on_flink if a["rule"] == "fast-scraper")
     done = cli("explain", scraper["entity"], "--alerts", str(alerts), "--json")
@@ -97,3 +97,14 @@ def test_the_flink_alerts_are_read_by_explain_and_evaluate(scenario, on_flink):
     assert done.returncode == 0, done.stderr
     score = json.loads(done.stdout)
     assert score["ecomwatch"]["precision"] >= 0.95, score
+    # Correlated into incidents as `detect` does: every alert line names its incident.
+    assert all(alert["incident_id"] for alert in on_flink)
+    records = alerts.with_name("alerts.incidents.jsonl").read_text().splitlines()
+    recorded = {json.loads(line)["incident_id"] for line in records}
+    assert {alert["incident_id"] for alert in on_flink} <= recorded  # (some merged since)
+    done = cli("incidents", "list", "--alerts", str(alerts), "--json")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) >= 5
+    done = cli("blocklist", "--store", str(scenario.parent / "p1" / "store.db"))
+    assert done.returncode == 0, done.stderr
+    assert f"deny {scraper['entity']};" in done.stdout

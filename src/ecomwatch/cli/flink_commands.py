@@ -10,11 +10,19 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from ecomwatch.cli.alert_outputs import (
+    StoreOption,
+    alerts_line,
+    close_store_writer,
+    incidents_line,
+    latest_alerts,
+    open_store_writer,
+)
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 from ecomwatch.config import ConfigError, load_config
 from ecomwatch.flink.connectors import Endpoint, EndpointError
 from ecomwatch.flink.job_dir import write_job
-from ecomwatch.flink.runner import FlinkRunError, run_job
+from ecomwatch.flink.runner import FlinkRun, FlinkRunError, run_job
 
 flink_app = typer.Typer(
     help="Scale out: compile the detection rules to a PyFlink SQL job and run it.",
@@ -83,21 +91,28 @@ def run(
     ] = None,
     alerts: Annotated[
         Path | None,
-        typer.Option(help="Also write the alerts here as one JSON Lines file (files sink)."),
+        typer.Option(
+            help="Write the job's alerts here (files sink), correlated into incidents "
+            "(<stem>.incidents.jsonl beside it), as `detect` writes them."
+        ),
     ] = None,
+    store: StoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a compiled job on a local Flink mini-cluster (PyFlink in .venv-flink) to the end of
     its input; alerts come out in the embedded detector's JSON schema."""
+    if store is not None and alerts is None:
+        err.print("[red]error:[/] --store needs --alerts FILE (the journal is kept beside it)")
+        raise typer.Exit(2)
     try:
         with err.status("running the Flink job on a local mini-cluster…"):
             done = run_job(job_dir, parallelism=parallelism)
     except FlinkRunError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
+    store_failed = False
     if alerts is not None:
-        alerts.parent.mkdir(parents=True, exist_ok=True)
-        alerts.write_text("".join(json.dumps(a) + "\n" for a in done.alerts))
+        store_failed = _write_alerts(done, alerts, store)
     by_rule = dict(sorted(Counter(alert["rule"] for alert in done.alerts).items()))
     summary = {
         "seconds": round(done.seconds, 1),
@@ -107,9 +122,36 @@ def run(
     }
     if as_json:
         print(json.dumps(summary))
-        return
+        raise typer.Exit(1 if store_failed else 0)
     out.print(f"Flink job finished in {summary['seconds']} s: {len(done.alerts)} alerts")
     for rule, count in by_rule.items():
         out.print(f"  {rule}: {count}")
     if alerts is not None:
-        out.print(f"alerts → {alerts}")
+        out.print(alerts_line(latest_alerts(done.alerts), alerts))
+        out.print(incidents_line(alerts))
+    if store_failed:
+        raise typer.Exit(1)
+
+
+def _write_alerts(done: FlinkRun, alerts: Path, store: str | None) -> bool:
+    """The job's alerts, correlated into incidents, to `alerts` and its incidents file, and to
+    the store; True when some store writes failed."""
+    from ecomwatch.config import IncidentsConfig
+    from ecomwatch.detect.incident import incidents_path_for
+    from ecomwatch.detect.run import write_records
+    from ecomwatch.flink.incidents import correlate
+
+    spec = done.spec
+    correlated, incidents = correlate(
+        done.alerts,
+        settings=IncidentsConfig(),
+        horizon_s=2 * max(rule["retention_s"] for rule in spec["rules"]),
+        lateness_s=spec["lateness_s"],
+    )
+    write_records(correlated, alerts)
+    write_records(incidents, incidents_path_for(alerts))
+    writer = open_store_writer(store, err, alerts)
+    if writer is not None:
+        writer.send(correlated)
+        writer.send_incidents(incidents)
+    return close_store_writer(writer, store, err)

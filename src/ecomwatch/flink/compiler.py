@@ -250,6 +250,7 @@ class CompiledRule:
             "severity": spec.severity.value,
             "escalate_to": spec.escalate_to.value if spec.escalate_to else None,
             "cooldown_s": self.rule.cooldown_s,
+            "retention_s": self.rule.retention_s,
             "labels": list(spec.labels),
             "explanation": explanation_template(self.rule),
             "views": list(self.views),

@@ -73,6 +73,7 @@ def job_spec(
         "parallelism": parallelism,
         "source": source.to_text(),
         "sink": sink.to_text(),
+        "lateness_s": lateness_s,
         "source_ddl": source_ddl(source, lateness_s=lateness_s),
         "sink_ddl": sink_ddl(sink),
         "view_sql": view_sql(udfs),

@@ -47,6 +47,7 @@ class FlinkRun:
     seconds: float
     alerts: list[dict[str, Any]]  # when the sink is files: what the job wrote
     log: Path
+    spec: dict[str, Any]  # the job's job.json
 
 
 def _sink_dir(spec: dict[str, Any]) -> Path | None:
@@ -87,7 +88,7 @@ def run_job(job_dir: Path, *, parallelism: int | None = None) -> FlinkRun:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise FlinkRunError(f"the Flink job failed (log: {log}):\n{_last_error(log)}")
-    return FlinkRun(seconds, read_alerts(sink) if sink is not None else [], log)
+    return FlinkRun(seconds, read_alerts(sink) if sink is not None else [], log, spec)
 
 
 def read_alerts(sink: Path) -> list[dict[str, Any]]:
