@@ -57,7 +57,7 @@ def flink_alerts(scenario: Path, parallelism: int) -> list[dict]:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     rows = [json.loads(line) for line in alerts.read_text().splitlines()]
-    assert summary["alerts"] == len(rows)  # every line the job wrote, each with its incident
+    assert summary["alert_lines"] == len(rows)  # every line the job wrote, each with its incident
     return rows
 
 

@@ -116,14 +116,14 @@ def run(
     by_rule = dict(sorted(Counter(alert["rule"] for alert in done.alerts).items()))
     summary = {
         "seconds": round(done.seconds, 1),
-        "alerts": len(done.alerts),
+        "alert_lines": len(done.alerts),
         "by_rule": by_rule,
         "log": str(done.log),
     }
     if as_json:
         print(json.dumps(summary))
         raise typer.Exit(1 if store_failed else 0)
-    out.print(f"Flink job finished in {summary['seconds']} s: {len(done.alerts)} alerts")
+    out.print(f"Flink job finished in {summary['seconds']} s: {len(done.alerts)} alert lines")
     for rule, count in by_rule.items():
         out.print(f"  {rule}: {count}")
     if alerts is not None:
