@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ecomwatch.detect.cooldown import iso
 from ecomwatch.detect.rules import Severity
+
+__all__ = ["Alert", "iso", "iso_us", "parse_iso", "parse_iso_us"]
 
 
 @dataclass(frozen=True)
@@ -76,20 +79,14 @@ class Alert:
         )
 
 
-def iso(t: datetime) -> str:
-    """UTC, ISO 8601 with a Z: how alert and incident lines write times."""
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def parse_iso_us(text: str) -> int:
+    """An alert line's time as epoch microseconds."""
+    return int(parse_iso(text).timestamp() * 1_000_000)
+
+
 def iso_us(t_us: int) -> str:
     return iso(datetime.fromtimestamp(t_us / 1e6, UTC))
-
-
-def evidence_number(value: Any) -> float | int:
-    if isinstance(value, float):
-        return round(value, 4)
-    return int(value) if value is not None else 0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ecomwatch.detect import cooldown
-from ecomwatch.detect.alert import Alert, evidence_number
+from ecomwatch.detect.alert import Alert
 from ecomwatch.detect.rules import Rule, Severity
 
 
@@ -30,7 +30,9 @@ class Alerting:
         severity = rule.spec.severity
         if row["worse"] and rule.spec.escalate_to is not None:
             severity = rule.spec.escalate_to
-        evidence = {name: evidence_number(row[name]) for name in ("events", *rule.features)}
+        evidence = {
+            name: cooldown.evidence_number(row[name]) for name in ("events", *rule.features)
+        }
         if "members" in row:
             evidence["members"] = row["members"]
         self._emit(
@@ -55,7 +57,8 @@ class Alerting:
         kind = rule.spec.members.key.value
         entity = str(member["name1"])
         evidence = {
-            name: evidence_number(member[name]) for name in ("events", *rule.member_features)
+            name: cooldown.evidence_number(member[name])
+            for name in ("events", *rule.member_features)
         }
         group = {"entity_type": rule.spec.key.value, "entity": str(group_row["name0"])}
         shown = ", ".join(f"{k}={v}" for k, v in evidence.items())

@@ -1,5 +1,5 @@
 """Whether a matched window raises an alert: one per (rule, entity) per cooldown, escalated in
-place, and the alert's id.
+place, the alert's id, and how its line writes times and evidence.
 
 Standard library only: the Flink job (`ecomwatch.flink`) ships this file and runs this very
 code in its own environment, so both engines decide alike and give an alert the same id.
@@ -8,6 +8,7 @@ code in its own environment, so both engines decide alike and give an alert the 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 # Severities from least to most severe (`rules.Severity` in this order).
@@ -54,3 +55,15 @@ def explanation(template: str, entity: str, evidence: dict[str, Any]) -> str:
     shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
     # The evidence first: an entity's text (a user agent) is the sender's and may hold braces.
     return template.replace("{evidence}", shown, 1).replace("{entity}", entity, 1)
+
+
+def iso(moment: datetime) -> str:
+    """UTC, ISO 8601 with a Z: how alert and incident lines write times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def evidence_number(value: Any) -> float | int:
+    """An evidence value as an alert line writes it: floats to 4 places, counts as ints."""
+    if isinstance(value, float):
+        return round(value, 4)
+    return int(value) if value is not None else 0

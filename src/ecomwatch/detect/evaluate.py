@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.alert import Alert
+from ecomwatch.detect.alert import Alert, parse_iso_us
 from ecomwatch.detect.detector import Detector
 from ecomwatch.detect.incident_scores import IncidentScore, score_incidents
 from ecomwatch.detect.rules import Rule, Severity, is_flagging
@@ -124,10 +123,6 @@ class Score:
         }
 
 
-def _epoch_us(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1e6)
-
-
 def score(
     name: str, flagged: dict[str, int], labels: dict[str, Any], global_alerts: Sequence[Alert] = ()
 ) -> Score:
@@ -147,15 +142,15 @@ def score(
     correct = sum(1 for ip in flagged if kinds.get(ip, "normal") in attack_kinds)
     result.false_positives = len(flagged) - correct
     result.precision = correct / len(flagged) if flagged else 1.0
-    onset = _epoch_us(labels["flood_onset"])
+    onset = parse_iso_us(labels["flood_onset"])
     flood_times = [t for ip, t in flagged.items() if kinds.get(ip) in ("flood", "low_rate_flood")]
     flood_times += [
         int(a.detected_at.timestamp() * 1e6)
         for a in global_alerts
         if a.severity.rank >= Severity.HIGH.rank
-        and _epoch_us(labels["flood_onset"])
+        and parse_iso_us(labels["flood_onset"])
         <= int(a.last_seen.timestamp() * 1e6)
-        <= _epoch_us(labels["flood_end"])
+        <= parse_iso_us(labels["flood_end"])
     ]
     if flood_times:
         result.flood_delay_s = round(max(0, min(flood_times) - onset) / 1e6, 1)
@@ -172,8 +167,8 @@ def score(
 def _high_global_alarms(labels: dict[str, Any], name: str, alerts: Sequence[Alert]) -> int:
     """Shop-wide alerts of high or above during a legitimate crowd (`name`_start to _end)
     that are not about the flood."""
-    crowd = (_epoch_us(labels[f"{name}_start"]), _epoch_us(labels[f"{name}_end"]))
-    flood = (_epoch_us(labels["flood_onset"]), _epoch_us(labels["flood_end"]))
+    crowd = (parse_iso_us(labels[f"{name}_start"]), parse_iso_us(labels[f"{name}_end"]))
+    flood = (parse_iso_us(labels["flood_onset"]), parse_iso_us(labels["flood_end"]))
     return sum(
         1
         for a in alerts
@@ -207,7 +202,7 @@ def flagged_by_alert_rows(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     for row in rows:
         if not is_flagging(row["severity"]):
             continue
-        when = _epoch_us(row["detected_at"])
+        when = parse_iso_us(row["detected_at"])
         for ip in row["ips"]:
             flagged[ip] = min(flagged.get(ip, when), when)
     return flagged

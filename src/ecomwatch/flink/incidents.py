@@ -11,13 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from ecomwatch.config import IncidentsConfig
-from ecomwatch.detect.alert import parse_iso
+from ecomwatch.detect.alert import parse_iso_us
 from ecomwatch.detect.cooldown import SEVERITY_ORDER
 from ecomwatch.detect.correlate import Correlator
-
-
-def _epoch_us(text: str) -> int:
-    return int(parse_iso(text).timestamp() * 1_000_000)
 
 
 def correlate(
@@ -31,8 +27,8 @@ def correlate(
     ordered = sorted(
         alerts,
         key=lambda a: (
-            _epoch_us(a["detected_at"]),
-            _epoch_us(a["window_start"]),
+            parse_iso_us(a["detected_at"]),
+            parse_iso_us(a["window_start"]),
             a["alert_id"],
             SEVERITY_ORDER.index(a["severity"]),
         ),
@@ -42,7 +38,7 @@ def correlate(
     )
     correlated, records = [], []
     for alert in ordered:
-        now_us = _epoch_us(alert["detected_at"])
+        now_us = parse_iso_us(alert["detected_at"])
         correlator.advance(now_us - int(lateness_s * 1_000_000))
         correlated.append({**alert, "incident_id": correlator.add(alert, now_us)})
         records.extend(correlator.changed())

@@ -44,14 +44,8 @@ def epoch_us(moment: datetime) -> int:
 
 
 def iso(moment: datetime) -> str:
-    """As the embedded detector writes times: ISO 8601, UTC, with a Z."""
-    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-def evidence_number(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 4)
-    return int(value) if value is not None else 0
+    """A Flink TIMESTAMP (naive, UTC) as the alert lines write times (`cooldown.iso`)."""
+    return cooldown.iso(moment.replace(tzinfo=UTC))
 
 
 class AgentClass(ScalarFunction):  # type: ignore[misc]
@@ -125,7 +119,7 @@ class Alerting(KeyedProcessFunction):  # type: ignore[misc]
         ends_ms = (state["raised_us"] + rule["cooldown_s"] * 1_000_000) // 1000
         ctx.timer_service().register_event_time_timer(ends_ms)
         values = json.loads(row["evidence"])
-        evidence = {name: evidence_number(values.get(name)) for name in rule["evidence"]}
+        evidence = {name: cooldown.evidence_number(values.get(name)) for name in rule["evidence"]}
         yield json.dumps(
             {
                 "alert_id": state["alert_id"],
