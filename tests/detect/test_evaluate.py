@@ -72,3 +72,21 @@ def test_scenario_labels_cover_every_kind(tmp_path: Path):
     _, labels = AttackScenario(TrafficSpec(events=5_000, seed=2, days=1.2 / 24)).build()
     present = set(labels["ips"].values())
     assert present == set(labels["kinds"]["attack"]) | set(labels["kinds"]["legitimate"])
+
+
+def test_micro_batches_cut_from_the_first_event_or_at_epoch_multiples():
+    import pyarrow as pa
+
+    from ecomwatch.detect.evaluate import micro_batches
+
+    seconds = [12, 13, 19, 21, 30, 31, 44]
+    events = pa.table(
+        {"event_time": pa.array([s * 1_000_000 for s in seconds], pa.timestamp("us", tz="UTC"))}
+    )
+
+    def starts(batches):
+        return [int(b["event_time"][0].value) // 1_000_000 for b in batches]
+
+    assert starts(micro_batches(events, 10)) == [12, 30, 44]  # 12-22, 22-32, 42-52
+    assert starts(micro_batches(events, 10, aligned=True)) == [12, 21, 30, 44]  # 10-20, 20-30…
+    assert sum(b.num_rows for b in micro_batches(events, 10, aligned=True)) == len(seconds)

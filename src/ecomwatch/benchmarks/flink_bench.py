@@ -21,7 +21,7 @@ from typing import Any
 from ecomwatch.benchmarks.weblog_bench import python_seconds
 from ecomwatch.config import Config
 from ecomwatch.detect.rules import Rule
-from ecomwatch.flink.compiler import compile_rules
+from ecomwatch.flink.compiler import EVENTS_VIEW, compile_rules
 from ecomwatch.flink.connectors import Endpoint
 from ecomwatch.flink.job_dir import view_sql, write_job
 from ecomwatch.flink.runner import run_job
@@ -51,9 +51,10 @@ def _embedded(path: Path, rules: list[Rule]) -> int:
     return len(alerts)
 
 
-def _flink(work: Path, name: str, path: Path, rules: list[Rule], **options: Any) -> Path:
-    """A job directory; `passthrough`: no rules, events to a blackhole."""
-    passthrough = options.pop("passthrough", False)
+def _flink(
+    work: Path, name: str, path: Path, rules: list[Rule], *, passthrough: bool = False
+) -> Path:
+    """A job directory; `passthrough`: no rules, the parsed events into a blackhole."""
     job = work / name
     write_job(
         job,
@@ -61,12 +62,11 @@ def _flink(work: Path, name: str, path: Path, rules: list[Rule], **options: Any)
         source=Endpoint.parse(f"files:{path}", sink=False),
         sink=Endpoint.parse(f"files:{work / (name + '-out')}", sink=True),
         lateness_s=Config().engine.lateness_s,
-        **options,
     )
     if passthrough:
         spec = json.loads((job / "job.json").read_text())
         spec.update(
-            passthrough=True,
+            passthrough=f"INSERT INTO alerts SELECT event_type FROM {EVENTS_VIEW}",
             sink="blackhole",
             rules=[],
             udfs=[],

@@ -38,13 +38,16 @@ def read_all(sources: Sequence[Source]) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def micro_batches(events: pa.Table, batch_s: float) -> Iterator[pa.Table]:
-    """Slices of `batch_s` seconds of event time, in order (events sorted by time first)."""
+def micro_batches(events: pa.Table, batch_s: float, *, aligned: bool = False) -> Iterator[pa.Table]:
+    """Slices of `batch_s` seconds of event time, in order (events sorted by time first):
+    from the first event on, or with `aligned`, cut at every epoch multiple of `batch_s`."""
     ordered = events.sort_by([("event_time", "ascending")])
     times = ordered["event_time"].cast(pa.int64()).to_numpy()
     if not len(times):
         return
-    edges = np.arange(times[0], times[-1] + 1, int(batch_s * 1e6))
+    step_us = int(batch_s * 1e6)
+    first = times[0] - times[0] % step_us if aligned else times[0]
+    edges = np.arange(first, times[-1] + 1, step_us)
     cuts = np.searchsorted(times, edges[1:], side="left")
     begin = 0
     for cut in [*cuts.tolist(), len(times)]:

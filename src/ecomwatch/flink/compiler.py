@@ -255,6 +255,7 @@ class CompiledRule:
             "explanation": explanation_template(self.rule),
             "views": list(self.views),
             "query": self.query,
+            "evidence": ["events", *self.rule.features],  # the alert's evidence, in order
         }
 
 

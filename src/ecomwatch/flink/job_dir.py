@@ -80,9 +80,7 @@ def job_spec(
         "udfs": udfs,
         "search_engines": SEARCH_ENGINES.pattern,
         "crawlers": crawler_ranges(),
-        "rules": [
-            {**item.to_json(), "evidence": ["events", *item.rule.features]} for item in compiled
-        ],
+        "rules": [item.to_json() for item in compiled],
     }
 
 

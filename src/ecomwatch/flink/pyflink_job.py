@@ -34,7 +34,6 @@ import cooldown  # noqa: E402  (shipped beside this file)
 from crawler_claims import ClaimJudge  # noqa: E402  (shipped beside this file)
 
 EPOCH = datetime(1970, 1, 1)
-EVENTS_VIEW = "rule_events"  # the view job.json defines (`compiler.EVENTS_VIEW`)
 
 
 def epoch_us(moment: datetime) -> int:
@@ -176,7 +175,7 @@ def main() -> None:
     tables.execute_sql(spec["sink_ddl"])
     tables.execute_sql(spec["view_sql"])
     if spec.get("passthrough"):  # `ecomwatch bench flink`: Flink's own floor, no rules
-        tables.execute_sql(f"INSERT INTO alerts SELECT event_type FROM {EVENTS_VIEW}").wait()
+        tables.execute_sql(spec["passthrough"]).wait()
         return
     rules = {rule["name"]: rule for rule in spec["rules"]}
     for rule in spec["rules"]:
