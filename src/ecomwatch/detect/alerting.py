@@ -61,12 +61,13 @@ class Alerting:
             for name in ("events", *rule.member_features)
         }
         group = {"entity_type": rule.spec.key.value, "entity": str(group_row["name0"])}
-        shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
-        explanation = (
-            f"{kind} {entity} is one of {group_row['members']} members of {group['entity_type']} "
-            f"{group['entity']} flagged by {rule.name} ({shown}; member condition: "
-            f"{rule.spec.members.condition}). {rule.spec.description}"
-        ).strip()
+        explanation = cooldown.explanation(
+            member_explanation_template(rule),
+            entity,
+            evidence,
+            members=group_row["members"],
+            group=group["entity"],
+        )
         self._emit(
             rule,
             now_us,
@@ -141,4 +142,15 @@ def explanation_template(rule: Rule) -> str:
     return (
         f"{rule.spec.key.value} {{entity}} matched {rule.name} in a {rule.spec.window} window "
         f"({{evidence}}; condition: {rule.spec.condition}). {rule.spec.description}"
+    ).strip()
+
+
+def member_explanation_template(rule: Rule) -> str:
+    """How a group's member explains itself: `{entity}`, `{evidence}`, `{members}` (how many)
+    and `{group}` (the group's entity) to fill."""
+    assert rule.spec.members is not None
+    return (
+        f"{rule.spec.members.key.value} {{entity}} is one of {{members}} members of "
+        f"{rule.spec.key.value} {{group}} flagged by {rule.name} ({{evidence}}; member "
+        f"condition: {rule.spec.members.condition}). {rule.spec.description}"
     ).strip()

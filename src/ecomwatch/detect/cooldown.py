@@ -8,6 +8,7 @@ code in its own environment, so both engines decide alike and give an alert the 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,11 +51,19 @@ def decide(
     return state, escalated_from
 
 
-def explanation(template: str, entity: str, evidence: dict[str, Any]) -> str:
-    """An alert's explanation from its rule's template (`{entity}`, `{evidence}` filled)."""
-    shown = ", ".join(f"{k}={v}" for k, v in evidence.items())
-    # The evidence first: an entity's text (a user agent) is the sender's and may hold braces.
-    return template.replace("{evidence}", shown, 1).replace("{entity}", entity, 1)
+_FIELD = re.compile(r"\{(entity|evidence|members|group)\}")
+
+
+def explanation(template: str, entity: str, evidence: dict[str, Any], **more: Any) -> str:
+    """An alert's explanation from its rule's template: `{entity}`, `{evidence}` and, for a
+    group's member, `{members}` and `{group}` filled in one pass (an entity's text, a user
+    agent, is the sender's and may hold braces: it is never read as a field)."""
+    values = {
+        "entity": entity,
+        "evidence": ", ".join(f"{k}={v}" for k, v in evidence.items()),
+        **{name: str(value) for name, value in more.items()},
+    }
+    return _FIELD.sub(lambda field: values.get(field[1], field[0]), template)
 
 
 def iso(moment: datetime) -> str:

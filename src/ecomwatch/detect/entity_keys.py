@@ -15,17 +15,18 @@ events with the new).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.detect.ip_prefix import IPV6_PREFIX, ipv6_prefix
 from ecomwatch.schema import dictionary_chunks
+
+__all__ = ["IPV6_PREFIX", "address_keys", "agent_keys", "ipv6_prefix", "text_key"]
 
 IPV4 = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
 MAX_CACHED_AGENTS = 100_000
-IPV6_PREFIX = 56  # bits of an IPv6 address that make its subnet, by default
 
 
 def text_key(text: str) -> int:
@@ -39,16 +40,6 @@ def _text_keys(values: list[str | None]) -> np.ndarray:
 
 def _per_row(chunk: pa.DictionaryArray, keys: np.ndarray) -> pa.Array:
     return pa.array(keys, pa.uint64()).take(chunk.indices)
-
-
-def ipv6_prefix(address: str, bits: int = IPV6_PREFIX) -> str | None:
-    """The IPv6 prefix of `bits` bits an address is in, as text (`2a00:1:2::/56`); None
-    for text that is not an IPv6 address."""
-    try:
-        network = ipaddress.IPv6Network(f"{address}/{bits}", strict=False)
-    except ValueError:
-        return None
-    return str(network)
 
 
 def _subnet_keys(values: list[str | None], bits: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ecomwatch.detect.alerting import explanation_template
+from ecomwatch.detect.alerting import explanation_template, member_explanation_template
 from ecomwatch.detect.rules import KeyKind, Rule, compile_condition
 
 # The view the rules read: the source's events with the columns features need, from the
@@ -63,7 +63,7 @@ FLINK_FEATURES: dict[str, str] = {
     "claimed_crawler": f"MAX({_crawler_is(1)})",
     "verified_crawler": f"MAX({_crawler_is(2)})",
     "spoofed_crawler": f"MAX({_crawler_is(3)})",
-    # Over the rule's ordered view (`ordered_view`): the gap to the previous event and
+    # Over the rule's rows view (`rows_view`): the gap to the previous event and
     # whether a view's product id is above the previous event's, both within the window.
     "gap_cv": "COALESCE(STDDEV_POP(gap_s) / NULLIF(AVG(gap_s), 0), 0)",
     "ascending_share": "COALESCE(AVG(ascending_step), 0)",
@@ -75,14 +75,12 @@ FLINK_FEATURES: dict[str, str] = {
     "baseline_funnel": (
         "COALESCE(CAST(MIN(funnel_before) AS DOUBLE) / NULLIF(MIN(events_before), 0), 0)"
     ),
+    # Over the events view when a rule reads it: each row's IP first seen (`ip_first_s`).
+    "ip_age_s": "COALESCE(MAX(t_s - ip_first_s), 0)",
 }
 ORDERED_FEATURES = {"gap_cv", "ascending_share"}
 BASELINE_FEATURES = {"baseline", "baseline_funnel"}
 
-# Why the features without a Flink form have none yet.
-NOT_YET: dict[str, str] = {
-    "ip_age_s": "needs the IP's first sighting (24 h keyed state)",
-}
 WEB_ONLY = "a web-request feature: the Flink job reads commerce events, not web logs"
 
 # A rule filter's columns (cf. `rules.FILTER_COLUMNS`); commerce events are no web requests.
@@ -101,6 +99,11 @@ FLINK_FILTER_COLUMNS: dict[str, str] = {
 # The entity a key names, as text (the alert's `entity`).
 KEY_FLINK: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
+    # An IPv4 address's /24; an IPv6 address's prefix, named by the job's UDF (`ip_prefix`).
+    KeyKind.SUBNET: (
+        "CASE WHEN POSITION(':' IN ip) > 0 THEN COALESCE(ipv6_prefix(ip), ip) "
+        "ELSE REGEXP_REPLACE(ip, '\\.\\d+$', '.0/24') END"
+    ),
     KeyKind.USER: "CAST(user_id AS STRING)",
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "user_agent",
@@ -116,15 +119,12 @@ def step_ms(rule: Rule) -> int:
 
 def unsupported(rule: Rule) -> str | None:
     """Why the rule does not compile for Flink, or None when it does."""
-    if rule.spec.members is not None:
-        return "group rules (members) are not compiled for Flink yet"
-    if rule.spec.key not in KEY_FLINK:
-        return f"key {rule.spec.key.value!r} needs the IPv6-prefix UDF, not written yet"
-    for feature in rule.features:
-        if feature in NOT_YET:
-            return f"feature {feature!r} {NOT_YET[feature]}"
+    members = rule.spec.members
+    for feature in (*rule.features, *rule.member_features):
         if feature not in FLINK_FEATURES:
             return f"feature {feature!r} is {WEB_ONLY}"
+    if members is not None and (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.member_features):
+        return "a member condition reads an ordered or baseline feature, not compiled yet"
     if rule.spec.filter is not None:
         try:
             compile_condition(rule.spec.filter, names=FLINK_FILTER_COLUMNS, strings=True)
@@ -183,8 +183,7 @@ def rows_view(rule: Rule, name: str) -> str:
     one value). Flink computes one OVER window per query level, hence the nesting.
     """
     window = rule.window_s
-    rows = f"""SELECT *, {EPOCH_S.format("event_time")} AS t_s,
-        CASE WHEN event_type IN ('cart', 'purchase') THEN 1 ELSE 0 END AS funnel
+    rows = f"""SELECT *, CASE WHEN event_type IN ('cart', 'purchase') THEN 1 ELSE 0 END AS funnel
     FROM {EVENTS_VIEW}
     WHERE {_rows_where(rule)}"""
     if BASELINE_FEATURES & set(rule.features):
@@ -211,34 +210,87 @@ def rows_view(rule: Rule, name: str) -> str:
     return f"CREATE TEMPORARY VIEW {name} AS\n{rows}"
 
 
-def rule_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
-    """The rule's matched steps over `table`: one row per (entity, window, step so far)
-    meeting the condition, in the columns every rule's query shares (the job unions them)."""
-    features = tuple(dict.fromkeys(("events", *rule.features)))
-    key = KEY_FLINK[rule.spec.key]
-    grouped = "" if rule.spec.key is KeyKind.GLOBAL else f"{key}, "
+def _steps_sql(
+    rule: Rule,
+    table: str,
+    *,
+    keys: dict[str, str],
+    window_s: int,
+    features: tuple[str, ...],
+    condition: str,
+    escalate: str | None,
+) -> str:
+    """Matched steps: the `features` of each (keys…, window, step so far) of `table` over the
+    rule's rows, where `condition` holds; the keys named as in `keys` (name → SQL)."""
+    features = tuple(dict.fromkeys(("events", *features)))
+    grouped = "".join(f"{sql}, " for sql in keys.values() if sql != KEY_FLINK[KeyKind.GLOBAL])
+    named = "".join(f"{sql} AS {name}, " for name, sql in keys.items())
     aggregates = ",\n        ".join(f"{FLINK_FEATURES[f]} AS {_quoted(f)}" for f in features)
     evidence = ", ".join(f"KEY '{f}' VALUE {_quoted(f)}" for f in features)
-    worse = _condition(rule.spec.escalate_when) if rule.spec.escalate_when else "FALSE"
+    worse = _condition(escalate) if escalate else "FALSE"
+    not_null = "".join(f" AND {sql} IS NOT NULL" for sql in keys.values())
     return f"""
-SELECT '{rule.name}' AS rule, entity, window_start, window_time, first_seen, last_seen,
-    `events`, JSON_OBJECT({evidence}) AS evidence, COALESCE({worse}, FALSE) AS worse
+SELECT '{rule.name}' AS rule, {", ".join(keys)}, window_start, window_time, first_seen,
+    last_seen, `events`, JSON_OBJECT({evidence}) AS evidence, COALESCE({worse}, FALSE) AS worse
 FROM (
-    SELECT {key} AS entity, window_start, window_end, window_time,
+    SELECT {named}window_start, window_end, window_time,
         MIN(event_time) AS first_seen, MAX(event_time) AS last_seen,
         {aggregates}
     FROM TABLE(CUMULATE(TABLE {table}, DESCRIPTOR(event_time),
-        {interval(step_ms(rule) // 1000)}, {interval(rule.window_s)}))
-    WHERE {_rows_where(rule)}
+        {interval(step_ms(rule) // 1000)}, {interval(window_s)}))
+    WHERE {_rows_where(rule)}{not_null}
     GROUP BY {grouped}window_start, window_end, window_time
 )
-WHERE {_condition(rule.spec.condition)}"""
+WHERE {_condition(condition)}"""
+
+
+def rule_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
+    """The rule's matched steps over `table`: one row per (entity, window, step so far)
+    meeting the condition, in the columns every rule's query shares (the job unions them)."""
+    return _steps_sql(
+        rule,
+        table,
+        keys={"entity": KEY_FLINK[rule.spec.key]},
+        window_s=rule.window_s,
+        features=rule.features,
+        condition=rule.spec.condition,
+        escalate=rule.spec.escalate_when,
+    )
+
+
+def group_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
+    """A group rule's matched steps joined with their members at the same step: one row per
+    (group, step, member meeting the member condition); the job counts them (`min`).
+
+    Members are the member keys' features over the group's events in the member window (a
+    whole multiple of the rule's window), judged at the rule's steps; the join pairs rows of
+    the same step (an interval join on the steps' event time)."""
+    members = rule.spec.members
+    assert members is not None
+    member_rows = _steps_sql(
+        rule,
+        EVENTS_VIEW,
+        keys={"group_entity": KEY_FLINK[rule.spec.key], "member_entity": KEY_FLINK[members.key]},
+        window_s=rule.members_window_s,
+        features=rule.member_features,
+        condition=members.condition,
+        escalate=None,
+    )
+    return f"""
+SELECT g.rule, g.entity, g.window_start, g.window_time, g.first_seen, g.last_seen, g.`events`,
+    g.evidence, g.worse, m.member_entity, m.window_start AS member_window_start,
+    m.first_seen AS member_first_seen, m.last_seen AS member_last_seen,
+    m.`events` AS member_events, m.evidence AS member_evidence
+FROM ({rule_query(rule, table)}) g
+JOIN ({member_rows}) m
+ON g.entity = m.group_entity
+    AND m.window_time BETWEEN g.window_time AND g.window_time"""
 
 
 @dataclass(frozen=True)
 class CompiledRule:
     rule: Rule
-    query: str
+    query: str  # `rule_query`, or for a group rule `group_query`
     views: tuple[str, ...] = ()  # statements the query needs run first
 
     def to_json(self) -> dict[str, object]:
@@ -255,16 +307,29 @@ class CompiledRule:
             "explanation": explanation_template(self.rule),
             "views": list(self.views),
             "query": self.query,
-            "evidence": ["events", *self.rule.features],  # the alert's evidence, in order
+            "evidence": ["events", *self.rule.features],
+            "members": self._members(),
+        }
+
+    def _members(self) -> dict[str, object] | None:
+        members = self.rule.spec.members
+        if members is None:
+            return None
+        return {
+            "kind": members.key.value,
+            "min": members.min,
+            "evidence": ["events", *self.rule.member_features],
+            "explanation": member_explanation_template(self.rule),
         }
 
 
 def flink_rule(rule: Rule, number: int) -> CompiledRule:
     """A rule that compiles (`unsupported` is None), the job's `number`th."""
+    query = group_query if rule.spec.members is not None else rule_query
     if not (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.features):
-        return CompiledRule(rule, rule_query(rule))
+        return CompiledRule(rule, query(rule))
     name = f"{EVENTS_VIEW}_{number}"
-    return CompiledRule(rule, rule_query(rule, name), (rows_view(rule, name),))
+    return CompiledRule(rule, query(rule, name), (rows_view(rule, name),))
 
 
 def compile_rules(rules: list[Rule]) -> tuple[list[CompiledRule], dict[str, str]]:

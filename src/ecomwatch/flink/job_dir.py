@@ -3,6 +3,7 @@
 JOB_DIR/job.py       the PyFlink program (`pyflink_job.py`)
 JOB_DIR/cooldown.py  the alert decision, the embedded detector's own module
 JOB_DIR/crawler_claims.py  crawler claims judged against the published ranges
+JOB_DIR/ip_prefix.py  an IPv6 address's subnet
 JOB_DIR/job.json     source and sink DDL, the view the rules read, one query per rule
 JOB_DIR/README.md    how to run it here, on a cluster and on Amazon Managed Service for Flink
 """
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ecomwatch.detect.crawlers import CLAIMS, OWNED, load_lists
+from ecomwatch.detect.ip_prefix import IPV6_PREFIX
 from ecomwatch.detect.rules import Rule
 from ecomwatch.detect.user_agents import SEARCH_ENGINES
-from ecomwatch.flink.compiler import EVENTS_VIEW, CompiledRule, compile_rules
+from ecomwatch.flink.compiler import EPOCH_S, EVENTS_VIEW, CompiledRule, compile_rules
 from ecomwatch.flink.connectors import KINESIS_JAR, NO_TIME, Endpoint, sink_ddl, source_ddl
 
 # Modules the job runs beside job.py, copied from ecomwatch: the same code on both engines.
-SHIPPED = ("detect/cooldown.py", "detect/crawler_claims.py")
+SHIPPED = ("detect/cooldown.py", "detect/crawler_claims.py", "detect/ip_prefix.py")
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,11 @@ class CompiledJob:
 
 def _udfs(compiled: list[CompiledRule]) -> list[str]:
     """The UDF columns the queries read (each costs a Python call per event)."""
-    columns = {"agent_code": "agent_class", "crawler_code": "crawler_class"}
+    columns = {
+        "agent_code": "agent_class",
+        "crawler_code": "crawler_class",
+        "ipv6_prefix(": "ipv6_prefix",
+    }
     return [udf for column, udf in columns.items() if any(column in c.query for c in compiled)]
 
 
@@ -49,15 +55,22 @@ def crawler_ranges() -> dict[str, Any]:
     }
 
 
-def view_sql(udfs: list[str]) -> str:
-    """The events the rules read: parsed times only, with the UDFs' columns."""
+def view_sql(udfs: list[str], *, ip_ages: bool) -> str:
+    """The events the rules read: parsed times only, with the UDFs' columns, the time in epoch
+    seconds (`t_s`) and, when a rule reads `ip_age_s`, when each row's IP was first seen
+    (`ip_first_s`: a running minimum over all events of the IP)."""
     agent_code = "agent_class(user_agent)" if "agent_class" in udfs else "0"
     crawler_code = "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0"
-    return f"""CREATE TEMPORARY VIEW {EVENTS_VIEW} AS
-SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
-    user_session, ip, user_agent, {agent_code} AS agent_code, {crawler_code} AS crawler_code
+    rows = f"""SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
+    user_session, ip, user_agent, {agent_code} AS agent_code, {crawler_code} AS crawler_code,
+    {EPOCH_S.format("event_ts")} AS t_s
 FROM events
 WHERE event_ts > {NO_TIME}"""
+    if ip_ages:
+        rows = f"""SELECT *, MIN(t_s) OVER (PARTITION BY ip ORDER BY event_time
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ip_first_s
+FROM ({rows})"""
+    return f"CREATE TEMPORARY VIEW {EVENTS_VIEW} AS\n{rows}"
 
 
 def job_spec(
@@ -67,6 +80,7 @@ def job_spec(
     sink: Endpoint,
     lateness_s: float,
     parallelism: int,
+    ipv6_prefix_bits: int = IPV6_PREFIX,
 ) -> dict[str, Any]:
     udfs = _udfs(compiled)
     return {
@@ -76,7 +90,8 @@ def job_spec(
         "lateness_s": lateness_s,
         "source_ddl": source_ddl(source, lateness_s=lateness_s),
         "sink_ddl": sink_ddl(sink),
-        "view_sql": view_sql(udfs),
+        "view_sql": view_sql(udfs, ip_ages=any("ip_first_s" in c.query for c in compiled)),
+        "ipv6_prefix_bits": ipv6_prefix_bits,
         "udfs": udfs,
         "search_engines": SEARCH_ENGINES.pattern,
         "crawlers": crawler_ranges(),
@@ -92,6 +107,7 @@ def write_job(
     sink: Endpoint,
     lateness_s: float,
     parallelism: int = 1,
+    ipv6_prefix_bits: int = IPV6_PREFIX,
 ) -> CompiledJob:
     """Write the job directory for the rules that compile (at least one must)."""
     compiled, skipped = compile_rules(rules)
@@ -100,7 +116,12 @@ def write_job(
     out.mkdir(parents=True, exist_ok=True)
     package = resources.files("ecomwatch")
     spec = job_spec(
-        compiled, source=source, sink=sink, lateness_s=lateness_s, parallelism=parallelism
+        compiled,
+        source=source,
+        sink=sink,
+        lateness_s=lateness_s,
+        parallelism=parallelism,
+        ipv6_prefix_bits=ipv6_prefix_bits,
     )
     (out / "job.json").write_text(json.dumps(spec, indent=2) + "\n")
     with resources.as_file(package.joinpath("flink/pyflink_job.py")) as job:
@@ -140,9 +161,10 @@ the same `alert_id` for the same alert.
 
 - Here, on a local mini-cluster: `ecomwatch flink run {{this directory}}` (or `python job.py`
   in an environment with `apache-flink==2.3.0` and `crawlerdetect`).
-- On a cluster: `flink run --python job.py --pyFiles cooldown.py,crawler_claims.py,job.json`,
-  with the same Python packages on the task managers.
-- On Amazon Managed Service for Apache Flink: zip `job.py`, `job.json` and the two modules at
+- On a cluster: `flink run --python job.py --pyFiles
+  cooldown.py,crawler_claims.py,ip_prefix.py,job.json`, with the same Python packages on the
+  task managers.
+- On Amazon Managed Service for Apache Flink: zip `job.py`, `job.json` and the three modules at
   the zip's top level (connector jars in its `lib/`) and set the application's property group
   `kinesis.analytics.flink.run.options`: `python` = `job.py`, `jarfile` = the jar in `lib/`.
 
