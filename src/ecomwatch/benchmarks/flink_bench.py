@@ -72,7 +72,8 @@ def _flink(
             udfs=[],
             sink_ddl="CREATE TABLE alerts (line STRING) WITH ('connector' = 'blackhole')",
         )
-        spec["view_sql"] = view_sql([])  # no UDFs: the source, parsed, as the rules read it
+        # No UDFs: the source, parsed, as the rules read it.
+        spec["view_sql"] = view_sql([])
         (job / "job.json").write_text(json.dumps(spec))
     return job
 

@@ -36,47 +36,52 @@ def _quoted(name: str) -> str:
 
 
 def _count_of(event_type: str) -> str:
-    return f"COUNT(*) FILTER (WHERE event_type = '{event_type}')"
+    return f"SUM(CASE WHEN event_type = '{event_type}' THEN 1 ELSE 0 END){{over}}"
 
 
-# Each window feature's Flink SQL aggregate over `EVENTS_VIEW` (cf. `detect.features`).
+# Each window feature's Flink SQL aggregate over `EVENTS_VIEW` (cf. `detect.features`), with
+# `{over}` after each aggregate call: empty in a window aggregation, ` OVER w` in a running
+# one (a group's members, `members_query`). FILTER clauses are not allowed in OVER aggregates,
+# hence the CASE forms.
 FLINK_FEATURES: dict[str, str] = {
-    "events": "COUNT(*)",
+    "events": "COUNT(*){over}",
     "views": _count_of("view"),
     "carts": _count_of("cart"),
     "removes": _count_of("remove_from_cart"),
     "purchases": _count_of("purchase"),
-    "distinct_products": "COUNT(DISTINCT product_id)",
-    "distinct_categories": "COUNT(DISTINCT category_id)",
-    "carted_products": "COUNT(DISTINCT product_id) FILTER (WHERE event_type = 'cart')",
-    "distinct_sessions": "COUNT(DISTINCT user_session)",
-    "distinct_users": "COUNT(DISTINCT user_id)",
-    "distinct_ips": "COUNT(DISTINCT ip)",
-    "distinct_user_agents": "COUNT(DISTINCT user_agent)",
+    "distinct_products": "COUNT(DISTINCT product_id){over}",
+    "distinct_categories": "COUNT(DISTINCT category_id){over}",
+    "carted_products": ("COUNT(DISTINCT CASE WHEN event_type = 'cart' THEN product_id END){over}"),
+    "distinct_sessions": "COUNT(DISTINCT user_session){over}",
+    "distinct_users": "COUNT(DISTINCT user_id){over}",
+    "distinct_ips": "COUNT(DISTINCT ip){over}",
+    "distinct_user_agents": "COUNT(DISTINCT user_agent){over}",
     # Whole seconds: REES46 times have no fractions.
-    "active_s": "CAST(TIMESTAMPDIFF(SECOND, MIN(event_time), MAX(event_time)) AS DOUBLE)",
-    "ipv6": "MAX(CASE WHEN POSITION(':' IN ip) > 0 THEN 1 ELSE 0 END)",
-    "declared_bot": "MAX(CASE WHEN agent_code >= 1 THEN 1 ELSE 0 END)",
-    "search_engine": "MAX(CASE WHEN agent_code = 2 THEN 1 ELSE 0 END)",
+    "active_s": "CAST(MAX(t_s){over} - MIN(t_s){over} AS DOUBLE)",
+    "ipv6": "MAX(CASE WHEN POSITION(':' IN ip) > 0 THEN 1 ELSE 0 END){over}",
+    "declared_bot": "MAX(CASE WHEN agent_code >= 1 THEN 1 ELSE 0 END){over}",
+    "search_engine": "MAX(CASE WHEN agent_code = 2 THEN 1 ELSE 0 END){over}",
     # Commerce events have no paths: 0, as on the embedded engine for the same input.
-    "distinct_paths": "COUNT(DISTINCT CAST(NULL AS STRING))",
-    "claimed_crawler": f"MAX({_crawler_is(1)})",
-    "verified_crawler": f"MAX({_crawler_is(2)})",
-    "spoofed_crawler": f"MAX({_crawler_is(3)})",
+    "distinct_paths": "COUNT(DISTINCT CAST(NULL AS STRING)){over}",
+    "claimed_crawler": f"MAX({_crawler_is(1)}){{over}}",
+    "verified_crawler": f"MAX({_crawler_is(2)}){{over}}",
+    "spoofed_crawler": f"MAX({_crawler_is(3)}){{over}}",
     # Over the rule's rows view (`rows_view`): the gap to the previous event and
     # whether a view's product id is above the previous event's, both within the window.
-    "gap_cv": "COALESCE(STDDEV_POP(gap_s) / NULLIF(AVG(gap_s), 0), 0)",
-    "ascending_share": "COALESCE(AVG(ascending_step), 0)",
+    "gap_cv": "COALESCE(STDDEV_POP(gap_s){over} / NULLIF(AVG(gap_s){over}, 0), 0)",
+    "ascending_share": "COALESCE(AVG(ascending_step){over}, 0)",
     # Over the rule's rows view too: the key's events before the window (at the window's
     # first row, the least of each running count) and its earlier windows with events.
     "baseline": (
-        "COALESCE(CAST(MIN(events_before) AS DOUBLE) / NULLIF(MIN(windows_before), 0), 0)"
+        "COALESCE(CAST(MIN(events_before){over} AS DOUBLE) "
+        "/ NULLIF(MIN(windows_before){over}, 0), 0)"
     ),
     "baseline_funnel": (
-        "COALESCE(CAST(MIN(funnel_before) AS DOUBLE) / NULLIF(MIN(events_before), 0), 0)"
+        "COALESCE(CAST(MIN(funnel_before){over} AS DOUBLE) "
+        "/ NULLIF(MIN(events_before){over}, 0), 0)"
     ),
     # Over the events view when a rule reads it: each row's IP first seen (`ip_first_s`).
-    "ip_age_s": "COALESCE(MAX(t_s - ip_first_s), 0)",
+    "ip_age_s": "COALESCE(MAX(t_s - ip_first_s){over}, 0)",
 }
 ORDERED_FEATURES = {"gap_cv", "ascending_share"}
 BASELINE_FEATURES = {"baseline", "baseline_funnel"}
@@ -100,10 +105,7 @@ FLINK_FILTER_COLUMNS: dict[str, str] = {
 KEY_FLINK: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
     # An IPv4 address's /24; an IPv6 address's prefix, named by the job's UDF (`ip_prefix`).
-    KeyKind.SUBNET: (
-        "CASE WHEN POSITION(':' IN ip) > 0 THEN COALESCE(ipv6_prefix(ip), ip) "
-        "ELSE REGEXP_REPLACE(ip, '\\.\\d+$', '.0/24') END"
-    ),
+    KeyKind.SUBNET: "subnet",  # the events view's column (`job_dir.view_sql`)
     KeyKind.USER: "CAST(user_id AS STRING)",
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "user_agent",
@@ -210,6 +212,15 @@ def rows_view(rule: Rule, name: str) -> str:
     return f"CREATE TEMPORARY VIEW {name} AS\n{rows}"
 
 
+def _feature(name: str, over: str = "") -> str:
+    """A feature's aggregate: over a window's rows, or (`over` " OVER w") running."""
+    return FLINK_FEATURES[name].format(over=over)
+
+
+def _evidence(features: tuple[str, ...]) -> str:
+    return ", ".join(f"KEY '{f}' VALUE {_quoted(f)}" for f in features)
+
+
 def _steps_sql(
     rule: Rule,
     table: str,
@@ -225,8 +236,8 @@ def _steps_sql(
     features = tuple(dict.fromkeys(("events", *features)))
     grouped = "".join(f"{sql}, " for sql in keys.values() if sql != KEY_FLINK[KeyKind.GLOBAL])
     named = "".join(f"{sql} AS {name}, " for name, sql in keys.items())
-    aggregates = ",\n        ".join(f"{FLINK_FEATURES[f]} AS {_quoted(f)}" for f in features)
-    evidence = ", ".join(f"KEY '{f}' VALUE {_quoted(f)}" for f in features)
+    aggregates = ",\n        ".join(f"{_feature(f)} AS {_quoted(f)}" for f in features)
+    evidence = _evidence(features)
     worse = _condition(escalate) if escalate else "FALSE"
     not_null = "".join(f" AND {sql} IS NOT NULL" for sql in keys.values())
     return f"""
@@ -258,40 +269,69 @@ def rule_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
     )
 
 
-def group_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
-    """A group rule's matched steps joined with their members at the same step: one row per
-    (group, step, member meeting the member condition); the job counts them (`min`).
+def members_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
+    """A group rule's members as they go: for each row of the rule's rows, its member's
+    features so far in the member window (a running aggregate per group, member and member
+    window, rows of one time together) and whether they meet the member condition (`meets`).
 
-    Members are the member keys' features over the group's events in the member window (a
-    whole multiple of the rule's window), judged at the rule's steps; the join pairs rows of
-    the same step (an interval join on the steps' event time)."""
+    Only rows that meet it, or that end a run of rows that did, leave the query: the job keeps
+    each member's latest such row and, at a step where the group matched, counts the members
+    whose latest row before the step meets the condition (`pyflink_job.Grouping`). So the
+    cost follows the rows, not the members times the steps (a CUMULATE window per member
+    emits every member at every step of the group's)."""
     members = rule.spec.members
     assert members is not None
-    member_rows = _steps_sql(
-        rule,
-        EVENTS_VIEW,
-        keys={"group_entity": KEY_FLINK[rule.spec.key], "member_entity": KEY_FLINK[members.key]},
-        window_s=rule.members_window_s,
-        features=rule.member_features,
-        condition=members.condition,
-        escalate=None,
-    )
+    features = tuple(dict.fromkeys(("events", *rule.member_features)))
+    window = rule.members_window_s
+    running = ",\n            ".join(f"{_feature(f, ' OVER w')} AS {_quoted(f)}" for f in features)
+    group, member = KEY_FLINK[rule.spec.key], KEY_FLINK[members.key]
     return f"""
-SELECT g.rule, g.entity, g.window_start, g.window_time, g.first_seen, g.last_seen, g.`events`,
-    g.evidence, g.worse, m.member_entity, m.window_start AS member_window_start,
-    m.first_seen AS member_first_seen, m.last_seen AS member_last_seen,
-    m.`events` AS member_events, m.evidence AS member_evidence
-FROM ({rule_query(rule, table)}) g
-JOIN ({member_rows}) m
-ON g.entity = m.group_entity
-    AND m.window_time BETWEEN g.window_time AND g.window_time"""
+SELECT rule, group_entity, member_entity,
+    CAST(member_window AS BIGINT) * {window * 1000} AS member_window_ms,
+    event_time, first_seen, last_seen, `events`, evidence, meets
+FROM (
+    SELECT *, FIRST_VALUE(meets) OVER p AS previous_meets, COUNT(*) OVER p AS seen
+    FROM (
+        SELECT '{rule.name}' AS rule, group_entity, member_entity, member_window, event_time,
+            first_seen, last_seen, `events`, JSON_OBJECT({_evidence(features)}) AS evidence,
+            COALESCE({_condition(members.condition)}, FALSE) AS meets
+        FROM (
+            SELECT group_entity, member_entity, member_window, event_time,
+                MIN(event_time) OVER w AS first_seen, MAX(event_time) OVER w AS last_seen,
+                {running}
+            FROM (
+                SELECT *, {group} AS group_entity, {member} AS member_entity,
+                    t_s / {window} AS member_window
+                FROM {table}
+                WHERE {_rows_where(rule)} AND {member} IS NOT NULL
+            )
+            WINDOW w AS (PARTITION BY group_entity, member_entity, member_window
+                ORDER BY event_time RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        )
+    )
+    WINDOW p AS (PARTITION BY group_entity, member_entity, member_window
+        ORDER BY event_time ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+)
+WHERE meets OR (seen = 2 AND previous_meets)"""
 
 
 @dataclass(frozen=True)
 class CompiledRule:
     rule: Rule
-    query: str  # `rule_query`, or for a group rule `group_query`
+    query: str  # `rule_query`: the matched steps
     views: tuple[str, ...] = ()  # statements the query needs run first
+    members: str | None = None  # a group rule's `members_query`
+
+    @property
+    def keys(self) -> set[KeyKind]:
+        """The kinds of key the rule groups by (its own, its members')."""
+        members = self.rule.spec.members
+        return {self.rule.spec.key, *([members.key] if members is not None else [])}
+
+    @property
+    def sql(self) -> str:
+        """All the SQL the rule runs (what the job's view must provide is read from it)."""
+        return "\n".join((*self.views, self.query, self.members or ""))
 
     def to_json(self) -> dict[str, object]:
         """What the job needs to turn the rule's matched steps into alerts."""
@@ -318,6 +358,8 @@ class CompiledRule:
         return {
             "kind": members.key.value,
             "min": members.min,
+            "window_s": self.rule.members_window_s,
+            "query": self.members,
             "evidence": ["events", *self.rule.member_features],
             "explanation": member_explanation_template(self.rule),
         }
@@ -325,11 +367,11 @@ class CompiledRule:
 
 def flink_rule(rule: Rule, number: int) -> CompiledRule:
     """A rule that compiles (`unsupported` is None), the job's `number`th."""
-    query = group_query if rule.spec.members is not None else rule_query
+    members = members_query(rule) if rule.spec.members is not None else None
     if not (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.features):
-        return CompiledRule(rule, query(rule))
+        return CompiledRule(rule, rule_query(rule), members=members)
     name = f"{EVENTS_VIEW}_{number}"
-    return CompiledRule(rule, query(rule, name), (rows_view(rule, name),))
+    return CompiledRule(rule, rule_query(rule, name), (rows_view(rule, name),), members)
 
 
 def compile_rules(rules: list[Rule]) -> tuple[list[CompiledRule], dict[str, str]]:

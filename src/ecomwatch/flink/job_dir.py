@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ecomwatch.detect.crawlers import CLAIMS, OWNED, load_lists
+from ecomwatch.detect.entity_keys import IPV4
 from ecomwatch.detect.ip_prefix import IPV6_PREFIX
-from ecomwatch.detect.rules import Rule
+from ecomwatch.detect.rules import KeyKind, Rule
 from ecomwatch.detect.user_agents import SEARCH_ENGINES
 from ecomwatch.flink.compiler import EPOCH_S, EVENTS_VIEW, CompiledRule, compile_rules
 from ecomwatch.flink.connectors import KINESIS_JAR, NO_TIME, Endpoint, sink_ddl, source_ddl
@@ -40,9 +41,13 @@ def _udfs(compiled: list[CompiledRule]) -> list[str]:
     columns = {
         "agent_code": "agent_class",
         "crawler_code": "crawler_class",
-        "ipv6_prefix(": "ipv6_prefix",
     }
-    return [udf for column, udf in columns.items() if any(column in c.query for c in compiled)]
+    udfs = [udf for column, udf in columns.items() if any(column in c.sql for c in compiled)]
+    return [*udfs, *(["ipv6_prefix"] if _subnets(compiled) else [])]
+
+
+def _subnets(compiled: list[CompiledRule]) -> bool:
+    return any(KeyKind.SUBNET in c.keys for c in compiled)
 
 
 def crawler_ranges() -> dict[str, Any]:
@@ -55,10 +60,12 @@ def crawler_ranges() -> dict[str, Any]:
     }
 
 
-def view_sql(udfs: list[str], *, ip_ages: bool) -> str:
-    """The events the rules read: parsed times only, with the UDFs' columns, the time in epoch
-    seconds (`t_s`) and, when a rule reads `ip_age_s`, when each row's IP was first seen
-    (`ip_first_s`: a running minimum over all events of the IP)."""
+def view_sql(udfs: list[str], *, ip_ages: bool = False, subnets: bool = False) -> str:
+    """The events the rules read: parsed times only, with the UDFs' columns and the time in
+    epoch seconds (`t_s`); when a rule groups by subnet, each row's `subnet` (an IPv4
+    address's /24 in SQL, an IPv6 address's prefix by the `ipv6_prefix` UDF, called for IPv6
+    rows only: a Python call per row costs more than the SQL); when a rule reads `ip_age_s`,
+    when each row's IP was first seen (`ip_first_s`: a running minimum over its events)."""
     agent_code = "agent_class(user_agent)" if "agent_class" in udfs else "0"
     crawler_code = "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0"
     rows = f"""SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
@@ -66,6 +73,15 @@ def view_sql(udfs: list[str], *, ip_ages: bool) -> str:
     {EPOCH_S.format("event_ts")} AS t_s
 FROM events
 WHERE event_ts > {NO_TIME}"""
+    if subnets:
+        rows = f"""SELECT *, CASE WHEN REGEXP(ip, '{IPV4}')
+        THEN REGEXP_REPLACE(ip, '\\.\\d+$', '.0/24') ELSE ip END AS subnet
+FROM ({rows})
+WHERE ip IS NULL OR POSITION(':' IN ip) = 0
+UNION ALL
+SELECT *, COALESCE(ipv6_prefix(ip), ip) AS subnet
+FROM ({rows})
+WHERE POSITION(':' IN ip) > 0"""
     if ip_ages:
         rows = f"""SELECT *, MIN(t_s) OVER (PARTITION BY ip ORDER BY event_time
     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS ip_first_s
@@ -90,7 +106,11 @@ def job_spec(
         "lateness_s": lateness_s,
         "source_ddl": source_ddl(source, lateness_s=lateness_s),
         "sink_ddl": sink_ddl(sink),
-        "view_sql": view_sql(udfs, ip_ages=any("ip_first_s" in c.query for c in compiled)),
+        "view_sql": view_sql(
+            udfs,
+            ip_ages=any("ip_first_s" in c.sql for c in compiled),
+            subnets=_subnets(compiled),
+        ),
         "ipv6_prefix_bits": ipv6_prefix_bits,
         "udfs": udfs,
         "search_engines": SEARCH_ENGINES.pattern,

@@ -22,7 +22,11 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream.functions import (
+    KeyedCoProcessFunction,
+    KeyedProcessFunction,
+    RuntimeContext,
+)
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
@@ -124,67 +128,120 @@ def step_record(row: Any) -> dict[str, Any]:
     }
 
 
-class Grouping(KeyedProcessFunction):  # type: ignore[misc]
-    """A group rule's matched steps with their members, keyed by (rule, group): when the
-    watermark passes a step, the group is flagged if at least `min` members met the member
-    condition, and each member with it (records for `Alerting`)."""
+class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
+    """A group rule's members and its matched steps, keyed by (rule, group); records for
+    `Alerting` out.
+
+    Input 1 is the rule's member rows (`compiler.members_query`: a member's features so far in
+    its member window, and whether they meet the member condition; each member's rows in time
+    order), kept per member. Input 2 is the group's matched steps, judged by an event-time
+    timer at the step (when every member row up to it has come): the group is flagged if at
+    least `min` members' latest rows up to the step, in the step's member window, meet the
+    condition, and each of those members with it. Rows before a member's latest are dropped
+    then, and every row of a member window when it ends."""
 
     def __init__(self, rules: dict[str, dict[str, Any]]) -> None:
         self.rules = rules
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        self.pending = runtime_context.get_map_state(
-            MapStateDescriptor("pending", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
+        self.rows = runtime_context.get_map_state(
+            MapStateDescriptor("rows", Types.STRING(), RECORD)
+        )
+        self.steps = runtime_context.get_map_state(
+            MapStateDescriptor("steps", Types.LONG(), RECORD)
         )
 
-    def process_element(self, row: Any, ctx: Any) -> Any:
-        step_ms = epoch_us(row["window_time"]) // 1000
-        rows = self.pending.get(step_ms) or []
-        rows.append(
-            {
-                "group": step_record(row),
-                "member": row["member_entity"],
-                "window_us": epoch_us(row["member_window_start"]),
-                "first_seen": iso(row["member_first_seen"]),
-                "last_seen": iso(row["member_last_seen"]),
-                "events": int(row["member_events"]),
-                "evidence": json.loads(row["member_evidence"]),
-            }
-        )
-        self.pending.put(step_ms, rows)
-        ctx.timer_service().register_event_time_timer(step_ms)
+    def _members(self, ctx: Any) -> dict[str, Any]:
+        return self.rules[ctx.get_current_key().split("\x00", 1)[0]]["members"]
+
+    def process_element1(self, row: Any, ctx: Any) -> Any:
+        item = {
+            "t_ms": epoch_us(row["event_time"]) // 1000,
+            "window_ms": int(row["member_window_ms"]),
+            "meets": bool(row["meets"]),
+            "first_seen": iso(row["first_seen"]),
+            "last_seen": iso(row["last_seen"]),
+            "events": int(row["events"]),
+            "evidence": json.loads(row["evidence"]),
+        }
+        rows = self.rows.get(row["member_entity"]) or []
+        rows.append(item)
+        self.rows.put(row["member_entity"], rows)
+        # The member window's end: its rows go then (one timer per key and time).
+        length_ms = self._members(ctx)["window_s"] * 1000
+        ctx.timer_service().register_event_time_timer(item["window_ms"] + length_ms)
+        yield from ()
+
+    def process_element2(self, row: Any, ctx: Any) -> Any:
+        at_ms = epoch_us(row["window_time"]) // 1000
+        steps = self.steps.get(at_ms) or []
+        steps.append(step_record(row))
+        self.steps.put(at_ms, steps)
+        ctx.timer_service().register_event_time_timer(at_ms)
         yield from ()
 
     def on_timer(self, timestamp: int, ctx: Any) -> Any:
-        rows = self.pending.get(timestamp)
-        if not rows:
+        steps = self.steps.get(timestamp)
+        if steps:
+            self.steps.remove(timestamp)
+            for step in steps:
+                yield from self._judge(step, timestamp, self._members(ctx))
+        length_ms = self._members(ctx)["window_s"] * 1000
+        if timestamp % length_ms == 0:  # a member window ended
+            self._keep(lambda item: item["window_ms"] + length_ms > timestamp)
+
+    def _keep(self, wanted: Any) -> None:
+        """Keep the member rows `wanted` says to (a member with none is forgotten)."""
+        changed = {}
+        for name, rows in self.rows.items():
+            kept = [item for item in rows if wanted(item)]
+            if len(kept) != len(rows):
+                changed[name] = kept
+        for name, kept in changed.items():
+            if kept:
+                self.rows.put(name, kept)
+            else:
+                self.rows.remove(name)
+
+    def _judge(self, step: dict[str, Any], at_ms: int, members: dict[str, Any]) -> Any:
+        length_ms = members["window_s"] * 1000
+        window_ms = step["window_us"] // 1000 // length_ms * length_ms
+        found, pruned = [], {}
+        for name, rows in self.rows.items():
+            upto = [item for item in rows if item["t_ms"] <= at_ms]
+            if not upto:
+                continue
+            latest = upto[-1]
+            if len(upto) > 1:
+                pruned[name] = rows[len(upto) - 1 :]
+            if latest["meets"] and latest["window_ms"] == window_ms:
+                found.append((name, latest))
+        for name, rows in pruned.items():
+            self.rows.put(name, rows)
+        if len(found) < members["min"]:
             return
-        self.pending.remove(timestamp)
-        group = rows[0]["group"]
-        rule = self.rules[group["rule"]]
-        members = rule["members"]
-        if len(rows) < members["min"]:
-            return
-        names = sorted(row["member"] for row in rows)
+        found.sort(key=lambda pair: pair[0])
+        ips = members["kind"] == "ip"
+        rule = self.rules[step["rule"]]
         yield {
-            **group,
-            "members": len(rows),
-            "ips": names[:10] if members["kind"] == "ip" else [],
+            **step,
+            "members": len(found),
+            "ips": [name for name, _ in found[:10]] if ips else [],
         }
-        for row in rows:
+        for name, item in found:
             yield {
-                **group,
-                "state": group["rule"] + "\x00" + members["kind"] + ":" + row["member"],
-                "entity": row["member"],
-                "window_us": row["window_us"],
-                "first_seen": row["first_seen"],
-                "last_seen": row["last_seen"],
-                "events": row["events"],
-                "evidence": row["evidence"],
+                **step,
+                "state": step["rule"] + "\x00" + members["kind"] + ":" + name,
+                "entity": name,
+                "window_us": item["window_ms"] * 1000,
+                "first_seen": item["first_seen"],
+                "last_seen": item["last_seen"],
+                "events": item["events"],
+                "evidence": item["evidence"],
                 "worse": False,
-                "group": {"entity_type": rule["kind"], "entity": group["entity"]},
-                "members": len(rows),
-                "ips": [row["member"]] if members["kind"] == "ip" else [],
+                "group": {"entity_type": rule["kind"], "entity": step["entity"]},
+                "members": len(found),
+                "ips": [name] if ips else [],
             }
 
 
@@ -273,10 +330,11 @@ class Alerting(KeyedProcessFunction):  # type: ignore[misc]
         yield from ()
 
 
-def _union(tables: StreamTableEnvironment, rules: list[dict[str, Any]]) -> Any:
-    """The rules' matched steps as one data stream."""
-    query = "\nUNION ALL\n".join(f"({rule['query']})" for rule in rules)
-    return tables.to_data_stream(tables.sql_query(query))
+def _stream(tables: StreamTableEnvironment, queries: list[str]) -> Any:
+    """The queries' rows (of one shape) as one data stream."""
+    return tables.to_data_stream(
+        tables.sql_query("\nUNION ALL\n".join(f"({query})" for query in queries))
+    )
 
 
 def main() -> None:
@@ -310,14 +368,20 @@ def main() -> None:
         for statement in rule["views"]:
             tables.execute_sql(statement)
     records = []
-    plain = [rule for rule in spec["rules"] if rule["members"] is None]
+    plain = [rule["query"] for rule in spec["rules"] if rule["members"] is None]
     if plain:
-        records.append(_union(tables, plain).map(step_record, output_type=RECORD))
+        records.append(_stream(tables, plain).map(step_record, output_type=RECORD))
     grouped = [rule for rule in spec["rules"] if rule["members"] is not None]
     if grouped:
+        members = _stream(tables, [rule["members"]["query"] for rule in grouped])
+        steps = _stream(tables, [rule["query"] for rule in grouped])
         records.append(
-            _union(tables, grouped)
-            .key_by(lambda row: row["rule"] + "\x00" + row["entity"], key_type=Types.STRING())
+            members.connect(steps)
+            .key_by(
+                lambda row: row["rule"] + "\x00" + row["group_entity"],
+                lambda row: row["rule"] + "\x00" + row["entity"],
+                key_type=Types.STRING(),
+            )
             .process(Grouping(rules), output_type=RECORD)
         )
     alerts = (
