@@ -13,12 +13,13 @@ from ecomwatch.flink.compiler import (
     compile_rules,
     flink_rule,
     interval,
+    members_query,
     rule_query,
     step_ms,
     unsupported,
 )
 from ecomwatch.flink.connectors import Endpoint, EndpointError, sink_ddl, source_ddl
-from ecomwatch.flink.job_dir import write_job
+from ecomwatch.flink.job_dir import view_sql, write_job
 from ecomwatch.flink.runner import FlinkRunError, run_job
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/shop-events"
@@ -29,18 +30,17 @@ def rule(**fields):
     return compile_rule(RuleSpec.model_validate(spec))
 
 
-def test_every_default_rule_compiles_or_says_why():
+def test_every_default_commerce_rule_compiles_and_the_web_rules_say_why_not():
     compiled, skipped = compile_rules(load_rules([]))
     names = {item.rule.name for item in compiled}
     assert {
         "fast-scraper", "declared-bot", "cart-abuse", "card-testing", "spoofed-crawler",
-        "low-and-slow-scraper", "catalogue-walk", "rotating-scraper",
-    } <= names  # fmt: skip
+        "low-and-slow-scraper", "catalogue-walk", "rotating-scraper", "traffic-surge",
+        "search-engine-crawler", "flood", "botnet-user-agent", "botnet-subnet",
+        "ipv6-rotation", "distributed-hoarding",
+    } == names  # fmt: skip
     assert len(compiled) + len(skipped) == len(load_rules([]))
-    assert all(reason for reason in skipped.values())
-    assert "members" in skipped["flood"]
-    assert "traffic-surge" in names
-    assert "web-request feature" in skipped["sensitive-file-probe"]
+    assert skipped and all("web-request feature" in reason for reason in skipped.values())
 
 
 def test_ratios_divide_as_doubles_and_an_empty_denominator_is_null():
@@ -56,6 +56,34 @@ def test_the_step_is_the_embedded_tick_and_the_window_cumulates_to_its_size():
     assert "INTERVAL '30' SECOND(2), INTERVAL '30' MINUTE(2)" in query
 
 
+def test_members_run_per_member_window_and_only_rows_that_meet_the_condition_leave():
+    group = rule(
+        key="subnet",
+        condition="distinct_ips >= 5",
+        members={"key": "ip", "window": "30m", "condition": "events >= 6 and ip_age_s <= 900"},
+    )
+    query = members_query(group)
+    # A running aggregate per (group, member, member window), rows of one time together.
+    assert "PARTITION BY group_entity, member_entity, member_window" in query
+    assert "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW" in query
+    assert "COUNT(*) OVER w AS `events`" in query
+    assert "t_s / 1800 AS member_window" in query
+    # Epoch milliseconds overflow an INT: the window's start is computed as a BIGINT.
+    assert "CAST(member_window AS BIGINT) * 1800000 AS member_window_ms" in query
+    assert "WHERE meets OR (seen = 2 AND previous_meets)" in query
+    assert "subnet AS group_entity, ip AS member_entity" in query
+
+
+def test_the_ipv6_prefix_udf_is_called_for_ipv6_rows_only():
+    sql = view_sql(["ipv6_prefix"], subnets=True, ip_ages=True)
+    plain, _, udf = sql.partition("UNION ALL")
+    assert "ipv6_prefix(" not in plain and "'.0/24'" in plain
+    assert "COALESCE(ipv6_prefix(ip), ip) AS subnet" in udf
+    assert "WHERE POSITION(':' IN ip) > 0" in udf
+    assert sql.index("ip_first_s") < sql.index("UNION ALL")  # over both halves
+    assert "subnet" not in view_sql([])
+
+
 def test_intervals_use_the_largest_whole_unit():
     assert interval(3600) == "INTERVAL '1' HOUR(2)"
     assert interval(300) == "INTERVAL '5' MINUTE(2)"
@@ -64,11 +92,11 @@ def test_intervals_use_the_largest_whole_unit():
 
 
 def test_rules_flink_cannot_express_yet_say_so():
-    assert "ip_age_s" in unsupported(rule(condition="ip_age_s <= 60"))
     assert "web-request feature" in unsupported(rule(condition="sqli_probes >= 1"))
-    assert "members" in unsupported(
-        rule(key="subnet", condition="events > 1", members={"condition": "events > 1"})
+    assert "ordered or baseline" in unsupported(
+        rule(key="subnet", condition="events > 1", members={"condition": "gap_cv < 0.1"})
     )
+    assert unsupported(rule(condition="ip_age_s <= 60")) is None
     assert "60 steps" in unsupported(rule(condition="events > 1", window="61s"))
     assert unsupported(rule(condition="views >= 3", filter="event_type == 'view'")) is None
 
@@ -135,13 +163,16 @@ def test_the_job_directory_is_self_contained(tmp_path):
         lateness_s=300,
     )
     names = sorted(p.name for p in job.directory.iterdir())
-    assert names == ["README.md", "cooldown.py", "crawler_claims.py", "job.json", "job.py"]
+    assert names == [
+        "README.md", "cooldown.py", "crawler_claims.py", "ip_prefix.py", "job.json", "job.py",
+    ]  # fmt: skip
     spec = json.loads((job.directory / "job.json").read_text())
     assert [r["name"] for r in spec["rules"]] == [item.rule.name for item in job.compiled]
-    # declared-bot reads the user agent's class, spoofed-crawler the crawler claims
-    assert spec["udfs"] == ["agent_class", "crawler_class"]
+    # declared-bot reads the user agent's class, spoofed-crawler the crawler claims, the
+    # subnet rules an IPv6 address's prefix
+    assert spec["udfs"] == ["agent_class", "crawler_class", "ipv6_prefix"]
     readme = (job.directory / "README.md").read_text()
-    assert "`flood`: group rules" in readme and "flink run --python job.py" in readme
+    assert "`sensitive-file-probe`: feature" in readme and "flink run --python job.py" in readme
 
 
 def test_a_missing_flink_environment_says_how_to_make_one(tmp_path, monkeypatch):

@@ -78,8 +78,10 @@ def test_flink_and_the_embedded_detector_raise_the_same_alerts(scenario, on_flin
     by_rule = {alert["rule"] for alert in on_flink}
     assert {
         "fast-scraper", "declared-bot", "cart-abuse", "low-and-slow-scraper", "catalogue-walk",
-        "traffic-surge",
+        "traffic-surge", "botnet-user-agent", "botnet-subnet",
     } <= by_rule  # fmt: skip
+    # A group's own alert and its members' (the members name their group).
+    assert any(alert["group"] for alert in on_flink)
     assert parity.both >= 50
 
 

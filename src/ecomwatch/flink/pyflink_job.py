@@ -47,7 +47,9 @@ def epoch_us(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-RECORD = Types.PICKLED_BYTE_ARRAY()  # records between the job's Python operators
+# Records between the job's Python operators. A function's state takes its own instance: one
+# that has been given to the DataStream API holds a Java handle and cannot be pickled.
+RECORD = Types.PICKLED_BYTE_ARRAY()
 
 
 def iso_us(t_us: int) -> str:
@@ -145,10 +147,10 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.rows = runtime_context.get_map_state(
-            MapStateDescriptor("rows", Types.STRING(), RECORD)
+            MapStateDescriptor("rows", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         )
         self.steps = runtime_context.get_map_state(
-            MapStateDescriptor("steps", Types.LONG(), RECORD)
+            MapStateDescriptor("steps", Types.LONG(), Types.PICKLED_BYTE_ARRAY())
         )
 
     def _members(self, ctx: Any) -> dict[str, Any]:
