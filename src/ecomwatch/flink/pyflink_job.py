@@ -166,8 +166,12 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
             "events": int(row["events"]),
             "evidence": json.loads(row["evidence"]),
         }
+        # Steps still to judge lie after the watermark: of the rows up to it, only the latest
+        # can still count.
+        watermark = ctx.timer_service().current_watermark()
         rows = self.rows.get(row["member_entity"]) or []
-        rows.append(item)
+        settled = [kept for kept in rows if kept["t_ms"] <= watermark]
+        rows = [*settled[-1:], *rows[len(settled) :], item]
         self.rows.put(row["member_entity"], rows)
         # The member window's end: its rows go then (one timer per key and time).
         length_ms = self._members(ctx)["window_s"] * 1000
