@@ -104,8 +104,9 @@ FLINK_FILTER_COLUMNS: dict[str, str] = {
 # The entity a key names, as text (the alert's `entity`).
 KEY_FLINK: dict[KeyKind, str] = {
     KeyKind.IP: "ip",
-    # An IPv4 address's /24; an IPv6 address's prefix, named by the job's UDF (`ip_prefix`).
-    KeyKind.SUBNET: "subnet",  # the events view's column (`job_dir.view_sql`)
+    # The events view's column (`job_dir.view_sql`): an IPv4 address's /24, an IPv6 address's
+    # prefix (the job's UDF, `ip_prefix`).
+    KeyKind.SUBNET: "subnet",
     KeyKind.USER: "CAST(user_id AS STRING)",
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "user_agent",
@@ -221,52 +222,27 @@ def _evidence(features: tuple[str, ...]) -> str:
     return ", ".join(f"KEY '{f}' VALUE {_quoted(f)}" for f in features)
 
 
-def _steps_sql(
-    rule: Rule,
-    table: str,
-    *,
-    keys: dict[str, str],
-    window_s: int,
-    features: tuple[str, ...],
-    condition: str,
-    escalate: str | None,
-) -> str:
-    """Matched steps: the `features` of each (keys…, window, step so far) of `table` over the
-    rule's rows, where `condition` holds; the keys named as in `keys` (name → SQL)."""
-    features = tuple(dict.fromkeys(("events", *features)))
-    grouped = "".join(f"{sql}, " for sql in keys.values() if sql != KEY_FLINK[KeyKind.GLOBAL])
-    named = "".join(f"{sql} AS {name}, " for name, sql in keys.items())
-    aggregates = ",\n        ".join(f"{_feature(f)} AS {_quoted(f)}" for f in features)
-    evidence = _evidence(features)
-    worse = _condition(escalate) if escalate else "FALSE"
-    not_null = "".join(f" AND {sql} IS NOT NULL" for sql in keys.values())
-    return f"""
-SELECT '{rule.name}' AS rule, {", ".join(keys)}, window_start, window_time, first_seen,
-    last_seen, `events`, JSON_OBJECT({evidence}) AS evidence, COALESCE({worse}, FALSE) AS worse
-FROM (
-    SELECT {named}window_start, window_end, window_time,
-        MIN(event_time) AS first_seen, MAX(event_time) AS last_seen,
-        {aggregates}
-    FROM TABLE(CUMULATE(TABLE {table}, DESCRIPTOR(event_time),
-        {interval(step_ms(rule) // 1000)}, {interval(window_s)}))
-    WHERE {_rows_where(rule)}{not_null}
-    GROUP BY {grouped}window_start, window_end, window_time
-)
-WHERE {_condition(condition)}"""
-
-
 def rule_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
     """The rule's matched steps over `table`: one row per (entity, window, step so far)
     meeting the condition, in the columns every rule's query shares (the job unions them)."""
-    return _steps_sql(
-        rule,
-        table,
-        keys={"entity": KEY_FLINK[rule.spec.key]},
-        window_s=rule.window_s,
-        features=rule.features,
-        condition=rule.spec.condition,
-        escalate=rule.spec.escalate_when,
-    )
+    features = tuple(dict.fromkeys(("events", *rule.features)))
+    key = KEY_FLINK[rule.spec.key]
+    grouped = "" if rule.spec.key is KeyKind.GLOBAL else f"{key}, "
+    aggregates = ",\n        ".join(f"{_feature(f)} AS {_quoted(f)}" for f in features)
+    worse = _condition(rule.spec.escalate_when) if rule.spec.escalate_when else "FALSE"
+    return f"""
+SELECT '{rule.name}' AS rule, entity, window_start, window_time, first_seen, last_seen,
+    `events`, JSON_OBJECT({_evidence(features)}) AS evidence, COALESCE({worse}, FALSE) AS worse
+FROM (
+    SELECT {key} AS entity, window_start, window_end, window_time,
+        MIN(event_time) AS first_seen, MAX(event_time) AS last_seen,
+        {aggregates}
+    FROM TABLE(CUMULATE(TABLE {table}, DESCRIPTOR(event_time),
+        {interval(step_ms(rule) // 1000)}, {interval(rule.window_s)}))
+    WHERE {_rows_where(rule)}
+    GROUP BY {grouped}window_start, window_end, window_time
+)
+WHERE {_condition(rule.spec.condition)}"""
 
 
 def members_query(rule: Rule, table: str = EVENTS_VIEW) -> str:
