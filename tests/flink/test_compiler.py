@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -212,3 +214,17 @@ def test_cooldown_holds_escalates_in_place_and_ends():
 def test_an_entity_with_braces_cannot_rewrite_the_explanation():
     text = explanation("ip {entity} matched ({evidence})", "{evidence}", {"events": 3})
     assert text == "ip {evidence} matched (events=3)"
+
+
+def test_flink_compile_takes_the_ipv6_prefix_from_the_config(tmp_path):
+    config = tmp_path / "ecomwatch.toml"
+    config.write_text("[detect]\nipv6_prefix = 48\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "flink", "compile",
+         "--source", f"files:{tmp_path}/in", "--sink", "print",
+         "--out", str(tmp_path / "job"), "--config", str(config)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((tmp_path / "job" / "job.json").read_text())
+    assert spec["ipv6_prefix_bits"] == 48 and "ipv6_prefix" in spec["udfs"]

@@ -70,6 +70,7 @@ def compile_job(
             sink=_endpoint(sink, sink=True),
             lateness_s=settings.engine.lateness_s,
             parallelism=parallelism,
+            ipv6_prefix_bits=settings.detect.ipv6_prefix,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")

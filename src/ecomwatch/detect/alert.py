@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from ecomwatch.detect.cooldown import iso
+from ecomwatch.detect.cooldown import iso, iso_us
 from ecomwatch.detect.rules import Severity
 
 __all__ = ["Alert", "iso", "iso_us", "parse_iso", "parse_iso_us"]
@@ -86,7 +86,3 @@ def parse_iso(text: str) -> datetime:
 def parse_iso_us(text: str) -> int:
     """An alert line's time as epoch microseconds."""
     return int(parse_iso(text).timestamp() * 1_000_000)
-
-
-def iso_us(t_us: int) -> str:
-    return iso(datetime.fromtimestamp(t_us / 1e6, UTC))

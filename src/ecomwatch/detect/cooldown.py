@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Severities from least to most severe (`rules.Severity` in this order).
@@ -69,6 +69,11 @@ def explanation(template: str, entity: str, evidence: dict[str, Any], **more: An
 def iso(moment: datetime) -> str:
     """UTC, ISO 8601 with a Z: how alert and incident lines write times."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_us(t_us: int) -> str:
+    """Epoch microseconds as `iso` writes them."""
+    return iso(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=t_us))
 
 
 def evidence_number(value: Any) -> float | int:

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,6 @@ def epoch_us(moment: datetime) -> int:
 # Records between the job's Python operators. A function's state takes its own instance: one
 # that has been given to the DataStream API holds a Java handle and cannot be pickled.
 RECORD = Types.PICKLED_BYTE_ARRAY()
-
-
-def iso_us(t_us: int) -> str:
-    return iso(EPOCH + timedelta(microseconds=t_us))
 
 
 def iso(moment: datetime) -> str:
@@ -187,20 +183,22 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
         yield from ()
 
     def on_timer(self, timestamp: int, ctx: Any) -> Any:
+        members = self._members(ctx)
         steps = self.steps.get(timestamp)
         if steps:
             self.steps.remove(timestamp)
             for step in steps:
-                yield from self._judge(step, timestamp, self._members(ctx))
-        length_ms = self._members(ctx)["window_s"] * 1000
-        if timestamp % length_ms == 0:  # a member window ended
-            self._keep(lambda item: item["window_ms"] + length_ms > timestamp)
+                yield from self._judge(step, timestamp, members)
+        length_ms = members["window_s"] * 1000
+        if timestamp % length_ms == 0:  # a member window ended: forget its rows
+            self._forget_windows_ended(timestamp, length_ms)
 
-    def _keep(self, wanted: Any) -> None:
-        """Keep the member rows `wanted` says to (a member with none is forgotten)."""
+    def _forget_windows_ended(self, now_ms: int, length_ms: int) -> None:
+        """Drop the member rows of windows that ended by `now_ms` (and members left with
+        none)."""
         changed = {}
         for name, rows in self.rows.items():
-            kept = [item for item in rows if wanted(item)]
+            kept = [item for item in rows if item["window_ms"] + length_ms > now_ms]
             if len(kept) != len(rows):
                 changed[name] = kept
         for name, kept in changed.items():
@@ -320,7 +318,7 @@ class Alerting(KeyedProcessFunction):  # type: ignore[misc]
                 "escalated_from": escalated_from,
                 "ips": ips,
                 "group": record["group"],
-                "window_start": iso_us(record["window_us"]),
+                "window_start": cooldown.iso_us(record["window_us"]),
                 "incident_id": None,
             }
         )
