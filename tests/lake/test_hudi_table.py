@@ -348,3 +348,43 @@ def test_a_table_written_before_the_web_columns_reads_and_grows(tmp_path: Path):
     assert rows["path"].null_count == 50
     newest = max(root.glob("event_date=*/*.parquet"), key=lambda p: p.name)
     assert pq.read_schema(newest).names == DATA_SCHEMA.names
+
+
+def test_label_columns_stay_dictionary_encoded_across_chunks_and_keys_are_delta_strings(
+    table: HudiTable, tmp_path: Path
+):
+    """Chunks decoded apart carry dictionaries of their own; the file must still hold each
+    label column as one dictionary (a change of dictionary made Arrow's writer fall back to
+    plain strings: user agents took 8 times the bytes), and the keys as DELTA_BYTE_ARRAY. hudi-rs
+    and DuckDB read the file back."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    agents = [f"Mozilla/5.0 (agent {i}) " + "x" * 150 for i in range(40)]
+
+    def chunk(start: int, n: int) -> pa.Table:
+        rows = events(n, start=start, shift_s=start)  # in time order: no sort merges them
+        labels = pa.array([agents[(start // 5_000 + i) % 40] for i in range(n)]).dictionary_encode()
+        return rows.set_column(
+            rows.schema.get_field_index("user_agent"),
+            "user_agent",
+            labels.cast(rows["user_agent"].type),
+        )
+
+    chunks = [chunk(i * 5_000, 5_000) for i in range(6)]
+    assert len({c["user_agent"].chunk(0).dictionary[0].as_py() for c in chunks}) > 1
+    table.commit(pa.concat_tables(chunks), {})
+    (path,) = (tmp_path / "t" / "event_date=2019-11-01").glob("*.parquet")
+    metadata = pq.ParquetFile(path).metadata
+    columns = {
+        metadata.row_group(0).column(i).path_in_schema: metadata.row_group(0).column(i)
+        for i in range(metadata.num_columns)
+    }
+    # 30,000 rows of 40 agents: a dictionary and 6-bit indices, not 30,000 long strings.
+    assert columns["user_agent"].total_uncompressed_size < 40 * 200 + 30_000
+    for key in ("_hoodie_record_key", "event_key", "_hoodie_commit_seqno"):
+        assert "DELTA_BYTE_ARRAY" in columns[key].encodings, key
+    assert read(tmp_path / "t").num_rows == 30_000
+    assert duckdb.connect().execute(
+        f"SELECT count(DISTINCT user_agent) FROM '{path}'"
+    ).fetchone() == (40,)
