@@ -1,4 +1,4 @@
-"""A benchmark's files: kept in a --workdir given, removed with the temporary directory
+"""A benchmark's files: kept in the --keep directory given, removed with the temporary directory
 otherwise (a 10 M-event bench writes gigabytes)."""
 
 from __future__ import annotations
@@ -37,3 +37,39 @@ def test_bench_commits_leaves_nothing_in_the_temporary_directory(tmp_path: Path)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout.splitlines()[-1])["commits"] == 20
     assert list(temporary.iterdir()) == []
+
+
+def test_bench_month_times_every_stage_and_leaves_nothing_behind(tmp_path: Path):
+    """A small month: each stage timed, the counts those stages printed, RSS sampled while
+    the run went, and the working files (CSV, lake, alerts) removed at the end."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--events", "150000",
+         "--json"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    figures = json.loads(ran.stdout.splitlines()[-1])
+    assert figures["events"] + figures["rejected"] == 150_000
+    for stage in ("floor_seconds", "run_detect_seconds", "report_s", "report_exclude_bots_s"):
+        assert figures[stage] > 0, stage
+    assert figures["ratio_to_floor"] == pytest.approx(
+        figures["run_detect_seconds"] / figures["floor_seconds"], rel=0.1
+    )
+    assert 0 < figures["rss_first_half_peak_mb"] <= figures["peak_rss_mb"] + 1
+    assert figures["hudi_data_bytes"] > 0
+    assert figures["floor_parquet_bytes"] > 0
+    assert list(temporary.iterdir()) == []
+
+
+def test_bench_keep_is_the_directory_kept(tmp_path: Path):
+    kept = tmp_path / "kept"
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "commits", "--commits", "20",
+         "--events", "1000", "--keep", str(kept)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert any(kept.iterdir())

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ecomwatch.benchmarks.weblog_bench import python_seconds
+from ecomwatch.benchmarks.child import python_seconds
 from ecomwatch.config import Config
 from ecomwatch.detect.rules import Rule
 from ecomwatch.flink.compiler import EVENTS_VIEW, compile_rules

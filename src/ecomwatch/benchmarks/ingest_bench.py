@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,44 +29,37 @@ from ecomwatch.analytics.report import (
     define_lake_view,
     lake_report,
 )
+from ecomwatch.benchmarks.child import ChildRun, ecomwatch_command, python_seconds, timed_child
 from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.lake.base import EventTable
 from ecomwatch.lake.open import open_lake
 
 
-def _timed_child(args: list[str], env: dict[str, str]) -> tuple[float, str]:
-    """Run a child process; return (seconds, stdout)."""
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    stdout, stderr = child.communicate()
-    seconds = time.perf_counter() - started
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({child.returncode}): {stderr[-2000:]}")
-    return seconds, stdout
-
-
-def _timed_run(
-    csv_path: Path, lake: Path, lake_format: str, alerts: Path | None = None
-) -> tuple[float, str]:
+def timed_run(
+    csv_path: Path,
+    lake: Path,
+    lake_format: str = "hudi",
+    alerts: Path | None = None,
+    *,
+    sample_rss: bool = False,
+) -> ChildRun:
+    """`ecomwatch run CSV --json` into a new lake, timed from outside."""
     if lake.exists():
         shutil.rmtree(lake)
-    command = [
-        sys.executable,
-        "-m",
-        "ecomwatch.cli.main",
+    command = ecomwatch_command(
         "run",
         str(csv_path),
         "--lake",
         str(lake),
         "--json",
         *(["--alerts", str(alerts)] if alerts is not None else []),
-    ]
-    return _timed_child(command, env={**os.environ, "ECOMWATCH_LAKE__FORMAT": lake_format})
+    )
+    env = {**os.environ, "ECOMWATCH_LAKE__FORMAT": lake_format}
+    return timed_child(command, env, sample_rss=sample_rss)
 
 
 def floor_seconds(csv_path: Path, target: Path) -> float:
+    """DuckDB reading the CSV once and writing it once as ZSTD Parquet: the floor."""
     con = connect()
     started = time.perf_counter()
     con.execute(
@@ -92,44 +83,58 @@ def lake_report_seconds(table: EventTable) -> float:
     return time.perf_counter() - started
 
 
-def run_bench(*, events: int, workdir: Path | None, seed: int, console: Console) -> dict[str, Any]:
-    with bench_workdir(workdir, "ecomwatch-bench-") as base:
+def define_parquet_view(con: Any, parquet_path: Path) -> None:
+    """The `events` view over DuckDB's own Parquet file of the CSV (the floor's output): the
+    layout a user could make in one line, as a baseline for queries on the lake."""
+    con.execute(f"CREATE OR REPLACE VIEW events AS SELECT * FROM read_parquet('{parquet_path}')")
+
+
+def run_bench(*, events: int, keep: Path | None, seed: int, console: Console) -> dict[str, Any]:
+    with bench_workdir(keep, "ecomwatch-bench-") as base:
         figures = _bench(base, events=events, seed=seed, console=console)
-    return {**figures, "workdir": str(workdir) if workdir else None}
+    return {**figures, "kept": str(keep) if keep else None}
 
 
-def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str, Any]:
+def simulated_csv(base: Path, events: int, seed: int, console: Console) -> Path:
+    """The simulated input, made once per working directory (a kept one is reused)."""
     csv_path = base / f"traffic-{events}-{seed}.csv"
     if not csv_path.exists():
         console.print(f"simulating {events:,} events → {csv_path} (not timed)")
         from ecomwatch.simulate.traffic import TrafficSpec, generate
         from ecomwatch.simulate.writers import write_traffic
 
-        write_traffic(generate(TrafficSpec(events=events, seed=seed)), csv_path)
+        partial = csv_path.with_suffix(".partial")
+        write_traffic(generate(TrafficSpec(events=events, seed=seed)), partial)
+        partial.rename(csv_path)  # an interrupted simulation is not taken for a whole one
+    return csv_path
+
+
+def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str, Any]:
+    csv_path = simulated_csv(base, events, seed, console)
     console.print("timing the floor: DuckDB CSV → ZSTD Parquet")
     floor_target = base / "floor.parquet"
     floor = floor_seconds(csv_path, floor_target)
     floor_bytes = floor_target.stat().st_size
-    floor_target.unlink()
     console.print("timing ecomwatch run into a plain Parquet lake")
-    parquet_seconds, _ = _timed_run(csv_path, base / "lake-parquet", "parquet")
+    parquet_seconds = timed_run(csv_path, base / "lake-parquet", "parquet").seconds
     parquet_table = open_lake(base / "lake-parquet")
     parquet_bytes = parquet_table.total_bytes()
     console.print("timing ecomwatch run into a Hudi lake (the default)")
     lake = base / "lake"
-    seconds, stdout = _timed_run(csv_path, lake, "hudi")
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    plain = timed_run(csv_path, lake)
+    seconds, summary = plain.seconds, json.loads(plain.last_json_line())
     table = open_lake(lake)
     files = table.data_files()
     console.print("timing ecomwatch run with detection (--alerts, the default rules)")
     alerts = base / "alerts.jsonl"
-    detect_seconds, detect_stdout = _timed_run(csv_path, base / "lake-detect", "hudi", alerts)
-    detect_summary = json.loads(detect_stdout.strip().splitlines()[-1])
+    detected = timed_run(csv_path, base / "lake-detect", alerts=alerts)
+    detect_seconds, detect_summary = detected.seconds, json.loads(detected.last_json_line())
     shutil.rmtree(base / "lake-detect")
     console.print("timing the report: lake vs raw CSV")
     on_lake = lake_report_seconds(table)
     on_lake_raw = report_seconds(lambda con: define_lake_view(con, files))
     on_parquet_lake = lake_report_seconds(parquet_table)
+    on_duckdb_parquet = report_seconds(lambda con: define_parquet_view(con, floor_target))
     on_csv = report_seconds(lambda con: define_csv_view(con, str(csv_path)))
     data_bytes = table.total_bytes()
     lake_bytes = data_bytes + table.rollup_bytes()
@@ -153,10 +158,15 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
         "report_csv_s": round(on_csv, 3),
         "query_speedup": round(on_csv / on_lake, 2),
         "query_speedup_raw_sql": round(on_csv / on_lake_raw, 2),
+        # The same raw-event SQL on DuckDB's own Parquet file of the rows (target <= 1.0).
+        "report_duckdb_parquet_raw_sql_s": round(on_duckdb_parquet, 3),
+        "lake_raw_sql_to_duckdb_parquet": round(on_lake_raw / on_duckdb_parquet, 3),
         # The Hudi table against the plain Parquet lake written by the same pipeline.
         "parquet_lake_seconds": round(parquet_seconds, 3),
         "parquet_lake_data_bytes": parquet_bytes,
         "hudi_data_bytes": data_bytes,
+        # The table's data files against DuckDB's ZSTD Parquet of the same rows (target <= 1.0).
+        "hudi_to_duckdb_parquet": round(data_bytes / floor_bytes, 3),
         "hudi_write_throughput_vs_parquet": round(parquet_seconds / seconds, 3),
         "report_parquet_lake_s": round(on_parquet_lake, 3),
         # The same run with detection: its extra time over the plain run (target <= 0.30).
@@ -165,4 +175,5 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
         "detect_peak_rss_mb": detect_summary["peak_rss_mb"],
         "alerts": sum(1 for _ in alerts.open()),
         "cpus": os.cpu_count(),
+        "python_sum_range_1e8_s": round(python_seconds(), 2),
     }

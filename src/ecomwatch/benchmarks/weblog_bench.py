@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from ecomwatch.benchmarks.child import python_seconds
 from ecomwatch.decode.url_map import UrlMap, load_url_map
 from ecomwatch.decode.web_logs import WebLogOptions
 from ecomwatch.simulate.traffic import TrafficSpec, generate
@@ -109,13 +110,6 @@ def _decode(path: Path, url_map: UrlMap | None = None) -> tuple[float, dict[str,
             kinds[count["values"]] = kinds.get(count["values"], 0) + count["counts"]
         rejected += batch.decoded.rejects.num_rows
     return time.perf_counter() - started, kinds, rejected
-
-
-def python_seconds() -> float:
-    """This machine's speed at pure Python: `sum(range(10**8))`, as the other benches report."""
-    started = time.perf_counter()
-    sum(range(10**8))
-    return time.perf_counter() - started
 
 
 def _run(path: Path, lake: Path, *, detect: bool) -> float:

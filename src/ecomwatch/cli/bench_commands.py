@@ -1,4 +1,4 @@
-"""`ecomwatch bench ingest|serve|judging|commits|kinesis|store|weblog`: the benchmarks, each
+"""`ecomwatch bench ingest|month|serve|judging|commits|kinesis|store|weblog`: the benchmarks, each
 printing one JSON line of figures with its baseline measured in the same run (harnesses in
 `ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
 
@@ -23,8 +23,10 @@ err = Console(stderr=True, soft_wrap=True)
 WorkdirOption = Annotated[
     Path | None,
     typer.Option(
-        help="Where the files go, kept for the next run (which reuses the simulated input) "
-        "[default: a temporary directory, removed at the end]."
+        "--keep",
+        "--workdir",
+        help="Keep the working files in this directory (the next run reuses its simulated "
+        "input) [default: a temporary directory, removed at the end].",
     ),
 ]
 
@@ -44,12 +46,37 @@ def ingest(
     the report from the lake's rollups against the same report on the CSV; memory and bytes."""
     from ecomwatch.benchmarks.ingest_bench import run_bench
 
-    figures = run_bench(events=events, workdir=workdir, seed=seed, console=err)
+    figures = run_bench(events=events, keep=workdir, seed=seed, console=err)
+    _print_figures(figures, as_json)
+
+
+def _print_figures(figures: dict[str, object], as_json: bool) -> None:
     if as_json:
         print(json.dumps(figures))
     else:
         for key, value in figures.items():
-            out.print(f"{key:>22}: {value}")
+            out.print(f"{key:>32}: {value}")
+
+
+@bench_app.command()
+def month(
+    events: Annotated[
+        int, typer.Option(min=100_000, help="Events in the month (REES46 2019-Nov: 67.5 M).")
+    ] = 67_500_000,
+    workdir: WorkdirOption = None,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line instead of a table.")
+    ] = False,
+) -> None:
+    """A month end to end, stage by stage, as a user runs it: `run --alerts` (ingest and
+    detection into the Hudi lake) against DuckDB's CSV→Parquet copy of the same file, then
+    `report` and `report --exclude-bots`; memory over the run, lake bytes, alerts, incidents."""
+    from ecomwatch.benchmarks.month_bench import run_month_bench
+
+    err.print(f"a month of {events:,} events: simulate once, then four stages")
+    figures = run_month_bench(events=events, keep=workdir, seed=seed, console=err)
+    _print_figures(figures, as_json)
 
 
 @bench_app.command()

@@ -1,0 +1,96 @@
+"""`ecomwatch bench month`: a month of shop traffic end to end, stage by stage.
+
+A month at REES46 2019-Nov scale (67.5 million events in 30 days, the simulator's users,
+sessions, products and event mix) is simulated once, then each stage a user runs is timed as
+that user would run it — as an `ecomwatch` child process:
+
+1. the floor: DuckDB reading the CSV once and writing it once as ZSTD Parquet;
+2. `ecomwatch run CSV --alerts FILE`: ingest with detection into the default (Hudi) lake, its
+   resident memory sampled every half second (flat memory: the last half's peak against the
+   first half's);
+3. `ecomwatch report --format json`, then `report --exclude-bots --alerts FILE`.
+
+Figures: seconds and events/s per stage, ingest + detection against the floor, peak RSS, lake
+bytes against DuckDB's Parquet of the same rows, alerts and incidents, and this machine's speed
+at pure Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ecomwatch.benchmarks.child import ecomwatch_command, python_seconds, timed_child
+from ecomwatch.benchmarks.ingest_bench import floor_seconds, simulated_csv, timed_run
+from ecomwatch.benchmarks.workdir import bench_workdir
+from ecomwatch.lake.open import open_lake
+
+MONTH_EVENTS = 67_500_000
+
+
+def run_month_bench(
+    *, events: int, keep: Path | None, seed: int, console: Console
+) -> dict[str, Any]:
+    with bench_workdir(keep, "ecomwatch-bench-month-") as base:
+        figures = _bench(base, events=events, seed=seed, console=console)
+    return {**figures, "kept": str(keep) if keep else None}
+
+
+def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str, Any]:
+    csv_path = simulated_csv(base, events, seed, console)
+    console.print("1/4 the floor: DuckDB CSV → ZSTD Parquet")
+    floor_parquet = base / "floor.parquet"
+    floor = floor_seconds(csv_path, floor_parquet)
+    floor_bytes = floor_parquet.stat().st_size
+    floor_parquet.unlink()
+    console.print("2/4 ecomwatch run with detection into a Hudi lake")
+    lake, alerts = base / "lake", base / "alerts.jsonl"
+    run = timed_run(csv_path, lake, alerts=alerts, sample_rss=True)
+    summary = json.loads(run.last_json_line())
+    console.print("3/4 ecomwatch report")
+    report = timed_child(
+        ecomwatch_command("report", "--lake", str(lake), "--format", "json"), {**os.environ}
+    )
+    console.print("4/4 ecomwatch report --exclude-bots")
+    excluding = timed_child(
+        ecomwatch_command(
+            "report", "--lake", str(lake), "--format", "json",
+            "--exclude-bots", "--alerts", str(alerts),
+        ),
+        {**os.environ},
+    )  # fmt: skip
+    excluded = json.loads(excluding.stdout).get("excluded_flagged_events", 0)
+    table = open_lake(lake)
+    data_bytes = table.total_bytes()
+    accepted = summary["accepted"]
+    return {
+        "bench": "month",
+        "events": accepted,
+        "rejected": summary["rejected"],
+        "csv_bytes": csv_path.stat().st_size,
+        "floor_seconds": round(floor, 1),
+        "run_detect_seconds": round(run.seconds, 1),
+        "run_detect_events_per_s": round(accepted / run.seconds),
+        # Target <= 1.7: ingest and detection against DuckDB's one read and one write.
+        "ratio_to_floor": round(run.seconds / floor, 3),
+        "peak_rss_mb": summary["peak_rss_mb"],
+        # Flat memory: the highest RSS sampled in the run's second half against its first half.
+        "rss_first_half_peak_mb": run.peak_rss_mb(0.0, 0.5),
+        "rss_second_half_peak_mb": run.peak_rss_mb(0.5, 1.0),
+        "alerts": summary.get("alerts", 0),
+        "incidents": summary.get("incidents", 0),
+        "hudi_data_bytes": data_bytes,
+        "rollup_bytes": table.rollup_bytes(),
+        "floor_parquet_bytes": floor_bytes,
+        "hudi_to_duckdb_parquet": round(data_bytes / floor_bytes, 3),
+        # Each as a user runs it: the process's start, the lake's opening, the queries.
+        "report_s": round(report.seconds, 2),
+        "report_exclude_bots_s": round(excluding.seconds, 2),
+        "excluded_flagged_events": excluded,
+        "cpus": os.cpu_count(),
+        "python_sum_range_1e8_s": round(python_seconds(), 2),
+    }
