@@ -163,7 +163,7 @@ def test_empty_lake_reports_zeros(tmp_path):
     assert report["hourly"] == []
 
 
-def test_rollup_report_equals_raw_report_across_many_commits(tmp_path):
+def test_rollup_report_equals_raw_report_across_many_commits(tmp_path, monkeypatch):
     """Sessions and users span commits; the merged rollups must still give the exact figures."""
     csv_path = tmp_path / "t.csv"
     write_traffic(generate(TrafficSpec(events=40_000, seed=21, days=1)), csv_path)
@@ -181,3 +181,66 @@ def test_rollup_report_equals_raw_report_across_many_commits(tmp_path):
     assert from_rollups == from_raw
     with csv_path.open(newline="") as f:
         check(from_rollups, list(csv.DictReader(f)))
+    # A window on whole hours is answered by the rollups too, with the same figures.
+    window = TimeRange(datetime(2019, 11, 1, 7, tzinfo=UTC), datetime(2019, 11, 1, 15, tzinfo=UTC))
+    served = spy_on_sources(monkeypatch)
+    assert lake_report_api(table, window) == lake_report_api(table, window, use_rollups=False)
+    assert served[0] == "rollups" and served[1] == "raw"
+    with csv_path.open(newline="") as f:
+        check(lake_report_api(table, window), in_window(csv.DictReader(f), window))
+    # A window inside an hour cannot be: it reads the raw events.
+    served.clear()
+    lake_report_api(table, TimeRange(window.since, datetime(2019, 11, 1, 9, 30, tzinfo=UTC)))
+    assert served == ["raw"]
+
+
+def spy_on_sources(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record, per report built, whether it read the rollups or the raw events."""
+    from ecomwatch.analytics import report
+
+    served: list[str] = []
+    build = report.build_report
+
+    def recording(con, *, rejected=0, sql=report.RAW_SQL):
+        served.append("rollups" if sql is report.ROLLUP_SQL else "raw")
+        return build(con, rejected=rejected, sql=sql)
+
+    monkeypatch.setattr(report, "build_report", recording)
+    return served
+
+
+def in_window(rows, window: TimeRange) -> list[dict[str, str]]:
+    def ts(r):
+        return datetime.strptime(r["event_time"], "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC)
+
+    return [r for r in rows if window.since <= ts(r) < window.until]
+
+
+def test_a_window_on_old_rollups_without_hours_reads_the_raw_events(tmp_path, monkeypatch):
+    """Rollup files written before item, session_cart and buyer were keyed by hour: a windowed
+    report must not take their rows as inside every window."""
+    from ecomwatch.lake import rollups
+
+    old = dict(rollups.ROLLUP_SQL)
+    for name in ("item", "session_cart", "buyer"):
+        old[name] = old[name].replace("{hour} AS hour,", "")
+    monkeypatch.setattr(rollups, "ROLLUP_SQL", old)
+    csv_path = tmp_path / "t.csv"
+    write_traffic(generate(TrafficSpec(events=5_000, seed=2, days=1)), csv_path)
+    ingest([csv_path], tmp_path / "lake", config=load_config(environ={}))
+    monkeypatch.undo()
+    table = open_lake(tmp_path / "lake")
+    assert "hour" not in pq_columns(table.rollup_files()["item"][0])
+    served = spy_on_sources(monkeypatch)
+    window = TimeRange(datetime(2019, 11, 1, 6, tzinfo=UTC), datetime(2019, 11, 1, 12, tzinfo=UTC))
+    assert lake_report_api(table, window) == lake_report_api(table, window, use_rollups=False)
+    assert served == ["raw", "raw"]
+    served.clear()
+    assert lake_report_api(table) == lake_report_api(table, use_rollups=False)
+    assert served == ["rollups", "raw"]
+
+
+def pq_columns(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path).names

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -177,6 +177,17 @@ class TimeRange:
             parts.append(f"event_time < TIMESTAMPTZ '{self.until.isoformat()}'")
         return " AND ".join(parts) or "TRUE"
 
+    def on_whole_hours(self) -> bool:
+        """Both ends (when given) fall on a UTC hour: the rollups' hours can answer."""
+        return all(
+            t is None or t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) == t
+            for t in (self.since, self.until)
+        )
+
+    def hour_where(self) -> str:
+        """The window over the rollups' `hour` column (whole hours only)."""
+        return self.where().replace("event_time", "hour")
+
 
 @dataclass(frozen=True)
 class Flagged:
@@ -268,11 +279,30 @@ def _listing(files: Sequence[str]) -> str:
     return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 
 
-def define_rollup_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[str]]) -> None:
-    """One view per rollup over its committed files."""
+def define_rollup_views(
+    con: duckdb.DuckDBPyConnection, files: dict[str, list[str]], window: TimeRange | None = None
+) -> bool:
+    """One view per rollup over its committed files, limited to the window's hours. False
+    (views left undefined for a window) when some rollup rows know no hour: files written
+    before every rollup was keyed by hour."""
     for name, paths in files.items():
         source = _parquet_source(con, name, paths)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source}")
+    if window is None:
+        return True
+    for name in files:
+        columns = [row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()]
+        if "hour" not in columns:
+            return False
+        unknown = con.execute(f"SELECT count(*) FROM {name} WHERE hour IS NULL").fetchone()
+        if unknown is None or unknown[0]:
+            return False
+    for name in files:
+        source = _parquet_source(con, name, files[name])
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source} WHERE {window.hour_where()}"
+        )
+    return True
 
 
 def lake_report(
@@ -282,14 +312,14 @@ def lake_report(
     use_rollups: bool = True,
     exclude: Flagged | None = None,
 ) -> dict[str, Any]:
-    """The report over a lake: from its rollups when the whole history is asked for and every
-    commit has them, otherwise from the raw events (always when flagged traffic is excluded)."""
+    """The report over a lake: from its rollups when every commit has them and the window (if
+    any) is on whole UTC hours, otherwise from the raw events (always when flagged traffic is
+    excluded)."""
     con = connect()
     rejected = total_rejected(table.last_checkpoint())
-    whole = use_rollups and window is None and exclude is None
-    rollups = table.rollup_files() if whole else None
-    if rollups and all(rollups.values()):
-        define_rollup_views(con, rollups)
+    hourly = window is None or window.on_whole_hours()
+    rollups = table.rollup_files() if use_rollups and hourly and exclude is None else None
+    if rollups and all(rollups.values()) and define_rollup_views(con, rollups, window):
         data = build_report(con, rejected=rejected, sql=ROLLUP_SQL)
         define_lake_view(con, table.data_files(), window)  # the web section reads raw events
     elif exclude is None:

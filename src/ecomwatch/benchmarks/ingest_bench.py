@@ -43,9 +43,13 @@ def timed_run(
     *,
     sample_rss: bool = False,
 ) -> ChildRun:
-    """`ecomwatch run CSV --json` into a new lake, timed from outside."""
+    """`ecomwatch run CSV --json` into a new lake (and new alerts: a kept directory's earlier
+    alerts and incidents files are removed, or the run would add to them), timed from outside."""
     if lake.exists():
         shutil.rmtree(lake)
+    if alerts is not None:
+        for earlier in alerts.parent.glob(f"{alerts.stem}.*"):
+            earlier.unlink()
     command = ecomwatch_command(
         "run",
         str(csv_path),

@@ -3,8 +3,10 @@
 Each commit's events are pre-aggregated (DuckDB over the Arrow batch, zero-copy) into the tables
 below. Every report figure is an exact merge of them — sums of counts and revenues, distinct
 counts over the kept keys, boolean ORs per session — so a report over rollups equals the same
-report over the raw events (`tests/analytics` checks this). They are keyed by UTC hour, so a
-report window on whole hours can use them; any other window reads the raw events.
+report over the raw events (`tests/analytics` checks this). Every one is keyed by UTC hour, so a
+report window on whole hours reads them too (files written before `item`, `session_cart` and
+`buyer` had their hour make such a report read the raw events); any other window reads the raw
+events.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ ROLLUP_SQL: dict[str, str] = {
                count(*) AS events, sum(price) AS revenue,
                min(event_time) AS first_event, max(event_time) AS last_event
         FROM batch GROUP BY ALL""",
-    # Per product (with its category and brand) and event type.
+    # Per hour, product (with its category and brand) and event type.
     "item": """
-        SELECT product_id, category_code::VARCHAR AS category_code, brand::VARCHAR AS brand,
+        SELECT {hour} AS hour, product_id, category_code::VARCHAR AS category_code,
+               brand::VARCHAR AS brand,
                event_type::VARCHAR AS event_type, count(*) AS events, sum(price) AS revenue
         FROM batch GROUP BY ALL""",
     # Who was active in which hour, in which session, and how far the session got.
@@ -35,14 +38,15 @@ ROLLUP_SQL: dict[str, str] = {
                bool_or(event_type = 'view') AS viewed, bool_or(event_type = 'cart') AS carted,
                bool_or(event_type = 'purchase') AS bought
         FROM batch GROUP BY ALL""",
-    # What each session put in its cart, by category and brand.
+    # What each session put in its cart, by hour, category and brand.
     "session_cart": """
-        SELECT user_session, category_code::VARCHAR AS category_code, brand::VARCHAR AS brand,
-               sum(price) AS cart_value
+        SELECT {hour} AS hour, user_session, category_code::VARCHAR AS category_code,
+               brand::VARCHAR AS brand, sum(price) AS cart_value
         FROM batch WHERE event_type = 'cart' AND user_session IS NOT NULL GROUP BY ALL""",
-    # Who bought in which category and brand.
+    # Who bought in which hour, category and brand.
     "buyer": """
-        SELECT DISTINCT category_code::VARCHAR AS category_code, brand::VARCHAR AS brand, user_id
+        SELECT DISTINCT {hour} AS hour, category_code::VARCHAR AS category_code,
+               brand::VARCHAR AS brand, user_id
         FROM batch WHERE event_type = 'purchase'""",
 }
 ROLLUPS: tuple[str, ...] = tuple(ROLLUP_SQL)
