@@ -55,6 +55,7 @@ def test_bench_month_times_every_stage_and_leaves_nothing_behind(tmp_path: Path)
     assert figures["events"] + figures["rejected"] == 150_000
     for stage in ("floor_seconds", "run_detect_seconds", "report_s", "report_exclude_bots_s"):
         assert figures[stage] > 0, stage
+    assert figures["first_week_events"] == figures["events"]  # one simulated day, in that week
     assert figures["ratio_to_floor"] == pytest.approx(
         figures["run_detect_seconds"] / figures["floor_seconds"], rel=0.1
     )

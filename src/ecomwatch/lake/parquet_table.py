@@ -295,17 +295,24 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     }
 
 
-def _one_dictionary(table: pa.Table) -> pa.Table:
-    """The table with each label column's chunks sharing one dictionary. Chunks decoded apart
-    carry dictionaries of their own, and at the first change of dictionary inside a row group
-    Arrow's writer gives up the column's dictionary and writes plain strings: user agents took
-    8 times the bytes, IPs and brands twice."""
-    return table.unify_dictionaries()
+def _write_table(table: pa.Table, sink: Any) -> None:
+    """Write a table a row group at a time, each with one dictionary per label column. Chunks
+    decoded apart carry dictionaries of their own, and at the first change of dictionary inside
+    a row group Arrow's writer gives up the column's dictionary and writes plain strings (user
+    agents took 8 times the bytes, IPs and brands twice). Unified per row group, not for the
+    whole table: that held a second copy of every label column's indices (+320 MB of peak RSS
+    at 10 M events)."""
+    options = parquet_options(table.schema)
+    group_rows = options.pop("row_group_size")
+    with pq.ParquetWriter(sink, table.schema, **options) as writer:
+        for start in range(0, table.num_rows, group_rows):
+            group = table.slice(start, group_rows).unify_dictionaries()
+            writer.write_table(group, row_group_size=group_rows)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with path.open("wb") as sink:
-        pq.write_table(_one_dictionary(table), sink, **parquet_options(table.schema))
+        _write_table(table, sink)
         sink.flush()
         os.fsync(sink.fileno())
 
@@ -343,8 +350,4 @@ def write_parquet_batches(
 
 def write_parquet_file(table: pa.Table, loc: Location, relative: str) -> int:
     """Write a lake file at `relative` under `loc`; return its size."""
-    return _write_lake_file(
-        loc,
-        relative,
-        lambda sink: pq.write_table(_one_dictionary(table), sink, **parquet_options(table.schema)),
-    )
+    return _write_lake_file(loc, relative, lambda sink: _write_table(table, sink))
