@@ -129,25 +129,28 @@ def test_time_travel_and_incremental(table: HudiTable, tmp_path: Path):
 
 
 def test_small_commits_top_up_a_file_only_while_the_rewrite_is_cheap(tmp_path: Path):
-    """Many small commits: a small file is topped up while rewriting it costs at most about
-    twice what the commit inserts, then a new file group starts (no commit rewrites a file
-    many times its own size)."""
+    """A small file is topped up only while rewriting it costs at most about half what the
+    commit inserts, then a new file group starts: commits of 1,000 and 20,000 rows in turn,
+    each large commit tops up the small file before it, no commit rewrites a file of its own
+    size (a batch `run` committing 2 M rows a time rewrote every file once: 1.2 times the
+    time)."""
     table = HudiTable(str(tmp_path / "t"), writer=True, top_up_always_bytes=0)
+    sizes = [1_000, 20_000] * 4
     try:
-        for i in range(12):
-            table.commit(events(40, start=100 * i), {})
+        start = 0
+        for n in sizes:
+            table.commit(events(n, start=start), {})
+            start += n
     finally:
         table.close()
     root = tmp_path / "t"
-    assert read(root).num_rows == 480
+    assert read(root).num_rows == sum(sizes)
     metas = [json.loads(p.read_text()) for p in sorted((root / ".hoodie").glob("*.commit"))]
     stats = [s for m in metas for s in m["partitionToWriteStats"]["event_date=2019-11-01"]]
-    assert all(s["numInserts"] == 40 for s in stats)
-    # Each write holds its 40 new rows and at most the rows of a file about twice as big.
-    assert max(s["numWrites"] for s in stats) <= 40 * 4
-    groups = {s["fileId"] for s in stats}
+    assert [s["numInserts"] for s in stats] == sizes
     topped_up = [s for s in stats if s["prevCommit"] != "null"]
-    assert topped_up and 2 <= len(groups) < 12
+    assert [s["numWrites"] for s in topped_up] == [21_000] * 4  # the new rows and the 1,000
+    assert len({s["fileId"] for s in stats}) == 4
 
 
 def test_upsert_replaces_by_key_with_precombine_and_delete_removes(
@@ -388,3 +391,19 @@ def test_label_columns_stay_dictionary_encoded_across_chunks_and_keys_are_delta_
     assert duckdb.connect().execute(
         f"SELECT count(DISTINCT user_agent) FROM '{path}'"
     ).fetchone() == (40,)
+
+
+def test_a_commit_does_not_rewrite_a_file_as_large_as_what_it_inserts(tmp_path: Path):
+    """Batch ingest commits equal shares: each is a file group of its own, not a rewrite of
+    the one before (which doubled the bytes written)."""
+    table = HudiTable(str(tmp_path / "t"), writer=True, top_up_always_bytes=0)
+    try:
+        table.commit(events(20_000), {})
+        table.commit(events(20_000, start=20_000, shift_s=20_000), {})
+    finally:
+        table.close()
+    metas = [
+        json.loads(p.read_text()) for p in sorted((tmp_path / "t" / ".hoodie").glob("*.commit"))
+    ]
+    stats = [s for m in metas for s in m["partitionToWriteStats"]["event_date=2019-11-01"]]
+    assert [(s["numWrites"], s["prevCommit"]) for s in stats] == [(20_000, "null")] * 2
