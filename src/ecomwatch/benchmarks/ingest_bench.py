@@ -107,7 +107,7 @@ def simulated_csv(base: Path, events: int, seed: int, console: Console) -> Path:
         from ecomwatch.simulate.traffic import TrafficSpec, generate
         from ecomwatch.simulate.writers import write_traffic
 
-        partial = csv_path.with_suffix(".partial")
+        partial = csv_path.with_name(f"partial-{csv_path.name}")  # still a .csv
         write_traffic(generate(TrafficSpec(events=events, seed=seed)), partial)
         partial.rename(csv_path)  # an interrupted simulation is not taken for a whole one
     return csv_path
