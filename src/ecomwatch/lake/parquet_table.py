@@ -299,9 +299,8 @@ def _write_table(table: pa.Table, sink: Any) -> None:
     """Write a table a row group at a time, each with one dictionary per label column. Chunks
     decoded apart carry dictionaries of their own, and at the first change of dictionary inside
     a row group Arrow's writer gives up the column's dictionary and writes plain strings (user
-    agents took 8 times the bytes, IPs and brands twice). Unified per row group, not for the
-    whole table: that held a second copy of every label column's indices (+320 MB of peak RSS
-    at 10 M events)."""
+    agents took 8 times the bytes, IPs and brands twice). Unified per row group, so that only
+    one row group's remapped indices are held at a time."""
     options = parquet_options(table.schema)
     group_rows = options.pop("row_group_size")
     with pq.ParquetWriter(sink, table.schema, **options) as writer:
