@@ -62,15 +62,16 @@ def timed_run(
     return timed_child(command, env, sample_rss=sample_rss)
 
 
-def floor_seconds(csv_path: Path, target: Path) -> float:
-    """DuckDB reading the CSV once and writing it once as ZSTD Parquet: the floor."""
+def timed_floor(csv_path: Path, target: Path) -> tuple[float, int]:
+    """DuckDB reading the CSV once and writing it once as ZSTD Parquet (the floor): its
+    seconds and the Parquet file's bytes."""
     con = connect()
     started = time.perf_counter()
     con.execute(
         f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{target}' "
         "(FORMAT parquet, COMPRESSION zstd)"
     )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, target.stat().st_size
 
 
 def report_seconds(define: Any) -> float:
@@ -117,8 +118,7 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
     csv_path = simulated_csv(base, events, seed, console)
     console.print("timing the floor: DuckDB CSV → ZSTD Parquet")
     floor_target = base / "floor.parquet"
-    floor = floor_seconds(csv_path, floor_target)
-    floor_bytes = floor_target.stat().st_size
+    floor, floor_bytes = timed_floor(csv_path, floor_target)
     console.print("timing ecomwatch run into a plain Parquet lake")
     parquet_seconds = timed_run(csv_path, base / "lake-parquet", "parquet").seconds
     parquet_table = open_lake(base / "lake-parquet")

@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from ecomwatch.benchmarks.child import ecomwatch_command, python_seconds, timed_child
-from ecomwatch.benchmarks.ingest_bench import floor_seconds, simulated_csv, timed_run
+from ecomwatch.benchmarks.ingest_bench import simulated_csv, timed_floor, timed_run
 from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.lake.open import open_lake
 
@@ -46,8 +46,7 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
     csv_path = simulated_csv(base, events, seed, console)
     console.print("1/4 the floor: DuckDB CSV → ZSTD Parquet")
     floor_parquet = base / "floor.parquet"
-    floor = floor_seconds(csv_path, floor_parquet)
-    floor_bytes = floor_parquet.stat().st_size
+    floor, floor_bytes = timed_floor(csv_path, floor_parquet)
     floor_parquet.unlink()
     console.print("2/4 ecomwatch run with detection into a Hudi lake")
     lake, alerts = base / "lake", base / "alerts.jsonl"

@@ -29,6 +29,8 @@ WorkdirOption = Annotated[
         "input) [default: a temporary directory, removed at the end].",
     ),
 ]
+SeedOption = Annotated[int, typer.Option(help="Simulation seed.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON line instead of a table.")]
 
 
 @bench_app.command()
@@ -37,10 +39,8 @@ def ingest(
         int, typer.Option(min=1000, help="Events to simulate and ingest.")
     ] = 1_000_000,
     workdir: WorkdirOption = None,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON line instead of a table.")
-    ] = False,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
 ) -> None:
     """`ecomwatch run` on simulated files against DuckDB's CSV→Parquet copy of the same files;
     the report from the lake's rollups against the same report on the CSV; memory and bytes."""
@@ -64,10 +64,8 @@ def month(
         int, typer.Option(min=100_000, help="Events in the month (REES46 2019-Nov: 67.5 M).")
     ] = 67_500_000,
     workdir: WorkdirOption = None,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON line instead of a table.")
-    ] = False,
+    seed: SeedOption = 0,
+    as_json: JsonOption = False,
 ) -> None:
     """A month end to end, stage by stage, as a user runs it: `run --alerts` (ingest and
     detection into the Hudi lake) against DuckDB's CSV→Parquet copy of the same file, then
