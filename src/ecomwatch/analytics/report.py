@@ -163,12 +163,13 @@ class TimeRange:
     since: datetime | None = None
     until: datetime | None = None
 
-    def where(self) -> str:
+    def where(self, column: str = "event_time") -> str:
+        """The window over `column`: the events' time, or the rollups' `hour` (whole hours)."""
         parts = []
         if self.since is not None:
-            parts.append(f"event_time >= TIMESTAMPTZ '{self.since.isoformat()}'")
+            parts.append(f"{column} >= TIMESTAMPTZ '{self.since.isoformat()}'")
         if self.until is not None:
-            parts.append(f"event_time < TIMESTAMPTZ '{self.until.isoformat()}'")
+            parts.append(f"{column} < TIMESTAMPTZ '{self.until.isoformat()}'")
         return " AND ".join(parts) or "TRUE"
 
     def on_whole_hours(self) -> bool:
@@ -177,10 +178,6 @@ class TimeRange:
             t is None or t.astimezone(UTC).replace(minute=0, second=0, microsecond=0) == t
             for t in (self.since, self.until)
         )
-
-    def hour_where(self) -> str:
-        """The window over the rollups' `hour` column (whole hours only)."""
-        return self.where().replace("event_time", "hour")
 
 
 @dataclass(frozen=True)
@@ -282,7 +279,7 @@ def define_rollup_views(
     sources = {name: _parquet_source(con, name, paths) for name, paths in files.items()}
     if window is not None and not all(_knows_hours(con, s) for s in sources.values()):
         return False
-    where = window.hour_where() if window is not None else "TRUE"
+    where = (window or TimeRange()).where("hour")
     for name, source in sources.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {source} WHERE {where}")
     _session_flags(con)

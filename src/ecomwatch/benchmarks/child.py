@@ -35,9 +35,12 @@ def ecomwatch_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "ecomwatch.cli.main", *args]
 
 
-def timed_child(args: list[str], env: dict[str, str], *, sample_rss: bool = False) -> ChildRun:
-    """Run a child process to its end; its seconds, stdout and (if asked) RSS every half second.
-    A child that fails raises with the tail of its stderr."""
+def timed_child(
+    args: list[str], env: dict[str, str] | None = None, *, sample_rss: bool = False
+) -> ChildRun:
+    """Run a child process to its end (in this process's environment unless `env` is given);
+    its seconds, stdout and (if asked) RSS every half second. A child that fails raises with
+    the tail of its stderr."""
     # Output goes to files, not pipes: no pipe fills up while this process only samples.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errors:
         started = time.perf_counter()

@@ -53,23 +53,19 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
     run = timed_run(csv_path, lake, alerts=alerts, sample_rss=True)
     summary = json.loads(run.last_json_line())
     console.print("3/4 ecomwatch report, whole and for the first week")
-    report = timed_child(
-        ecomwatch_command("report", "--lake", str(lake), "--format", "json"), {**os.environ}
-    )
+    report = timed_child(ecomwatch_command("report", "--lake", str(lake), "--format", "json"))
     week = timed_child(
         ecomwatch_command(
             "report", "--lake", str(lake), "--format", "json",
             "--since", FIRST_WEEK[0], "--until", FIRST_WEEK[1],
-        ),
-        {**os.environ},
+        )
     )  # fmt: skip
     console.print("4/4 ecomwatch report --exclude-bots")
     excluding = timed_child(
         ecomwatch_command(
             "report", "--lake", str(lake), "--format", "json",
             "--exclude-bots", "--alerts", str(alerts),
-        ),
-        {**os.environ},
+        )
     )  # fmt: skip
     excluded = json.loads(excluding.stdout).get("excluded_flagged_events", 0)
     table = open_lake(lake)

@@ -34,6 +34,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ecomwatch.benchmarks.child import ecomwatch_command
 from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.process_memory import rss_mb, tree_rss_mb
 
@@ -81,9 +82,9 @@ def _start_replay(
     traffic: Path, url: str, seconds: float, connections: int, rate: float | None
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ecomwatch.cli.main", "replay", str(traffic), "--to", url,
+        ecomwatch_command("replay", str(traffic), "--to", url,
          "--batch", "500", "--connections", str(connections), "--for", str(seconds),
-         "--json", *(["--rate", str(rate)] if rate else [])],
+         "--json", *(["--rate", str(rate)] if rate else [])),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
     )  # fmt: skip
 
@@ -237,8 +238,7 @@ def _serve_bench(
     # A fresh lake each run: an old one's alerts would answer for this run's scrapers.
     lake = Path(tempfile.mkdtemp(prefix="lake-", dir=base))
     server = subprocess.Popen(
-        [sys.executable, "-m", "ecomwatch.cli.main", "serve", "--lake", str(lake),
-         "--port", str(port)],
+        ecomwatch_command("serve", "--lake", str(lake), "--port", str(port)),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
     )  # fmt: skip
     try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ecomwatch.benchmarks.child import ecomwatch_command
 from ecomwatch.config import Config
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.detect.run import detect
@@ -152,8 +152,8 @@ def _detect_runs(events: int, base: Path, env: dict[str, str], console: Console)
     up after the last event. Each twice, alternating; the faster of each counts."""
     data = base / "attacks.csv"
     subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", "simulate", "--events", str(events),
-         "--attacks", "--seed", "3", "--out", str(data)],
+        ecomwatch_command("simulate", "--events", str(events),
+         "--attacks", "--seed", "3", "--out", str(data)),
         check=True, capture_output=True, env=env,
     )  # fmt: skip
     settings = Config.model_validate({"detect": {"judge_rows": JUDGE_ROWS}})
