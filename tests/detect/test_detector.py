@@ -376,3 +376,74 @@ def test_a_live_detector_judges_every_batch_unless_its_input_piles_up(behind: bo
     assert ("fast-scraper" in raised) is not behind
     detector.snapshot()  # a checkpoint judges what is left either way
     assert "fast-scraper" in {a.rule for a in detector.alerts}
+
+
+def _rules(tmp_path: Path, text: str):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    return [r for r in load_rules([path]) if r.name == "mine"]
+
+
+def _category_traffic() -> str:
+    """An hour of five views every ten minutes in one category, then 60 views from 20 new IPs
+    within a window (and three from another IP besides)."""
+    rows = [
+        event(600 * w + 100 * i, "view", 500 + i, 100 + i, f"q-{w}-{i}", f"10.0.0.{i}", CHROME)
+        for w in range(6)
+        for i in range(5)
+    ]
+    rows += [
+        event(3_600 + 10 * i + k, "view", 600 + k, 200 + i, f"b-{i}", f"24.0.{i}.9", CHROME)
+        for i in range(20)
+        for k in range(3)
+    ]
+    rows += [event(3_900 + k, "view", 700, 300, "o", "73.0.0.1", CHROME) for k in range(3)]
+    return rees46_csv(sorted(rows, key=lambda r: r["event_time"]))
+
+
+def test_a_baseline_averages_every_earlier_window_of_a_screened_rule(tmp_path):
+    # distinct_ips is a costly feature, views a cheap one: the rule's windows are screened by
+    # its cheap part, which the quiet windows fail; the baseline must still count them.
+    rules = _rules(
+        tmp_path,
+        """
+[[rule]]
+name = "mine"
+key = "category"
+window = "10m"
+condition = "views >= 30 and distinct_ips >= 10 and views >= 5 * baseline"
+severity = "high"
+""",
+    )
+    _, alerts = detect([MemorySource(_category_traffic())], rules, config=EVERY_BATCH)
+    (alert,) = alerts
+    assert alert.entity == "2053013555631882655" and alert.entity_type == "category"
+    assert alert.evidence["baseline"] == pytest.approx(5)
+
+
+@pytest.mark.parametrize(("share", "flagged"), [(0.96, False), (0.95, True)])
+def test_a_group_needs_min_share_of_its_ips_as_members(tmp_path, share, flagged):
+    # The burst window holds 21 IPs; 20 viewed three products, the 21st one product three
+    # times: 20 members of 21 (0.952). 0.96 asks for 21 members, 0.95 for 20.
+    rules = _rules(
+        tmp_path,
+        f"""
+[[rule]]
+name = "mine"
+key = "category"
+window = "10m"
+condition = "views >= 30"
+severity = "high"
+
+[rule.members]
+key = "ip"
+condition = "distinct_products >= 2"
+min = 5
+min_share = {share}
+""",
+    )
+    _, alerts = detect([MemorySource(_category_traffic())], rules, config=EVERY_BATCH)
+    members = {a.entity for a in alerts if a.entity_type == "ip"}
+    assert bool(members) is flagged
+    if flagged:
+        assert len(members) == 20 and "73.0.0.1" not in members

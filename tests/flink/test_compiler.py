@@ -32,16 +32,18 @@ def rule(**fields):
     return compile_rule(RuleSpec.model_validate(spec))
 
 
-def test_every_default_commerce_rule_compiles_and_the_web_rules_say_why_not():
+def test_every_default_commerce_rule_but_one_compiles_and_the_others_say_why_not():
     compiled, skipped = compile_rules(load_rules([]))
     names = {item.rule.name for item in compiled}
     assert {
         "fast-scraper", "declared-bot", "cart-abuse", "card-testing", "spoofed-crawler",
         "low-and-slow-scraper", "catalogue-walk", "rotating-scraper", "traffic-surge",
         "search-engine-crawler", "flood", "botnet-user-agent", "botnet-subnet",
-        "ipv6-rotation", "distributed-hoarding",
+        "ipv6-rotation", "distributed-hoarding", "category-swarm",
     } == names  # fmt: skip
     assert len(compiled) + len(skipped) == len(load_rules([]))
+    assert skipped["long-tail-swarm"].endswith("which the Flink job does not keep yet")
+    del skipped["long-tail-swarm"]
     assert skipped and all("web-request feature" in reason for reason in skipped.values())
 
 

@@ -107,14 +107,18 @@ def span_us(alert: dict[str, Any]) -> tuple[int, int]:
 
 
 def link_keys(alert: dict[str, Any]) -> list[str]:
-    """What an alert can be linked by (see the module docstring). A group's own alert (and
-    any shop-wide alert) links by its group only: a flood and a sale's surge are both about
-    the whole shop, which must not make them one incident; their members link them on."""
+    """What an alert can be linked by (see the module docstring). A shop-wide alert links by
+    its group only: a flood and a sale's surge are both about the whole shop, which must not
+    make them one incident; their members link them on. Another group's own alert (a subnet,
+    a user agent, a category) links by the members it names too: when one botnet works two
+    categories, its members' alerts are held by their cooldown after the first."""
     kind, entity = alert["entity_type"], alert["entity"]
     group = alert.get("group") or {"entity_type": kind, "entity": entity}
     keys = [f"group|{alert['rule']}|{group['entity_type']}|{group['entity']}"]
-    if alert["severity"] == Severity.INFO.value or is_group_alert(alert) or kind == "global":
+    if alert["severity"] == Severity.INFO.value or kind == "global":
         return keys
+    if is_group_alert(alert):
+        return keys + [f"ip|{ip}" for ip in sorted(alert.get("ips", ()))]
     keys.append(f"entity|{kind}|{entity}")
     ips = {*alert.get("ips", ()), *([entity] if kind == "ip" else [])}
     keys += [f"ip|{ip}" for ip in sorted(ips)]

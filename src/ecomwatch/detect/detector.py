@@ -40,8 +40,10 @@ from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.correlate import Correlator
 from ecomwatch.detect.crawlers import CrawlerVerifier
 from ecomwatch.detect.entity_keys import IPV6_PREFIX, address_keys, agent_keys, ipv6_prefix
+from ecomwatch.detect.features import POPULARITY_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
-from ecomwatch.detect.kept_events import KEPT_SCHEMA, WEB_KEPT, KeptEvents, Retention
+from ecomwatch.detect.kept_events import KEPT_SCHEMA, LATER_KEPT, KeptEvents, Retention
+from ecomwatch.detect.product_popularity import ProductPopularity
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.detect.web_flags import WebFlag, WebFlagger
@@ -190,6 +192,10 @@ class Detector:
         self.kept = KeptEvents([Retention(rule.retention_s, rule.filter_sql) for rule in rules])
         self.ip_memory = IpMemory(IP_MEMORY_S)
         self._uses_ip_age = any("ip_age_s" in (*r.features, *r.member_features) for r in rules)
+        self.popularity = ProductPopularity()
+        self._uses_popularity = any(
+            POPULARITY_FEATURES & {*r.features, *r.member_features} for r in rules
+        )
         self.agents = UserAgentClassifier()
         self.web = WebFlagger()  # remembers the flags of paths and queries already seen
         self.crawlers = CrawlerVerifier()  # claimed crawlers checked against published ranges
@@ -340,6 +346,7 @@ class Detector:
         return {
             "events_ipc": _to_ipc(self.kept.since(-(2**62))),
             "ip_seen_ipc": _to_ipc(self.ip_memory.table()),
+            "popularity": self.popularity.state(),
             "raised": [
                 [rule, entity, state] for (rule, entity), state in self.alerting.raised.items()
             ],
@@ -367,8 +374,8 @@ class Detector:
         self.kept.tables.clear()
         if "events_ipc" in state:
             restored = _from_ipc(state["events_ipc"])
-            # Checkpoints of earlier versions hold no integer keys and no web columns.
-            for name in WEB_KEPT:
+            # Checkpoints of earlier versions hold no integer keys, web columns, popularity.
+            for name in LATER_KEPT:
                 if name not in restored.column_names:
                     empty = pa.nulls(restored.num_rows, KEPT_SCHEMA.field(name).type)
                     restored = restored.append_column(name, empty)
@@ -378,6 +385,7 @@ class Detector:
         self.ip_memory.restore(
             _from_ipc(state["ip_seen_ipc"]) if "ip_seen_ipc" in state else SEEN_SCHEMA.empty_table()
         )
+        self.popularity = ProductPopularity.from_state(state.get("popularity", {}))
         self.alerting.raised = {(r, e): s for r, e, s in state.get("raised", [])}
         # Checkpoints written before the funnel was counted hold two numbers: pad them.
         self.baselines = {(r, e): [*v, 0.0][:3] for r, e, v in state.get("baselines", [])}
@@ -410,7 +418,16 @@ class Detector:
         # Computed once here rather than in every rule's query.
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
-        return self._with_keys(pa.table(columns))
+        columns["popularity"] = pa.nulls(events.num_rows, pa.float32())
+        kept = self._with_keys(pa.table(columns))
+        if not self._uses_popularity:
+            return kept
+        # Popularity counts the views of shoppers, not of declared bots and crawlers.
+        counted = pc.and_not(pc.equal(kept["event_type"], "view"), kept["declared_bot"])
+        popularity = self.popularity.popularity(
+            kept["product_id"], kept["t_us"], kept["ip_key"], counted
+        )
+        return kept.set_column(kept.schema.get_field_index("popularity"), "popularity", popularity)
 
     def _with_crawlers(self, flags: pa.Array, events: pa.Table) -> pa.Array:
         """The web flags with the crawler bits (claimed, verified, spoofed) of every event."""
@@ -529,9 +546,10 @@ class Detector:
     ) -> None:
         """A group is flagged with its members when enough of them meet the member condition."""
         groups = zip(matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True)
+        ips = matched["distinct_ips"].to_pylist() if spec.min_share else [0] * matched.num_rows
         enough = [
-            i for i, (key, start) in enumerate(groups)
-            if len(members.get((str(key), start), [])) >= spec.min
+            i for i, ((key, start), group_ips) in enumerate(zip(groups, ips, strict=True))
+            if len(members.get((str(key), start), [])) >= spec.least(group_ips)
         ]  # fmt: skip
         for row in matched.take(pa.array(enough, pa.int64())).to_pylist():
             found = members[(str(row["key"]), row["window_us"])]

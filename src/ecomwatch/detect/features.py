@@ -2,7 +2,8 @@
 
 Every feature is computed per (key, window) over the rows of one window of one key: the columns
 of the event schema plus `gap_s` (seconds since the key's previous event in the window),
-`declared_bot` and `search_engine` (from the user agent, via crawlerdetect) and `baseline`
+`declared_bot` and `search_engine` (from the user agent, via crawlerdetect), `popularity`
+(of the event's product, `product_popularity`) and `baseline`
 (the average number of events of the key's previous windows, for surges), `baseline_funnel`
 (the share of carts and purchases in them) and `ip_age_s` (how long the IP has been known);
 and, for web requests, `status`, `path_key` and `web_flags` (what a request is: `web_flags.py`).
@@ -151,6 +152,24 @@ CRAWLER_FEATURES: dict[str, tuple[str, str]] = {
 }
 FEATURES.update(CRAWLER_FEATURES)
 
+# How popular the viewed products are (`product_popularity`: the share of the shop's products
+# viewed less over the past day, lagging 10 to 20 minutes; null while unknown).
+LONG_TAIL = 0.5  # the less viewed half of the products the shop has shown
+POPULARITY_FEATURES_SQL: dict[str, tuple[str, str]] = {
+    "popularity": (
+        "coalesce(avg(popularity) FILTER (event_type = 'view'), -1)",
+        "how popular the viewed products are: the share of the shop's products viewed less "
+        "over the past day (0: the least viewed, near 1: the hits; -1: not known yet)",
+    ),
+    "longtail_share": (
+        f"coalesce(avg(CASE WHEN popularity < {LONG_TAIL} THEN 1.0 ELSE 0.0 END) "
+        "FILTER (event_type = 'view' AND popularity IS NOT NULL), 0)",
+        "share of views on long-tail products (the less viewed half of the shop's products)",
+    ),
+}
+FEATURES.update(POPULARITY_FEATURES_SQL)
+POPULARITY_FEATURES = frozenset(POPULARITY_FEATURES_SQL)
+
 # Counts of the rows that meet a predicate (`count(*) FILTER (...)`): a window can only count
 # one or more if it holds such a row, which lets a rule skip the windows with none (`rules`).
 # Not the counts of rows nearly every window of a shop's traffic holds (product views, web
@@ -176,6 +195,7 @@ CHEAP_FEATURES = frozenset(
         "baseline",
         "baseline_funnel",
         "ipv6",
+        *POPULARITY_FEATURES,
         *(name for name in WEB_FEATURES if name != "distinct_paths"),
         *CRAWLER_FEATURES,
     }

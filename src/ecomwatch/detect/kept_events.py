@@ -44,9 +44,13 @@ KEPT_SCHEMA = pa.schema(
         ("status", pa.int16()),
         ("web_flags", pa.int32()),
         ("path_key", pa.uint64()),
+        # the product's popularity when the event happened (`product_popularity`; null when
+        # unknown or no rule reads it)
+        ("popularity", pa.float32()),
     ]
 )
-WEB_KEPT = ("status", "web_flags", "path_key")
+# Columns added after the first checkpoints: a restored table without them gets nulls.
+LATER_KEPT = ("status", "web_flags", "path_key", "popularity")
 MERGE_UP_TO_ROWS = 32_768  # tables are merged while the result stays at most this long
 
 

@@ -22,6 +22,7 @@ job will evaluate the same way.
 from __future__ import annotations
 
 import ast
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class KeyKind(StrEnum):
     IP = "ip"
     SUBNET = "subnet"  # the /24 of an IPv4 address, the /56 of an IPv6 one
     PRODUCT = "product"  # a product (carts of one product by many)
+    CATEGORY = "category"  # a category id (views of one category by many)
     USER = "user"
     SESSION = "session"
     USER_AGENT = "user_agent"
@@ -88,7 +90,9 @@ class MembersSpec(BaseModel):
 
     Features are computed per member key over the group's events in the member window (a
     tumbling window, at least the rule's); each member meeting the condition gets its own alert,
-    and the group is flagged only when at least `min` members do.
+    and the group is flagged only when at least `min` members do, and at least `min_share` of
+    the group's distinct IPs in its window (a share stays the same in a small shop and a big
+    one, where a count of odd-looking visitors grows with the traffic).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,6 +101,11 @@ class MembersSpec(BaseModel):
     window: str | None = None  # default: the rule's window
     condition: str
     min: int = Field(default=1, ge=1)
+    min_share: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    def least(self, group_ips: int) -> int:
+        """How many members flag a group with `group_ips` distinct IPs in its window."""
+        return max(self.min, math.ceil(self.min_share * group_ips))
 
     @field_validator("window")
     @classmethod
@@ -177,7 +186,10 @@ class Rule:
     @property
     def screens(self) -> bool:
         """Whether its windows are first screened by the condition's cheap part: when the
-        condition reads costly features and has one."""
+        condition reads costly features and has one, and no baseline (which averages the
+        key's earlier windows: screening would leave out those that fail the cheap part)."""
+        if {"baseline", "baseline_funnel"} & set(self.features):
+            return False
         return bool(set(self.features) - CHEAP_FEATURES) and self.prefilter_sql != "TRUE"
 
     @property
@@ -347,6 +359,8 @@ def compile_rule(spec: RuleSpec) -> Rule:
     members_window_s = 0
     if spec.members is not None:
         members_sql, member_features = compile_condition(spec.members.condition)
+        if spec.members.min_share:  # the share is of the group's distinct IPs
+            used = tuple(dict.fromkeys((*used, "distinct_ips")))
         members_window_s = max(window_s, parse_duration(spec.members.window or spec.window))
     return Rule(
         spec=spec,

@@ -25,6 +25,7 @@ KEY_SQL: dict[KeyKind, str] = {
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "agent_key",
     KeyKind.PRODUCT: "product_id",
+    KeyKind.CATEGORY: "category_id",
     KeyKind.GLOBAL: "'*'",
 }
 # ...and their types (a round's matches carry keys as text: its queries are one union).
@@ -35,6 +36,7 @@ KEY_TYPE: dict[KeyKind, pa.DataType] = {
     KeyKind.SESSION: pa.string(),
     KeyKind.USER_AGENT: pa.uint64(),
     KeyKind.PRODUCT: pa.int64(),
+    KeyKind.CATEGORY: pa.int64(),
     KeyKind.GLOBAL: pa.string(),
 }
 # ...and the entity's name in alerts, an aggregate over the group's events.
@@ -50,6 +52,7 @@ NAME_SQL: dict[KeyKind, str] = {
     KeyKind.SESSION: "any_value(user_session)",
     KeyKind.USER_AGENT: "any_value(user_agent)",
     KeyKind.PRODUCT: "CAST(any_value(product_id) AS VARCHAR)",
+    KeyKind.CATEGORY: "CAST(any_value(category_id) AS VARCHAR)",
     KeyKind.GLOBAL: "'*'",
 }
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecomwatch.detect.alerting import explanation_template, member_explanation_template
+from ecomwatch.detect.features import POPULARITY_FEATURES
 from ecomwatch.detect.rules import KeyKind, Rule, compile_condition
 
 # The view the rules read: the source's events with the columns features need, from the
@@ -87,6 +88,7 @@ ORDERED_FEATURES = {"gap_cv", "ascending_share"}
 BASELINE_FEATURES = {"baseline", "baseline_funnel"}
 
 WEB_ONLY = "a web-request feature: the Flink job reads commerce events, not web logs"
+NO_POPULARITY = "the products' popularity over the past day, which the Flink job does not keep yet"
 
 # A rule filter's columns (cf. `rules.FILTER_COLUMNS`); commerce events are no web requests.
 FLINK_FILTER_COLUMNS: dict[str, str] = {
@@ -111,6 +113,7 @@ KEY_FLINK: dict[KeyKind, str] = {
     KeyKind.SESSION: "user_session",
     KeyKind.USER_AGENT: "user_agent",
     KeyKind.PRODUCT: "CAST(product_id AS STRING)",
+    KeyKind.CATEGORY: "CAST(category_id AS STRING)",
     KeyKind.GLOBAL: "'*'",
 }
 
@@ -124,6 +127,8 @@ def unsupported(rule: Rule) -> str | None:
     """Why the rule does not compile for Flink, or None when it does."""
     members = rule.spec.members
     for feature in (*rule.features, *rule.member_features):
+        if feature in POPULARITY_FEATURES:
+            return f"feature {feature!r} needs {NO_POPULARITY}"
         if feature not in FLINK_FEATURES:
             return f"feature {feature!r} is {WEB_ONLY}"
     if members is not None and (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.member_features):
@@ -334,6 +339,7 @@ class CompiledRule:
         return {
             "kind": members.key.value,
             "min": members.min,
+            "min_share": members.min_share,
             "window_s": self.rule.members_window_s,
             "query": self.members,
             "evidence": ["events", *self.rule.member_features],

@@ -13,6 +13,7 @@ one query per rule (each a CUMULATE window: the rule's window, judged every 1/60
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -222,7 +223,8 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
                 found.append((name, latest))
         for name, rows in pruned.items():
             self.rows.put(name, rows)
-        if len(found) < members["min"]:
+        group_ips = step["evidence"].get("distinct_ips") or 0
+        if len(found) < max(members["min"], math.ceil(members["min_share"] * group_ips)):
             return
         found.sort(key=lambda pair: pair[0])
         ips = members["kind"] == "ip"

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from ecomwatch.detect.alert import iso
 from ecomwatch.detect.incident import IncidentState
 from ecomwatch.detect.incident_actions import ACKNOWLEDGE, RESOLVE, ActionError
-from ecomwatch.detect.rules import Severity
+from ecomwatch.detect.rules import KeyKind, Severity
 from ecomwatch.serve.collector import BodyError
 from ecomwatch.serve.incident_view import IncidentQuery
 from ecomwatch.serve.service import Service
@@ -217,7 +217,7 @@ def create_app(service: Service, *, tokens: Sequence[str] = ()) -> FastAPI:
 
     @app.get("/api/entities/{kind}/{entity:path}", dependencies=[Depends(authorized)])
     def entity(kind: str, entity: str) -> dict[str, Any]:
-        if kind not in ("ip", "subnet", "user", "session", "user_agent", "product", "global"):
+        if kind not in tuple(KeyKind):
             raise HTTPException(404, f"no entity type {kind!r}")
         return service.entity(kind, entity)
 

@@ -321,10 +321,12 @@ def nat_behind_one_ip(
     per_minute: tuple[float, float] = (30, 80),
     *,
     seed_offset: int = 1_000,
+    catalog: Catalog | None = None,
 ) -> tuple[pa.Table, str]:
     """Real-looking shoppers (the normal generator's) all behind one IP: an office NAT at the
     default 30 to 80 events a minute (a few hundred people, over any rate rule's per-IP
-    limit), a carrier-grade NAT at more."""
+    limit), a carrier-grade NAT at more. `catalog`: the shop's (default: a catalogue of
+    their own, as the classic scenario has always drawn them)."""
     ip = attack_ip(rng)
     office = TrafficSpec(
         events=int(spec.duration_s / 60 * rng.uniform(*per_minute)),
@@ -332,7 +334,7 @@ def nat_behind_one_ip(
         start=spec.start,
         days=spec.duration_s / 86_400,
     )
-    table = pa.concat_tables(list(generate(office, threads=1)))
+    table = pa.concat_tables(list(generate(office, threads=1, catalog=catalog)))
     table = table.set_column(
         table.column_names.index("ip"), "ip", pa.array([ip] * table.num_rows, pa.string())
     )

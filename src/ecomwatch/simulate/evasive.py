@@ -46,7 +46,7 @@ from ecomwatch.simulate.attacks import (
     plain_table,
 )
 from ecomwatch.simulate.catalog import USER_AGENTS, Catalog
-from ecomwatch.simulate.traffic import TrafficSpec, generate, make_world
+from ecomwatch.simulate.traffic import TrafficSpec, generate, make_world, view_shares
 
 EVASIVE_ATTACK_KINDS = (
     "rotating_scraper",
@@ -237,7 +237,7 @@ def residential_botnet(rng: np.random.Generator, plan: AttackPlan, catalog: Cata
         category = catalog.category_id[int(rng.integers(0, catalog.size))]
         targets = np.flatnonzero(catalog.category_id == category)
     else:  # the long tail: the least popular fifth
-        targets = np.argsort(catalog.popularity)[: max(10, catalog.size // 5)]
+        targets = np.argsort(view_shares(catalog))[: max(10, catalog.size // 5)]
     lasting = rng.uniform(600, 1800)
     begin = plan.at(rng, lasting)
     for _ in range(int(rng.integers(150, 500))):
@@ -262,7 +262,7 @@ def low_rate_flood(
     lasting = rng.uniform(300, 900)
     onset = plan.at(rng, lasting + 600) + 300
     total_rate = normal_rate * rng.uniform(3, 8)
-    unpopular = np.argsort(catalog.popularity)[: max(10, catalog.size // 2)]
+    unpopular = np.argsort(view_shares(catalog))[: max(10, catalog.size // 2)]
     for _ in range(sources):
         count = max(3, int(rng.poisson(total_rate / sources * lasting)))
         times = onset + np.sort(rng.uniform(0, lasting, count))
@@ -340,7 +340,7 @@ def marketing_spike(
     lasting = rng.uniform(600, 1800)
     begin = plan.at(rng, lasting + 900)
     visitors = int(normal_rate * lasting * rng.uniform(2.0, 6.0) / 3.0)
-    popular = np.argsort(catalog.popularity)[-max(20, catalog.size // 50) :]
+    popular = np.argsort(view_shares(catalog))[-max(20, catalog.size // 50) :]
     for _ in range(visitors):
         kinds = [0] * int(rng.integers(1, 6))
         if rng.random() < 0.03:  # very low conversion: a few carts, a third of them bought
@@ -393,7 +393,9 @@ class EvasiveScenario:
         spike, spike_start = marketing_spike(rng, plan, catalog, normal_rate)
         sale, sale_start = flash_sale(rng, plan, catalog, normal_rate)
         groups += [flooding, spike, sale]
-        cgnat, cgnat_ip = nat_behind_one_ip(self.spec, rng, (100, 250), seed_offset=2_000)
+        cgnat, cgnat_ip = nat_behind_one_ip(
+            self.spec, rng, (100, 250), seed_offset=2_000, catalog=catalog
+        )
 
         events, labels, campaigns = assemble(
             normal, (cgnat, cgnat_ip, "cgnat"), groups, catalog, EVASIVE_GROUP_KINDS

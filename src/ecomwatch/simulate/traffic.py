@@ -37,6 +37,21 @@ REMOVE_PROB = 0.09  # a non-buyer's event right after a cart becomes a removal
 NEIGHBOUR_PROB = 0.65  # next product is a neighbour (same category) rather than a fresh pick
 
 
+def view_shares(catalog: Catalog) -> np.ndarray:
+    """The share of views each product gets from this traffic (what "popular" means to a
+    shop): a fresh pick by `catalog.popularity`, then a walk of k neighbour steps (k
+    geometric, continuing with NEIGHBOUR_PROB), so a hit's neighbours are viewed often too."""
+    step = np.ones(13) / 13  # one step: -6..6 products, uniform
+    walked = catalog.popularity.astype(np.float64)
+    shares = np.zeros(catalog.size)
+    weight = 1 - NEIGHBOUR_PROB
+    while weight > 1e-9:
+        shares += weight * walked
+        walked = np.convolve(walked, step, mode="same")
+        weight *= NEIGHBOUR_PROB
+    return shares / shares.sum()
+
+
 @dataclass(frozen=True)
 class TrafficSpec:
     events: int
@@ -182,15 +197,19 @@ def make_world(spec: TrafficSpec) -> tuple[Catalog, Population]:
     return make_catalog(n_products, world), make_population(n_users, world)
 
 
-def generate(spec: TrafficSpec, *, threads: int = 2) -> Iterator[pa.Table]:
+def generate(
+    spec: TrafficSpec, *, threads: int = 2, catalog: Catalog | None = None
+) -> Iterator[pa.Table]:
     """Yield the traffic as tables in event-time order (columns: REES46 + ip, user_agent).
 
     `price_cents` holds the price; writers format it. Chunks are drawn on `threads` threads,
-    each from its own seed, so the output does not depend on the thread count.
+    each from its own seed, so the output does not depend on the thread count. `catalog`:
+    another spec's products (shoppers of this spec in that shop), instead of this spec's own.
     """
     seeds = np.random.SeedSequence(spec.seed)
     _, plan_seed, chunk_seed = seeds.spawn(3)
-    catalog, people = make_world(spec)
+    own_catalog, people = make_world(spec)
+    catalog = own_catalog if catalog is None else catalog
     plans = _plan_chunks(spec, np.random.default_rng(plan_seed))
     end_hour = plans[-1][0] + len(plans[-1][2])
 
