@@ -1,4 +1,4 @@
-"""Writes examples/rules/swarms.csv.gz (run from the repository root): an hour and a half of an
+"""Writes examples/rules/swarms.csv.gz (run from the repository root): almost two hours of an
 ordinary shop, then two botnets that look like new visitors one by one — one spread over the
 long tail of the catalogue, one working a single category — and a crowd of new visitors
 from a newsletter, who must stay quiet."""
@@ -32,8 +32,8 @@ def ev(s, kind, product, user, session, ip, ua):
 # fresh pick weighted to the hits (product n picked about 1/(n+1) as often) and a few steps
 # to neighbouring products of the same category; one session in five carts.
 weights = [1 / (n + 1) for n in range(PRODUCTS)]
-for number in range(2_700):
-    start = rng.uniform(0, 5_400)
+for number in range(3_300):
+    start = rng.uniform(0, 6_600)
     visitor = rng.randrange(1_500)
     ip = f"10.{visitor // 250}.{visitor % 250}.7"
     product = 1_000_000 + rng.choices(range(PRODUCTS), weights)[0]
@@ -53,29 +53,30 @@ def unrelated_ip(i, first_octets, first):
     return f"{rng.choice(first_octets)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
 
-# long-tail-swarm: 60 new addresses on unrelated networks, from minute 60, each viewing 5
+# long-tail-swarm: 60 new addresses on unrelated networks, from minute 80 (popularity is known
+# after an hour of views), each viewing 5
 # products of the least viewed half (categories 5 to 9), one per category, within a minute
 for i in range(60):
-    t = 3_600 + rng.uniform(0, 500)
+    t = 4_800 + rng.uniform(0, 500)
     ip = unrelated_ip(i, [24, 67, 73, 98], "24.1.2.3")
     for k in range(5):
         product = 1_000_000 + 30 * (5 + k) + rng.randrange(30)
         ev(t, "view", product, 20_000 + i, f"tail-{i}", ip, agent(i))
         t += rng.uniform(2, 10)
 
-# category-swarm: 40 new addresses, from minute 70, each viewing products of category 9
+# category-swarm: 40 new addresses, from minute 90, each viewing products of category 9
 # six times within a minute
 for i in range(40):
-    t = 4_200 + rng.uniform(0, 500)
+    t = 5_400 + rng.uniform(0, 500)
     ip = unrelated_ip(i, [37, 82, 109, 151], "37.1.2.3")
     for _ in range(6):
         ev(t, "view", 1_000_270 + rng.randrange(30), 30_000 + i, f"cat-{i}", ip, agent(i + 7))
         t += rng.uniform(2, 8)
 
-# quiet: a newsletter brings 150 new visitors within ten minutes, from minute 62: each opens
+# quiet: a newsletter brings 150 new visitors within ten minutes, from minute 82: each opens
 # a hit and reads two or three of its neighbours, a few cart
 for i in range(150):
-    t = 3_720 + rng.uniform(0, 600)
+    t = 4_920 + rng.uniform(0, 600)
     ip = unrelated_ip(i, [2, 86, 174, 217], "86.1.2.3")
     product = 1_000_000 + rng.randrange(3)
     for step in range(rng.randint(2, 4)):

@@ -48,29 +48,27 @@ def shop(buckets: range) -> dict[int, list[tuple[int, int]]]:
     }
 
 
-def test_unknown_until_half_an_hour_of_views_is_folded_then_ranked():
+def test_unknown_until_an_hour_of_views_is_folded_then_ranked():
     memory = ProductPopularity()
-    table = views({**shop(range(0, 5)), 5: [(1, HOT), (2, WARM), (3, COLD)]})
+    table = views({**shop(range(0, 7)), 7: [(1, HOT), (2, WARM), (3, COLD)]})
     popularity = feed(memory, table)
     per_bucket = table["t_us"].to_numpy() // BUCKET_US
-    # Bucket B sees buckets up to B - 2: from bucket 4 on, 3 buckets (30 minutes) of views.
+    # Bucket B sees the hourly refresh made before bucket B - 1: from bucket 7 on, the one
+    # at bucket 6, of buckets 0-5 (an hour of views).
     seen = list(zip(popularity, per_bucket, strict=True))
-    assert all(p is None for p, b in seen if b < 4)
-    assert all(p is not None for p, b in seen if b >= 4)
+    assert all(p is None for p, b in seen if b < 7)
     hot, warm, cold = popularity[-3:]
     # Rank among the products viewed so far: WARM is viewed less than HOT, COLD never.
     assert hot == 0.5 and warm == 0.0 and cold == 0.0
 
 
-def test_an_event_sees_only_buckets_two_before_its_own():
+def test_an_event_sees_the_hourly_refresh_before_its_previous_bucket():
     memory = ProductPopularity()
-    base = shop(range(0, 6))
-    # A swarm on COLD in buckets 6 and 7: bucket 7 does not see bucket 6's views yet...
+    # A swarm on COLD in buckets 6 and 7: bucket 8 sees the refresh at 6 (buckets 0-5)...
     swarm = {b: [(9000 + i, COLD) for i in range(50)] for b in (6, 7)}
-    popularity = feed(memory, views({**base, **swarm}))
-    assert popularity[-1] == 0.0
-    # ...bucket 8 does: COLD is now the most viewed product of the past day.
-    (after,) = feed(memory, views({8: [(1, COLD)]}))
+    assert feed(memory, views({**shop(range(0, 8)), **swarm, 8: [(1, COLD)]}))[-1] == 0.0
+    # ...bucket 13 the refresh at 12, with the swarm's views: COLD is now the most viewed.
+    (after,) = feed(memory, views({**shop(range(9, 13)), 13: [(1, COLD)]}))[-1:]
     assert after == pytest.approx(2 / 3)
 
 
@@ -98,7 +96,7 @@ def test_an_ip_counts_as_one_visitor_however_many_views():
     base = shop(range(0, 6))
     for bucket in base:
         base[bucket] += [(scraper, product) for product in scraped for _ in range(20)]
-    (hot,) = feed(memory, views({**base, 6: [(1, HOT)]}))[-1:]
+    (hot,) = feed(memory, views({**base, 7: [(1, HOT)]}))[-1:]
     # HOT (six shoppers a bucket) is viewed more than the 11 others; uncapped, each scraped
     # product (20 views a bucket) would rank above it and HOT would be at 1/12.
     assert hot == pytest.approx(11 / 12)
@@ -110,16 +108,17 @@ def test_a_checkpoint_resumes_with_the_same_popularity():
     first = ProductPopularity()
     half = table.num_rows // 2
     head = feed(first, table.slice(0, half))
-    resumed = ProductPopularity.from_state(json.loads(json.dumps(first.state())))
+    numbers, weights, pending = first.state()
+    resumed = ProductPopularity.from_state(json.loads(json.dumps(numbers)), weights, pending)
     assert head + feed(resumed, table.slice(half)) == whole
 
 
 def test_events_without_a_product_have_no_popularity():
     memory = ProductPopularity()
-    feed(memory, views(shop(range(0, 5))))
+    feed(memory, views(shop(range(0, 7))))
     out = memory.popularity(
         pa.array([None, HOT], pa.int64()),
-        pa.array([5 * BUCKET_US, 5 * BUCKET_US], pa.int64()),
+        pa.array([7 * BUCKET_US, 7 * BUCKET_US], pa.int64()),
         pa.array([1, 2], pa.uint64()),
         pa.array([False, True]),
     )

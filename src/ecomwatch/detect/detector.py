@@ -346,7 +346,7 @@ class Detector:
         return {
             "events_ipc": _to_ipc(self.kept.since(-(2**62))),
             "ip_seen_ipc": _to_ipc(self.ip_memory.table()),
-            "popularity": self.popularity.state(),
+            "popularity": self._popularity_state(),
             "raised": [
                 [rule, entity, state] for (rule, entity), state in self.alerting.raised.items()
             ],
@@ -385,7 +385,15 @@ class Detector:
         self.ip_memory.restore(
             _from_ipc(state["ip_seen_ipc"]) if "ip_seen_ipc" in state else SEEN_SCHEMA.empty_table()
         )
-        self.popularity = ProductPopularity.from_state(state.get("popularity", {}))
+        self.popularity = (
+            ProductPopularity.from_state(
+                state["popularity"]["numbers"],
+                _from_ipc(state["popularity"]["weights_ipc"]),
+                _from_ipc(state["popularity"]["views_ipc"]),
+            )
+            if "popularity" in state  # checkpoints before popularity existed start empty
+            else ProductPopularity()
+        )
         self.alerting.raised = {(r, e): s for r, e, s in state.get("raised", [])}
         # Checkpoints written before the funnel was counted hold two numbers: pad them.
         self.baselines = {(r, e): [*v, 0.0][:3] for r, e, v in state.get("baselines", [])}
@@ -402,6 +410,10 @@ class Detector:
         sink = self.incident_sink
         if sink is not None and state.get("incidents_file") == str(sink.path):
             sink.resume_at(int(state.get("incidents_bytes", 0)))
+
+    def _popularity_state(self) -> dict[str, Any]:
+        numbers, weights, views = self.popularity.state()
+        return {"numbers": numbers, "weights_ipc": _to_ipc(weights), "views_ipc": _to_ipc(views)}
 
     # internals ---------------------------------------------------------------------------
 

@@ -9,13 +9,15 @@ long-tail products looks, visitor by visitor, like new shoppers; what gives them
 their views fall on products almost no one views. Measuring that needs a baseline the attack
 cannot move, so popularity lags:
 
-- views are counted in 10-minute buckets of event time;
-- an event of bucket B sees the counts of buckets up to B - 2 (10 to 20 minutes old), summed
-  with an exponential decay of one day, so a flood's own views reach the baseline only after
-  it has been judged;
-- an event's popularity depends only on the events before its bucket, never on how the input
-  was batched (events later than a bucket's length are folded into later baselines only);
-- before 30 minutes of views are known, popularity is unknown (null) and no rule reads it.
+- views are counted in 10-minute buckets of event time, summed with an exponential decay of
+  one day;
+- the ranks are refreshed every hour of event time from the buckets before that hour, and an
+  event sees the latest refresh made without its own bucket and the one before it (its
+  counts are 10 to 70 minutes old), so a flood's own views reach the baseline only after it
+  has been judged;
+- an event's popularity depends only on the events before its refresh, never on how the input
+  was batched (events later than a bucket's length are folded into later refreshes only);
+- before an hour of views is known, popularity is unknown (null) and no rule reads it.
 
 An address counts as one visitor: its views in a bucket add at most 20 to the counts (shared
 between the products it viewed), so a scraper walking the whole catalogue does not lift the
@@ -33,10 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 BUCKET_US = 600 * 1_000_000  # views are counted per 10 minutes of event time
-LAG_BUCKETS = 2  # an event of bucket B sees buckets up to B - 2
+REFRESH_BUCKETS = 6  # the ranks are refreshed every hour of event time...
+LAG_BUCKETS = 2  # ...from the buckets up to 2 before the event's (10 to 70 minutes old)
 DECAY_BUCKETS = 144.0  # weights fall by e every day (144 buckets)
-READY_BUCKETS = 3  # popularity is known once this many buckets of views are folded
-KEEP_SNAPSHOTS = 6  # popularity tables kept for the latest buckets (late events reuse them)
+READY_BUCKETS = 6  # popularity is known once an hour of views is folded
+KEEP_SNAPSHOTS = 3  # rank tables kept for the latest refreshes (late events reuse them)
 IP_VIEWS_CAP = 20  # views an IP adds to a bucket's counts at most (scrapers count as one visitor)
 RESCALE_AT = 500.0  # exponent past which the weights are scaled back (float64 stays finite)
 
@@ -67,10 +70,11 @@ class ProductPopularity:
         ips = ip_key.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint64)
         self._note(buckets[views], ips[views], ids[views])
         out = np.full(len(ids), np.nan, np.float32)
-        for bucket in np.unique(buckets):
-            self._fold_before(int(bucket) - LAG_BUCKETS + 1)
-            snapshot = self._snapshot(int(bucket))
-            rows = np.flatnonzero((buckets == bucket) & has_product)
+        refreshes = _refresh_of(buckets)
+        for refresh in np.unique(refreshes):
+            self._fold_before(int(refresh))
+            snapshot = self._snapshot(int(refresh))
+            rows = np.flatnonzero((refreshes == refresh) & has_product)
             if snapshot is not None and len(rows):
                 out[rows] = _look_up(snapshot, ids[rows])
         return pa.array(out, pa.float32(), mask=np.isnan(out))
@@ -104,67 +108,90 @@ class ProductPopularity:
         return float(np.exp(exponent))
 
     def _merge(self, ids: np.ndarray, counts: np.ndarray, factor: float) -> None:
-        """Add weighted counts of (sorted, unique) ids; the arrays are rebuilt only when new
-        products appear (a snapshot keeps the id array it was made from)."""
-        at = np.minimum(np.searchsorted(self.ids, ids), max(len(self.ids) - 1, 0))
-        known = (at < len(self.ids)) & (self.ids[at] == ids) if len(self.ids) else at < 0
-        if known.all():
-            self.weights[at] += counts * factor  # ids are unique: no index repeats
-            return
-        merged_ids = np.union1d(self.ids, ids)
-        weights = np.zeros(len(merged_ids), np.float64)
-        weights[np.searchsorted(merged_ids, self.ids)] = self.weights
-        weights[np.searchsorted(merged_ids, ids)] += counts * factor
-        self.ids, self.weights = merged_ids, weights
+        """Add weighted counts of (sorted, unique) ids; new products are inserted in place
+        (new arrays: a snapshot keeps the id array it was made from)."""
+        at = np.searchsorted(self.ids, ids)
+        known = at < len(self.ids)
+        known[known] = self.ids[at[known]] == ids[known]
+        if not known.all():
+            new = ids[~known]
+            where = np.searchsorted(self.ids, new)
+            self.ids = np.insert(self.ids, where, new)
+            self.weights = np.insert(self.weights, where, 0.0)
+            at = np.searchsorted(self.ids, ids)
+        self.weights[at] += counts * factor  # ids are unique: no index repeats
 
-    def _snapshot(self, bucket: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The popularity events of `bucket` see (None before enough views are known)."""
-        if bucket in self.snapshots:
-            return self.snapshots[bucket]
-        if self.folded_until is not None and self.folded_until > bucket - LAG_BUCKETS + 1:
+    def _snapshot(self, refresh: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ranks of the refresh at bucket `refresh` (made of the buckets before it; None
+        before enough views are known)."""
+        if refresh in self.snapshots:
+            return self.snapshots[refresh]
+        if self.folded_until is not None and self.folded_until > refresh:
             return None  # an event far later than its bucket: its baseline is gone
         if self.folded_buckets < READY_BUCKETS or not len(self.ids):
             return None
         ordered = np.sort(self.weights)
         less = np.searchsorted(ordered, self.weights, side="left")  # ties share the lower rank
         snapshot = (self.ids, (less / len(ordered)).astype(np.float32))
-        self.snapshots[bucket] = snapshot
+        self.snapshots[refresh] = snapshot
         for old in sorted(self.snapshots)[:-KEEP_SNAPSHOTS]:
             del self.snapshots[old]
         return snapshot
 
     # checkpoints -------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "ids": self.ids.tolist(),
-            "weights": self.weights.tolist(),
+    def state(self) -> tuple[dict[str, Any], pa.Table, pa.Table]:
+        """What a checkpoint keeps: (numbers, the weights per product, the pending views)."""
+        pending = [
+            (bucket, ips, ids) for bucket, parts in self.pending.items() for ips, ids in parts
+        ]
+        views = pa.table(
+            {
+                "bucket": pa.array(
+                    np.concatenate([np.full(len(i), b, np.int64) for b, i, _ in pending])
+                    if pending
+                    else np.empty(0, np.int64)
+                ),
+                "ip_key": pa.array(_joined([i for _, i, _ in pending], np.uint64)),
+                "product_id": pa.array(_joined([p for _, _, p in pending], np.int64)),
+            }
+        )
+        numbers = {
             "folded_until": self.folded_until,
             "folded_buckets": self.folded_buckets,
             "scale_origin": self.scale_origin,
-            "pending": [
-                [b, [[ips.tolist(), ids.tolist()] for ips, ids in parts]]
-                for b, parts in self.pending.items()
-            ],
         }
+        return numbers, pa.table({"product_id": self.ids, "weight": self.weights}), views
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> ProductPopularity:
-        """A memory from `state()` (an empty one for checkpoints written before it existed).
-        Snapshots are not kept: they are rebuilt from the same weights."""
-        if not state:
-            return cls()
+    def from_state(
+        cls, numbers: dict[str, Any], weights: pa.Table, views: pa.Table
+    ) -> ProductPopularity:
+        """A memory from `state()`. Snapshots are not kept: they are rebuilt from the same
+        weights."""
+        buckets = views["bucket"].to_numpy()
+        ips, ids = views["ip_key"].to_numpy(), views["product_id"].to_numpy()
         return cls(
-            ids=np.array(state["ids"], np.int64),
-            weights=np.array(state["weights"], np.float64),
-            folded_until=state["folded_until"],
-            folded_buckets=int(state["folded_buckets"]),
-            scale_origin=int(state["scale_origin"]),
+            ids=weights["product_id"].to_numpy().copy(),
+            weights=weights["weight"].to_numpy().copy(),
+            folded_until=numbers["folded_until"],
+            folded_buckets=int(numbers["folded_buckets"]),
+            scale_origin=int(numbers["scale_origin"]),
             pending={
-                int(b): [(np.array(ips, np.uint64), np.array(ids, np.int64)) for ips, ids in parts]
-                for b, parts in state["pending"]
+                int(b): [(ips[buckets == b].copy(), ids[buckets == b].copy())]
+                for b in np.unique(buckets)
             },
         )
+
+
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+
+
+def _refresh_of(buckets: np.ndarray) -> np.ndarray:
+    """The refresh an event of each bucket sees: the latest hour boundary at least
+    LAG_BUCKETS - 1 buckets before it (its ranks hold the buckets before that boundary)."""
+    return (buckets - LAG_BUCKETS + 1) // REFRESH_BUCKETS * REFRESH_BUCKETS
 
 
 def _capped_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

@@ -381,17 +381,23 @@ def assemble(
     groups: list[Injected],
     catalog: Catalog,
     group_kinds: tuple[str, ...],
+    legit_kinds: tuple[str, ...] = (),
 ) -> tuple[pa.Table, dict[str, str], dict[str, str]]:
     """A scenario's events in time order (normal traffic, the NAT's `(events, ip, kind)`, the
     injected groups), each injected IP's kind, and its campaign: the IPs of one group of a
     group kind (a botnet, a flood, a sale) are one campaign, so are the IPs of one actor of
-    many; every other actor is a campaign of its own (scoring incident grouping)."""
+    many; every other actor is a campaign of its own (scoring incident grouping).
+
+    An address drawn twice (two home addresses of thousands can meet) keeps the kind of the
+    attacker behind it over one of `legit_kinds`: it did attack."""
     nat_events, nat_ip, nat_kind = nat
     labels = {nat_ip: nat_kind}
     campaigns = {nat_ip: f"{nat_kind}:{nat_ip}"}
     for number, group in enumerate(groups):
-        labels.update(group.labels)
         for ip, kind in group.labels.items():
+            if kind in legit_kinds and labels.get(ip, kind) not in legit_kinds:
+                continue
+            labels[ip] = kind
             alone = group.campaigns.get(ip, f"{kind}:{ip}")
             campaigns[ip] = f"{kind}#{number}" if kind in group_kinds else alone
     tables = [normal, nat_events] + [as_table(g, catalog).cast(normal.schema) for g in groups]

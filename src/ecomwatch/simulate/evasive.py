@@ -398,7 +398,12 @@ class EvasiveScenario:
         )
 
         events, labels, campaigns = assemble(
-            normal, (cgnat, cgnat_ip, "cgnat"), groups, catalog, EVASIVE_GROUP_KINDS
+            normal,
+            (cgnat, cgnat_ip, "cgnat"),
+            groups,
+            catalog,
+            EVASIVE_GROUP_KINDS,
+            EVASIVE_LEGIT_KINDS,
         )
         return events, {
             "scenario": "evasive",
