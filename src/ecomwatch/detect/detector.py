@@ -391,7 +391,8 @@ class Detector:
                 _from_ipc(state["popularity"]["weights_ipc"]),
                 _from_ipc(state["popularity"]["views_ipc"]),
             )
-            if "popularity" in state  # checkpoints before popularity existed start empty
+            # Checkpoints before popularity was kept (or kept so) start with none.
+            if "numbers" in state.get("popularity", {})
             else ProductPopularity()
         )
         self.alerting.raised = {(r, e): s for r, e, s in state.get("raised", [])}
