@@ -153,7 +153,7 @@ CRAWLER_FEATURES: dict[str, tuple[str, str]] = {
 FEATURES.update(CRAWLER_FEATURES)
 
 # How popular the viewed products are (`product_popularity`: the share of the shop's products
-# viewed less over the past day, lagging 10 to 20 minutes; null while unknown).
+# viewed less over the past day, refreshed hourly, 10 to 70 minutes old; null while unknown).
 LONG_TAIL = 0.5  # the less viewed half of the products the shop has shown
 POPULARITY_FEATURES_SQL: dict[str, tuple[str, str]] = {
     "popularity": (
