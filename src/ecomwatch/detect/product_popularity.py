@@ -46,6 +46,8 @@ RESCALE_AT = 500.0  # exponent past which the weights are scaled back (float64 s
 
 @dataclass
 class ProductPopularity:
+    """The decayed, capped view counts per product and the hourly ranks made of them."""
+
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     folded_until: int | None = None  # buckets before this one are in `weights`
@@ -53,7 +55,7 @@ class ProductPopularity:
     scale_origin: int = 0  # bucket whose weight factor is 1
     # bucket → the (IP keys, product ids) of its views, not folded yet
     pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    # bucket → (product ids, popularity): what the events of that bucket see
+    # refresh bucket → (product ids, ranks): what the events after that refresh see
     snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def popularity(
