@@ -149,11 +149,7 @@ class ProductPopularity:
         ]
         views = pa.table(
             {
-                "bucket": pa.array(
-                    np.concatenate([np.full(len(i), b, np.int64) for b, i, _ in pending])
-                    if pending
-                    else np.empty(0, np.int64)
-                ),
+                "bucket": pa.array(_joined([np.full(len(i), b) for b, i, _ in pending], np.int64)),
                 "ip_key": pa.array(_joined([i for _, i, _ in pending], np.uint64)),
                 "product_id": pa.array(_joined([p for _, _, p in pending], np.int64)),
             }
