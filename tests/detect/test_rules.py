@@ -138,6 +138,25 @@ def test_the_row_a_condition_needs(condition: str, needed: str | None) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("condition", "least"),
+    [
+        ("sqli_probes >= 3", 3),
+        ("sqli_probes >= 2.5", 3),  # a count is whole
+        ("sqli_probes > 2", 3),
+        ("2 < sqli_probes", 3),
+        ("sqli_probes >= 1 and xss_probes >= 4", 4),  # the conjunct asking for the most
+        ("sqli_probes >= 2 or xss_probes >= 5", 2),  # the fewest of the branches
+        ("sqli_probes >= 0.5", 1),
+    ],
+)
+def test_how_many_rows_a_condition_needs(condition: str, least: int) -> None:
+    from ecomwatch.detect.rules import needed_rows
+
+    found = needed_rows(condition)
+    assert found is not None and found[1] == least
+
+
 def test_a_rule_with_a_baseline_skips_no_window() -> None:
     from ecomwatch.detect.rules import RuleSpec, compile_rule
 

@@ -72,3 +72,25 @@ def test_shared_and_skipping_raise_what_one_full_query_per_rule_raises(
     monkeypatch.setattr(detector_module, "round_matches_sql", _one_query_per_rule)
     assert _alerts(log, skipping=False) == shared
     assert len({alert[0] for alert in shared}) >= 5
+
+
+def _swarm_alerts(*, screening: bool) -> list[tuple[object, ...]]:
+    config = Config.model_validate({"detect": {"judge_rows": 0}})
+    rules = load_rules()
+    if not screening:
+        rules = [replace(rule, members_need=None) for rule in rules]
+    _, alerts = detect([FileSource(EXAMPLES / "swarms.csv.gz")], rules, config=config)
+    return sorted(
+        (a.rule, a.entity, a.window_start.isoformat(), sorted(a.evidence.items()), a.severity)
+        for a in alerts
+    )
+
+
+def test_group_members_aggregated_only_when_they_hold_the_rows_they_need() -> None:
+    """`long-tail-swarm` aggregates only the IPs with three long-tail views; what it raises
+    is what aggregating every IP of the window raises."""
+    long_tail = next(rule for rule in load_rules() if rule.name == "long-tail-swarm")
+    assert long_tail.members_need is not None and long_tail.members_need[1] == 3
+    screened = _swarm_alerts(screening=True)
+    assert sum(alert[0] == "long-tail-swarm" for alert in screened) >= 20
+    assert _swarm_alerts(screening=False) == screened

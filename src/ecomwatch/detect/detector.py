@@ -53,6 +53,7 @@ from ecomwatch.detect.window_sql import (
     Judging,
     aggregate_sql,
     aggregation_key,
+    members_holding_sql,
     round_matches_sql,
     shared_candidates_sql,
     window_start_sql,
@@ -635,6 +636,7 @@ class Detector:
             assert spec is not None and rule.members_sql is not None
             window_us = rule.members_window_s * 1_000_000
             where, first = self._in_groups(rule, matched, window_us, f"matched{d.number}")
+            where += members_holding_sql(rule, window_us, first)
             firsts.append(first)
             features = aggregate_sql(
                 rule, (rule.spec.key, spec.key), window_us, rule.member_features, where

@@ -161,6 +161,10 @@ POPULARITY_FEATURES_SQL: dict[str, tuple[str, str]] = {
         "how popular the viewed products are: the share of the shop's products viewed less "
         "over the past day (0: the least viewed, near 1: the hits; -1: not known yet)",
     ),
+    "longtail_views": (
+        f"count(*) FILTER (event_type = 'view' AND popularity < {LONG_TAIL})",
+        "views of long-tail products (the less viewed half of the shop's products)",
+    ),
     "longtail_share": (
         f"coalesce(avg(CASE WHEN popularity < {LONG_TAIL} THEN 1.0 ELSE 0.0 END) "
         "FILTER (event_type = 'view' AND popularity IS NOT NULL), 0)",

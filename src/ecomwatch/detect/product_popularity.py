@@ -21,9 +21,9 @@ cannot move, so popularity lags:
 
 An address counts as one visitor: its views in a bucket add at most 20 to the counts (shared
 between the products it viewed), so a scraper walking the whole catalogue does not lift the
-long tail. Counts are held per product id in two NumPy arrays sorted by id; each bucket's
-views are grouped once (by hashing: Arrow's dictionary encoding) and merged in, and events
-find their products' ranks through Arrow's hash lookup, so a batch costs what its products cost.
+long tail. Each product met gets a slot (one hash lookup per batch, Arrow's `index_in`): its
+weight is a NumPy array indexed by slot, a bucket's views are added in one `bincount`, and a
+refresh ranks the viewed products with one sort, so a batch costs a few passes over its rows.
 """
 
 from __future__ import annotations
@@ -49,15 +49,16 @@ RESCALE_AT = 500.0  # exponent past which the weights are scaled back (float64 s
 class ProductPopularity:
     """The decayed, capped view counts per product and the hourly ranks made of them."""
 
+    # Every product met gets a slot, in the order met: its id, its weight (0 until viewed).
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     folded_until: int | None = None  # buckets before this one are in `weights`
     folded_buckets: int = 0  # how many buckets with views were folded
     scale_origin: int = 0  # bucket whose weight factor is 1
-    # bucket → the (IP keys, product ids) of its views, not folded yet
+    # bucket → the (IP keys, product slots) of its views, not folded yet
     pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    # refresh bucket → (product ids, ranks): what the events after that refresh see
-    snapshots: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # refresh bucket → popularity per slot: what the events after that refresh see
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
 
     def popularity(
         self, product_id: pa.Array, times_us: pa.Array, ip_key: pa.Array, counted: pa.Array
@@ -66,40 +67,64 @@ class ProductPopularity:
         noting the batch's `counted` views (a shopper's, not a declared bot's) for the buckets
         after theirs."""
         buckets = pc.divide(times_us, BUCKET_US).to_numpy(zero_copy_only=False)
-        ids = product_id.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         has_product = product_id.is_valid().to_numpy(zero_copy_only=False)
+        slots = np.zeros(len(product_id), np.int64)
+        slots[has_product] = self._slots(product_id.drop_null())
         # The batch's own views count first: an event sees those of earlier buckets too.
         views = counted.fill_null(False).to_numpy(zero_copy_only=False) & has_product
         ips = ip_key.fill_null(0).to_numpy(zero_copy_only=False).astype(np.uint64)
-        self._note(buckets[views], ips[views], ids[views])
-        out = np.full(len(ids), np.nan, np.float32)
+        self._note(buckets[views], ips[views], slots[views])
+        out = np.full(len(slots), np.nan, np.float32)
         refreshes = _refresh_of(buckets)
         for refresh in _distinct(refreshes):
-            self._fold_before(int(refresh))
-            snapshot = self._snapshot(int(refresh))
+            self._fold_before(refresh)
+            snapshot = self._snapshot(refresh)
             rows = np.flatnonzero((refreshes == refresh) & has_product)
             if snapshot is not None and len(rows):
-                out[rows] = _look_up(snapshot, ids[rows])
+                # A product met after the refresh was not viewed before it: 0.
+                ranked = np.append(snapshot, np.float32(0))
+                out[rows] = ranked[np.minimum(slots[rows], len(snapshot))]
         return pa.array(out, pa.float32(), mask=np.isnan(out))
 
-    def _note(self, buckets: np.ndarray, ips: np.ndarray, ids: np.ndarray) -> None:
+    def _slots(self, product_id: pa.Array) -> np.ndarray:
+        """The slot of each product id (no nulls), giving new products the next ones."""
+        known = pa.array(self.ids)
+        at = pc.index_in(product_id, value_set=known)
+        if at.null_count:
+            new = pc.unique(product_id.filter(at.is_null())).to_numpy(zero_copy_only=False)
+            self.ids = np.concatenate([self.ids, new.astype(np.int64)])
+            self.weights = np.concatenate([self.weights, np.zeros(len(new))])
+            at = pc.index_in(product_id, value_set=pa.array(self.ids))
+        return at.to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def _note(self, buckets: np.ndarray, ips: np.ndarray, slots: np.ndarray) -> None:
         """Add views to their buckets' pending views (or, for a bucket already folded — an
         event later than a bucket's length — straight into the weights)."""
         for bucket in _distinct(buckets):
             mine = buckets == bucket
-            number = int(bucket)
-            if self.folded_until is not None and number < self.folded_until:
-                self._merge(*_capped_counts([(ips[mine], ids[mine])]), self._factor(number))
+            if self.folded_until is not None and bucket < self.folded_until:
+                self._add([(ips[mine], slots[mine])], bucket)
                 continue
-            self.pending.setdefault(number, []).append((ips[mine], ids[mine]))
+            self.pending.setdefault(bucket, []).append((ips[mine], slots[mine]))
 
     def _fold_before(self, end: int) -> None:
         """Fold every pending bucket before `end` into the weights, in order."""
         for bucket in sorted(b for b in self.pending if b < end):
-            self._merge(*_capped_counts(self.pending.pop(bucket)), self._factor(bucket))
+            self._add(self.pending.pop(bucket), bucket)
             self.folded_buckets += 1
         if self.folded_until is None or end > self.folded_until:
             self.folded_until = end
+
+    def _add(self, views: list[tuple[np.ndarray, np.ndarray]], bucket: int) -> None:
+        """Add one bucket's views (IP keys, product slots) to the weights, each IP's counting
+        at most IP_VIEWS_CAP in all: a scraper's thousand views weigh what a keen shopper's
+        do."""
+        ip_of, ips = _encoded(np.concatenate([ips for ips, _ in views]))
+        slots = np.concatenate([slots for _, slots in views])
+        weight = np.minimum(1.0, IP_VIEWS_CAP / np.bincount(ip_of, minlength=len(ips)))[ip_of]
+        counts = np.bincount(slots, weights=weight, minlength=len(self.weights))
+        factor = self._factor(bucket)
+        self.weights += counts * factor
 
     def _factor(self, bucket: int) -> float:
         """The weight of one view of `bucket`, relative to the others (exp(bucket / decay))."""
@@ -110,32 +135,19 @@ class ProductPopularity:
             exponent = 0.0
         return float(np.exp(exponent))
 
-    def _merge(self, ids: np.ndarray, counts: np.ndarray, factor: float) -> None:
-        """Add weighted counts of (sorted, unique) ids; new products are inserted in place
-        (new arrays: a snapshot keeps the id array it was made from)."""
-        at = np.searchsorted(self.ids, ids)
-        known = at < len(self.ids)
-        known[known] = self.ids[at[known]] == ids[known]
-        if not known.all():
-            new = ids[~known]
-            where = np.searchsorted(self.ids, new)
-            self.ids = np.insert(self.ids, where, new)
-            self.weights = np.insert(self.weights, where, 0.0)
-            at = np.searchsorted(self.ids, ids)
-        self.weights[at] += counts * factor  # ids are unique: no index repeats
-
-    def _snapshot(self, refresh: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The ranks of the refresh at bucket `refresh` (made of the buckets before it; None
-        before enough views are known)."""
+    def _snapshot(self, refresh: int) -> np.ndarray | None:
+        """The popularity per slot at the refresh at bucket `refresh` (made of the buckets
+        before it; None before enough views are known)."""
         if refresh in self.snapshots:
             return self.snapshots[refresh]
         if self.folded_until is not None and self.folded_until > refresh:
             return None  # an event far later than its bucket: its baseline is gone
-        if self.folded_buckets < READY_BUCKETS or not len(self.ids):
+        viewed = self.weights > 0
+        if self.folded_buckets < READY_BUCKETS or not viewed.any():
             return None
-        ordered = np.sort(self.weights)
-        less = np.searchsorted(ordered, self.weights, side="left")  # ties share the lower rank
-        snapshot = (self.ids, (less / len(ordered)).astype(np.float32))
+        # The share of the viewed products viewed less (never viewed: 0).
+        snapshot = np.zeros(len(self.weights), np.float32)
+        snapshot[viewed] = _products_below(self.weights[viewed]) / np.count_nonzero(viewed)
         self.snapshots[refresh] = snapshot
         for old in sorted(self.snapshots)[:-KEEP_SNAPSHOTS]:
             del self.snapshots[old]
@@ -146,13 +158,13 @@ class ProductPopularity:
     def state(self) -> tuple[dict[str, Any], pa.Table, pa.Table]:
         """What a checkpoint keeps: (numbers, the weights per product, the pending views)."""
         pending = [
-            (bucket, ips, ids) for bucket, parts in self.pending.items() for ips, ids in parts
+            (bucket, ips, slots) for bucket, parts in self.pending.items() for ips, slots in parts
         ]
         views = pa.table(
             {
                 "bucket": pa.array(_joined([np.full(len(i), b) for b, i, _ in pending], np.int64)),
                 "ip_key": pa.array(_joined([i for _, i, _ in pending], np.uint64)),
-                "product_id": pa.array(_joined([p for _, _, p in pending], np.int64)),
+                "product_id": pa.array(self.ids[_joined([s for _, _, s in pending], np.int64)]),
             }
         )
         numbers = {
@@ -168,19 +180,21 @@ class ProductPopularity:
     ) -> ProductPopularity:
         """A memory from `state()`. Snapshots are not kept: they are rebuilt from the same
         weights."""
-        buckets = views["bucket"].to_numpy()
-        ips, ids = views["ip_key"].to_numpy(), views["product_id"].to_numpy()
-        return cls(
+        memory = cls(
             ids=weights["product_id"].to_numpy().copy(),
             weights=weights["weight"].to_numpy().copy(),
             folded_until=numbers["folded_until"],
             folded_buckets=int(numbers["folded_buckets"]),
             scale_origin=int(numbers["scale_origin"]),
-            pending={
-                int(b): [(ips[buckets == b].copy(), ids[buckets == b].copy())]
-                for b in np.unique(buckets)
-            },
         )
+        buckets = views["bucket"].to_numpy()
+        ips = views["ip_key"].to_numpy()
+        slots = memory._slots(views["product_id"].combine_chunks())
+        memory.pending = {
+            bucket: [(ips[buckets == bucket].copy(), slots[buckets == bucket])]
+            for bucket in _distinct(buckets)
+        }
+        return memory
 
 
 def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
@@ -193,20 +207,16 @@ def _refresh_of(buckets: np.ndarray) -> np.ndarray:
     return (buckets - LAG_BUCKETS + 1) // REFRESH_BUCKETS * REFRESH_BUCKETS
 
 
-def _capped_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Views per product (sorted ids, counts) of one bucket, an IP's views counting at most
-    IP_VIEWS_CAP in all: a scraper's thousand views weigh what a keen shopper's do."""
-    ip_of, ips = _encoded(np.concatenate([p[0] for p in parts]))
-    product_of, ids = _encoded(np.concatenate([p[1] for p in parts]))
-    weight = np.minimum(1.0, IP_VIEWS_CAP / np.bincount(ip_of, minlength=len(ips)))[ip_of]
-    counts = np.bincount(product_of, weights=weight, minlength=len(ids))
-    order = np.argsort(ids)
-    return ids[order], counts[order]
-
-
-def _distinct(values: np.ndarray) -> list[int]:
-    """The distinct values, ascending (a batch holds a few buckets: hashing beats sorting)."""
-    return sorted(pc.unique(values).to_pylist())
+def _products_below(weights: np.ndarray) -> np.ndarray:
+    """How many weights are below each one (ties share the lower rank): one sort, each run of
+    equal weights taking the position of its first."""
+    order = np.argsort(weights, kind="stable")
+    ordered = weights[order]
+    starts = np.ones(len(ordered), bool)
+    starts[1:] = ordered[1:] != ordered[:-1]
+    below = np.empty(len(ordered), np.int64)
+    below[order] = np.maximum.accumulate(np.where(starts, np.arange(len(ordered)), 0))
+    return below
 
 
 def _encoded(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +226,6 @@ def _encoded(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return encoded.indices.to_numpy(), encoded.dictionary.to_numpy()
 
 
-def _look_up(snapshot: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> np.ndarray:
-    """Popularity of each id (0 for a product not viewed in the baseline)."""
-    known, popularity = snapshot
-    at = pc.index_in(ids, value_set=pa.array(known)).fill_null(len(known))
-    return np.append(popularity, np.float32(0))[at.to_numpy()]
+def _distinct(values: np.ndarray) -> list[int]:
+    """The distinct values, ascending (a batch holds a few buckets: hashing beats sorting)."""
+    return sorted(int(value) for value in pc.unique(values).to_pylist())

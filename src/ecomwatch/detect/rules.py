@@ -178,6 +178,8 @@ class Rule:
     members_sql: str | None = None  # the member condition, compiled
     members_window_s: int = 0
     member_features: tuple[str, ...] = ()
+    # Rows every member holds, and how many at least (`needed_rows` of the member condition).
+    members_need: tuple[str, int] | None = None
 
     @property
     def name(self) -> str:
@@ -303,17 +305,28 @@ def needed_row(condition: str) -> str | None:
     """An SQL predicate over events such that every window meeting `condition` holds a row
     that meets it: from a conjunct that wants a count of such rows (`COUNTED_ROWS`) above 0,
     or an `or` of branches that each have one. None when there is none."""
-    return _needed_row(ast.parse(condition, mode="eval").body)
+    needed = needed_rows(condition)
+    return None if needed is None else needed[0]
 
 
-def _needed_row(node: ast.expr) -> str | None:
+def needed_rows(condition: str) -> tuple[str, int] | None:
+    """`needed_row`'s predicate and how many such rows every window meeting `condition` holds
+    at least (`probes >= 3`: 3; of an `or`, the fewest of its branches')."""
+    return _needed_rows(ast.parse(condition, mode="eval").body)
+
+
+def _needed_rows(node: ast.expr) -> tuple[str, int] | None:
     if isinstance(node, ast.BoolOp):
-        found = [_needed_row(value) for value in node.values]
+        found = [_needed_rows(value) for value in node.values]
         if isinstance(node.op, ast.And):
-            return next((row for row in found if row is not None), None)
+            # The conjunct that asks for the most rows screens the most windows out.
+            known = [row for row in found if row is not None]
+            return max(known, key=lambda row: row[1]) if known else None
         if any(row is None for row in found):
             return None
-        return " OR ".join(f"({row})" for row in dict.fromkeys(found) if row is not None)
+        rows = [row for row in found if row is not None]
+        either = " OR ".join(f"({row})" for row in dict.fromkeys(row for row, _ in rows))
+        return either, min(least for _, least in rows)
     if not isinstance(node, ast.Compare) or len(node.ops) != 1:
         return None
     left, op, right = node.left, node.ops[0], node.comparators[0]
@@ -327,8 +340,14 @@ def _needed_row(node: ast.expr) -> str | None:
     if not (isinstance(right, ast.Constant) and isinstance(right.value, int | float)):
         return None
     bound = float(right.value)
-    above_zero = (isinstance(op, ast.GtE) and bound > 0) or (isinstance(op, ast.Gt) and bound >= 0)
-    return COUNTED_ROWS[left.id] if above_zero else None
+    # A count is a whole number: `>= 2.5` wants 3 rows, `> 2` wants 3.
+    if isinstance(op, ast.GtE):
+        least = math.ceil(bound)
+    elif isinstance(op, ast.Gt):
+        least = math.floor(bound) + 1
+    else:
+        return None
+    return (COUNTED_ROWS[left.id], least) if least > 0 else None
 
 
 def _cheap_part(node: ast.expr) -> ast.expr | None:
@@ -377,6 +396,11 @@ def compile_rule(spec: RuleSpec) -> Rule:
         members_sql=members_sql,
         members_window_s=members_window_s,
         member_features=member_features,
+        members_need=(
+            needed_rows(spec.members.condition)
+            if spec.members and not {"baseline", "baseline_funnel"} & set(member_features)
+            else None
+        ),
     )
 
 

@@ -156,6 +156,24 @@ def holding_sql(rule: Rule, window_us: int, first_us: int, row_sql: str | None) 
     return f" AND {window} IN ({holding})"
 
 
+def members_holding_sql(rule: Rule, window_us: int, first_us: int) -> str:
+    """` AND …`: the rows of the (group, member, window)s that hold the rows every member of
+    a group rule holds, as many as it needs (`Rule.members_need`; nothing when it needs
+    none): `long-tail-swarm` aggregates the IPs with three long-tail views, not every IP."""
+    if rule.members_need is None or rule.spec.members is None:
+        return ""
+    row_sql, least = rule.members_need
+    keys = f"{KEY_SQL[rule.spec.key]}, {KEY_SQL[rule.spec.members.key]}"
+    member = f"hash({keys}, {window_start_sql(window_us)})"
+    rows = f"FROM events WHERE t_us >= {first_us} AND {rule.filter_sql} AND ({row_sql})"
+    holding = (
+        f"SELECT {member} {rows}"
+        if least == 1
+        else f"SELECT {member} AS h {rows} GROUP BY h HAVING count(*) >= {least}"
+    )
+    return f" AND {member} IN ({holding})"
+
+
 def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str:
     """(number, hash of key and window) of the rule's windows from `first_us` on that hold rows
     newer than batch `last_seq` and meet the condition's cheap part (`Rule.screens`)."""
