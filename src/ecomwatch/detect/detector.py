@@ -560,13 +560,21 @@ class Detector:
     ) -> None:
         """A group is flagged with its members when enough of them meet the member condition."""
         groups = zip(matched["key"].to_pylist(), matched["window_us"].to_pylist(), strict=True)
-        ips = matched["distinct_ips"].to_pylist() if spec.min_share else [0] * matched.num_rows
         enough = [
-            i for i, ((key, start), group_ips) in enumerate(zip(groups, ips, strict=True))
-            if len(members.get((str(key), start), [])) >= spec.least(group_ips)
+            i for i, (key, start) in enumerate(groups)
+            if len(members.get((str(key), start), [])) >= spec.min
         ]  # fmt: skip
-        for row in matched.take(pa.array(enough, pa.int64())).to_pylist():
+        flagged = matched.take(pa.array(enough, pa.int64()))
+        # A rule whose conditions do not read `distinct_ips` has none (a null in the round's
+        # union): counted here, for these groups only.
+        counting = "distinct_ips" in rule.features and "distinct_ips" not in rule.window_features
+        ips = self._distinct_ips(rule, flagged) if counting and flagged.num_rows else {}
+        for row in flagged.to_pylist():
             found = members[(str(row["key"]), row["window_us"])]
+            if counting:
+                row["distinct_ips"] = ips[(str(row["key"]), row["window_us"])]
+            if len(found) < spec.least(row.get("distinct_ips") or 0):
+                continue
             row["members"] = len(found)
             # The group's own IPs may include bystanders: it names only its members.
             row["ips"] = (
@@ -626,6 +634,20 @@ class Detector:
         ).fetchall()
         self.con.unregister("matched")
         return {(str(k), w): list(v) for k, w, v in rows}
+
+    def _distinct_ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], int]:
+        """The distinct IPs of each matched group: counted only for the groups with enough
+        members to be judged on their share (`Rule.window_features`)."""
+        window_us = rule.window_s * 1_000_000
+        where, first = self._in_groups(rule, matched, window_us, "matched")
+        self._register_events(first)
+        rows = self.con.sql(
+            f"SELECT {KEY_SQL[rule.spec.key]} AS key, {window_start_sql(window_us)} AS window_us, "
+            f"count(DISTINCT ip_key) FROM events WHERE {where} AND {rule.filter_sql} "
+            "GROUP BY ALL"
+        ).fetchall()
+        self.con.unregister("matched")
+        return {(str(key), start): count for key, start, count in rows}
 
     def _members(self, groups: list[tuple[Judging, pa.Table]]) -> dict[int, Members]:
         """Rule number → the members of each group it matched that meet its member condition

@@ -88,14 +88,16 @@ class ProductPopularity:
 
     def _slots(self, product_id: pa.Array) -> np.ndarray:
         """The slot of each product id (no nulls), giving new products the next ones."""
-        known = pa.array(self.ids)
-        at = pc.index_in(product_id, value_set=known)
+        at = pc.index_in(product_id, value_set=pa.array(self.ids))
+        slots = at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         if at.null_count:
-            new = pc.unique(product_id.filter(at.is_null())).to_numpy(zero_copy_only=False)
-            self.ids = np.concatenate([self.ids, new.astype(np.int64)])
+            missing = np.flatnonzero(slots < 0)
+            unknown = product_id.take(pa.array(missing))
+            new = pc.unique(unknown)
+            slots[missing] = len(self.ids) + pc.index_in(unknown, value_set=new).to_numpy()
+            self.ids = np.concatenate([self.ids, new.to_numpy().astype(np.int64)])
             self.weights = np.concatenate([self.weights, np.zeros(len(new))])
-            at = pc.index_in(product_id, value_set=pa.array(self.ids))
-        return at.to_numpy(zero_copy_only=False).astype(np.int64)
+        return slots
 
     def _note(self, buckets: np.ndarray, ips: np.ndarray, slots: np.ndarray) -> None:
         """Add views to their buckets' pending views (or, for a bucket already folded — an

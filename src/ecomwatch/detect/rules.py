@@ -170,7 +170,10 @@ class Rule:
     condition_sql: str
     escalate_sql: str | None
     filter_sql: str  # rows the rule looks at ("TRUE": all)
-    features: tuple[str, ...]  # the features its conditions read
+    features: tuple[str, ...]  # the features its conditions read (and its evidence shows)
+    # The features its windows are aggregated with: `features` less `distinct_ips` when only
+    # `members.min_share` reads it (the engine counts the IPs of the groups with enough members).
+    window_features: tuple[str, ...] = ()
     prefilter_sql: str = "TRUE"  # the condition's conjuncts over cheap features only
     prefilter_features: tuple[str, ...] = ()
     # A row every window meeting the condition holds (None: no such row is known).
@@ -192,7 +195,7 @@ class Rule:
         key's earlier windows: screening would leave out those that fail the cheap part)."""
         if {"baseline", "baseline_funnel"} & set(self.features):
             return False
-        return bool(set(self.features) - CHEAP_FEATURES) and self.prefilter_sql != "TRUE"
+        return bool(set(self.window_features) - CHEAP_FEATURES) and self.prefilter_sql != "TRUE"
 
     @property
     def retention_s(self) -> int:
@@ -376,6 +379,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
     members_sql: str | None = None
     member_features: tuple[str, ...] = ()
     members_window_s = 0
+    window_features = used  # what the conditions read
     if spec.members is not None:
         members_sql, member_features = compile_condition(spec.members.condition)
         if spec.members.min_share:  # the share is of the group's distinct IPs
@@ -389,6 +393,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
         escalate_sql=escalate_sql,
         filter_sql=compile_filter(spec.filter) if spec.filter else "TRUE",
         features=used,
+        window_features=window_features,
         prefilter_sql=prefilter_sql,
         prefilter_features=prefilter_features,
         # A baseline reads the key's earlier windows, skipped ones too: none are skipped.

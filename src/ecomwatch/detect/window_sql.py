@@ -267,7 +267,7 @@ def shared_matches_sql(group: Sequence[Judging]) -> str:
     windows, new rows and condition."""
     rule = group[0].rule
     window_us = rule.window_s * 1_000_000
-    features = tuple(dict.fromkeys(f for j in group for f in j.rule.features))
+    features = tuple(dict.fromkeys(f for j in group for f in j.rule.window_features))
     where = _shared_where(group, window_us)
     shared = aggregate_sql(rule, (rule.spec.key,), window_us, features, where)
     selects = " UNION ALL BY NAME ".join(
@@ -295,7 +295,7 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
         judged += f" AND hash(key0, window_us) IN {mine}"
     else:
         where += holding_sql(rule, window_us, first_us, rule.needed_row_sql)
-    features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.features, where)
+    features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.window_features, where)
     return (
         f"SELECT {number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
         f"({rule.escalate_sql or 'FALSE'}) AS worse "
