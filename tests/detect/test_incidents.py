@@ -209,3 +209,38 @@ def test_only_the_lead_alert_is_kept_whole():
     assert botnet["lead_alert"] == "g"
     assert botnet["explanation"] == "EvilBot/1.0 matched botnet-user-agent"
     assert botnet["evidence"] == {"events": 10, "members": 5}
+
+
+def test_a_shop_wide_notice_naming_sample_ips_holds_no_campaign():
+    """Scoring counts the IPs an alert flags: a surge notice lists ten of the shop's IPs as a
+    sample, which neither splits their campaign nor mixes the notice's incident."""
+    from ecomwatch.detect.incident_scores import score_incidents
+
+    botnet = [f"198.51.100.{n}" for n in range(5)]
+    alerts = [
+        alert("g", "botnet-user-agent", "user_agent", "EvilBot/1.0", at_min=0, members=5),
+        *[
+            alert(f"m{n}", "botnet-user-agent", "ip", ip, at_min=0.5, group=BOTNET)
+            for n, ip in enumerate(botnet)
+        ],
+        alert("s", "fast-scraper", "ip", "203.0.113.7", at_min=2),
+        alert(
+            "surge",
+            "traffic-surge",
+            "global",
+            "*",
+            at_min=1,
+            severity="info",
+            ips=(botnet[0], "203.0.113.7", "192.0.2.50"),
+        ),
+    ]
+    _, records = correlate(alerts)
+    labels = {
+        "kinds": {"attack": ["botnet", "fast_scraper"]},
+        "ips": {**dict.fromkeys(botnet, "botnet"), "203.0.113.7": "fast_scraper"},
+        "campaigns": dict.fromkeys(botnet, "botnet#1"),
+    }
+    score = score_incidents(alerts, records, labels)
+    assert score.incidents == 3  # the botnet, the scraper, the notice
+    assert score.campaigns_alerted == 2 and score.campaigns_in_one == 2
+    assert score.mixed_incidents == 0

@@ -70,17 +70,17 @@ def slim(alert: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def flagged_ips(alert: dict[str, Any]) -> list[str]:
+    """The IPs an alert flags: its entity when an IP, and the IPs behind a session's or a
+    user's; a group's or the shop's own alert names only a sample of ten (its members' alerts
+    flag them)."""
+    ips = [] if is_group_alert(alert) or alert["entity_type"] == "global" else alert.get("ips", [])
+    return [*ips, alert["entity"]] if alert["entity_type"] == "ip" else list(ips)
+
+
 def incident_ips(alerts: list[dict[str, Any]]) -> list[str]:
-    """The IPs behind its alerts; a group's or the shop's own alert names only a sample of
-    ten, so its members' alerts count instead."""
-    ips = {
-        ip
-        for a in alerts
-        if not is_group_alert(a) and a["entity_type"] != "global"
-        for ip in a.get("ips", ())
-    }
-    ips |= {a["entity"] for a in alerts if a["entity_type"] == "ip"}
-    return sorted(ips)
+    """The IPs behind its alerts (`flagged_ips`)."""
+    return sorted({ip for a in alerts for ip in flagged_ips(a)})
 
 
 def incident_events(alerts: list[dict[str, Any]]) -> int:

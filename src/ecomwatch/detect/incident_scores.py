@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ecomwatch.detect.incident import is_group_alert
+from ecomwatch.detect.incident import flagged_ips
 from ecomwatch.detect.incident_log import final_incident, latest_records
 from ecomwatch.detect.rules import FLAGGING, Severity
 
@@ -64,11 +64,8 @@ def score_incidents(
     for alert in alerts:
         incident = final_incident(alert["incident_id"], latest)
         worst[incident] = max(worst[incident], Severity(alert["severity"]).rank)
-        # A group's own alert names a sample of IPs, not its members: members are scored.
-        ips = [] if is_group_alert(alert) else list(alert.get("ips", ()))
-        if alert["entity_type"] == "ip":
-            ips.append(alert["entity"])
-        for ip in ips:
+        # A group's or the shop's own alert names a sample of IPs: members are scored.
+        for ip in flagged_ips(alert):
             if kinds.get(ip) in attack_kinds:
                 campaign = campaigns.get(ip, ip)
                 of_campaign[campaign].add(incident)
