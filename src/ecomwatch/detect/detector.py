@@ -623,31 +623,29 @@ class Detector:
 
     def _ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], list[str]]:
         """Up to ten IPs of each matched group (sorted), to show and act on."""
-        window_us = rule.window_s * 1_000_000
-        where, first = self._in_groups(rule, matched, window_us, "matched")
-        self._register_events(first)
-        key = KEY_SQL[rule.spec.key]
-        start = window_start_sql(window_us)
-        rows = self.con.sql(
-            f"SELECT {key} AS key, {start} AS window_us, list_sort(list(DISTINCT ip))[1:10] AS ips "
-            f"FROM events WHERE {where} AND {rule.filter_sql} AND ip IS NOT NULL GROUP BY ALL"
-        ).fetchall()
-        self.con.unregister("matched")
-        return {(str(k), w): list(v) for k, w, v in rows}
+        rows = self._per_group(rule, matched, "list_sort(list(DISTINCT ip))[1:10]")
+        return {group: list(ips) for group, ips in rows.items()}
 
     def _distinct_ips(self, rule: Rule, matched: pa.Table) -> dict[tuple[str, int], int]:
         """The distinct IPs of each matched group: counted only for the groups with enough
         members to be judged on their share (`Rule.window_features`)."""
+        return self._per_group(rule, matched, "count(DISTINCT ip_key)")
+
+    def _per_group(
+        self, rule: Rule, matched: pa.Table, aggregate: str
+    ) -> dict[tuple[str, int], Any]:
+        """(key as text, window start) → `aggregate` over the events with an IP of each matched
+        group."""
         window_us = rule.window_s * 1_000_000
         where, first = self._in_groups(rule, matched, window_us, "matched")
         self._register_events(first)
         rows = self.con.sql(
             f"SELECT {KEY_SQL[rule.spec.key]} AS key, {window_start_sql(window_us)} AS window_us, "
-            f"count(DISTINCT ip_key) FROM events WHERE {where} AND {rule.filter_sql} "
+            f"{aggregate} FROM events WHERE {where} AND {rule.filter_sql} AND ip IS NOT NULL "
             "GROUP BY ALL"
         ).fetchall()
         self.con.unregister("matched")
-        return {(str(key), start): count for key, start, count in rows}
+        return {(str(key), start): value for key, start, value in rows}
 
     def _members(self, groups: list[tuple[Judging, pa.Table]]) -> dict[int, Members]:
         """Rule number → the members of each group it matched that meet its member condition

@@ -148,12 +148,7 @@ def holding_sql(rule: Rule, window_us: int, first_us: int, row_sql: str | None) 
     of ordinary traffic after one cheap scan."""
     if row_sql is None:
         return ""
-    window = f"hash({KEY_SQL[rule.spec.key]}, {window_start_sql(window_us)})"
-    holding = (
-        f"SELECT {window} FROM events WHERE t_us >= {first_us} AND {rule.filter_sql} "
-        f"AND ({row_sql})"
-    )
-    return f" AND {window} IN ({holding})"
+    return _holding(rule, (rule.spec.key,), window_us, first_us, row_sql, 1)
 
 
 def members_holding_sql(rule: Rule, window_us: int, first_us: int) -> str:
@@ -163,15 +158,29 @@ def members_holding_sql(rule: Rule, window_us: int, first_us: int) -> str:
     if rule.members_need is None or rule.spec.members is None:
         return ""
     row_sql, least = rule.members_need
-    keys = f"{KEY_SQL[rule.spec.key]}, {KEY_SQL[rule.spec.members.key]}"
-    member = f"hash({keys}, {window_start_sql(window_us)})"
+    kinds = (rule.spec.key, rule.spec.members.key)
+    return _holding(rule, kinds, window_us, first_us, row_sql, least)
+
+
+def _holding(
+    rule: Rule,
+    kinds: tuple[KeyKind, ...],
+    window_us: int,
+    first_us: int,
+    row_sql: str,
+    least: int,
+) -> str:
+    """` AND …`: the rows of the (keys…, window)s holding at least `least` rows the rule looks
+    at that meet `row_sql`."""
+    keys = ", ".join(KEY_SQL[kind] for kind in kinds)
+    window = f"hash({keys}, {window_start_sql(window_us)})"
     rows = f"FROM events WHERE t_us >= {first_us} AND {rule.filter_sql} AND ({row_sql})"
     holding = (
-        f"SELECT {member} {rows}"
+        f"SELECT {window} {rows}"
         if least == 1
-        else f"SELECT {member} AS h {rows} GROUP BY h HAVING count(*) >= {least}"
+        else f"SELECT {window} AS h {rows} GROUP BY h HAVING count(*) >= {least}"
     )
-    return f" AND {member} IN ({holding})"
+    return f" AND {window} IN ({holding})"
 
 
 def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str:
