@@ -7,6 +7,7 @@ import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
 from ecomwatch.decode.access_log import decode_access_log_chunk, sniff_access_log
@@ -130,3 +131,30 @@ def test_a_log_is_known_by_its_first_line_whatever_its_name(tmp_path: Path) -> N
         source = FileSource(path)
         assert source.format is InputFormat.ACCESS_LOG
         assert sum(b.decoded.events.num_rows for b in source.read(Position(0, 1))) == count
+
+
+def test_a_chunk_with_a_field_that_will_not_convert_gives_its_other_lines_the_same_events() -> None:
+    # A chunk whose fields all convert as they are split takes the fast way; one field that is
+    # not UTF-8 (or a status that is no number) sends the whole chunk the slow way, as bytes.
+    clean = [
+        b'203.0.113.9 - - [20/Feb/2016:00:00:45 -0500] "GET /p/1?c=red HTTP/1.1" 200 187 '
+        b'"https://shop.example/" "Mozilla/5.0"',
+        b'192.0.2.1 - - [20/Feb/2016:05:00:48 +0000] "-" 400 - "-" "-"',
+        b'192.0.2.2 - - [20/Feb/2016:05:00:49 +0130] "HEAD /a.css HTTP/1.0" 304 0 "-" "b"',
+        b'192.0.2.2 - - [20/Feb/2016:05:00:50 +0130] "POST /api/cart HTTP/2.0" 201 9 "-" "b"',
+        b'192.0.2.3 - - [20/Feb/2016:05:00:51 +0000] "" 400 0 "-" "-"',
+        b'192.0.2.4 - - [20/Feb/2016:05:00:52 +0000] "GET / HTTP/1.1" 1200 5 "-" "c"',
+    ]
+    for odd in (
+        b'192.0.2.5 - - [20/Feb/2016:05:00:53 +0000] "GET /\xe9 HTTP/1.1" 200 1 "-" "d"',
+        b'192.0.2.5 - - [20/Feb/2016:05:00:53 +0000] "GET / HTTP/1.1" OK 1 "-" "d"',
+    ):
+        fast = _decode(b"\n".join(clean) + b"\n")
+        slow = _decode(b"\n".join([*clean, odd]) + b"\n")
+        kept = slow.events.filter(pc.less_equal(slow.events["source_pos"], len(clean)))
+        assert kept.to_pylist() == fast.events.to_pylist()
+        assert fast.events.num_rows == len(clean) - 1 and fast.rejects["line"].to_pylist() == [6]
+        assert slow.rejects["line"].to_pylist()[:1] == [6]
+    row = fast.events.to_pylist()
+    assert row[1]["bytes"] == 0 and row[1]["path"] is None and row[1]["request_kind"] == "other"
+    assert row[2]["event_time"] == datetime(2016, 2, 20, 3, 30, 49, tzinfo=UTC)

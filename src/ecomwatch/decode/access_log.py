@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ecomwatch.decode.chunks import TextChunk
-from ecomwatch.decode.clf_time import TIME_FORMAT, parse_clf_times
-from ecomwatch.decode.csv_decoder import LayoutError, read_delimited
+from ecomwatch.decode.clf_time import TIME_FORMAT, parse_clf_time_fields, parse_clf_times
+from ecomwatch.decode.csv_decoder import Delimited, LayoutError, read_delimited
 from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.decode.web_events import (
@@ -34,9 +34,13 @@ from ecomwatch.decode.web_events import (
     WebFields,
     as_text,
     cookie_value,
-    split_request,
+    dash_to_null,
+    sizes,
+    split_requests,
+    statuses,
     web_events,
 )
+from ecomwatch.schema import LABEL_TYPE
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
 _HEAD = r"(\S+) \S+ \S+ \[([^\]]+)\] " + _QUOTED + r" (\S+) (\S+)"
@@ -116,22 +120,19 @@ def decode_access_log_chunk(
     kept = [name for name in _KEPT if name in fields]
     if session_cookie:
         kept += [name for name in fields if name.startswith("extra")]
-    options = pacsv.ParseOptions(delimiter=" ", quote_char='"', double_quote=False)
     lines = _Lines(chunk.data)
     # Lines the CSV reader would split wrongly: Apache's `\"`, a lone `\r` (a line break to
     # it). If it still cannot line rows up with lines, a stray quote ran on: add those lines.
     suspects = lines.holding_escaped_quote() | lines.holding_lone_cr()
-    try:
-        parsed = read_delimited(lines.blanked(chunk, suspects), fields, include=kept,
-                                parse_options=options)  # fmt: skip
-    except LayoutError:
-        suspects |= lines.with_odd_quotes()
-        parsed = read_delimited(lines.blanked(chunk, suspects), fields, include=kept,
-                                parse_options=options)  # fmt: skip
+    try:  # each field converted as it is split
+        parsed, suspects = _split(chunk, lines, suspects, fields, kept, _column_types(kept))
+        columns = _values({name: parsed.table[name].combine_chunks() for name in kept})
+    except pa.ArrowInvalid:  # a field not UTF-8, a status or size no number: read as bytes
+        parsed, suspects = _split(chunk, lines, suspects, fields, kept, None)
+        columns = _values({name: as_text(parsed.table[name]) for name in kept})
     numbers = {chunk.first_line + i for i in suspects}
     leftovers = [(line, text) for line, text, _ in parsed.invalid if line not in numbers]
     leftovers += [(chunk.first_line + i, lines.text(i)) for i in sorted(suspects)]
-    columns = _from_split(parsed.table, layout)
     row_lines = parsed.lines
     if leftovers:
         columns, row_lines, rejects = _with_leftovers(
@@ -143,6 +144,53 @@ def decode_access_log_chunk(
     if refused:
         rejects = pa.concat_tables([rejects, _field_rejects(refused, chunk, lines, source_name)])
     return Decoded(events, rejects.sort_by("line") if rejects.num_rows else rejects)
+
+
+def _split(
+    chunk: TextChunk,
+    lines: _Lines,
+    suspects: set[int],
+    fields: list[str],
+    kept: list[str],
+    types: dict[str, pa.DataType] | None,
+) -> tuple[Delimited, set[int]]:
+    """The chunk split on spaces with the suspect lines blanked (more of them if a stray quote
+    ran on), and the suspects."""
+    try:
+        return _split_blanked(lines.blanked(chunk, suspects), fields, kept, types), suspects
+    except LayoutError:
+        suspects = suspects | lines.with_odd_quotes()
+        return _split_blanked(lines.blanked(chunk, suspects), fields, kept, types), suspects
+
+
+def _split_blanked(
+    chunk: TextChunk, fields: list[str], kept: list[str], types: dict[str, pa.DataType] | None
+) -> Delimited:
+    options = pacsv.ParseOptions(delimiter=" ", quote_char='"', double_quote=False)
+    return read_delimited(chunk, fields, include=kept, parse_options=options, column_types=types)
+
+
+def _column_types(kept: list[str]) -> dict[str, pa.DataType]:
+    """How the CSV reader converts the fields: addresses and user agents as labels, status
+    and size as numbers, the rest as text."""
+    numbers = {"status": pa.int16(), "bytes": pa.int64()}
+    labels = {"ip", "agent", "time"}  # a log's times repeat: each distinct one parsed once
+    return {name: numbers.get(name, LABEL_TYPE if name in labels else pa.string()) for name in kept}
+
+
+def _values(fields: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Split fields as the events' values: the time parsed (`stamp`, or the `time` and `zone`
+    fields), status and size as numbers (`web_events` checks them), `-` as null."""
+    out = dict(fields)
+    if "stamp" in out:
+        out["event_time"] = parse_clf_times(out.pop("stamp"))
+    else:
+        out["event_time"] = parse_clf_time_fields(out.pop("time"), out.pop("zone"))
+    out["status"], out["bytes"] = statuses(out["status"]), sizes(out["bytes"])
+    for name in ("ip", "request", "referrer", "agent"):
+        if name in out:
+            out[name] = dash_to_null(out[name])
+    return out
 
 
 class _Lines:
@@ -170,6 +218,8 @@ class _Lines:
 
     def holding_escaped_quote(self) -> set[int]:
         """The lines with a `\\"` (Apache's escaped quote), found with numpy."""
+        if b"\\" not in self.data:
+            return set()
         data = np.frombuffer(self.data, dtype=np.uint8)
         slashes = np.flatnonzero(data[:-1] == ord("\\"))
         escaped = slashes[data[slashes + 1] == ord('"')]
@@ -204,16 +254,6 @@ class _Lines:
         return TextChunk(b"".join(parts), chunk.offset, chunk.first_line)
 
 
-def _from_split(table: pa.Table, layout: AccessLogLayout) -> dict[str, pa.Array]:
-    """The CSV reader's columns as text: the bracketed time and zone joined into `stamp`."""
-    out = {name: as_text(table[name]) for name in table.column_names}
-    time, zone = out.pop("time"), out.pop("zone")
-    out["stamp"] = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(time, 1), pc.utf8_rtrim(zone, characters="]"), " "
-    )
-    return out
-
-
 def _with_leftovers(
     columns: dict[str, pa.Array],
     lines: np.ndarray,
@@ -227,18 +267,24 @@ def _with_leftovers(
     numbers = np.array([line for line, _ in leftovers], dtype=np.int64)
     matched = pc.extract_regex(texts, layout.pattern())
     ok = np.asarray(pc.is_valid(matched).to_numpy(zero_copy_only=False), dtype=bool)
-    extra: dict[str, pa.Array] = {}
+    found = matched.filter(pa.array(ok))
+    text: dict[str, pa.Array] = {}
     for name in columns:
-        if name.startswith("extra"):  # the fields after the user agent, as one (for cookies)
-            found = name == "extra0"
-            values = pc.struct_field(matched.filter(pa.array(ok)), "rest") if found else None
-            extra[name] = values if values is not None else pa.nulls(int(ok.sum()), pa.string())
-            continue
-        values = pc.struct_field(matched.filter(pa.array(ok)), name)
-        if name in ("request", "referrer", "agent"):
-            values = pc.replace_substring(pc.replace_substring(values, '\\"', '"'), "\\\\", "\\")
-        extra[name] = values
-    merged = {name: pa.concat_arrays([columns[name], extra[name]]) for name in columns}
+        if name == "event_time":
+            text["stamp"] = pc.struct_field(found, "stamp")
+        elif name.startswith("extra"):  # the fields after the user agent, as one (for cookies)
+            empty = pa.nulls(len(found), pa.string())
+            text[name] = pc.struct_field(found, "rest") if name == "extra0" else empty
+        elif name in ("request", "referrer", "agent"):
+            unquoted = pc.replace_substring(pc.struct_field(found, name), '\\"', '"')
+            text[name] = pc.replace_substring(unquoted, "\\\\", "\\")
+        else:
+            text[name] = pc.struct_field(found, name)
+    extra = _values(text)
+    merged = {
+        name: pa.concat_arrays([columns[name], extra[name].cast(columns[name].type)])
+        for name in columns
+    }
     all_lines = np.concatenate([lines, numbers[ok]])
     order = np.argsort(all_lines, kind="stable")
     merged = {name: values.take(pa.array(order)) for name, values in merged.items()}
@@ -257,17 +303,18 @@ def _events(
     columns: dict[str, pa.Array], lines: np.ndarray, source_id: str, session_cookie: str | None
 ) -> tuple[pa.Table, Refused]:
     """EVENT_SCHEMA rows from the lines' text columns, and the lines refused, with why."""
-    method, path, query = split_request(columns["request"])
+    requests = split_requests(columns["request"])
     cookies = [values for name, values in columns.items() if name.startswith("extra")]
     fields = WebFields(
-        event_time=parse_clf_times(columns["stamp"]),
+        event_time=columns["event_time"],
         time_format=TIME_FORMAT,
         ip=columns["ip"],
         status=columns["status"],
         size=columns["bytes"],
-        method=method,
-        path=path,
-        query=query,
+        method=requests.method,
+        path=requests.path,
+        query=requests.query,
+        kind=requests.kind,
         agent=columns.get("agent"),
         referrer=columns.get("referrer"),
         host=columns.get("host"),

@@ -90,8 +90,11 @@ def read_delimited(
     *,
     include: list[str],
     parse_options: pacsv.ParseOptions | None = None,
+    column_types: dict[str, pa.DataType] | None = None,
 ) -> Delimited:
-    """Parse a chunk's lines as delimited fields named `names` (keeping `include`, as binary)."""
+    """Parse a chunk's lines as delimited fields named `names`, keeping `include` as binary,
+    or converted to `column_types` with `-` as null (pa.ArrowInvalid when a value does not
+    convert)."""
     invalid: list[tuple[int, str, int]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -106,6 +109,13 @@ def read_delimited(
         parse_options=options,
         convert_options=pacsv.ConvertOptions(
             include_columns=include, column_types={c: pa.binary() for c in include}
+        )
+        if column_types is None
+        else pacsv.ConvertOptions(
+            include_columns=include,
+            column_types=column_types,
+            null_values=["-"],
+            strings_can_be_null=True,
         ),
     )
     # pyarrow numbers rows without counting blank lines: map its numbers back to lines.
