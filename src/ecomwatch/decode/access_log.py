@@ -174,7 +174,7 @@ def _column_types(kept: list[str]) -> dict[str, pa.DataType]:
     """How the CSV reader converts the fields: addresses and user agents as labels, status
     and size as numbers, the rest as text."""
     numbers = {"status": pa.int16(), "bytes": pa.int64()}
-    labels = {"ip", "agent", "time"}  # a log's times repeat: each distinct one parsed once
+    labels = {"ip", "agent"}
     return {name: numbers.get(name, LABEL_TYPE if name in labels else pa.string()) for name in kept}
 
 

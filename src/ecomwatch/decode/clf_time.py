@@ -44,26 +44,23 @@ def parse_clf_times(stamps: pa.Array) -> pa.Array:
 
 
 def parse_clf_time_fields(time: pa.Array, zone: pa.Array) -> pa.Array:
-    """`parse_clf_times` of a line split on spaces: the text fields `[dd/Mon/yyyy:HH:MM:SS`
-    (plain or dictionary-encoded) and `±hhmm]`, their first and last character dropped. When
-    every value has those widths each distinct time is read once, in place, and each row's
-    zone (4 digits) applied to it."""
-    times = time if isinstance(time, pa.DictionaryArray) else time.dictionary_encode()
+    """`parse_clf_times` of a line split on spaces: the text fields `[dd/Mon/yyyy:HH:MM:SS` and
+    `±hhmm]`, their first and last character dropped; read in place (no joined copy) when
+    every value has those widths."""
     if (
-        times.null_count == 0
+        time.null_count == 0
         and zone.null_count == 0
-        and _all_of_width(times.dictionary, _WIDTH - 5)
+        and _all_of_width(time, _WIDTH - 5)
         and _all_of_width(zone, 6)
     ):
-        seconds, ok = _local_seconds(_byte_matrix(times.dictionary, _WIDTH - 5)[:, 1:])
-        at = times.indices.to_numpy()
+        seconds, valid = _local_seconds(_byte_matrix(time, _WIDTH - 5)[:, 1:])
         zones = _byte_matrix(zone, 6)
-        offsets, valid = _zone_seconds(zones[:, :5])
-        valid &= ok[at] & (zones[:, 5] == ord("]"))
-        micros = np.where(valid, (seconds[at] - offsets) * 1_000_000, 0)
+        offsets, zone_ok = _zone_seconds(zones[:, :5])
+        valid &= zone_ok & (zones[:, 5] == ord("]"))
+        micros = np.where(valid, (seconds - offsets) * 1_000_000, 0)
         return pa.array(micros, pa.int64(), mask=~valid).cast(TIME_TYPE)
     stamps = pc.binary_join_element_wise(
-        pc.utf8_slice_codeunits(time.cast(pa.string()), 1), pc.utf8_rtrim(zone, characters="]"), " "
+        pc.utf8_slice_codeunits(time, 1), pc.utf8_rtrim(zone, characters="]"), " "
     )
     return parse_clf_times(stamps)
 
