@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ecomwatch.lake.base import resolved
 from ecomwatch.lake.open import LakeFormat, open_lake
 from ecomwatch.operators.lake_writer import LakeWriter
 from ecomwatch.testing import events_table
@@ -36,8 +37,12 @@ def test_a_state_that_comes_later_is_committed_without_the_pipeline_waiting(tmp_
     commit = table.commit
 
     def recording(events, state):
-        committed.append(state["operators"]["detector"])
-        return commit(events, state)
+        def settled() -> dict:  # asked for once the commit's data files are written
+            whole = resolved(state)
+            committed.append(whole["operators"]["detector"])
+            return whole
+
+        return commit(events, settled)
 
     table.commit = recording  # type: ignore[method-assign]
     writer = LakeWriter(table)
@@ -66,3 +71,19 @@ def test_a_state_that_fails_fails_the_commit(tmp_path: Path):
         writer.flush()
     assert table.last_checkpoint() is None
     writer.close()
+
+
+@pytest.mark.parametrize("lake_format", [LakeFormat.HUDI, LakeFormat.PARQUET])
+def test_the_checkpoint_is_asked_for_once_the_data_files_are_written(
+    tmp_path: Path, lake_format: LakeFormat
+):
+    table = open_lake(tmp_path / "lake", writer=True, new_format=lake_format)
+    files_then: list[int] = []
+
+    def checkpoint_when_asked() -> dict:
+        files_then.append(len(list((tmp_path / "lake").rglob("*.parquet"))))
+        return {"n": 1}
+
+    table.commit(events_table([EVENT]), checkpoint_when_asked)
+    assert files_then and files_then[0] >= 1
+    assert table.last_checkpoint() == {"n": 1}

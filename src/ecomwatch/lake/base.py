@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,14 @@ class CommitInfo:
     bytes: int
 
 
+Checkpoint = dict[str, Any] | Callable[[], dict[str, Any]]
+
+
+def resolved(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint itself, from its function if it is one."""
+    return checkpoint() if callable(checkpoint) else checkpoint
+
+
 class EventTable(Protocol):
     """A table of events that commits data and the engine's checkpoint in one atomic step.
 
@@ -30,7 +39,10 @@ class EventTable(Protocol):
 
     location: str
 
-    def commit(self, events: pa.Table, checkpoint: dict[str, Any]) -> CommitInfo: ...
+    def commit(self, events: pa.Table, checkpoint: Checkpoint) -> CommitInfo:
+        """Commit the events with the checkpoint: a dict, or a function that gives it, called
+        once the data files are written (the operator states it waits for come meanwhile)."""
+        ...
 
     def last_checkpoint(self) -> dict[str, Any] | None: ...
 

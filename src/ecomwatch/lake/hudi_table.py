@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ecomwatch.lake.base import CommitInfo, LakeError
+from ecomwatch.lake.base import Checkpoint, CommitInfo, LakeError, resolved
 from ecomwatch.lake.hudi_archive import ROLLUP_DIR, ROLLUPS_KEY, clean, commit_rollups, maintain
 from ecomwatch.lake.hudi_files import BaseFiles, latest_slices
 from ecomwatch.lake.hudi_format import (
@@ -203,7 +203,7 @@ class HudiTable:
 
     # writing -------------------------------------------------------------------------------
 
-    def commit(self, events: pa.Table, checkpoint: dict[str, Any]) -> CommitInfo:
+    def commit(self, events: pa.Table, checkpoint: Checkpoint) -> CommitInfo:
         """The engine's commit: insert, or upsert when events carry their own event_id."""
         has_ids = events.num_rows > 0 and events["event_id"].null_count < events.num_rows
         operation = Operation.UPSERT if has_ids else Operation.INSERT
@@ -214,7 +214,7 @@ class HudiTable:
         events: pa.Table,
         operation: str,
         *,
-        checkpoint: dict[str, Any] | None = None,
+        checkpoint: Checkpoint | None = None,
         delete_keys: list[str] | None = None,
     ) -> CommitInfo:
         if self._lock_handle is None:
@@ -250,8 +250,9 @@ class HudiTable:
                 files += len(written)
                 size += sum(s["fileSizeInBytes"] for s in written)
         extra: dict[str, str] = {"schema": avro_schema(DATA_SCHEMA, TABLE_NAME)}
-        if checkpoint is not None:
-            self.loc.write_atomic(_checkpoint_path(instant), json.dumps(checkpoint).encode())
+        if checkpoint is not None:  # after the data files: states still to come had that long
+            state = json.dumps(resolved(checkpoint)).encode()
+            self.loc.write_atomic(_checkpoint_path(instant), state)
             extra[CHECKPOINT_FILE_KEY] = _checkpoint_path(instant)
         rollups_valid = operation == Operation.INSERT and not changed_existing
         if self.rollups and rollups_valid and events.num_rows:

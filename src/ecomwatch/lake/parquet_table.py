@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ecomwatch.lake.base import CommitInfo, LakeError
+from ecomwatch.lake.base import Checkpoint, CommitInfo, LakeError, resolved
 from ecomwatch.lake.rollups import ROLLUPS, compute_rollups
 from ecomwatch.lake.storage import Location, fsync_dir
 
@@ -104,7 +104,7 @@ class ParquetTable:
             if path.name.startswith(".") or int(path.stem) not in committed:
                 path.unlink()
 
-    def commit(self, events: pa.Table, checkpoint: dict[str, Any]) -> CommitInfo:
+    def commit(self, events: pa.Table, checkpoint: Checkpoint) -> CommitInfo:
         if self._lock_file is None:
             raise LakeError("the table was opened read-only")
         number = self._next_commit()
@@ -125,7 +125,7 @@ class ParquetTable:
         # The checkpoint (megabytes of operator state) goes beside the record, which names it.
         self._checkpoints_dir.mkdir(exist_ok=True)
         state = self._checkpoints_dir / f"{number:08d}.json"
-        write_atomic(state, json.dumps(checkpoint).encode())
+        write_atomic(state, json.dumps(resolved(checkpoint)).encode())
         record = {
             "commit": number,
             "committed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),

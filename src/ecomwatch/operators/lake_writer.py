@@ -91,10 +91,10 @@ class LakeWriter:
         later: dict[str, Future[State]],
         days: set[str],
     ) -> CommitInfo:
-        # An operator in another process answers its snapshot here, not on the pipeline's thread.
-        settled = settle(state, later)
+        # An operator in another process or thread (the detector) answers its snapshot here,
+        # not on the pipeline's thread: the table writes the data files first, then waits.
         started = time.monotonic()
-        info = self.table.commit(events, settled)
+        info = self.table.commit(events, lambda: settle(state, later))
         self.commit_seconds.append(time.monotonic() - started)
         self.last_commit_at = time.time()
         self.durable_commits += 1  # one commit thread: no other writer
