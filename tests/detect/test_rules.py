@@ -165,3 +165,14 @@ def test_a_rule_with_a_baseline_skips_no_window() -> None:
     assert compile_rule(plain).needed_row_sql is not None
     surge = plain.model_copy(update={"condition": "carts >= 5 and events >= 3 * baseline"})
     assert compile_rule(surge).needed_row_sql is None
+    assert compile_rule(surge).round_need is None
+
+
+def test_a_round_needs_the_product_views_a_rule_counts_though_windows_are_not_screened_by_them():
+    from ecomwatch.detect.rules import RuleSpec, compile_rule
+
+    spec = RuleSpec(name="walk", key="ip", window="1m", severity="low",
+                    condition="views >= 60 and carts == 0")  # fmt: skip
+    rule = compile_rule(spec)
+    assert rule.needed_row_sql is None  # nearly every window holds a view
+    assert rule.round_need == ("event_type = 'view'", 60)

@@ -221,6 +221,9 @@ class Detector:
         # rule → earliest event time not yet judged, last batch judged, next tick.
         self._seq = 0
         self._pending: dict[str, int] = {}
+        # rule → rows (since its last round) of those its condition counts (`Rule.round_need`):
+        # as many as it needs spares the round the count over its judged rows.
+        self._pending_rows: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}
         self._next_tick: dict[str, int] = {}
 
@@ -313,16 +316,25 @@ class Detector:
             return
         self.con.register("unjudged", pa.concat_tables(self._unjudged))
         self._unjudged.clear()
-        earliest = self.con.execute(
+        counted = [r for r in self.rules if r.round_need is not None]
+        found = self.con.execute(
             "SELECT "
             + ", ".join(f"min(t_us) FILTER (WHERE {r.filter_sql})" for r in self.rules)
+            + "".join(
+                f", count(*) FILTER (WHERE {r.filter_sql} AND ({r.round_need[0]}))"
+                for r in counted
+                if r.round_need is not None
+            )
             + " FROM unjudged"
         ).fetchall()[0]
         self.con.unregister("unjudged")
+        earliest, rows = found[: len(self.rules)], found[len(self.rules) :]
         for rule, first_us in zip(self.rules, earliest, strict=True):
             if first_us is not None:
                 pending = self._pending.get(rule.name)
                 self._pending[rule.name] = first_us if pending is None else min(pending, first_us)
+        for rule, new in zip(counted, rows, strict=True):
+            self._pending_rows[rule.name] = self._pending_rows.get(rule.name, 0) + new
 
     @staticmethod
     def _tick(rule: Rule, now_us: int) -> int:
@@ -487,12 +499,13 @@ class Detector:
             Judging(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
             for number, rule in enumerate(rules)
         ]
+        new_rows = {rule.name: self._pending_rows.pop(rule.name, 0) for rule in rules}
         for rule in rules:
             self._last_seq[rule.name] = self._seq
             self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
         self._register_events(min(d.first_us for d in due))
         self._register_baselines()
-        found = self._matches(self._screen(due))
+        found = self._matches(self._screen(self._holding_enough(due, new_rows)))
         groups = [d for d in due if d.number in found and d.rule.spec.members is not None]
         members = self._members([(d, found[d.number]) for d in groups])
         for d in due:
@@ -511,6 +524,32 @@ class Detector:
             # ...but a baseline reads every window the state has not absorbed yet.
             first = min(first, self._closed_until.get(rule.name, first))
         return first
+
+    def _holding_enough(self, due: list[Judging], new_rows: dict[str, int]) -> list[Judging]:
+        """The due rules whose judged rows hold as many of the rows their condition counts
+        as it needs (`Rule.round_need`): web requests with no product views skip every rule
+        about views. Those whose new rows (`new_rows`) hold enough need no count; the others
+        are counted in one query."""
+        counted = [
+            (d, need)
+            for d in due
+            if (need := d.rule.round_need) is not None and new_rows.get(d.rule.name, 0) < need[1]
+        ]
+        if not counted:
+            return due
+        found = self.con.execute(
+            "SELECT "
+            + ", ".join(
+                f"count(*) FILTER (WHERE t_us >= {d.first_us} AND {d.rule.filter_sql} "
+                f"AND ({row_sql}))"
+                for d, (row_sql, _) in counted
+            )
+            + " FROM events"
+        ).fetchall()[0]
+        short = {
+            d.number for (d, (_, least)), rows in zip(counted, found, strict=True) if rows < least
+        }
+        return [d for d in due if d.number not in short]
 
     def _screen(self, due: list[Judging]) -> list[Judging]:
         """The due rules left once screening (`Rule.screens`) found no window for some; the

@@ -175,14 +175,18 @@ FEATURES.update(POPULARITY_FEATURES_SQL)
 POPULARITY_FEATURES = frozenset(POPULARITY_FEATURES_SQL)
 
 # Counts of the rows that meet a predicate (`count(*) FILTER (...)`): a window can only count
-# one or more if it holds such a row, which lets a rule skip the windows with none (`rules`).
-# Not the counts of rows nearly every window of a shop's traffic holds (product views, web
-# requests): nothing would be skipped, and finding the windows costs a scan.
-_EVERYWHERE = {"views", "requests", "page_requests"}
-COUNTED_ROWS: dict[str, str] = {
+# one or more if it holds such a row, which lets a rule skip the windows with none (`rules`),
+# and a judging round skip a rule whose rows hold fewer than it counts (`ROUND_COUNTED_ROWS`).
+ROUND_COUNTED_ROWS: dict[str, str] = {
     name: sql.removeprefix("count(*) FILTER (")[:-1]
     for name, (sql, _) in FEATURES.items()
-    if sql.startswith("count(*) FILTER (") and sql.endswith(")") and name not in _EVERYWHERE
+    if sql.startswith("count(*) FILTER (") and sql.endswith(")")
+}
+# Windows are not screened by the rows nearly every window of a shop's traffic holds (product
+# views, web requests): nothing would be skipped, and finding the windows costs a scan.
+_EVERYWHERE = {"views", "requests", "page_requests"}
+COUNTED_ROWS: dict[str, str] = {
+    name: sql for name, sql in ROUND_COUNTED_ROWS.items() if name not in _EVERYWHERE
 }
 
 # Plain counts and extremes: one pass, no per-key sets or ordering. Rules test these first.

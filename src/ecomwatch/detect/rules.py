@@ -33,7 +33,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ecomwatch.detect.features import CHEAP_FEATURES, COUNTED_ROWS, FEATURES
+from ecomwatch.detect.features import (
+    CHEAP_FEATURES,
+    COUNTED_ROWS,
+    FEATURES,
+    ROUND_COUNTED_ROWS,
+)
 from ecomwatch.detect.web_flags import WebFlag
 
 
@@ -178,6 +183,9 @@ class Rule:
     prefilter_features: tuple[str, ...] = ()
     # A row every window meeting the condition holds (None: no such row is known).
     needed_row_sql: str | None = None
+    # Rows of which a round's judged rows must hold this many for any window to meet the
+    # condition (product views too): a round with fewer skips the rule.
+    round_need: tuple[str, int] | None = None
     members_sql: str | None = None  # the member condition, compiled
     members_window_s: int = 0
     member_features: tuple[str, ...] = ()
@@ -312,15 +320,16 @@ def needed_row(condition: str) -> str | None:
     return None if needed is None else needed[0]
 
 
-def needed_rows(condition: str) -> tuple[str, int] | None:
+def needed_rows(condition: str, counted: dict[str, str] = COUNTED_ROWS) -> tuple[str, int] | None:
     """`needed_row`'s predicate and how many such rows every window meeting `condition` holds
-    at least (`probes >= 3`: 3; of an `or`, the fewest of its branches')."""
-    return _needed_rows(ast.parse(condition, mode="eval").body)
+    at least (`probes >= 3`: 3; of an `or`, the fewest of its branches'), from the counts in
+    `counted`."""
+    return _needed_rows(ast.parse(condition, mode="eval").body, counted)
 
 
-def _needed_rows(node: ast.expr) -> tuple[str, int] | None:
+def _needed_rows(node: ast.expr, counted: dict[str, str]) -> tuple[str, int] | None:
     if isinstance(node, ast.BoolOp):
-        found = [_needed_rows(value) for value in node.values]
+        found = [_needed_rows(value, counted) for value in node.values]
         if isinstance(node.op, ast.And):
             # The conjunct that asks for the most rows screens the most windows out.
             known = [row for row in found if row is not None]
@@ -338,7 +347,7 @@ def _needed_rows(node: ast.expr) -> tuple[str, int] | None:
         if flipped is None:
             return None
         left, op, right = right, flipped(), left
-    if not (isinstance(left, ast.Name) and left.id in COUNTED_ROWS):
+    if not (isinstance(left, ast.Name) and left.id in counted):
         return None
     if not (isinstance(right, ast.Constant) and isinstance(right.value, int | float)):
         return None
@@ -350,7 +359,7 @@ def _needed_rows(node: ast.expr) -> tuple[str, int] | None:
         least = math.floor(bound) + 1
     else:
         return None
-    return (COUNTED_ROWS[left.id], least) if least > 0 else None
+    return (counted[left.id], least) if least > 0 else None
 
 
 def _cheap_part(node: ast.expr) -> ast.expr | None:
@@ -398,6 +407,11 @@ def compile_rule(spec: RuleSpec) -> Rule:
         prefilter_features=prefilter_features,
         # A baseline reads the key's earlier windows, skipped ones too: none are skipped.
         needed_row_sql=None if {"baseline", "baseline_funnel"} & set(used) else needed,
+        round_need=(
+            None
+            if {"baseline", "baseline_funnel"} & set(used)
+            else needed_rows(spec.condition, ROUND_COUNTED_ROWS)
+        ),
         members_sql=members_sql,
         members_window_s=members_window_s,
         member_features=member_features,
