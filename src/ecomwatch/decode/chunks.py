@@ -66,15 +66,16 @@ def iter_chunks(
     carry = b""
     line = first_line
     position = offset
-    # A file is read from each chunk's start again (a seek back over the partial line)
-    # rather than its partial line joined to the next block: one copy less of every chunk.
+    # A file is read a chunk of whole lines at a time (its end found first, or a seek back
+    # over the partial line) rather than its partial line joined to the next block: the
+    # chunk's bytes are not copied again.
     seekable = isinstance(stream, io.IOBase) and stream.seekable()
     while True:
         # A chunk is at most chunk_bytes from its start (unless one line is longer), so chunk
         # boundaries depend only on where reading started: a resumed run sees the same batches.
         want = chunk_bytes - len(carry) if len(carry) < chunk_bytes else chunk_bytes
         try:
-            block = stream.read(want)
+            block = _whole_lines(stream, want) if seekable and not carry else stream.read(want)
         except (EOFError, OSError, ValueError, zlib.error) as exc:
             if carry:
                 yield TextChunk(carry, position, line)
@@ -96,3 +97,21 @@ def iter_chunks(
         position = chunk.end_offset
         line = chunk.next_line
         yield chunk
+
+
+_PROBE = 1 << 16  # bytes read at the end of a chunk's span to find its last line end
+
+
+def _whole_lines(stream: BinaryIO, want: int) -> bytes:
+    """Up to `want` bytes from the stream's position, ending with the last line end among
+    them: found by a small read at the span's end, then the chunk read once into its own
+    bytes. Without a line end in that small read (a very long line), just `want` bytes."""
+    start = stream.tell()
+    probe_at = max(start, start + want - _PROBE)
+    stream.seek(probe_at)
+    tail = stream.read(start + want - probe_at)
+    cut = tail.rfind(b"\n")
+    stream.seek(start)
+    if cut == -1:
+        return stream.read(want)
+    return stream.read(probe_at + cut + 1 - start)
