@@ -18,6 +18,7 @@ from ecomwatch.decode.url_map import (
 )
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.decode.web_logs import WebLogOptions, decode_web_chunk, sniff_web_log
+from ecomwatch.schema import EVENT_SCHEMA
 from ecomwatch.sources.base import Position
 from ecomwatch.sources.files import FileSource
 
@@ -127,6 +128,7 @@ def test_failed_and_static_requests_are_not_commerce_events(tmp_path: Path) -> N
     assert [(r["event_type"], r["product_id"]) for r in rows] == [
         ("view", 5), ("request", None), ("request", None), ("purchase", None),
     ]  # fmt: skip
+    assert decoded.events.schema == EVENT_SCHEMA  # mapped columns keep the schema's fields
 
 
 def test_a_slugs_number_is_stable_and_distinct() -> None:

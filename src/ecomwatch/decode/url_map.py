@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ecomwatch.decode.distinct_text import DistinctText, mask
 from ecomwatch.schema import LABEL_TYPE, EventType
 
 PRODUCT_GROUPS = ("product_id", "product")
@@ -130,30 +132,30 @@ class UrlMap:
         return self.spec.name
 
     def apply(self, events: pa.Table) -> pa.Table:
-        """The events with each matching request's type and product set (vectorized)."""
+        """The events with each matching request's type and product set: the patterns run
+        over the distinct paths and queries (vectorized), each row takes its value's result."""
         candidates = _candidates(events)
         if not candidates.any():
             return events
         index = np.flatnonzero(candidates)
         taken = pa.array(index)
-        path = events["path"].take(taken)
-        query = events["query"].take(taken)
-        method = events["method"].take(taken).cast(pa.string())
+        path = DistinctText(events["path"].take(taken))
+        query = DistinctText(events["query"].take(taken))
+        method = DistinctText(events["method"].take(taken))
         status = events["status"].take(taken)
         left = np.ones(len(index), dtype=bool)
-        types = np.full(len(index), "", dtype=object)
+        codes = np.full(len(index), -1, dtype=np.int32)  # the pattern that mapped each row
         products = np.zeros(len(index), dtype=np.int64)
         has_product = np.zeros(len(index), dtype=bool)
-        for pattern in self.spec.event:
+        for number, pattern in enumerate(self.spec.event):
             hit = left & _matches(pattern, path, query, method, status)
             if not hit.any():
                 continue
-            types[hit] = pattern.type
+            codes[hit] = number
             where = pattern.product_group
             if where is not None:
                 field, group = where
-                values = path if field == "path" else query
-                ids, found = _product_ids(values, field, pattern, group)
+                ids, found = _product_ids(path if field == "path" else query, field, pattern, group)
                 use = hit & found
                 products[use] = ids[use]
                 has_product[use] = True
@@ -161,7 +163,8 @@ class UrlMap:
         mapped = ~left
         if not mapped.any():
             return events
-        return _with_types(events, index[mapped], types[mapped], products[mapped],
+        types = [pattern.type for pattern in self.spec.event]
+        return _with_types(events, index[mapped], codes[mapped], types, products[mapped],
                            has_product[mapped])  # fmt: skip
 
 
@@ -170,51 +173,45 @@ def _candidates(events: pa.Table) -> np.ndarray:
     kind = pc.fill_null(pc.equal(events["request_kind"].cast(pa.string()), "static"), False)
     request = pc.equal(events["event_type"].cast(pa.string()), EventType.REQUEST.value)
     wanted = pc.and_(request, pc.invert(kind))
-    return np.asarray(pc.fill_null(wanted, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _as_bool(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return mask(wanted)
 
 
 def _matches(
     pattern: EventPattern,
-    path: pa.ChunkedArray,
-    query: pa.ChunkedArray,
-    method: pa.ChunkedArray,
+    path: DistinctText,
+    query: DistinctText,
+    method: DistinctText,
     status: pa.ChunkedArray,
 ) -> np.ndarray:
-    hit = np.ones(len(path), dtype=bool)
+    hit = np.ones(len(path.indices), dtype=bool)
     if pattern.method:
-        hit &= _as_bool(pc.is_in(method, pa.array(pattern.method, pa.string())))
+        hit &= method.is_one_of(*pattern.method)
     if pattern.status == "ok":
-        hit &= _as_bool(pc.less(status, 400))
+        hit &= mask(pc.less(status, 400))
     if pattern.path is not None:
-        hit &= _as_bool(pc.match_substring_regex(path, pattern.path))
+        hit &= path.matches(pattern.path)
     if pattern.query is not None:
-        hit &= _as_bool(pc.match_substring_regex(query, pattern.query))
+        hit &= query.matches(pattern.query)
     return hit
 
 
 def _product_ids(
-    values: pa.ChunkedArray, field: str, pattern: EventPattern, group: str
+    values: DistinctText, field: str, pattern: EventPattern, group: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, found) per row: the captured product id, or a slug's stable number."""
+    """(ids, found) per row: the captured product id, or a slug's stable number (each
+    distinct path or query read once)."""
     text = pattern.path if field == "path" else pattern.query
     assert text is not None
-    captured = pc.struct_field(pc.extract_regex(values, text), group)
-    found = _as_bool(pc.is_valid(captured))
-    ids = np.zeros(len(values), dtype=np.int64)
+    captured = pc.struct_field(pc.extract_regex(values.values, text), group)
+    found = mask(pc.is_valid(captured))
     if group == "product_id":
-        digits = _as_bool(pc.match_substring_regex(captured, r"^\d{1,18}$"))
-        found &= digits
+        found &= mask(pc.match_substring_regex(captured, r"^\d{1,18}$"))
         numbers = pc.if_else(pa.array(found), captured, "0").cast(pa.int64())
         ids = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=np.int64)
     else:
-        encoded = pc.fill_null(captured, "").combine_chunks().dictionary_encode()
-        numbers = np.array([slug_number(s) for s in encoded.dictionary.to_pylist()], np.int64)
-        ids = numbers[encoded.indices.to_numpy(zero_copy_only=False)]
-    return ids, found
+        slugs = pc.fill_null(captured, "").to_pylist()
+        ids = np.array([slug_number(s) for s in slugs], dtype=np.int64)
+    return values.per_row(ids), values.per_row(found)
 
 
 def slug_number(slug: str) -> int:
@@ -226,25 +223,37 @@ def slug_number(slug: str) -> int:
 def _with_types(
     events: pa.Table,
     rows: np.ndarray,
-    types: np.ndarray,
+    codes: np.ndarray,
+    types: Sequence[str],
     products: np.ndarray,
     has_product: np.ndarray,
 ) -> pa.Table:
-    """The events with `rows` given those types, and those products where they have one."""
-    event_type = events["event_type"].cast(pa.string()).to_numpy(zero_copy_only=False)
-    event_type = event_type.astype(object)
-    event_type[rows] = types
+    """The events with `rows` given the types `types[codes]`, and those products where they
+    have one: the event types stay dictionary codes (no text per row)."""
+    event_type = events["event_type"].combine_chunks()
+    if not isinstance(event_type, pa.DictionaryArray):
+        event_type = event_type.dictionary_encode()
+    labels = event_type.dictionary.to_pylist()
+    for code in np.unique(codes).tolist():  # the types some row took, each once
+        if types[code] not in labels:
+            labels.append(types[code])
+    at = np.array([labels.index(name) if name in labels else -1 for name in types], np.int32)
+    indices = np.array(event_type.indices.to_numpy(zero_copy_only=False), dtype=np.int32)
+    indices[rows] = at[codes]
     product_id = events["product_id"]
     product = np.array(pc.fill_null(product_id, 0).to_numpy(zero_copy_only=False), np.int64)
-    valid = _as_bool(pc.is_valid(product_id))
+    valid = mask(pc.is_valid(product_id))
     product[rows[has_product]] = products[has_product]
     valid[rows[has_product]] = True
     columns = {
-        "event_type": pa.array(event_type, pa.string()).dictionary_encode().cast(LABEL_TYPE),
+        "event_type": pa.DictionaryArray.from_arrays(
+            pa.array(indices), pa.array(labels, pa.string())
+        ).cast(LABEL_TYPE),
         "product_id": pa.array(product, pa.int64(), mask=~valid),
     }
     for name, column in columns.items():
-        events = events.set_column(events.schema.get_field_index(name), name, column)
+        at = events.schema.get_field_index(name)
+        events = events.set_column(at, events.schema.field(at), column)  # the schema's field
     return events
 
 

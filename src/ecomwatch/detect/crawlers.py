@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ecomwatch.detect.web_flags import DistinctText
+from ecomwatch.decode.distinct_text import DistinctText
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.decode.distinct_text import DistinctText, mask
 from ecomwatch.detect.entity_keys import text_key
 
 
@@ -128,35 +129,6 @@ def _bits(values: pa.Array, patterns: dict[WebFlag, str]) -> np.ndarray:
     return out
 
 
-class DistinctText:
-    """A text column encoded once: what is known of each distinct value, given per row."""
-
-    def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-        if not pa.types.is_dictionary(array.type):
-            array = pc.dictionary_encode(array)
-        self.values = array.dictionary.cast(pa.string())
-        indices = array.indices
-        self.valid = _mask(pc.is_valid(indices))
-        self.indices = np.asarray(pc.fill_null(indices, 0).to_numpy(zero_copy_only=False))
-
-    def matches(self, pattern: str) -> np.ndarray:
-        """Per row: whether its value matches the RE2 pattern (False without a value)."""
-        if not len(self.values):
-            return np.zeros(len(self.indices), dtype=bool)
-        return self.valid & _mask(pc.match_substring_regex(self.values, pattern))[self.indices]
-
-    def is_one_of(self, *texts: str) -> np.ndarray:
-        """Per row: whether its value is one of `texts` (tested once per distinct value)."""
-        return self.per_row(_mask(pc.is_in(self.values, value_set=pa.array(texts))))
-
-    def per_row(self, per_value: np.ndarray) -> np.ndarray:
-        """Each row's entry of `per_value` (one per distinct value; 0 for a row without one)."""
-        if not len(self.values):
-            return np.zeros(len(self.indices), dtype=per_value.dtype)
-        return np.where(self.valid, per_value[self.indices], 0).astype(per_value.dtype)
-
-
 class SeenText:
     """What was computed of the text values of earlier batches (a log repeats its paths): a
     batch's distinct values are looked up (`pc.index_in`, in C++) and only new ones computed.
@@ -203,10 +175,6 @@ def _query_facts(queries: pa.Array) -> list[np.ndarray]:
     ]
 
 
-def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def _bit(condition: np.ndarray, flag: WebFlag) -> np.ndarray:
     return np.where(condition, int(flag), 0).astype(np.int32)
 
@@ -224,7 +192,7 @@ class WebFlagger:
         n = events.num_rows
         if "status" not in events.column_names:
             return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
-        web = _mask(pc.is_valid(events["status"]))
+        web = mask(pc.is_valid(events["status"]))
         if not web.any():
             return pa.array(np.zeros(n, np.int32)), pa.nulls(n, pa.uint64())
         kind, method = DistinctText(events["request_kind"]), DistinctText(events["method"])
@@ -233,7 +201,7 @@ class WebFlagger:
         flags |= _bit(kind.is_one_of("page"), WebFlag.PAGE)
         flags |= _bit(method.is_one_of("HEAD"), WebFlag.HEAD)
         flags |= _bit(method.is_one_of("CONNECT"), WebFlag.PROXY)
-        flags |= _bit(_mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
+        flags |= _bit(mask(pc.is_null(events["referrer"])), WebFlag.NO_REFERRER)
         path, query = DistinctText(events["path"]), DistinctText(events["query"])
         path_bits, path_posts, path_keys = self.paths.of(path.values)
         query_bits, query_posts, query_carts = self.queries.of(query.values)
