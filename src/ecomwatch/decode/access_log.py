@@ -3,7 +3,9 @@ Apache's vhost_combined) decoded into events: one event per request, vectorized.
 
 A line is `[vhost[:port]] ip ident user [time zone] "request" status bytes ["referrer"
 "user agent"] [more fields]`. pyarrow's CSV reader splits the lines on spaces with `"` as the
-quote (C++, no Python per line); the few lines it cannot split the same way — Apache's `\\"`
+quote and converts the fields as it goes (C++, no Python per line: addresses and user agents
+to labels, status and size to numbers; a chunk with a field that will not convert is split
+again as bytes and converted after); the few lines it cannot split the same way — Apache's `\\"`
 escapes, a quote inside a field, a line of another shape — are matched with a regular
 expression instead (RE2, vectorized over just those lines), and what neither reads goes to the
 dead letter. nginx's `\\xHH` escapes are kept as written.

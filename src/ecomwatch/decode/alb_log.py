@@ -22,13 +22,14 @@ import pyarrow.compute as pc
 
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.csv_decoder import LayoutError
-from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
+from ecomwatch.decode.rejects import RejectReason, empty_rejects
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.decode.web_events import (
     WebFields,
     as_text,
     chunk_lines,
     dash_to_null,
+    line_rejects,
     parse_iso_utc,
     refused_rows,
     web_events,
@@ -78,12 +79,9 @@ class AlbLayout:
         rejects = empty_rejects()
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            rejects = rejects_table(
-                source_name,
-                numbers[bad].tolist(),
-                [RejectReason.BAD_LOG_LINE.value] * len(bad),
-                ["not an ALB access log line"] * len(bad),
-                as_text(lines.take(pa.array(bad))).to_pylist(),
+            detail = ["not an ALB access log line"] * len(bad)
+            rejects = line_rejects(
+                source_name, lines, numbers, bad, RejectReason.BAD_LOG_LINE, detail
             )
             matched, numbers = matched.filter(pa.array(ok)), numbers[ok]
         events, refused = web_events(_fields(matched), numbers, source_id)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.csv_decoder import LayoutError
-from ecomwatch.decode.rejects import RejectReason, empty_rejects, rejects_table
+from ecomwatch.decode.rejects import RejectReason, empty_rejects
 from ecomwatch.decode.validate import Decoded
 from ecomwatch.decode.web_events import (
     WebFields,
@@ -29,6 +29,7 @@ from ecomwatch.decode.web_events import (
     chunk_lines,
     cookie_value,
     dash_to_null,
+    line_rejects,
     parse_iso_utc,
     refused_rows,
     web_events,
@@ -75,12 +76,9 @@ class CloudFrontLayout:
         rejects = empty_rejects()
         if not ok.all():
             bad = np.flatnonzero(~ok)
-            rejects = rejects_table(
-                source_name,
-                numbers[bad].tolist(),
-                [RejectReason.WRONG_FIELD_COUNT.value] * len(bad),
-                [f"{counts[i]} fields, the header names {len(self.fields)}" for i in bad],
-                as_text(lines.take(pa.array(bad))).to_pylist(),
+            detail = [f"{counts[i]} fields, the header names {len(self.fields)}" for i in bad]
+            rejects = line_rejects(
+                source_name, lines, numbers, bad, RejectReason.WRONG_FIELD_COUNT, detail
             )
         kept_split, kept_numbers = split.filter(pa.array(ok)), numbers[ok]
         events, refused = web_events(

@@ -250,6 +250,25 @@ def web_events(fields: WebFields, lines: np.ndarray, source_id: str) -> tuple[pa
     return (table, refused) if good.all() else (table.filter(kept), refused)
 
 
+def line_rejects(
+    source_name: str,
+    lines: pa.Array,
+    numbers: np.ndarray,
+    bad: np.ndarray,
+    reason: RejectReason,
+    details: list[str],
+) -> pa.Table:
+    """The dead-letter rows of the lines at positions `bad` (of `lines`, numbered `numbers`)
+    that a decoder could not split, each with its detail."""
+    return rejects_table(
+        source_name,
+        numbers[bad].tolist(),
+        [reason.value] * len(bad),
+        details,
+        as_text(lines.take(pa.array(bad))).to_pylist(),
+    )
+
+
 def refused_rows(
     refused: Refused, lines: pa.Array, numbers: np.ndarray, source_name: str
 ) -> pa.Table:
