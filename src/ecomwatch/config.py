@@ -164,7 +164,7 @@ class IncidentsConfig(_Strict):
         1800,
         gt=0,
         description="an incident resolves after this many seconds of event time without a "
-        "new alert (and reopens if one joins it)",
+        "new alert or a window its alerts' cooldown held (and reopens if an alert joins it)",
     )
 
 

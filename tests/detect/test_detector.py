@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecomwatch.config import load_config
+from ecomwatch.config import IncidentsConfig, load_config
 from ecomwatch.detect.detector import Detector, _from_ipc, _to_ipc
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.detect.run import NoCheckpoints, detect
@@ -447,3 +447,33 @@ min_share = {share}
     assert bool(members) is flagged
     if flagged:
         assert len(members) == 20 and "73.0.0.1" not in members
+
+
+def test_a_scraper_still_at_it_under_its_cooldown_keeps_one_open_incident():
+    """Scraping for 70 minutes under fast-scraper's 30-minute cooldown, incidents resolving
+    after 10 quiet minutes: the windows the cooldown holds keep the incident open (minutes
+    without a new alert are not quiet), and the alert after the cooldown joins it, so there
+    is one incident, which resolves once, 10 minutes after the scraper stopped."""
+    ip = "203.0.113.77"
+    scraping = [event(i / 1.5, "view", 2 * 10**6 + i, 9, "s-long", ip, CHROME) for i in range(6300)]
+    later = [
+        event(4 * 3600 + i, "view", 100 + i, 1, "s-shop", "192.0.2.1", CHROME) for i in range(3)
+    ]
+    records: list[dict] = []
+    detector = Detector(
+        load_rules(), incidents=IncidentsConfig(quiet_s=600), incident_listeners=[records.extend]
+    )
+    for events, watermark in recorded(scraping + later):
+        detector.process(events, watermark)
+    detector.snapshot()
+    alerts = [a for a in detector.alerts if a.entity == ip]
+    assert len({a.alert_id for a in alerts}) >= 2  # the cooldown ended and it alerted again
+    ours = {a.incident_id for a in alerts}
+    assert len(ours) == 1
+    history = [r for r in records if r["incident_id"] in ours]
+    states = [r["state"] for r in history]
+    assert states[-1] == "resolved" and states.count("resolved") == 1
+    assert history[-1]["reopened"] == 0
+    ended = START + timedelta(seconds=6299 / 1.5)
+    resolved_at = datetime.fromisoformat(history[-1]["resolved_at"].replace("Z", "+00:00"))
+    assert resolved_at >= ended + timedelta(minutes=10)

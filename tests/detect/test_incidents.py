@@ -150,6 +150,41 @@ def test_an_incident_resolves_when_quiet_and_reopens_when_it_flares():
     assert reopened["alerts"] == 2
 
 
+def test_repeated_alerts_of_one_rule_link_across_its_cooldown_and_no_further():
+    first = alert("r1", "fast-scraper", "ip", "203.0.113.9", at_min=0)
+    after_cooldown = alert("r2", "fast-scraper", "ip", "203.0.113.9", at_min=40)
+    other_rule = alert("r3", "declared-bot", "ip", "203.0.113.9", at_min=41)
+    much_later = alert("r4", "fast-scraper", "ip", "203.0.113.9", at_min=90)
+    cooldowns = {"fast-scraper": 1800, "declared-bot": 3600}
+    # 40 minutes apart: beyond the 15-minute gap, within it plus the 30-minute cooldown.
+    _, records = correlate([first, after_cooldown, other_rule, much_later], cooldowns_s=cooldowns)
+    latest = latest_records(records)
+    ids = [final_incident(a["incident_id"], latest) for a in (first, after_cooldown, other_rule)]
+    assert len(set(ids)) == 1
+    # 90 minutes: 48 minutes after the last alert's span, more than 15 + 30.
+    assert final_incident(much_later["incident_id"], latest) != ids[0]
+    # Without the cooldowns, the first alert is alone.
+    again = [dict(a) for a in (first, after_cooldown)]
+    _, records = correlate(again)
+    assert again[0]["incident_id"] != again[1]["incident_id"]
+
+
+def test_an_entity_still_at_it_under_its_cooldown_keeps_the_incident_open():
+    correlator = Correlator(link_gap_s=900, quiet_s=1800, horizon_s=3600)
+    first = alert("f1", "fast-scraper", "ip", "203.0.113.9", at_min=0)
+    incident = correlator.add(first, now_of(first))
+    # A window the cooldown held 20 minutes later: quiet counts from its last event.
+    correlator.active("f1", now_of(first) + 20 * MINUTE)
+    correlator.advance(now_of(first) + 45 * MINUTE)
+    assert correlator.incidents[incident].state.value == "open"
+    correlator.advance(now_of(first) + 51 * MINUTE)
+    assert correlator.incidents[incident].state.value == "resolved"
+    # Held windows after it resolved do not reopen it (only an alert does); unknown ids pass.
+    correlator.active("f1", now_of(first) + 60 * MINUTE)
+    correlator.active("never-raised", now_of(first) + 60 * MINUTE)
+    assert correlator.incidents[incident].state.value == "resolved"
+
+
 def test_finished_incidents_are_forgotten_and_a_later_alert_opens_a_new_one():
     correlator = Correlator(link_gap_s=900, quiet_s=1800, horizon_s=3600)
     first = alert("f1", "fast-scraper", "ip", "203.0.113.9", at_min=0)

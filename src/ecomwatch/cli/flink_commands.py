@@ -148,6 +148,7 @@ def _write_alerts(done: FlinkRun, alerts: Path, store: str | None) -> bool:
         settings=IncidentsConfig(),
         horizon_s=2 * max(rule["retention_s"] for rule in spec["rules"]),
         lateness_s=spec["lateness_s"],
+        cooldowns_s={rule["name"]: rule["cooldown_s"] for rule in spec["rules"]},
     )
     write_records(correlated, alerts)
     write_records(incidents, incidents_path_for(alerts))

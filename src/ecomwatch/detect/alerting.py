@@ -23,6 +23,14 @@ class Alerting:
         # (rule, entity) → the last alert raised for it
         self.raised: dict[tuple[str, str], dict[str, Any]] = {}
         self.alerts: list[Alert] = []
+        # alert id → the last event of the latest window its cooldown held: the entity is
+        # still at it, which keeps the alert's incident open (`Correlator.active`)
+        self.held: dict[str, datetime] = {}
+
+    def take_held(self) -> dict[str, datetime]:
+        """The windows held since the last call, by the alert that holds them."""
+        held, self.held = self.held, {}
+        return held
 
     def raise_row(self, rule: Rule, row: dict[str, Any], now_us: int) -> None:
         """An alert for a (key, window) row that met the rule's condition."""
@@ -108,8 +116,11 @@ class Alerting:
             window_us=window_us,
             cooldown_s=rule.cooldown_s,
         )
-        if decided is None:
-            return  # already alerted, nothing worse: the cooldown holds
+        if decided is None:  # already alerted, nothing worse: the cooldown holds
+            held_by = self.raised[state_key]["alert_id"]
+            if held_by not in self.held or self.held[held_by] < row["last_seen"]:
+                self.held[held_by] = row["last_seen"]
+            return
         state, escalated = decided
         escalated_from = Severity(escalated) if escalated else None
         alert_id = state["alert_id"]

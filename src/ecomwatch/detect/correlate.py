@@ -7,17 +7,24 @@ of each other and they share a link key:
 - the same entity (repeated alerts of one session, user agent, subnet);
 - the same group: the members a group rule flagged and the group's own alert.
 
+Alerts of one rule about one entity or group link across that rule's cooldown as well (within
+`link_gap_s` plus the cooldown): the rule cannot alert again sooner, so a scraper still
+scraping an hour later is the same campaign, not a new one each cooldown.
+
 Incidents are the connected components of that relation, so which alerts share an incident
 does not depend on the order they arrive in or on how the input was batched. When an alert
 links two incidents, the older one (opened first) absorbs the newer, which is recorded as
-`merged` into it. An incident resolves once `quiet_s` of event time pass without a new alert,
-and reopens if one joins it later. Info alerts (a sale's traffic surge) link only to alerts of
+`merged` into it. An incident resolves once `quiet_s` of event time pass without a new alert
+and without a window that would have alerted but for its alert's cooldown (a scraper still
+scraping under a 1-hour cooldown keeps its incident open), and reopens if an alert joins it
+later. Info alerts (a sale's traffic surge) link only to alerts of
 their own rule and entity: a surge must not glue unrelated attacks together.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,9 +136,20 @@ class Correlator:
     """Assigns each alert (as its JSON line) to an incident; reports incidents that changed."""
 
     def __init__(
-        self, *, link_gap_s: float = 900, quiet_s: float = 1800, horizon_s: float = 3600
+        self,
+        *,
+        link_gap_s: float = 900,
+        quiet_s: float = 1800,
+        horizon_s: float = 3600,
+        cooldowns_s: Mapping[str, float] | None = None,
     ) -> None:
+        """`cooldowns_s`: each rule's cooldown (rule name → seconds), for linking its repeated
+        alerts; a rule not named links them within `link_gap_s` only."""
         self.link_gap_us = int(link_gap_s * 1_000_000)
+        self.rule_gap_us = {
+            rule: self.link_gap_us + int(seconds * 1_000_000)
+            for rule, seconds in (cooldowns_s or {}).items()
+        }
         self.quiet_us = int(quiet_s * 1_000_000)
         # How far behind the watermark a new alert's window can start (the longest rule window
         # and the engine's lateness): link keys older than that, plus the gap, are dropped.
@@ -181,6 +199,17 @@ class Correlator:
         self._changed.add(incident.incident_id)
         return incident.incident_id
 
+    def active(self, alert_id: str, end_us: int) -> None:
+        """The entity of an alert is still at it (a window its cooldown held, up to `end_us`):
+        its open incident is not quiet. Only when the incident resolves: which alerts share an
+        incident depends on alerts alone."""
+        known = self.of_alert.get(alert_id)
+        if known is None:
+            return
+        incident = self.root(known)
+        if incident.state is IncidentState.OPEN:
+            incident.last_us = max(incident.last_us, end_us)
+
     def advance(self, watermark_us: int) -> None:
         """Resolve incidents quiet for `quiet_s`; drop what no new alert can link to."""
         for incident in self.incidents.values():
@@ -193,8 +222,8 @@ class Correlator:
                 resolved_us = max(watermark_us, incident.updated_us)
                 incident.resolved_us = incident.updated_us = resolved_us
                 self._changed.add(incident.incident_id)
-        older_than = watermark_us - self.horizon_us - self.link_gap_us
         for key in list(self.segments):
+            older_than = watermark_us - self.horizon_us - self._gap(key)
             kept = [s for s in self.segments[key] if s[1] >= older_than]
             if kept:
                 self.segments[key] = kept
@@ -264,19 +293,28 @@ class Correlator:
 
     # internals ---------------------------------------------------------------------------
 
+    def _gap(self, key: str) -> int:
+        """How far apart two spans on `key` may be and still link: a rule's own key (its
+        entity's or its group's) reaches across the rule's cooldown."""
+        if key.startswith("group|"):
+            return self.rule_gap_us.get(key.split("|", 2)[1], self.link_gap_us)
+        return self.link_gap_us
+
     def _near(self, keys: list[str], start: int, end: int) -> set[str]:
-        gap = self.link_gap_us
-        return {
-            segment[2]
-            for key in keys
-            for segment in self.segments.get(key, ())
-            if segment[0] - gap <= end and start <= segment[1] + gap
-        }
+        near = set()
+        for key in keys:
+            gap = self._gap(key)
+            near |= {
+                segment[2]
+                for segment in self.segments.get(key, ())
+                if segment[0] - gap <= end and start <= segment[1] + gap
+            }
+        return near
 
     def _extend(self, key: str, start: int, end: int, incident_id: str) -> None:
         """Record the alert's span on a key, merged with this incident's nearby segments (an
         alert in the hole between two merged spans links to one of them anyway)."""
-        gap = self.link_gap_us
+        gap = self._gap(key)
         segments = self.segments.setdefault(key, [])
         kept = []
         for segment in segments:

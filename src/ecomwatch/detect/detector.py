@@ -208,6 +208,7 @@ class Detector:
             link_gap_s=settings.link_gap_s,
             quiet_s=settings.quiet_s,
             horizon_s=2 * max((rule.retention_s for rule in rules), default=0),
+            cooldowns_s={rule.name: rule.cooldown_s for rule in rules},
         )
         self.incident_sink = incident_sink  # incident records, appended as they change
         self.correlating_s = 0.0  # time spent correlating (bench incidents: its overhead)
@@ -281,6 +282,8 @@ class Detector:
                 alert.to_json(), int(alert.detected_at.timestamp() * 1_000_000)
             )
             alerts[number] = replace(alert, incident_id=incident_id)
+        for alert_id, last_seen in self.alerting.take_held().items():
+            self.correlator.active(alert_id, int(last_seen.timestamp() * 1_000_000))
         self.correlating_s += time.perf_counter() - started
         new = [a.to_json() for a in alerts[self._published :]]
         if not new:

@@ -22,6 +22,7 @@ def correlate(
     settings: IncidentsConfig,
     horizon_s: float,
     lateness_s: float,
+    cooldowns_s: dict[str, float] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The alerts in judging order with their `incident_id`, and the incident records."""
     ordered = sorted(
@@ -34,7 +35,10 @@ def correlate(
         ),
     )
     correlator = Correlator(
-        link_gap_s=settings.link_gap_s, quiet_s=settings.quiet_s, horizon_s=horizon_s
+        link_gap_s=settings.link_gap_s,
+        quiet_s=settings.quiet_s,
+        horizon_s=horizon_s,
+        cooldowns_s=cooldowns_s,
     )
     correlated, records = [], []
     for alert in ordered:
