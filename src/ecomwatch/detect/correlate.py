@@ -7,9 +7,11 @@ of each other and they share a link key:
 - the same entity (repeated alerts of one session, user agent, subnet);
 - the same group: the members a group rule flagged and the group's own alert.
 
-Alerts of one rule about one entity or group link across that rule's cooldown as well (within
-`link_gap_s` plus the cooldown): the rule cannot alert again sooner, so a scraper still
-scraping an hour later is the same campaign, not a new one each cooldown.
+Alerts of one rule about one entity (an IP, a session, a user; not a group or its members)
+link across that rule's cooldown as well (within `link_gap_s` plus the cooldown): the rule
+cannot alert again sooner, so a scraper still scraping an hour later is the same campaign, not
+a new one each cooldown. Groups do not: a common user agent's group an hour later is as likely
+another campaign's.
 
 Incidents are the connected components of that relation, so which alerts share an incident
 does not depend on the order they arrive in or on how the input was batched. When an alert
@@ -172,7 +174,7 @@ class Correlator:
         """Correlate one alert line (a new alert or an escalation); its incident's id."""
         alert_id = alert["alert_id"]
         start, end = span_us(alert)
-        keys = link_keys(alert)
+        keys = link_keys(alert) + self._repeat_keys(alert)
         linked = {self.root(i).incident_id for i in self._near(keys, start, end)}
         known = self.of_alert.get(alert_id)
         if known is not None:
@@ -293,11 +295,19 @@ class Correlator:
 
     # internals ---------------------------------------------------------------------------
 
+    def _repeat_keys(self, alert: dict[str, Any]) -> list[str]:
+        """The key that links a rule's repeated alerts about one entity across its cooldown."""
+        rule, kind = alert["rule"], alert["entity_type"]
+        if rule not in self.rule_gap_us or kind == "global" or alert.get("group"):
+            return []
+        if is_group_alert(alert):
+            return []
+        return [f"repeat|{rule}|{kind}|{alert['entity']}"]
+
     def _gap(self, key: str) -> int:
-        """How far apart two spans on `key` may be and still link: a rule's own key (its
-        entity's or its group's) reaches across the rule's cooldown."""
-        if key.startswith("group|"):
-            return self.rule_gap_us.get(key.split("|", 2)[1], self.link_gap_us)
+        """How far apart two spans on `key` may be and still link."""
+        if key.startswith("repeat|"):
+            return self.rule_gap_us[key.split("|", 2)[1]]
         return self.link_gap_us
 
     def _near(self, keys: list[str], start: int, end: int) -> set[str]:
