@@ -82,13 +82,30 @@ def test_a_quiet_service_still_sends_in_wall_time():
 
 def test_merged_incidents_are_silent_and_the_survivor_carries_on():
     notify, sent = notifier()
-    notify.records([record("a"), record("b")])
-    notify.records([record("a", minute=1), record("b", minute=1)])  # both announced
+    notify.records([record("a"), record("b", kind="botnet")])
+    notify.records([record("a", minute=1), record("b", minute=1, kind="botnet")])  # announced
     notify.records([record("b", minute=5, state="merged", merged_into="a"), record("a", minute=5)])
     notify.records([record("a", minute=40, state="resolved")])
     assert [(m["type"], m["incident"]["incident_id"]) for m in sent] == [
         ("incident.opened", "a"), ("incident.opened", "b"), ("incident.resolved", "a"),
     ]  # fmt: skip
+
+
+def test_incidents_of_one_kind_opening_together_are_one_message():
+    notify, sent = notifier(link=lambda i: f"http://shop:8080/#/incident/{i}")
+    botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
+    notify.records([record(f"subnet{n}", **botnet) for n in range(4)] + [record("scraper")])
+    notify.records([record("scraper", minute=2)])  # all five fall due at once
+    assert [m["type"] for m in sent] == ["incidents.opened", "incident.opened"]
+    together = sent[0]
+    assert together["count"] == 4 and {i["kind"] for i in together["incidents"]} == {"botnet"}
+    assert together["incidents"][2]["url"] == "http://shop:8080/#/incident/subnet2"
+    assert sent[1]["incident"]["incident_id"] == "scraper"
+    assert notify.sent == {"opened": 2}
+    # Each is its own incident after that: one resolves alone.
+    notify.records([record("subnet1", minute=40, state="resolved", **botnet)])
+    assert sent[-1]["type"] == "incident.resolved"
+    assert sent[-1]["incident"]["incident_id"] == "subnet1"
 
 
 def test_low_incidents_wait_for_a_digest_unless_they_rise():
@@ -124,3 +141,7 @@ def test_slack_messages_carry_text_and_a_link():
     assert "*opened*: Scraper: 1 IP (i1) (high, 1 alerts)" in sent[0]["text"]
     assert "<http://shop:8080/#/incident/i1|i1>" in sent[0]["text"]
     assert "walks the catalogue" in sent[0]["text"] and "*resolved*" in sent[1]["text"]
+    notify.records([record("b", minute=50, kind="botnet"), record("c", minute=50, kind="botnet")])
+    notify.close()
+    assert sent[-1]["text"].splitlines()[0].endswith("*opened*: 2 botnet incidents")
+    assert "<http://shop:8080/#/incident/c|c>" in sent[-1]["text"]

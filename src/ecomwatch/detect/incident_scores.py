@@ -73,8 +73,12 @@ def score_incidents(
     spread = [len(incidents) for incidents in of_campaign.values()]
     about: dict[str, int] = defaultdict(int)  # final incident → messages about it
     for message in messages or []:
-        if "incident" in message:
-            about[final_incident(message["incident"]["incident_id"], latest)] += 1
+        # One message about one incident, or several opening together (each counted once).
+        named = [message["incident"]] if "incident" in message else []
+        if message.get("type") == "incidents.opened":
+            named = message["incidents"]
+        for incident in {final_incident(i["incident_id"], latest) for i in named}:
+            about[incident] += 1
     per_campaign = [sum(about[i] for i in incidents) for incidents in of_campaign.values()]
     return IncidentScore(
         alerts=len(alerts),

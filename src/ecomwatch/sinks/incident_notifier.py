@@ -9,6 +9,9 @@ sends nothing: the one that absorbed it carries on.
 As in Prometheus Alertmanager, an incident's first message waits `group_wait_s` (a campaign's
 first minute brings its other alerts, merges and escalations, folded into that one message),
 and a further update of the same incident waits until `group_interval_s` after the last one.
+Incidents of one kind whose first messages fall due together are announced in one message
+(`incidents.opened`, as Alertmanager groups alerts by label): a botnet seen on four subnets at
+once is one notification, though its subnets are four incidents until something links them.
 Waits run in event time, and for a live service in wall time as well (whichever ends first:
 a service whose traffic stops still sends); a file's run, which goes through an hour of event
 time in seconds, waits in event time only. A run's end sends whatever is waiting.
@@ -186,6 +189,7 @@ class IncidentNotifier:
             or (self.clock is not None and waiting.due_at <= now)
         ]
         messages = []
+        opening: dict[str, list[dict[str, Any]]] = {}  # kind → the incidents opening now
         for incident_id, waiting in due:
             del self._waiting[incident_id]
             self._told[incident_id] = Severity(waiting.record["severity"]).rank
@@ -194,20 +198,23 @@ class IncidentNotifier:
                 self._resolved.add(incident_id)
             else:
                 self._resolved.discard(incident_id)
-            messages.append((waiting.event, self._message(waiting.event, waiting.record)))
-        return messages
+            if waiting.event == "opened":
+                opening.setdefault(waiting.record["kind"], []).append(waiting.record)
+            else:
+                messages.append((waiting.event, self._message(waiting.event, waiting.record)))
+        announced = [
+            (
+                "opened",
+                self._message("opened", records[0]) if len(records) == 1 else self._opened(records),
+            )
+            for records in opening.values()
+        ]
+        return announced + messages
 
     def _message(self, event: str, record: dict[str, Any]) -> dict[str, Any]:
-        summary = {
-            k: record.get(k)
-            for k in (
-                "incident_id", "title", "kind", "severity", "state", "first_seen",
-                "last_seen", "alerts", "ip_count", "ips", "events", "rules", "explanation",
-            )
-        }  # fmt: skip
         url = self.link(record["incident_id"]) if self.link else None
         if self.style == "json":
-            return {"type": f"incident.{event}", "incident": summary, "url": url}
+            return {"type": f"incident.{event}", "incident": _summary(record), "url": url}
         icon = ICONS.get(event, ":white_check_mark:")
         text = (
             f"{icon} *{event}*: {record['title']} "
@@ -218,6 +225,25 @@ class IncidentNotifier:
         if event != "resolved":
             text += f"\n{record['explanation']}"
         return {"text": text}
+
+    def _opened(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """One message for several incidents of one kind opening together."""
+        if self.style == "json":
+            return {
+                "type": "incidents.opened",
+                "count": len(records),
+                "incidents": [
+                    {**_summary(r), "url": self.link(r["incident_id"]) if self.link else None}
+                    for r in records
+                ],
+            }
+        lines = [f"{ICONS['opened']} *opened*: {len(records)} {records[0]['kind']} incidents"]
+        for record in records:
+            line = f"• {record['title']} ({record['severity']}, {record['alerts']:,} alerts)"
+            if self.link:
+                line += f" <{self.link(record['incident_id'])}|{record['incident_id']}>"
+            lines.append(line)
+        return {"text": "\n".join(lines)}
 
     def _take_digest(self) -> list[tuple[str, dict[str, Any]]]:
         pending = sorted(self._digest.values(), key=lambda r: r["first_seen"])
@@ -257,6 +283,17 @@ class IncidentNotifier:
         for kind, _ in messages:
             self.sent[kind] = self.sent.get(kind, 0) + 1
         self.send([body for _, body in messages])
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """What a message says of an incident."""
+    return {
+        k: record.get(k)
+        for k in (
+            "incident_id", "title", "kind", "severity", "state", "first_seen",
+            "last_seen", "alerts", "ip_count", "ips", "events", "rules", "explanation",
+        )
+    }  # fmt: skip
 
 
 def _us(text: str) -> int:
