@@ -19,8 +19,8 @@ links two incidents, the older one (opened first) absorbs the newer, which is re
 `merged` into it. An incident resolves once `quiet_s` of event time pass without a new alert
 and without a window that would have alerted but for its alert's cooldown (a scraper still
 scraping under a 1-hour cooldown keeps its incident open), and reopens if an alert joins it
-later. Info alerts (a sale's traffic surge) link only to alerts of
-their own rule and entity: a surge must not glue unrelated attacks together.
+later. Info alerts (a sale's traffic surge) link only to alerts of their own rule and entity:
+a surge must not glue unrelated attacks together.
 """
 
 from __future__ import annotations
@@ -203,8 +203,8 @@ class Correlator:
 
     def active(self, alert_id: str, end_us: int) -> None:
         """The entity of an alert is still at it (a window its cooldown held, up to `end_us`):
-        its open incident is not quiet. Only when the incident resolves: which alerts share an
-        incident depends on alerts alone."""
+        its open incident is not quiet yet. This moves when the incident resolves, never which
+        alerts share an incident (alerts alone decide that)."""
         known = self.of_alert.get(alert_id)
         if known is None:
             return
@@ -298,9 +298,8 @@ class Correlator:
     def _repeat_keys(self, alert: dict[str, Any]) -> list[str]:
         """The key that links a rule's repeated alerts about one entity across its cooldown."""
         rule, kind = alert["rule"], alert["entity_type"]
-        if rule not in self.rule_gap_us or kind == "global" or alert.get("group"):
-            return []
-        if is_group_alert(alert):
+        grouped = kind == "global" or alert.get("group") or is_group_alert(alert)
+        if rule not in self.rule_gap_us or grouped:
             return []
         return [f"repeat|{rule}|{kind}|{alert['entity']}"]
 
