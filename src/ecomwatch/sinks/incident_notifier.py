@@ -202,17 +202,10 @@ class IncidentNotifier:
                 opening.setdefault(waiting.record["kind"], []).append(waiting.record)
             else:
                 messages.append((waiting.event, self._message(waiting.event, waiting.record)))
-        announced = [
-            (
-                "opened",
-                self._message("opened", records[0]) if len(records) == 1 else self._opened(records),
-            )
-            for records in opening.values()
-        ]
-        return announced + messages
+        return [("opened", self._opened(records)) for records in opening.values()] + messages
 
     def _message(self, event: str, record: dict[str, Any]) -> dict[str, Any]:
-        url = self.link(record["incident_id"]) if self.link else None
+        url = self._url(record["incident_id"])
         if self.style == "json":
             return {"type": f"incident.{event}", "incident": _summary(record), "url": url}
         icon = ICONS.get(event, ":white_check_mark:")
@@ -226,22 +219,25 @@ class IncidentNotifier:
             text += f"\n{record['explanation']}"
         return {"text": text}
 
+    def _url(self, incident_id: str) -> str | None:
+        return self.link(incident_id) if self.link else None
+
     def _opened(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """One message for several incidents of one kind opening together."""
+        """The message for the incidents of one kind opening together (one: its own)."""
+        if len(records) == 1:
+            return self._message("opened", records[0])
         if self.style == "json":
             return {
                 "type": "incidents.opened",
                 "count": len(records),
-                "incidents": [
-                    {**_summary(r), "url": self.link(r["incident_id"]) if self.link else None}
-                    for r in records
-                ],
+                "incidents": [{**_summary(r), "url": self._url(r["incident_id"])} for r in records],
             }
         lines = [f"{ICONS['opened']} *opened*: {len(records)} {records[0]['kind']} incidents"]
         for record in records:
             line = f"• {record['title']} ({record['severity']}, {record['alerts']:,} alerts)"
-            if self.link:
-                line += f" <{self.link(record['incident_id'])}|{record['incident_id']}>"
+            url = self._url(record["incident_id"])
+            if url:
+                line += f" <{url}|{record['incident_id']}>"
             lines.append(line)
         return {"text": "\n".join(lines)}
 
