@@ -80,7 +80,9 @@ def _swarm_alerts(*, screening: bool) -> list[tuple[object, ...]]:
     config = Config.model_validate({"detect": {"judge_rows": 0}})
     rules = load_rules()
     if not screening:
-        rules = [replace(rule, members_need=None) for rule in rules]
+        # Members not screened by the rows they need, windows with a baseline not by the
+        # condition's cheap part.
+        rules = [replace(rule, members_need=None, prefilter_sql="TRUE") for rule in rules]
     _, alerts = detect([FileSource(EXAMPLES / "swarms.csv.gz")], rules, config=config)
     return sorted(
         (a.rule, a.entity, a.window_start.isoformat(), sorted(a.evidence.items()), a.severity)
@@ -96,3 +98,26 @@ def test_group_members_aggregated_only_when_they_hold_the_rows_they_need() -> No
     screened = _swarm_alerts(screening=True)
     assert sum(alert[0] == "long-tail-swarm" for alert in screened) >= 20
     assert _swarm_alerts(screening=False) == screened
+
+
+def test_a_baseline_rule_counts_costly_features_only_for_windows_passing_its_cheap_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`category-swarm` counts a category's distinct IPs only in the windows whose views
+    surge above the baseline; the baseline still averages every window, and what it raises
+    is what counting them in every window raises."""
+    swarm = next(rule for rule in load_rules() if rule.name == "category-swarm")
+    assert window_sql._baseline_screens(swarm)
+    split = []
+    real = window_sql._baseline_matches_sql
+
+    def counting(rule: object, *args: object) -> str:
+        split.append(rule)
+        return real(rule, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(window_sql, "_baseline_matches_sql", counting)
+    screened = _swarm_alerts(screening=True)
+    assert split and sum(alert[0] == "category-swarm" for alert in screened) >= 10
+    split.clear()
+    assert _swarm_alerts(screening=False) == screened
+    assert not split

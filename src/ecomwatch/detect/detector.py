@@ -115,6 +115,12 @@ def _state_columns(events: pa.Table) -> pa.Table:
     return pa.table(columns, names=list(STATE_COLUMNS))
 
 
+def _counted_rows(rule: Rule) -> str:
+    """The rows of a batch that count towards the rule's `round_need`, as a SQL filter."""
+    assert rule.round_need is not None
+    return f"{rule.filter_sql} AND ({rule.round_need[0]})"
+
+
 def _rows_of(
     union: pa.Table, number: int, key_types: dict[str, pa.DataType], *then: str
 ) -> pa.Table:
@@ -319,25 +325,28 @@ class Detector:
             return
         self.con.register("unjudged", pa.concat_tables(self._unjudged))
         self._unjudged.clear()
-        counted = [r for r in self.rules if r.round_need is not None]
+        # Rules share a few filters and counted rows: each distinct one is aggregated once.
+        filters = list(dict.fromkeys(r.filter_sql for r in self.rules))
+        counts = list(dict.fromkeys(_counted_rows(r) for r in self.rules if r.round_need))
         found = self.con.execute(
             "SELECT "
-            + ", ".join(f"min(t_us) FILTER (WHERE {r.filter_sql})" for r in self.rules)
-            + "".join(
-                f", count(*) FILTER (WHERE {r.filter_sql} AND ({r.round_need[0]}))"
-                for r in counted
-                if r.round_need is not None
+            + ", ".join(
+                [f"min(t_us) FILTER (WHERE {where})" for where in filters]
+                + [f"count(*) FILTER (WHERE {where})" for where in counts]
             )
             + " FROM unjudged"
         ).fetchall()[0]
         self.con.unregister("unjudged")
-        earliest, rows = found[: len(self.rules)], found[len(self.rules) :]
-        for rule, first_us in zip(self.rules, earliest, strict=True):
+        earliest = dict(zip(filters, found[: len(filters)], strict=True))
+        rows = dict(zip(counts, found[len(filters) :], strict=True))
+        for rule in self.rules:
+            first_us = earliest[rule.filter_sql]
             if first_us is not None:
                 pending = self._pending.get(rule.name)
                 self._pending[rule.name] = first_us if pending is None else min(pending, first_us)
-        for rule, new in zip(counted, rows, strict=True):
-            self._pending_rows[rule.name] = self._pending_rows.get(rule.name, 0) + new
+            if rule.round_need:
+                new = rows[_counted_rows(rule)]
+                self._pending_rows[rule.name] = self._pending_rows.get(rule.name, 0) + new
 
     @staticmethod
     def _tick(rule: Rule, now_us: int) -> int:

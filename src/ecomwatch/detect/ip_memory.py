@@ -15,7 +15,9 @@ import pyarrow.compute as pc
 
 from ecomwatch.detect.entity_keys import address_keys
 
-MERGE_ROWS = 20_000  # sightings noted before they are merged into the memory
+# Sightings noted before they are merged into the memory: each merge copies the memory (a
+# day of IPs), so fewer, larger merges; a judging round merges what is left first.
+MERGE_ROWS = 250_000
 SEEN_SCHEMA = pa.schema(
     [("seen_key", pa.uint64()), ("first_us", pa.int64()), ("last_us", pa.int64())]
 )

@@ -211,8 +211,9 @@ def _refresh_of(buckets: np.ndarray) -> np.ndarray:
 
 def _products_below(weights: np.ndarray) -> np.ndarray:
     """How many weights are below each one (ties share the lower rank): one sort, each run of
-    equal weights taking the position of its first."""
-    order = np.argsort(weights, kind="stable")
+    equal weights taking the position of its first (so the sort need not be stable: several
+    times faster than a stable one on float64)."""
+    order = np.argsort(weights)
     ordered = weights[order]
     starts = np.ones(len(ordered), bool)
     starts[1:] = ordered[1:] != ordered[:-1]

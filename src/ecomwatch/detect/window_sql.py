@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ecomwatch.detect.features import FEATURES
+from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
 from ecomwatch.detect.rules import KeyKind, Rule
 
 # What events are grouped by (integer keys where there are: `entity_keys`)...
@@ -304,9 +304,47 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
         judged += f" AND hash(key0, window_us) IN {mine}"
     else:
         where += holding_sql(rule, window_us, first_us, rule.needed_row_sql)
+    if _baseline_screens(rule):
+        return _baseline_matches_sql(rule, number, where, judged)
     features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.window_features, where)
     return (
         f"SELECT {number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
         f"({rule.escalate_sql or 'FALSE'}) AS worse "
         f"FROM ({features}) WHERE {judged} AND {rule.condition_sql}"
+    )
+
+
+def _baseline_screens(rule: Rule) -> bool:
+    """Whether a rule with a baseline computes its costly features (distinct counts, timing)
+    only for the windows that pass the condition's cheap part, the baseline included: every
+    window is still aggregated (the baseline averages them all), but cheaply."""
+    features = set(rule.window_features)
+    return (
+        bool({"baseline", "baseline_funnel"} & features)
+        and bool(features - CHEAP_FEATURES)
+        and rule.prefilter_sql != "TRUE"
+    )
+
+
+def _baseline_matches_sql(rule: Rule, number: int, where: str, judged: str) -> str:
+    """`matches_sql` of a rule with a baseline and costly features (`_baseline_screens`): the
+    cheap features and the baseline of every window, the costly ones of those that pass the
+    cheap part (a category's distinct IPs only in the windows with a surge of views)."""
+    window_us = rule.window_s * 1_000_000
+    kinds = (rule.spec.key,)
+    cheap = tuple(f for f in rule.window_features if f in CHEAP_FEATURES)
+    costly = tuple(f for f in rule.window_features if f not in CHEAP_FEATURES)
+    passing = f"SELECT hash(key0, window_us) FROM cheap WHERE {judged} AND {rule.prefilter_sql}"
+    costly_where = (
+        f"{where} AND hash({KEY_SQL[rule.spec.key]}, {window_start_sql(window_us)}) IN ({passing})"
+    )
+    costly_sql = aggregate_sql(rule, kinds, window_us, costly, costly_where, names=False)
+    picked = ", ".join(f"k.{name}" for name in costly)
+    return (
+        f"WITH cheap AS MATERIALIZED ({aggregate_sql(rule, kinds, window_us, cheap, where)}) "
+        f"SELECT {number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
+        f"({rule.escalate_sql or 'FALSE'}) AS worse FROM ("
+        f"SELECT c.*, {picked} FROM cheap c JOIN ({costly_sql}) k "
+        f"ON k.key0 = c.key0 AND k.window_us = c.window_us"
+        f") WHERE {judged} AND {rule.condition_sql}"
     )
