@@ -282,8 +282,10 @@ def _run_files(
     on_days: Callable[[set[str]], None] | None,
     metrics: PipelineMetrics | None,
 ) -> RunSummary:
+    from ecomwatch.batch_memory import use_batch_allocator
     from ecomwatch.ingest import ingest, open_inputs
 
+    use_batch_allocator()
     opened = open_inputs(paths, settings)
     total = sum(s.size for s in opened[0])
     progress, update = progress_reporter(total, err, enabled=err.is_terminal and not quiet)
@@ -402,11 +404,13 @@ def detect(
     session_cookie: SessionCookieOption = None,
 ) -> None:
     """Detection only (no lake): bots, scrapers, cart abuse and surges, alerts to JSON Lines."""
+    from ecomwatch.batch_memory import use_batch_allocator
     from ecomwatch.detect.incident import incidents_path_for
     from ecomwatch.detect.run import detect as run_detect
     from ecomwatch.detect.run import write_alerts, write_records
     from ecomwatch.ingest import open_inputs
 
+    use_batch_allocator()
     settings = _config(
         config, url_map=url_map, log_format=log_format, session_cookie=session_cookie
     )
