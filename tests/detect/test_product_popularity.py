@@ -123,3 +123,17 @@ def test_events_without_a_product_have_no_popularity():
         pa.array([False, True]),
     )
     assert out.to_pylist()[0] is None and out.to_pylist()[1] is not None
+
+
+def test_unknown_while_the_products_viewed_have_few_views_each():
+    """A sparse start (a month's first night): an hour of views, but each product viewed
+    about once, so nearly every product would rank as long tail. Popularity stays unknown
+    until the viewed products have three views each on average."""
+    sparse = {b: [(1000 * b + i, 100 * b + i) for i in range(6)] for b in range(0, 12)}
+    memory = ProductPopularity()
+    assert all(p is None for p in feed(memory, views(sparse)))  # two hours of it
+    # The same shop once its views pile up: HOT and WARM viewed again and again.
+    later = {**shop(range(12, 40)), 40: [(1, HOT), (2, WARM), (3, COLD)]}
+    hot, warm, cold = feed(memory, views(later))[-3:]
+    assert hot is not None and warm is not None and cold is not None
+    assert hot > warm > cold

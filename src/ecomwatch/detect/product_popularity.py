@@ -17,7 +17,8 @@ cannot move, so popularity lags:
   has been judged;
 - an event's popularity depends only on the events before its refresh, never on how the input
   was batched (events later than a bucket's length are folded into later refreshes only);
-- before an hour of views is known, popularity is unknown (null) and no rule reads it.
+- before an hour of views is known, and as many as three a viewed product on average (a
+  month's first night has fewer), popularity is unknown (null) and no rule reads it.
 
 An address counts as one visitor: its views in a bucket add at most 20 to the counts (shared
 between the products it viewed), so a scraper walking the whole catalogue does not lift the
@@ -39,7 +40,11 @@ BUCKET_US = 600 * 1_000_000  # views are counted per 10 minutes of event time
 REFRESH_BUCKETS = 6  # the ranks are refreshed every hour of event time...
 LAG_BUCKETS = 2  # ...from the buckets up to 2 before the event's (10 to 70 minutes old)
 DECAY_BUCKETS = 144.0  # weights fall by e every day (144 buckets)
-READY_BUCKETS = 6  # popularity is known once an hour of views is folded
+READY_BUCKETS = 6  # popularity is known once an hour of views is folded...
+# ...and the products viewed have been viewed this many times on average: before that nearly
+# every product is "long tail" by chance (a month's first hour, at night: 1.3 views a product,
+# and ordinary visitors looked like a long-tail swarm), after it a rank means something.
+READY_VIEWS_PER_PRODUCT = 3.0
 KEEP_SNAPSHOTS = 3  # rank tables kept for the latest refreshes (late events reuse them)
 IP_VIEWS_CAP = 20  # views an IP adds to a bucket's counts at most (scrapers count as one visitor)
 RESCALE_AT = 500.0  # exponent past which the weights are scaled back (float64 stays finite)
@@ -54,6 +59,7 @@ class ProductPopularity:
     weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     folded_until: int | None = None  # buckets before this one are in `weights`
     folded_buckets: int = 0  # how many buckets with views were folded
+    folded_views: float = 0.0  # the (capped) views folded, not decayed
     scale_origin: int = 0  # bucket whose weight factor is 1
     # bucket → the (IP keys, product slots) of its views, not folded yet
     pending: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
@@ -125,6 +131,7 @@ class ProductPopularity:
         slots = np.concatenate([slots for _, slots in views])
         weight = np.minimum(1.0, IP_VIEWS_CAP / np.bincount(ip_of, minlength=len(ips)))[ip_of]
         counts = np.bincount(slots, weights=weight, minlength=len(self.weights))
+        self.folded_views += float(weight.sum())
         factor = self._factor(bucket)
         self.weights += counts * factor
 
@@ -146,6 +153,8 @@ class ProductPopularity:
             return None  # an event far later than its bucket: its baseline is gone
         viewed = self.weights > 0
         if self.folded_buckets < READY_BUCKETS or not viewed.any():
+            return None
+        if self.folded_views < READY_VIEWS_PER_PRODUCT * np.count_nonzero(viewed):
             return None
         # The share of the viewed products viewed less (never viewed: 0).
         snapshot = np.zeros(len(self.weights), np.float32)
@@ -172,6 +181,7 @@ class ProductPopularity:
         numbers = {
             "folded_until": self.folded_until,
             "folded_buckets": self.folded_buckets,
+            "folded_views": self.folded_views,
             "scale_origin": self.scale_origin,
         }
         return numbers, pa.table({"product_id": self.ids, "weight": self.weights}), views
@@ -187,8 +197,11 @@ class ProductPopularity:
             weights=weights["weight"].to_numpy().copy(),
             folded_until=numbers["folded_until"],
             folded_buckets=int(numbers["folded_buckets"]),
+            folded_views=float(numbers.get("folded_views", 0.0)),
             scale_origin=int(numbers["scale_origin"]),
         )
+        if "folded_views" not in numbers:  # a checkpoint before views were counted: as ready
+            memory.folded_views = READY_VIEWS_PER_PRODUCT * np.count_nonzero(memory.weights > 0)
         buckets = views["bucket"].to_numpy()
         ips = views["ip_key"].to_numpy()
         slots = memory._slots(views["product_id"].combine_chunks())
