@@ -82,7 +82,11 @@ def ingest(
     incident_sink = JsonLinesFile(incidents_path_for(alerts)) if alerts is not None else None
     detector: InBackground | None = None
     try:
-        writer = LakeWriter(table, on_days=on_commit_days)
+        # A file run hands the commit thread one commit at a time: its rows (2 M) are the
+        # run's largest memory, and a second in flight held 300 MB more at 10 M events for no
+        # speed (docs/BENCHMARKS.md). A stream keeps two: its commits wait for the detector's
+        # state, and the pipeline must not.
+        writer = LakeWriter(table, on_days=on_commit_days, in_flight=1 if behind is None else 2)
         operators: list[Operator] = [writer, TrafficAggregates()]
         watermark = Watermark(
             lateness_s=config.engine.lateness_s,
