@@ -5,7 +5,8 @@ until the lake commits them. With Arrow's default allocator (mimalloc) on this p
 machine, keeping what 92 CSV chunks of 8 MB decode to cost 2.8 s of CPU against 0.7 s when each
 is freed at once: new pages, each faulted in. jemalloc took 1.4 s, the C library's 1.2 s. On
 the whole `ecomwatch run` of the 10 M-event bench file, jemalloc held the peak resident size
-150-200 MB lower than mimalloc (docs/BENCHMARKS.md). The live service keeps its own setting
+160-180 MB lower than mimalloc (120-310 MB with detection) and the plain run was 9-12 % faster
+(docs/BENCHMARKS.md). The live service keeps its own setting
 (`serve/memory.py`); `ARROW_DEFAULT_MEMORY_POOL`, when set, is left to decide.
 """
 
