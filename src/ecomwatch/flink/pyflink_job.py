@@ -136,8 +136,8 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
     order), kept per member. Input 2 is the group's matched steps, judged by an event-time
     timer at the step (when every member row up to it has come): the group is flagged if at
     least `min` members' latest rows up to the step, in the step's member window, meet the
-    condition, and each of those members with it. Rows before a member's latest are dropped
-    then, and every row of a member window when it ends."""
+    condition, and each of those members with it. A member window's rows are dropped when it
+    ends, not before: which steps come first must not decide what a step finds."""
 
     def __init__(self, rules: dict[str, dict[str, Any]]) -> None:
         self.rules = rules
@@ -163,13 +163,14 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
             "events": int(row["events"]),
             "evidence": json.loads(row["evidence"]),
         }
-        # Steps still to judge lie after the watermark: of the rows up to it, only the latest
-        # can still count.
-        watermark = ctx.timer_service().current_watermark()
+        # Every row is kept until its member window ends, in time order: a step judged later
+        # than a later step (the order in which PyFlink hands timers and rows to Python is not
+        # guaranteed at parallelism 2) still finds the member's latest row before it.
         rows = self.rows.get(row["member_entity"]) or []
-        settled = [kept for kept in rows if kept["t_ms"] <= watermark]
-        rows = [*settled[-1:], *rows[len(settled) :], item]
-        self.rows.put(row["member_entity"], rows)
+        at = len(rows)
+        while at and rows[at - 1]["t_ms"] > item["t_ms"]:
+            at -= 1
+        self.rows.put(row["member_entity"], [*rows[:at], item, *rows[at:]])
         # The member window's end: its rows go then (one timer per key and time).
         length_ms = self._members(ctx)["window_s"] * 1000
         ctx.timer_service().register_event_time_timer(item["window_ms"] + length_ms)
@@ -211,18 +212,14 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
     def _judge(self, step: dict[str, Any], at_ms: int, members: dict[str, Any]) -> Any:
         length_ms = members["window_s"] * 1000
         window_ms = step["window_us"] // 1000 // length_ms * length_ms
-        found, pruned = [], {}
+        found = []
         for name, rows in self.rows.items():
             upto = [item for item in rows if item["t_ms"] <= at_ms]
             if not upto:
                 continue
             latest = upto[-1]
-            if len(upto) > 1:
-                pruned[name] = rows[len(upto) - 1 :]
             if latest["meets"] and latest["window_ms"] == window_ms:
                 found.append((name, latest))
-        for name, rows in pruned.items():
-            self.rows.put(name, rows)
         group_ips = step["evidence"].get("distinct_ips") or 0
         if len(found) < max(members["min"], math.ceil(members["min_share"] * group_ips)):
             return
