@@ -69,6 +69,21 @@ for i in range(5):
     ev(s + 100, "cart", 2_100_000 + i * 10, 1400, f"buy-{i}", "198.51.100.90", agent(4))
     ev(s + 160, "purchase", 2_100_000 + i * 10, 1400, f"buy-{i}", "198.51.100.90", agent(4))
 
+# card-testing: a view before every card and a cart before every other one, a new user each
+for i in range(8):
+    s = 90 * i
+    ev(s, "view", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
+    if i % 2:
+        ev(s + 10, "cart", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
+    ev(s + 20, "purchase", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
+
+# quiet: three people behind one carrier address, each buying once after a look and a cart
+for i in range(3):
+    s = 400 * i
+    ev(s, "view", 2_200_000 + i, 1600 + i, f"home-{i}", "198.51.100.63", agent(i))
+    ev(s + 40, "cart", 2_200_000 + i, 1600 + i, f"home-{i}", "198.51.100.63", agent(i))
+    ev(s + 90, "purchase", 2_200_000 + i, 1600 + i, f"home-{i}", "198.51.100.63", agent(i))
+
 rows.sort(key=lambda r: r[0])
 with open("examples/rules/evasive.csv", "w", newline="") as out:
     writer = csv.writer(out)
