@@ -12,6 +12,7 @@ one query per rule (each a CUMULATE window: the rule's window, judged every 1/60
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -127,6 +128,11 @@ def step_record(row: Any) -> dict[str, Any]:
     }
 
 
+def _row_time(item: dict[str, Any]) -> int:
+    """A kept member row's event time (ms): what `Grouping` keeps each member's rows sorted by."""
+    return int(item["t_ms"])
+
+
 class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
     """A group rule's members and its matched steps, keyed by (rule, group); records for
     `Alerting` out.
@@ -167,10 +173,8 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
         # than a later step (the order in which PyFlink hands timers and rows to Python is not
         # guaranteed at parallelism 2) still finds the member's latest row before it.
         rows = self.rows.get(row["member_entity"]) or []
-        at = len(rows)
-        while at and rows[at - 1]["t_ms"] > item["t_ms"]:
-            at -= 1
-        self.rows.put(row["member_entity"], [*rows[:at], item, *rows[at:]])
+        bisect.insort(rows, item, key=_row_time)
+        self.rows.put(row["member_entity"], rows)
         # The member window's end: its rows go then (one timer per key and time).
         length_ms = self._members(ctx)["window_s"] * 1000
         ctx.timer_service().register_event_time_timer(item["window_ms"] + length_ms)
@@ -214,10 +218,10 @@ class Grouping(KeyedCoProcessFunction):  # type: ignore[misc]
         window_ms = step["window_us"] // 1000 // length_ms * length_ms
         found = []
         for name, rows in self.rows.items():
-            upto = [item for item in rows if item["t_ms"] <= at_ms]
+            upto = bisect.bisect_right(rows, at_ms, key=_row_time)  # rows are in time order
             if not upto:
                 continue
-            latest = upto[-1]
+            latest = rows[upto - 1]
             if latest["meets"] and latest["window_ms"] == window_ms:
                 found.append((name, latest))
         group_ips = step["evidence"].get("distinct_ips") or 0
