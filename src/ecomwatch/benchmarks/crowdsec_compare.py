@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
+
+from ecomwatch.benchmarks.serve_bench import free_port
 
 # linux brings the date parser and whitelists every CrowdSec install has.
 COLLECTIONS = (
@@ -31,12 +32,6 @@ DEFAULT_ROOT = Path(".tools/crowdsec")
 
 class CrowdSecMissing(RuntimeError):
     """CrowdSec is not unpacked where it was looked for."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _config(work: Path, port: int) -> str:
@@ -118,7 +113,7 @@ def crowdsec_flags(log: Path, root: Path = DEFAULT_ROOT) -> dict[str, set[str]]:
         (work / "log").mkdir()
         _install(work / "hub", etc)
         config = work / "config.yaml"
-        config.write_text(_config(work, _free_port()))
+        config.write_text(_config(work, free_port()))
         credentials = etc / "local_api_credentials.yaml"
         subprocess.run(
             [str(cscli), "-c", str(config), "machines", "add", "-a", "-f", str(credentials)],

@@ -39,7 +39,7 @@ from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.process_memory import rss_mb, tree_rss_mb
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -66,7 +66,7 @@ async def null_collector(scope: dict[str, Any], receive: Any, send: Any) -> None
     )
 
 
-def _wait_ready(url: str, server: subprocess.Popen[str]) -> None:
+def wait_ready(url: str, server: subprocess.Popen[str]) -> None:
     for _ in range(600):
         if server.poll() is not None:
             raise RuntimeError(f"the server ended: {server.communicate()[1][-2000:]}")
@@ -85,7 +85,7 @@ def _start_replay(
         ecomwatch_command("replay", str(traffic), "--to", url,
          "--batch", "500", "--connections", str(connections), "--for", str(seconds),
          "--json", *(["--rate", str(rate)] if rate else [])),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(),
     )  # fmt: skip
 
 
@@ -96,22 +96,22 @@ def _finish_replay(sender: subprocess.Popen[str]) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "ECOMWATCH_TOKENS"}
 
 
 @contextmanager
 def running_null_collector() -> Iterator[str]:
     """`null_collector` served by uvicorn on a free loopback port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "ecomwatch.benchmarks.serve_bench:null_collector",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment(),
     )  # fmt: skip
     try:
-        _wait_ready(url, server)
+        wait_ready(url, server)
         yield url
     finally:
         server.terminate()
@@ -233,16 +233,16 @@ def _serve_bench(
         write_traffic(generate(TrafficSpec(events=events, seed=1)), traffic)
     console.print(f"baseline: {baseline_seconds:.0f} s against a collector that keeps nothing")
     null = null_baseline(traffic, seconds=baseline_seconds, connections=connections, rate=rate)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     # A fresh lake each run: an old one's alerts would answer for this run's scrapers.
     lake = Path(tempfile.mkdtemp(prefix="lake-", dir=base))
     server = subprocess.Popen(
         ecomwatch_command("serve", "--lake", str(lake), "--port", str(port)),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_environment(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment(),
     )  # fmt: skip
     try:
-        _wait_ready(url, server)
+        wait_ready(url, server)
         console.print(f"loading for {seconds:.0f} s with {connections} connections of 500 events")
         sender = _start_replay(traffic, url, seconds, connections, rate)
         rss: list[tuple[float, float]] = []  # the service with its child processes

@@ -169,14 +169,9 @@ def _score_alert_file(
 ) -> tuple[Score, Score]:
     """(ecomwatch's score, the WAF rule's) with ecomwatch's from the alerts in `path`."""
     from ecomwatch.cli.alert_outputs import latest_alerts, read_alerts
-    from ecomwatch.detect.alert import Alert
-    from ecomwatch.detect.evaluate import flagged_by_alert_rows, score, waf_flags
+    from ecomwatch.detect.evaluate import score_alert_rows
 
-    rows = latest_alerts(read_alerts(path))
-    shop_wide = [Alert.from_json(r) for r in rows if r["entity_type"] == "global"]
-    ours = score("ecomwatch", flagged_by_alert_rows(rows), truth, shop_wide)
-    waf = score(f"waf-rate-{waf_limit}-per-5m", waf_flags(events, waf_limit), truth)
-    return ours, waf
+    return score_alert_rows(latest_alerts(read_alerts(path)), events, truth, waf_limit)
 
 
 def score_table(ours, waf) -> Table:  # type: ignore[no-untyped-def]

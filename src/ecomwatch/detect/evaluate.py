@@ -209,3 +209,14 @@ def flagged_by_alert_rows(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         for ip in row["ips"]:
             flagged[ip] = min(flagged.get(ip, when), when)
     return flagged
+
+
+def score_alert_rows(
+    rows: Sequence[dict[str, Any]], events: pa.Table, labels: dict[str, Any], waf_limit: int = 100
+) -> tuple[Score, Score]:
+    """(ecomwatch's score, the WAF rule's) with ecomwatch's from alert lines a run wrote (the
+    latest version of each alert), the WAF rule's from the events."""
+    shop_wide = [Alert.from_json(dict(r)) for r in rows if r["entity_type"] == "global"]
+    ours = score("ecomwatch", flagged_by_alert_rows(rows), labels, shop_wide)
+    waf = score(f"waf-rate-{waf_limit}-per-5m", waf_flags(events, waf_limit), labels)
+    return ours, waf
