@@ -14,6 +14,7 @@ event time.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -122,9 +123,11 @@ def _live_alerts(
     csv: Path, lake: Path, rule_files: list[Path] | None, speed: float, settle_s: float
 ) -> list[dict[str, Any]]:
     """The alerts (latest line of each) a real `serve` wrote while the file was replayed."""
-    lake.mkdir(parents=True, exist_ok=True)
+    # A fresh lake each run: a kept one holds the last run's checkpoint, and a service that
+    # resumed from it would hold its alerts under their cooldowns.
+    shutil.rmtree(lake, ignore_errors=True)
+    lake.mkdir(parents=True)
     alerts = lake / "alerts.jsonl"
-    alerts.unlink(missing_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     rules = [arg for path in rule_files or [] for arg in ("--rules", str(path))]
