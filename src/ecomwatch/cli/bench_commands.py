@@ -176,10 +176,14 @@ def evasive(
     load_rules_or_exit(rules)  # a bad rule file fails here, before any simulation
     seeds = seeds or [1, 2, 3, 4, 5]
     with bench_workdir(workdir, "ecomwatch-bench-evasive-") as work:
-        figures = run_evasive_bench(
-            seeds=seeds, events=events, days=days, work=work, console=err, rule_files=rules,
-            batch_s=batch_seconds, live=live, speed=speed,
-        )  # fmt: skip
+        try:
+            figures = run_evasive_bench(
+                seeds=seeds, events=events, days=days, work=work, console=err,
+                rule_files=rules, batch_s=batch_seconds, live=live, speed=speed,
+            )  # fmt: skip
+        except RuntimeError as exc:  # the service, the replay or a file failed: say which
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps(figures))
         return
