@@ -27,7 +27,7 @@ WorkdirOption = Annotated[
         "--keep",
         "--workdir",
         help="Keep the working files in this directory (the next run reuses its simulated "
-        "input) [default: a temporary directory, removed at the end].",
+        "input); without it, a temporary directory removed at the end.",
     ),
 ]
 SeedOption = Annotated[int, typer.Option(help="Simulation seed.")]
@@ -151,7 +151,8 @@ def incidents(
 @bench_app.command()
 def evasive(
     seeds: Annotated[
-        list[int] | None, typer.Option("--seed", help="A scenario seed; repeatable [default: 1-5].")
+        list[int] | None,
+        typer.Option("--seed", help="A scenario seed; repeatable (default: 1 to 5)."),
     ] = None,
     events: Annotated[int, typer.Option(min=10_000, help="Ordinary events per seed.")] = 300_000,
     days: Annotated[float, typer.Option(help="Days of traffic.")] = 0.25,
