@@ -35,8 +35,8 @@ WebhookOption = Annotated[
     typer.Option(
         "--webhook",
         help="Also POST a message per incident to this URL: when it opens, escalates and "
-        "resolves; low ones in a digest ([webhook] in the config: format json|slack, "
-        "each_alert). Retried with backoff; undeliverable ones go to "
+        "resolves; low ones in a digest (the config's webhook.format json|slack, "
+        "webhook.each_alert). Retried with backoff; undeliverable ones go to "
         "<alerts>.webhook-failures.jsonl.",
     ),
 ]
@@ -254,7 +254,7 @@ def open_glue_sync(lake: str, settings: Config, console: Console) -> GlueSync | 
     found = detect_format(lake) or LakeFormat(settings.lake.format)
     if found is not LakeFormat.HUDI:
         console.print(
-            "[red]error:[/] [aws] glue_sync registers Hudi tables for Athena; this lake is in "
+            "[red]error:[/] aws.glue_sync registers Hudi tables for Athena; this lake is in "
             "the plain Parquet format (query it with DuckDB, or use a Hudi lake)"
         )
         raise typer.Exit(2)

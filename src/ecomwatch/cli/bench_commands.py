@@ -277,7 +277,7 @@ def kinesis(
     live_rate: Annotated[float, typer.Option(help="Events/s produced while live.")] = 2_000,
     endpoint: Annotated[
         str | None,
-        typer.Option(help="A Kinesis-compatible server [default: kinesis-local from services/]."),
+        typer.Option(help="A Kinesis-compatible server (default: kinesis-local from services/)."),
     ] = None,
     server: Annotated[
         str, typer.Option(help="Server started for the bench: kinesis-local or moto.")

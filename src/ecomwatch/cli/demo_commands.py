@@ -46,7 +46,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 0,
     days: Annotated[
         float | None,
-        typer.Option(help="Days of traffic [default: events / 2.25 million, at least 1]."),
+        typer.Option(help="Days of traffic (default: events / 2.25 million, at least 1)."),
     ] = None,
     start: Annotated[str, typer.Option(help="First day (UTC).")] = "2019-11-01",
     attacks: Annotated[

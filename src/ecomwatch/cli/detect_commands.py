@@ -111,7 +111,7 @@ def evaluate(
     inputs: Annotated[list[Path], typer.Argument(help="Events written by simulate --attacks.")],
     labels: Annotated[
         Path | None,
-        typer.Option(help="Labels file [default: <input>.labels.json beside the first input]."),
+        typer.Option(help="Labels file (default: <input>.labels.json beside the first input)."),
     ] = None,
     rules: RulesOption = None,
     waf_limit: Annotated[

@@ -51,7 +51,7 @@ def compile_job(
     parallelism: Annotated[int, typer.Option(min=1, help="The job's parallelism.")] = 1,
     config: Annotated[
         Path | None,
-        typer.Option(help="TOML configuration (the watermark's lateness: [engine] lateness_s)."),
+        typer.Option(help="TOML configuration (the watermark's lateness: engine.lateness_s)."),
     ] = None,
 ) -> None:
     """Write a self-contained PyFlink job (job.py, job.json, README.md) for the rules that

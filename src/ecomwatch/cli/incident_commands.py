@@ -42,7 +42,7 @@ StoreOption = Annotated[
     ),
 ]
 ByOption = Annotated[
-    str | None, typer.Option("--by", help="Who acts (recorded) [default: the login name].")
+    str | None, typer.Option("--by", help="Who acts (recorded; default: the login name).")
 ]
 IncidentIdArgument = Annotated[
     str, typer.Argument(help="An incident id from `incidents list` (a merged one is followed).")

@@ -137,7 +137,7 @@ def run(
         typer.Option(
             "--dead-letter",
             help="JSON Lines file for rejected rows "
-            "[default: inside the lake, .hoodie/.aux/ecomwatch/dead_letter.jsonl].",
+            "(default: inside the lake, .hoodie/.aux/ecomwatch/dead_letter.jsonl).",
         ),
     ] = None,
     alerts: Annotated[
@@ -205,7 +205,7 @@ def run(
         raise _fail(str(exc)) from exc
     if as_json and "emf" in metric_kinds and settings.metrics.emf_path == "-":
         raise _fail(
-            "--json and EMF lines would share standard output: set [metrics] emf_path to a file"
+            "--json and EMF lines would share standard output: set metrics.emf_path to a file"
         )
     loaded_rules = load_rules_or_exit(rules) if alerts is not None else None
     hook = None
@@ -314,7 +314,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="table, json or html.")] = "table",
     output: Annotated[
         Path | None,
-        typer.Option("--out", help="File for --format html [default: ./report.html]."),
+        typer.Option("--out", help="File for --format html (default: ./report.html)."),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only events at or after this time (UTC).")

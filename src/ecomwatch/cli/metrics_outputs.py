@@ -24,8 +24,8 @@ MetricsOption = Annotated[
     typer.Option(
         "--metrics",
         help="Also publish the pipeline's metrics: cloudwatch (PutMetricData) or emf "
-        "(Embedded Metric Format lines to [metrics] emf_path, standard output by default), "
-        "every [metrics] interval_s.",
+        "(Embedded Metric Format lines to the config's metrics.emf_path, standard output by "
+        "default), every metrics.interval_s.",
     ),
 ]
 

@@ -72,7 +72,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     alerts: Annotated[
         Path | None,
-        typer.Option("--alerts", help="Alerts file [default: inside the lake's aux folder]."),
+        typer.Option("--alerts", help="Alerts file (default: inside the lake's aux folder)."),
     ] = None,
     rules: RulesOption = None,
     store: StoreOption = None,

@@ -44,7 +44,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "ipv6": (
         # Keys of addresses that are not IPv4 have their top bit set (`entity_keys`).
         "max(CASE WHEN subnet_key >= 9223372036854775808 THEN 1 ELSE 0 END)",
-        "1 if the addresses are IPv6 (a subnet of them: one prefix, `[detect] ipv6_prefix`)",
+        "1 if the addresses are IPv6 (a subnet of them: one prefix, `detect.ipv6_prefix`)",
     ),
     "declared_bot": (
         "max(CASE WHEN declared_bot THEN 1 ELSE 0 END)",
