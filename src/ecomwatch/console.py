@@ -4,6 +4,7 @@ cron mail, a pipe) at their natural width, so that no path, error or sequence nu
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 LOG_WIDTH = 10_000  # wide enough for any row; a table is only as wide as its content
@@ -19,3 +20,9 @@ def print_table(console: Console, table: Table) -> None:
         console.print(table, crop=False)
     finally:
         console.width = fitted
+
+
+def error_line(message: object) -> str:
+    """An error for a console: "error:" in red, then the message as it is (a message quoting
+    TOML such as `[[rule]]` or `[engine]` is not read as markup and dropped)."""
+    return f"[red]error:[/] {escape(str(message))}"

@@ -1,5 +1,5 @@
 """Every option's help says in `--help` what its text says: rich reads `[...]` as markup and
-drops it, so a help text like "[default: X]" used to print as " ."."""
+drops it, so a help text like "[default: X]" used to print as " ."; error messages likewise."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def test_every_option_help_is_printed_whole() -> None:
                 assert _words(help_text) in shown, (path, param.name, help_text)
                 checked += 1
     assert checked > 100
+
+
+def test_an_error_quoting_toml_is_printed_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An error message naming `[[rule]]` keeps it (rich would drop it as markup)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("foo = 1\n")
+    result = CliRunner().invoke(app, ["rules", "validate", str(bad)])
+    assert result.exit_code != 0
+    assert "rules go in [[rule]]" in _words(result.output)

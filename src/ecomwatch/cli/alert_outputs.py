@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from ecomwatch.config import WebhookConfig
+from ecomwatch.console import error_line
 from ecomwatch.detect.rules import Severity
 from ecomwatch.sinks.incident_notifier import IncidentNotifier
 from ecomwatch.sinks.jsonl import read_json_lines
@@ -143,7 +144,7 @@ def open_store_writer(store: str | None, console: Console, beside: Path) -> Stor
     try:
         return StoreWriter(open_store(store, beside=beside), journal_file(store, beside))
     except StoreError as exc:
-        console.print(f"[red]error:[/] --store {store}: {exc}")
+        console.print(error_line(f"--store {store}: {exc}"))
         raise typer.Exit(1) from exc
 
 
@@ -190,11 +191,13 @@ def open_store_to_read(store: str, console: Console) -> Any:
         return open_store(store, create=False)
     except FileNotFoundError:
         console.print(
-            f"[red]error:[/] {store} does not exist; write one with "
-            "`ecomwatch detect … --store FILE` (or run … --alerts FILE --store FILE)"
+            error_line(
+                f"{store} does not exist; write one with "
+                "`ecomwatch detect … --store FILE` (or run … --alerts FILE --store FILE)"
+            )
         )
     except StoreError as exc:
-        console.print(f"[red]error:[/] --store {store}: {exc}")
+        console.print(error_line(f"--store {store}: {exc}"))
     raise typer.Exit(2)
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
+from ecomwatch.console import error_line
 
 bench_app = typer.Typer(
     help="Benchmarks: one JSON line each, against a baseline measured in the same run.",
@@ -183,7 +184,7 @@ def evasive(
                 rule_files=rules, batch_s=batch_seconds, live=live, speed=speed,
             )  # fmt: skip
         except RuntimeError as exc:  # the service, the replay or a file failed: say which
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps(figures))
@@ -235,7 +236,7 @@ def flink(
                 events=events, seed=seed, rules=load_rules_or_exit(rules), work=work
             )
         except FlinkRunError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             raise typer.Exit(1) from exc
     print(json.dumps(figures))
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 from ecomwatch.detect.features import FEATURES
 from ecomwatch.detect.rules import RuleError, load_rules
 
@@ -35,7 +35,7 @@ def load_rules_or_exit(paths: list[Path] | None):  # type: ignore[no-untyped-def
     try:
         return load_rules(paths or [])
     except RuleError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
 
 
@@ -147,7 +147,7 @@ def evaluate(
         raise typer.Exit(2)
     sources, errors = open_inputs(inputs, Config())
     if errors:
-        err.print(f"[red]error:[/] {errors[0]}")
+        err.print(error_line(errors[0]))
         raise typer.Exit(1)
     events = read_all(sources)
     if alerts is not None:
@@ -229,7 +229,7 @@ def test_rules(
         try:
             results = run_fixture_file(path, Config())
         except RuleError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             raise typer.Exit(2) from exc
         for result in results:
             mark = "[green]pass[/]" if result.passed else "[red]FAIL[/]"

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 from ecomwatch.detect.explain import condition_terms, matches
 from ecomwatch.sinks.jsonl import read_json_lines
 
@@ -112,7 +112,7 @@ def _add_incidents(report: list[dict[str, Any]], found: list[dict[str, Any]], al
 def _load(alerts: Path | None, store: str | None, entity: str) -> list[dict[str, Any]]:
     if alerts is not None:
         if not alerts.exists():
-            err.print(f"[red]error:[/] {alerts} does not exist")
+            err.print(error_line(f"{alerts} does not exist"))
             raise typer.Exit(2)
         from ecomwatch.cli.alert_outputs import latest_alerts
 

@@ -20,6 +20,7 @@ from ecomwatch.cli.alert_outputs import (
 )
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 from ecomwatch.config import ConfigError, load_config
+from ecomwatch.console import error_line
 from ecomwatch.flink.connectors import Endpoint, EndpointError
 from ecomwatch.flink.job_dir import write_job
 from ecomwatch.flink.runner import FlinkRun, FlinkRunError, run_job
@@ -59,7 +60,7 @@ def compile_job(
     try:
         settings = load_config(config)
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
     loaded = load_rules_or_exit(rules)
     try:
@@ -73,7 +74,7 @@ def compile_job(
             ipv6_prefix_bits=settings.detect.ipv6_prefix,
         )
     except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
     out.print(f"wrote {job.directory}/ (job.py, job.json, README.md): {len(job.compiled)} rules")
     if job.skipped:
@@ -109,7 +110,7 @@ def run(
         with err.status("running the Flink job on a local mini-cluster…"):
             done = run_job(job_dir, parallelism=parallelism)
     except FlinkRunError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(1) from exc
     store_failed = False
     if alerts is not None:

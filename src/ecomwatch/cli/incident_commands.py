@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ecomwatch.console import error_line
 from ecomwatch.detect.incident_actions import ACKNOWLEDGE, RESOLVE, ActionError
 from ecomwatch.detect.incident_log import (
     IncidentBook,
@@ -197,7 +198,7 @@ def _act(incident_id: str, book: IncidentBook, action: str, by: str | None, as_j
         err.print(f"[red]error:[/] no incident {incident_id} in {book.where}")
         raise typer.Exit(1) from None
     except ActionError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(record))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecomwatch.cli.stream_commands import checkpointed_streams, print_shards
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.hudi_table import DATA_SCHEMA, HudiTable
 
@@ -27,7 +27,7 @@ def _open(lake: str, *, writer: bool = False) -> HudiTable:
     try:
         return HudiTable(lake, writer=writer)
     except LakeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
 
 

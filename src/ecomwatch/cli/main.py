@@ -54,6 +54,7 @@ from ecomwatch.cli.weblog_commands import (
     with_weblog,
 )
 from ecomwatch.config import Config, ConfigError, load_config
+from ecomwatch.console import error_line
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.lake.base import LakeError
 from ecomwatch.lake.open import open_lake
@@ -107,12 +108,12 @@ def _config(path: Path | None, **weblog: Any) -> Config:
     try:
         return with_weblog(load_config(path), **weblog)
     except (ConfigError, UrlMapError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(EXIT_USAGE) from exc
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}")
+    err.print(error_line(message))
     return typer.Exit(code)
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 from ecomwatch.engine.pipeline import RunSummary
 
 err = Console(stderr=True, soft_wrap=True)
@@ -73,8 +73,9 @@ def parse_time(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError as exc:
         err.print(
-            f"[red]error:[/] {name} {value!r} is not a time; "
-            "use e.g. 2019-11-01 or 2019-11-01T12:00:00Z"
+            error_line(
+                f"{name} {value!r} is not a time; use e.g. 2019-11-01 or 2019-11-01T12:00:00Z"
+            )
         )
         raise typer.Exit(2) from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

@@ -32,6 +32,7 @@ from ecomwatch.cli.weblog_commands import (
     UrlMapOption,
     with_weblog,
 )
+from ecomwatch.console import error_line
 
 err = Console(stderr=True, soft_wrap=True)
 TOKENS_VARIABLE = "ECOMWATCH_TOKENS"
@@ -116,7 +117,7 @@ def serve(
         settings = load_config(config)
         metric_kinds = metrics_kinds(metrics, settings)
     except (ConfigError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
     tokens = [*settings.serve.tokens, *os.environ.get(TOKENS_VARIABLE, "").split(",")]
     tokens = [t.strip() for t in tokens if t.strip()]
@@ -147,7 +148,7 @@ def serve(
             on_commit_days=glue.committed if glue is not None else None,
         )
     except LakeError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     hook = open_webhook(
@@ -255,7 +256,7 @@ def replay(
             Config(), url_map=url_map, log_format=log_format, session_cookie=session_cookie
         )
     except (ConfigError, UrlMapError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(2) from exc
     if is_stream_uri(to):
         from ecomwatch.cli.stream_commands import produce
@@ -272,7 +273,7 @@ def replay(
             connections=connections, compress=compress, repeat_for_s=repeat_for, config=settings,
         )  # fmt: skip
     except (OSError, ValueError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(error_line(exc))
         raise typer.Exit(1) from exc
     figures = stats.to_json()
     if as_json:

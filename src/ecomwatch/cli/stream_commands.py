@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ecomwatch.config import Config
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 from ecomwatch.detect.rules import Rule
 from ecomwatch.engine.pipeline import RunSummary
 from ecomwatch.pipeline_metrics import PipelineMetrics
@@ -180,7 +180,7 @@ def produce(
             config=config,
         )  # fmt: skip
     except (SourceError, OSError, ValueError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(error_line(exc))
         raise typer.Exit(EXIT_INPUT_FAILED) from exc
     figures = stats.to_json()
     if as_json:

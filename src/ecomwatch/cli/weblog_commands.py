@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ecomwatch.cli.detect_commands import RulesOption, load_rules_or_exit
 from ecomwatch.config import Config
+from ecomwatch.console import error_line
 from ecomwatch.decode.web_logs import LogFormat
 
 out = Console()
@@ -225,7 +226,7 @@ def update_crawlers(
         try:
             installed = install(path)
         except (CrawlerListError, OSError) as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(error_line(exc))
             failed = True
             continue
         out.print(
