@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ecomwatch.console import print_table
+from ecomwatch.console import error_line, print_table
 
 aws_app = typer.Typer(
     help="Create, verify and remove the AWS resources of a pipeline.", no_args_is_help=True
@@ -67,7 +67,7 @@ def _run(action: str, call: Any) -> Any:
     try:
         return call()
     except (ClientError, BotoCoreError) as exc:
-        err.print(f"[red]error:[/] aws {action}: {exc}")
+        err.print(error_line(f"aws {action}: {exc}"))
         raise typer.Exit(1) from exc
 
 

@@ -290,7 +290,7 @@ def kinesis(
     from ecomwatch.benchmarks.kinesis_bench import SERVERS, run_kinesis_bench
 
     if server not in SERVERS:
-        err.print(f"[red]error:[/] --server must be one of {', '.join(SERVERS)}, not {server!r}")
+        err.print(error_line(f"--server must be one of {', '.join(SERVERS)}, not {server!r}"))
         raise typer.Exit(2)
     figures = run_kinesis_bench(
         events=events, shards=shards, per_record=per_record, live_seconds=live_seconds,
@@ -323,7 +323,7 @@ def store(
     from ecomwatch.benchmarks.store_bench import SERVERS, run_store_bench
 
     if server not in SERVERS:
-        err.print(f"[red]error:[/] --server must be one of {', '.join(SERVERS)}, not {server!r}")
+        err.print(error_line(f"--server must be one of {', '.join(SERVERS)}, not {server!r}"))
         raise typer.Exit(2)
     figures = run_store_bench(
         alerts=alerts, events=events, server=server, endpoint=endpoint, console=err

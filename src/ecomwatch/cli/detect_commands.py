@@ -138,12 +138,12 @@ def evaluate(
 
     labels_file = labels or labels_path_for(inputs[0])
     if not labels_file.exists():
-        err.print(f"[red]error:[/] no labels file {labels_file}; pass --labels FILE")
+        err.print(error_line(f"no labels file {labels_file}; pass --labels FILE"))
         raise typer.Exit(2)
     truth = json.loads(labels_file.read_text())
     loaded = load_rules_or_exit(rules)
     if alerts is not None and not alerts.exists():
-        err.print(f"[red]error:[/] no alerts file {alerts}")
+        err.print(error_line(f"no alerts file {alerts}"))
         raise typer.Exit(2)
     sources, errors = open_inputs(inputs, Config())
     if errors:

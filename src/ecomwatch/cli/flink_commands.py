@@ -37,7 +37,7 @@ def _endpoint(text: str, *, sink: bool) -> Endpoint:
     try:
         return Endpoint.parse(text, sink=sink)
     except EndpointError as exc:
-        err.print(f"[red]error:[/] --{'sink' if sink else 'source'} {exc}")
+        err.print(error_line(f"--{'sink' if sink else 'source'} {exc}"))
         raise typer.Exit(2) from exc
 
 

@@ -133,7 +133,7 @@ def show_incident(
     incidents = incident_log(book)
     record = incidents.get(incident_id)
     if record is None:
-        err.print(f"[red]error:[/] no incident {incident_id} in {book.where}")
+        err.print(error_line(f"no incident {incident_id} in {book.where}"))
         raise typer.Exit(1)
     while record["state"] == "merged" and record["merged_into"] in incidents:
         out.print(f"{record['incident_id']} was merged into {record['merged_into']}")
@@ -195,7 +195,7 @@ def _act(incident_id: str, book: IncidentBook, action: str, by: str | None, as_j
     try:
         record = book.act(incident_id, action, by=by or getpass.getuser(), at=at)
     except KeyError:
-        err.print(f"[red]error:[/] no incident {incident_id} in {book.where}")
+        err.print(error_line(f"no incident {incident_id} in {book.where}"))
         raise typer.Exit(1) from None
     except ActionError as exc:
         err.print(error_line(exc))

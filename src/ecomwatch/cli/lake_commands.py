@@ -162,7 +162,7 @@ def register(
     try:
         done = catalog.register(table)
     except (ClientError, BotoCoreError, RuntimeError) as exc:
-        err.print(f"[red]error:[/] Glue: {exc}")
+        err.print(error_line(f"Glue: {exc}"))
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps({"database": database, "table": name, "location": table.location,

@@ -128,7 +128,7 @@ def serve(
         from ecomwatch.sources.kinesis_api import is_stream_uri
 
         if not is_stream_uri(source):
-            err.print(f"[red]error:[/] --source takes kinesis://STREAM, not {source!r}")
+            err.print(error_line(f"--source takes kinesis://STREAM, not {source!r}"))
             raise typer.Exit(2)
         stream = open_stream(source, start=start_from, until_caught_up=False, config=settings)
     glue = open_glue_sync(lake, settings, err)

@@ -97,10 +97,10 @@ def evaluate_logs(
     loaded = load_rules_or_exit(rules)
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
-        err.print(f"[red]error:[/] not a file: {', '.join(missing)}")
+        err.print(error_line(f"not a file: {', '.join(missing)}"))
         raise typer.Exit(2)
     if crowdsec is not None and not (crowdsec / "usr/bin/crowdsec").is_file():
-        err.print(f"[red]error:[/] no CrowdSec in {crowdsec}: run `make crowdsec`")
+        err.print(error_line(f"no CrowdSec in {crowdsec}: run `make crowdsec`"))
         raise typer.Exit(2)
     scores = []
     for path in inputs:
