@@ -24,6 +24,7 @@ from rich.console import Console
 
 from ecomwatch.benchmarks.child import ecomwatch_command
 from ecomwatch.benchmarks.serve_bench import environment, free_port, wait_ready
+from ecomwatch.cli.alert_outputs import latest_alerts, read_alerts
 from ecomwatch.config import Config
 from ecomwatch.detect.evaluate import Score, evaluate, read_all, score_alert_rows
 from ecomwatch.detect.evasive_targets import misses, ordinary_ips
@@ -33,7 +34,6 @@ from ecomwatch.simulate.attacks import in_chunks, labels_path_for, write_labels
 from ecomwatch.simulate.evasive import EvasiveScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import write_traffic
-from ecomwatch.sinks.jsonl import read_json_lines
 
 
 def run_evasive_bench(
@@ -154,7 +154,4 @@ def _live_alerts(
         _, errors = server.communicate(timeout=300)
     if server.returncode not in (0, -15):
         raise RuntimeError(f"serve ended with {server.returncode}: {errors[-2000:]}")
-    latest: dict[str, dict[str, Any]] = {}
-    for row in read_json_lines(alerts) if alerts.exists() else []:
-        latest[row["alert_id"]] = row  # an escalation is written again under its id
-    return list(latest.values())
+    return latest_alerts(read_alerts(alerts)) if alerts.exists() else []
