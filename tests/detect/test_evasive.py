@@ -35,6 +35,7 @@ def test_every_target_is_met(scored):
     (`detect/evasive_targets.py`, which `bench evasive` checks too)."""
     ours, _, ordinary = scored
     assert misses(ours, ordinary) == []
+    assert ours.high_global_alarms_in_marketing_spike == 0  # the scenario has one: not None
 
 
 def test_the_waf_rule_misses_what_hides_below_its_rate(scored):
