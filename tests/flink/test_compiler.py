@@ -32,18 +32,16 @@ def rule(**fields):
     return compile_rule(RuleSpec.model_validate(spec))
 
 
-def test_every_default_commerce_rule_but_one_compiles_and_the_others_say_why_not():
+def test_every_default_commerce_rule_compiles_and_the_others_say_why_not():
     compiled, skipped = compile_rules(load_rules([]))
     names = {item.rule.name for item in compiled}
     assert {
         "fast-scraper", "declared-bot", "cart-abuse", "card-testing", "spoofed-crawler",
         "low-and-slow-scraper", "catalogue-walk", "rotating-scraper", "traffic-surge",
         "search-engine-crawler", "flood", "botnet-user-agent", "botnet-subnet",
-        "ipv6-rotation", "distributed-hoarding", "category-swarm",
+        "ipv6-rotation", "distributed-hoarding", "category-swarm", "long-tail-swarm",
     } == names  # fmt: skip
     assert len(compiled) + len(skipped) == len(load_rules([]))
-    assert skipped["long-tail-swarm"].endswith("which the Flink job does not keep yet")
-    del skipped["long-tail-swarm"]
     assert skipped and all("web-request feature" in reason for reason in skipped.values())
 
 
@@ -86,6 +84,48 @@ def test_the_ipv6_prefix_udf_is_called_for_ipv6_rows_only():
     assert "WHERE POSITION(':' IN ip) > 0" in udf
     assert sql.index("ip_first_s") < sql.index("UNION ALL")  # over both halves
     assert "subnet" not in view_sql([])
+
+
+def test_long_tail_rules_read_the_popularity_operators_rows(tmp_path):
+    swarm = rule(
+        key="global",
+        condition="views >= 100 and popularity >= 0",
+        members={"condition": "longtail_views >= 3 and longtail_share >= 0.75", "min": 20},
+    )
+    job = write_job(
+        tmp_path / "job",
+        [swarm],
+        source=Endpoint.parse(f"files:{tmp_path}/in", sink=False),
+        sink=Endpoint.parse(f"files:{tmp_path}/out", sink=True),
+        lateness_s=300,
+    )
+    spec = json.loads((tmp_path / "job" / "job.json").read_text())
+    # The operator reads the base view and gives back its rows with `popularity`, which the
+    # rules' view reads (with the event time as `rowtime`, the source's lateness behind it).
+    assert spec["popularity"]["view_sql"].startswith("CREATE TEMPORARY VIEW events_base AS")
+    assert spec["popularity"]["watermark"] == "rowtime - INTERVAL '5' MINUTE(2)"
+    assert "SELECT rowtime AS event_time" in spec["view_sql"]
+    assert "FROM events_popular" in spec["view_sql"]
+    # Shoppers' views count, not declared bots': the agent UDF runs though no rule reads it.
+    assert spec["udfs"] == ["agent_class"]
+    assert "agent_class(user_agent) AS agent_code" in spec["popularity"]["view_sql"]
+    # Only views with a known popularity count in the share (as DuckDB's FILTER does).
+    members = job.compiled[0].members or ""
+    assert "AVG(CASE WHEN event_type = 'view' AND popularity IS NOT NULL THEN" in members
+    assert "THEN 1 ELSE 0 END) OVER w AS `longtail_views`" in members
+    for module in ("product_popularity.py", "popularity_operator.py"):
+        assert (tmp_path / "job" / module).is_file()
+    # Without such a rule, no operator and no agent UDF.
+    write_job(
+        tmp_path / "plain",
+        [rule(condition="events >= 5")],
+        source=Endpoint.parse(f"files:{tmp_path}/in", sink=False),
+        sink=Endpoint.parse(f"files:{tmp_path}/out", sink=True),
+        lateness_s=300,
+    )
+    plain = json.loads((tmp_path / "plain" / "job.json").read_text())
+    assert plain["popularity"] is None and plain["udfs"] == []
+    assert "events_popular" not in plain["view_sql"]
 
 
 def test_intervals_use_the_largest_whole_unit():
@@ -169,8 +209,10 @@ def test_the_job_directory_is_self_contained(tmp_path):
     names = sorted(p.name for p in job.directory.iterdir())
     assert names == [
         "README.md", "cooldown.py", "crawler_claims.py", "ip_prefix.py", "job.json", "job.py",
+        "popularity_operator.py", "product_popularity.py",
     ]  # fmt: skip
     spec = json.loads((job.directory / "job.json").read_text())
+    assert sorted(spec["modules"]) == [n for n in names if n.endswith(".py") and n != "job.py"]
     assert [r["name"] for r in spec["rules"]] == [item.rule.name for item in job.compiled]
     # declared-bot reads the user agent's class, spoofed-crawler the crawler claims, the
     # subnet rules an IPv6 address's prefix

@@ -70,6 +70,7 @@ def _flink(
             sink="blackhole",
             rules=[],
             udfs=[],
+            popularity=None,
             sink_ddl="CREATE TABLE alerts (line STRING) WITH ('connector' = 'blackhole')",
         )
         # No UDFs: the source, parsed, as the rules read it.

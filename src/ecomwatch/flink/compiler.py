@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecomwatch.detect.alerting import explanation_template, member_explanation_template
-from ecomwatch.detect.features import POPULARITY_FEATURES
+from ecomwatch.detect.features import LONG_TAIL
 from ecomwatch.detect.rules import KeyKind, Rule, compile_condition
 
 # The view the rules read: the source's events with the columns features need, from the
@@ -83,12 +83,22 @@ FLINK_FEATURES: dict[str, str] = {
     ),
     # Over the events view when a rule reads it: each row's IP first seen (`ip_first_s`).
     "ip_age_s": "COALESCE(MAX(t_s - ip_first_s){over}, 0)",
+    # Over the events view's `popularity` when a rule reads it (the job's `Popularity`
+    # operator: `product_popularity`, as the embedded detector runs it; null while unknown).
+    "popularity": ("COALESCE(AVG(CASE WHEN event_type = 'view' THEN popularity END){over}, -1)"),
+    "longtail_views": (
+        f"SUM(CASE WHEN event_type = 'view' AND popularity < {LONG_TAIL} THEN 1 ELSE 0 END){{over}}"
+    ),
+    "longtail_share": (
+        "COALESCE(AVG(CASE WHEN event_type = 'view' AND popularity IS NOT NULL THEN "
+        f"CASE WHEN popularity < {LONG_TAIL} THEN CAST(1 AS DOUBLE) ELSE CAST(0 AS DOUBLE) END "
+        "END){over}, 0)"
+    ),
 }
 ORDERED_FEATURES = {"gap_cv", "ascending_share"}
 BASELINE_FEATURES = {"baseline", "baseline_funnel"}
 
 WEB_ONLY = "a web-request feature: the Flink job reads commerce events, not web logs"
-NO_POPULARITY = "the products' popularity over the past day, which the Flink job does not keep yet"
 
 # A rule filter's columns (cf. `rules.FILTER_COLUMNS`); commerce events are no web requests.
 FLINK_FILTER_COLUMNS: dict[str, str] = {
@@ -127,8 +137,6 @@ def unsupported(rule: Rule) -> str | None:
     """Why the rule does not compile for Flink, or None when it does."""
     members = rule.spec.members
     for feature in (*rule.features, *rule.member_features):
-        if feature in POPULARITY_FEATURES:
-            return f"feature {feature!r} needs {NO_POPULARITY}"
         if feature not in FLINK_FEATURES:
             return f"feature {feature!r} is {WEB_ONLY}"
     if members is not None and (ORDERED_FEATURES | BASELINE_FEATURES) & set(rule.member_features):

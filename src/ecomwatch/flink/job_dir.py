@@ -4,6 +4,8 @@ JOB_DIR/job.py       the PyFlink program (`pyflink_job.py`)
 JOB_DIR/cooldown.py  the alert decision, the embedded detector's own module
 JOB_DIR/crawler_claims.py  crawler claims judged against the published ranges
 JOB_DIR/ip_prefix.py  an IPv6 address's subnet
+JOB_DIR/product_popularity.py  how popular each product is (for the long-tail features)
+JOB_DIR/popularity_operator.py  the job's operator that counts it
 JOB_DIR/job.json     source and sink DDL, the view the rules read, one query per rule
 JOB_DIR/README.md    how to run it here, on a cluster and on Amazon Managed Service for Flink
 """
@@ -11,6 +13,7 @@ JOB_DIR/README.md    how to run it here, on a cluster and on Amazon Managed Serv
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -22,11 +25,31 @@ from ecomwatch.detect.entity_keys import IPV4
 from ecomwatch.detect.ip_prefix import IPV6_PREFIX
 from ecomwatch.detect.rules import KeyKind, Rule
 from ecomwatch.detect.user_agents import SEARCH_ENGINES
-from ecomwatch.flink.compiler import EPOCH_S, EVENTS_VIEW, CompiledRule, compile_rules
+from ecomwatch.flink.compiler import (
+    EPOCH_S,
+    EVENTS_VIEW,
+    CompiledRule,
+    compile_rules,
+    interval,
+)
 from ecomwatch.flink.connectors import KINESIS_JAR, NO_TIME, Endpoint, sink_ddl, source_ddl
 
 # Modules the job runs beside job.py, copied from ecomwatch: the same code on both engines.
-SHIPPED = ("detect/cooldown.py", "detect/crawler_claims.py", "detect/ip_prefix.py")
+SHIPPED = (
+    "detect/cooldown.py",
+    "detect/crawler_claims.py",
+    "detect/ip_prefix.py",
+    "detect/product_popularity.py",
+    "flink/popularity_operator.py",
+)
+# The events before the job's `Popularity` operator, and the table it gives back (the same
+# rows with each one's `popularity`, `rowtime` its event time), when a rule reads popularity.
+BASE_VIEW = "events_base"
+POPULAR_TABLE = "events_popular"
+BASE_COLUMNS = (
+    "event_type", "product_id", "category_id", "price", "user_id", "user_session", "ip",
+    "user_agent", "agent_code", "crawler_code", "t_s",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,12 +65,20 @@ def _udfs(compiled: list[CompiledRule]) -> list[str]:
         "agent_code": "agent_class",
         "crawler_code": "crawler_class",
     }
-    udfs = [udf for column, udf in columns.items() if any(column in c.sql for c in compiled)]
+    # Popularity counts shoppers' views, not declared bots' (`agent_code`).
+    needed = {column for column in columns if any(column in c.sql for c in compiled)}
+    if _popularity(compiled):
+        needed.add("agent_code")
+    udfs = [udf for column, udf in columns.items() if column in needed]
     return [*udfs, *(["ipv6_prefix"] if _subnets(compiled) else [])]
 
 
 def _subnets(compiled: list[CompiledRule]) -> bool:
     return any(KeyKind.SUBNET in c.keys for c in compiled)
+
+
+def _popularity(compiled: list[CompiledRule]) -> bool:
+    return any("popularity" in c.sql for c in compiled)
 
 
 def crawler_ranges() -> dict[str, Any]:
@@ -60,19 +91,31 @@ def crawler_ranges() -> dict[str, Any]:
     }
 
 
-def view_sql(udfs: list[str], *, ip_ages: bool = False, subnets: bool = False) -> str:
-    """The events the rules read: parsed times only, with the UDFs' columns and the time in
-    epoch seconds (`t_s`); when a rule groups by subnet, each row's `subnet` (an IPv4
-    address's /24 in SQL, an IPv6 address's prefix by the `ipv6_prefix` UDF, called for IPv6
-    rows only: a Python call per row costs more than the SQL); when a rule reads `ip_age_s`,
-    when each row's IP was first seen (`ip_first_s`: a running minimum over its events)."""
+def base_sql(udfs: list[str]) -> str:
+    """The source's events with parsed times only, the UDFs' columns and the time in epoch
+    seconds (`t_s`)."""
     agent_code = "agent_class(user_agent)" if "agent_class" in udfs else "0"
     crawler_code = "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0"
-    rows = f"""SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
+    return f"""SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
     user_session, ip, user_agent, {agent_code} AS agent_code, {crawler_code} AS crawler_code,
     {EPOCH_S.format("event_ts")} AS t_s
 FROM events
 WHERE event_ts > {NO_TIME}"""
+
+
+def view_sql(
+    udfs: list[str], *, ip_ages: bool = False, subnets: bool = False, popularity: bool = False
+) -> str:
+    """The events the rules read (`base_sql`); when a rule reads popularity, the `Popularity`
+    operator's rows instead (`POPULAR_TABLE`, made from `BASE_VIEW`); when a rule groups by
+    subnet, each row's `subnet` (an IPv4 address's /24 in SQL, an IPv6 address's prefix by the
+    `ipv6_prefix` UDF, called for IPv6 rows only: a Python call per row costs more than the
+    SQL); when a rule reads `ip_age_s`, when each row's IP was first seen (`ip_first_s`: a
+    running minimum over its events)."""
+    rows = base_sql(udfs)
+    if popularity:
+        rows = f"SELECT rowtime AS event_time, {', '.join(BASE_COLUMNS)}, popularity\n"
+        rows += f"FROM {POPULAR_TABLE}"
     if subnets:
         rows = f"""SELECT *, CASE WHEN REGEXP(ip, '{IPV4}')
         THEN REGEXP_REPLACE(ip, '\\.\\d+$', '.0/24') ELSE ip END AS subnet
@@ -106,16 +149,29 @@ def job_spec(
         "lateness_s": lateness_s,
         "source_ddl": source_ddl(source, lateness_s=lateness_s),
         "sink_ddl": sink_ddl(sink),
+        # With popularity, the job makes `POPULAR_TABLE` of this view before `view_sql`.
+        "popularity": (
+            {
+                "view_sql": f"CREATE TEMPORARY VIEW {BASE_VIEW} AS\n{base_sql(udfs)}",
+                "view": BASE_VIEW,
+                "table": POPULAR_TABLE,
+                "watermark": f"rowtime - {interval(math.ceil(lateness_s))}",
+            }
+            if _popularity(compiled)
+            else None
+        ),
         "view_sql": view_sql(
             udfs,
             ip_ages=any("ip_first_s" in c.sql for c in compiled),
             subnets=_subnets(compiled),
+            popularity=_popularity(compiled),
         ),
         "ipv6_prefix_bits": ipv6_prefix_bits,
         "udfs": udfs,
         "search_engines": SEARCH_ENGINES.pattern,
         "crawlers": crawler_ranges(),
         "rules": [item.to_json() for item in compiled],
+        "modules": [Path(module).name for module in SHIPPED],
     }
 
 
@@ -182,9 +238,9 @@ the same `alert_id` for the same alert.
 - Here, on a local mini-cluster: `ecomwatch flink run {{this directory}}` (or `python job.py`
   in an environment with `apache-flink==2.3.0` and `crawlerdetect`).
 - On a cluster: `flink run --python job.py --pyFiles
-  cooldown.py,crawler_claims.py,ip_prefix.py,job.json`, with the same Python packages on the
-  task managers.
-- On Amazon Managed Service for Apache Flink: zip `job.py`, `job.json` and the three modules at
+  cooldown.py,crawler_claims.py,ip_prefix.py,product_popularity.py,popularity_operator.py,job.json`,
+  with the same Python packages on the task managers.
+- On Amazon Managed Service for Apache Flink: zip `job.py`, `job.json` and the five modules at
   the zip's top level (connector jars in its `lib/`) and set the application's property group
   `kinesis.analytics.flink.run.options`: `python` = `job.py`, `jarfile` = the jar in `lib/`.
 

@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 import cooldown  # noqa: E402  (shipped beside this file)
 from crawler_claims import ClaimJudge  # noqa: E402  (shipped beside this file)
 from ip_prefix import ipv6_prefix  # noqa: E402  (shipped beside this file)
+from popularity_operator import with_popularity  # noqa: E402  (shipped beside this file)
 
 EPOCH = datetime(1970, 1, 1)
 
@@ -348,7 +349,7 @@ def main() -> None:
     spec = json.loads((HERE / "job.json").read_text())
     env = StreamExecutionEnvironment.get_execution_environment()
     env.set_parallelism(int(os.environ.get("ECOMWATCH_FLINK_PARALLELISM", spec["parallelism"])))
-    for module in ("cooldown.py", "crawler_claims.py", "ip_prefix.py"):
+    for module in spec["modules"]:  # shipped beside this file
         env.add_python_file(str(HERE / module))
     tables = StreamTableEnvironment.create(env)
     tables.get_config().set("table.local-time-zone", "UTC")
@@ -366,6 +367,9 @@ def main() -> None:
         tables.create_temporary_function(name, udf(make(), result_type=result))
     tables.execute_sql(spec["source_ddl"])
     tables.execute_sql(spec["sink_ddl"])
+    if spec.get("popularity"):
+        tables.execute_sql(spec["popularity"]["view_sql"])
+        with_popularity(tables, spec)
     tables.execute_sql(spec["view_sql"])
     if spec.get("passthrough"):  # `ecomwatch bench flink`: Flink's own floor, no rules
         tables.execute_sql(spec["passthrough"]).wait()
