@@ -66,8 +66,10 @@ $(FLINK_STAMP): flink-requirements.txt
 	$(FLINK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r flink-requirements.txt
 	touch $(FLINK_STAMP)
 
+# Two workers (pytest-xdist), each running a test file at a time: the suite waits on servers,
+# subprocesses and Flink about half of the time, which the other worker fills.
 test: setup lint browser services crowdsec flink
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/ecomwatch bench ingest --events 10000000 --json

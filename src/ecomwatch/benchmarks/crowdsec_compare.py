@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ecomwatch.benchmarks.serve_bench import free_port
+from ecomwatch.testing_servers import free_port
 
 # linux brings the date parser and whitelists every CrowdSec install has.
 COLLECTIONS = (

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from ecomwatch.benchmarks.child import ecomwatch_command
-from ecomwatch.benchmarks.serve_bench import environment, free_port, wait_ready
+from ecomwatch.benchmarks.serve_bench import environment, wait_ready
 from ecomwatch.cli.alert_outputs import latest_alerts, read_alerts
 from ecomwatch.config import Config
 from ecomwatch.detect.evaluate import Score, evaluate, read_all, score_alert_rows
@@ -34,6 +34,7 @@ from ecomwatch.simulate.attacks import in_chunks, labels_path_for, write_labels
 from ecomwatch.simulate.evasive import EvasiveScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import write_traffic
+from ecomwatch.testing_servers import free_port
 
 
 def run_evasive_bench(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,7 @@ from rich.console import Console
 from ecomwatch.benchmarks.child import ecomwatch_command
 from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.process_memory import rss_mb, tree_rss_mb
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ecomwatch.testing_servers import free_port
 
 
 async def null_collector(scope: dict[str, Any], receive: Any, send: Any) -> None:
