@@ -257,8 +257,10 @@ def open_glue_sync(lake: str, settings: Config, console: Console) -> GlueSync | 
     found = detect_format(lake) or LakeFormat(settings.lake.format)
     if found is not LakeFormat.HUDI:
         console.print(
-            "[red]error:[/] aws.glue_sync registers Hudi tables for Athena; this lake is in "
-            "the plain Parquet format (query it with DuckDB, or use a Hudi lake)"
+            error_line(
+                "aws.glue_sync registers Hudi tables for Athena; this lake is in the plain "
+                "Parquet format (query it with DuckDB, or use a Hudi lake)"
+            )
         )
         raise typer.Exit(2)
     partitions, location = [], lake  # a new lake: nothing to list yet

@@ -34,7 +34,7 @@ def explain(
 ) -> None:
     """Show why an entity was flagged: each alert's features, values and thresholds."""
     if (alerts is None) == (store is None):
-        err.print("[red]error:[/] give one of --alerts FILE or --store FILE")
+        err.print(error_line("give one of --alerts FILE or --store FILE"))
         raise typer.Exit(2)
     found = _load(alerts, store, entity)
     report = explanations(found, load_rules_or_exit(rules))

@@ -104,7 +104,7 @@ def run(
     """Run a compiled job on a local Flink mini-cluster (PyFlink in .venv-flink) to the end of
     its input; alerts come out in the embedded detector's JSON schema."""
     if store is not None and alerts is None:
-        err.print("[red]error:[/] --store needs --alerts FILE (the journal is kept beside it)")
+        err.print(error_line("--store needs --alerts FILE (the journal is kept beside it)"))
         raise typer.Exit(2)
     try:
         with err.status("running the Flink job on a local mini-cluster…"):

@@ -55,7 +55,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON Lines, one incide
 def open_book(alerts: Path | None, store: str | None) -> IncidentBook:
     """The incidents of --alerts or --store (one of them)."""
     if (alerts is None) == (store is None):
-        err.print("[red]error:[/] give the incidents' source: --alerts FILE or --store STORE")
+        err.print(error_line("give the incidents' source: --alerts FILE or --store STORE"))
         raise typer.Exit(2)
     if store is not None:
         from ecomwatch.cli.alert_outputs import open_store_to_read
@@ -70,8 +70,10 @@ def incident_log(book: IncidentBook) -> dict[str, dict[str, Any]]:
     latest = book.current()
     if latest is None:
         err.print(
-            f"[red]error:[/] no incidents in {book.where}; run `ecomwatch detect` or "
-            "`ecomwatch run` with --alerts FILE (and --store to keep them there) first"
+            error_line(
+                f"no incidents in {book.where}; run `ecomwatch detect` or `ecomwatch run` with "
+                "--alerts FILE (and --store to keep them there) first"
+            )
         )
         raise typer.Exit(2)
     return latest

@@ -249,7 +249,7 @@ def replay(
     from ecomwatch.sources.kinesis_api import is_stream_uri
 
     if rate is not None and speed is not None:
-        err.print("[red]error:[/] give --rate or --speed, not both")
+        err.print(error_line("give --rate or --speed, not both"))
         raise typer.Exit(2)
     try:
         settings = with_weblog(

@@ -16,6 +16,8 @@ from pyflink.datastream.functions import KeyedProcessFunction, RuntimeContext
 from pyflink.datastream.state import ListStateDescriptor
 from pyflink.table import Schema, StreamTableEnvironment
 
+GROUP_S = 60  # rows are counted a minute of event time at a time
+
 
 def ip_key(ip: str | None) -> int:
     """A number standing for an address (0 for none): popularity counts an address's views as
@@ -23,9 +25,6 @@ def ip_key(ip: str | None) -> int:
     if not ip:
         return 0
     return int.from_bytes(hashlib.blake2b(ip.encode(), digest_size=8).digest(), "little")
-
-
-GROUP_S = 60  # rows are counted a minute of event time at a time
 
 
 class Popularity(KeyedProcessFunction):  # type: ignore[misc]
