@@ -1,6 +1,8 @@
 """Parity on a real Flink mini-cluster: the compiled job and the embedded detector raise the
 same alerts (rule, entity, window start, severity and alert_id) on an attack scenario, at
-parallelism 1 and 2. Needs `.venv-flink` (`make flink`, which `make test` runs first)."""
+parallelism 2 (rows of one key reach the Python operators from two subtasks; parallelism 1 is
+run on `test_popularity_parity`'s smaller scenario). Needs `.venv-flink` (`make flink`, which
+`make test` runs first)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from ecomwatch.detect.evaluate import read_all
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.flink.compiler import compile_rules
-from ecomwatch.flink.parity import compare, embedded_alerts, identities
+from ecomwatch.flink.parity import compare, embedded_alerts
 from ecomwatch.sources.files import file_sources
 
 pytestmark = pytest.mark.integration
@@ -62,18 +64,34 @@ def flink_alerts(scenario: Path, parallelism: int, attempt: int = 1) -> list[dic
 
 
 @pytest.fixture(scope="module")
-def on_flink(scenario) -> list[dict]:
-    return flink_alerts(scenario, 1)
-
-
-def test_flink_and_the_embedded_detector_raise_the_same_alerts(scenario, on_flink):
+def embedded(scenario) -> list[dict]:
     rules = [item.rule for item in compile_rules(load_rules([]))[0]]
     sources, errors = file_sources([scenario])
     assert not errors
-    embedded = embedded_alerts(read_all(sources), rules, lateness_s=LATENESS_S)
+    return embedded_alerts(read_all(sources), rules, lateness_s=LATENESS_S)
+
+
+def unexplained(embedded: list[dict], on_flink: list[dict]) -> list:
     parity = compare(embedded, on_flink)
-    unexplained = [row for row in parity.only_embedded + parity.only_flink if row not in ALLOWED]
-    assert not unexplained, json.dumps(parity.to_json(), indent=1)[:4000]
+    return [row for row in parity.only_embedded + parity.only_flink if row not in ALLOWED]
+
+
+@pytest.fixture(scope="module")
+def on_flink(scenario, embedded) -> list[dict]:
+    # A known race in the job, not found yet: now and then (2 clean-clone CI runs of about 8
+    # on 2026-12-05) parallelism 2 misses one botnet-subnet member alert (194.227.71.156, the
+    # 00:30 window) that parallelism 1 and the embedded detector raise. Until it is fixed, a
+    # run that differs is repeated once, and the repeat must be equal: a difference that
+    # stays, or comes every time, still fails.
+    rows = flink_alerts(scenario, 2)
+    if unexplained(embedded, rows):
+        rows = flink_alerts(scenario, 2, attempt=2)
+    return rows
+
+
+def test_flink_and_the_embedded_detector_raise_the_same_alerts(embedded, on_flink):
+    parity = compare(embedded, on_flink)
+    assert not unexplained(embedded, on_flink), json.dumps(parity.to_json(), indent=1)[:4000]
     # Not a vacuous match: the scenario's scrapers, bots and cart abusers are all found.
     by_rule = {alert["rule"] for alert in on_flink}
     assert {
@@ -85,20 +103,8 @@ def test_flink_and_the_embedded_detector_raise_the_same_alerts(scenario, on_flin
     assert parity.both >= 50
 
 
-def test_the_alerts_do_not_depend_on_the_parallelism(scenario, on_flink):
-    # A known race in the job, not found yet: now and then (2 clean-clone CI runs of about 8
-    # on 2026-12-05) parallelism 2 misses one botnet-subnet member alert (194.227.71.156, the
-    # 00:30 window) that parallelism 1 and the embedded detector raise. Until it is fixed, a
-    # run that differs is repeated once, and the repeat must be equal: a difference that
-    # stays, or comes every time, still fails.
-    on_two = identities(flink_alerts(scenario, 2))
-    if on_two != identities(on_flink):
-        on_two = identities(flink_alerts(scenario, 2, attempt=2))
-    assert on_two == identities(on_flink)
-
-
 def test_the_flink_alerts_are_read_by_explain_evaluate_incidents_and_the_store(scenario, on_flink):
-    alerts = scenario.parent / "p1-1" / "alerts.jsonl"
+    alerts = max(scenario.parent.glob("p2-*/alerts.jsonl"))  # the run kept (a repeat's)
     scraper = next(a for a in on_flink if a["rule"] == "fast-scraper")
     done = cli("explain", scraper["entity"], "--alerts", str(alerts), "--json")
     assert done.returncode == 0, done.stderr
@@ -115,6 +121,6 @@ def test_the_flink_alerts_are_read_by_explain_evaluate_incidents_and_the_store(s
     done = cli("incidents", "list", "--alerts", str(alerts), "--json")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) >= 5
-    done = cli("blocklist", "--store", str(scenario.parent / "p1-1" / "store.db"))
+    done = cli("blocklist", "--store", str(alerts.with_name("store.db")))
     assert done.returncode == 0, done.stderr
     assert f"deny {scraper['entity']};" in done.stdout

@@ -1,6 +1,6 @@
 """The long-tail features on a real Flink mini-cluster: `long-tail-swarm`, which reads each
 product's popularity (counted in the job by its `Popularity` operator, with the embedded
-detector's own class), raises the same alerts as the embedded detector at parallelism 2.
+detector's own class), raises the same alerts as the embedded detector at parallelism 1 and 2.
 
 Popularity is known only after an hour of views, longer than `test_parity`'s scenario: this one
 is two hours of ordinary traffic with one residential botnet on the long tail in the second
@@ -54,13 +54,23 @@ def scenario(tmp_path_factory) -> tuple[Path, set[str]]:
     return path, swarm_scenario(path)
 
 
-def test_long_tail_swarm_raises_the_same_alerts_on_flink(scenario):
+RULES = [rule for rule in load_rules([]) if rule.name == "long-tail-swarm"]
+
+
+@pytest.fixture(scope="module")
+def embedded(scenario) -> list[dict]:
+    sources, errors = file_sources([scenario[0]])
+    assert not errors
+    return embedded_alerts(read_all(sources), RULES, lateness_s=LATENESS_S)
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_long_tail_swarm_raises_the_same_alerts_on_flink(scenario, embedded, parallelism):
     path, botnet = scenario
-    rules = [rule for rule in load_rules([]) if rule.name == "long-tail-swarm"]
-    work = path.parent
+    work = path.parent / f"p{parallelism}"
     job = write_job(
         work / "job",
-        rules,
+        RULES,
         source=Endpoint.parse(f"files:{path}", sink=False),
         sink=Endpoint.parse(f"files:{work}/out", sink=True),
         lateness_s=LATENESS_S,
@@ -69,16 +79,13 @@ def test_long_tail_swarm_raises_the_same_alerts_on_flink(scenario):
     alerts = work / "alerts.jsonl"
     done = subprocess.run(
         [sys.executable, "-m", "ecomwatch.cli.main", "flink", "run", str(job.directory),
-         "--parallelism", "2", "--alerts", str(alerts), "--store", str(work / "store.db"),
-         "--json"],
+         "--parallelism", str(parallelism), "--alerts", str(alerts),
+         "--store", str(work / "store.db"), "--json"],
         capture_output=True, text=True, check=False,
         env={**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     on_flink = [json.loads(line) for line in alerts.read_text().splitlines()]
-    sources, errors = file_sources([path])
-    assert not errors
-    embedded = embedded_alerts(read_all(sources), rules, lateness_s=LATENESS_S)
     parity = compare(embedded, on_flink)
     assert not parity.only_embedded and not parity.only_flink, json.dumps(parity.to_json())[:4000]
     # Not a vacuous match: the botnet is named, members and all (and a few ordinary visitors
