@@ -7,9 +7,6 @@ run on `test_popularity_parity`'s smaller scenario). Needs `.venv-flink` (`make 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,27 +16,17 @@ from ecomwatch.detect.rules import load_rules
 from ecomwatch.flink.compiler import compile_rules
 from ecomwatch.flink.parity import compare, embedded_alerts
 from ecomwatch.sources.files import file_sources
+from tests.flink.flink_cli import LATENESS_S, cli, need_flink
 
 pytestmark = pytest.mark.integration
 
-FLINK_PYTHON = Path(__file__).resolve().parents[2] / ".venv-flink" / "bin" / "python"
-LATENESS_S = 300  # the default [engine] lateness_s, which `flink compile` reads
 # Differences the test accepts, each with its reason: none today.
 ALLOWED: dict[tuple[str, ...], str] = {}
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)}
-    return subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", *args],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> Path:
-    if not FLINK_PYTHON.exists():
-        pytest.skip(f"no Flink environment at {FLINK_PYTHON}: `make flink` creates it")
+    need_flink()
     path = tmp_path_factory.mktemp("flink") / "events.csv"
     # 43 minutes (the embedded side judges every second of it: the cost of this test).
     done = cli("simulate", "--events", "40000", "--days", "0.03", "--attacks",

@@ -9,9 +9,6 @@ is two hours of ordinary traffic with one residential botnet on the long tail in
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,11 +24,9 @@ from ecomwatch.simulate.evasive import EvasiveScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sources.files import file_sources
+from tests.flink.flink_cli import LATENESS_S, cli, need_flink
 
 pytestmark = pytest.mark.integration
-
-FLINK_PYTHON = Path(__file__).resolve().parents[2] / ".venv-flink" / "bin" / "python"
-LATENESS_S = 300
 
 
 def swarm_scenario(out: Path) -> set[str]:
@@ -48,8 +43,7 @@ def swarm_scenario(out: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> tuple[Path, set[str]]:
-    if not FLINK_PYTHON.exists():
-        pytest.skip(f"no Flink environment at {FLINK_PYTHON}: `make flink` creates it")
+    need_flink()
     path = tmp_path_factory.mktemp("popularity") / "events.csv"
     return path, swarm_scenario(path)
 
@@ -77,13 +71,8 @@ def test_long_tail_swarm_raises_the_same_alerts_on_flink(scenario, embedded, par
     )
     assert [item.rule.name for item in job.compiled] == ["long-tail-swarm"]
     alerts = work / "alerts.jsonl"
-    done = subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", "flink", "run", str(job.directory),
-         "--parallelism", str(parallelism), "--alerts", str(alerts),
-         "--store", str(work / "store.db"), "--json"],
-        capture_output=True, text=True, check=False,
-        env={**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)},
-    )  # fmt: skip
+    done = cli("flink", "run", str(job.directory), "--parallelism", str(parallelism),
+               "--alerts", str(alerts), "--store", str(work / "store.db"), "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     on_flink = [json.loads(line) for line in alerts.read_text().splitlines()]
     parity = compare(embedded, on_flink)

@@ -46,10 +46,6 @@ SHIPPED = (
 # rows with each one's `popularity`, `rowtime` its event time), when a rule reads popularity.
 BASE_VIEW = "events_base"
 POPULAR_TABLE = "events_popular"
-BASE_COLUMNS = (
-    "event_type", "product_id", "category_id", "price", "user_id", "user_session", "ip",
-    "user_agent", "agent_code", "crawler_code", "t_s",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,14 +87,27 @@ def crawler_ranges() -> dict[str, Any]:
     }
 
 
+def base_columns(udfs: list[str]) -> dict[str, str]:
+    """The base view's columns after its event time, each with its SQL over the source."""
+    source = (
+        "event_type", "product_id", "category_id", "price", "user_id", "user_session", "ip",
+        "user_agent",
+    )  # fmt: skip
+    return {
+        **{name: name for name in source},
+        "agent_code": "agent_class(user_agent)" if "agent_class" in udfs else "0",
+        "crawler_code": "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0",
+        "t_s": EPOCH_S.format("event_ts"),
+    }
+
+
 def base_sql(udfs: list[str]) -> str:
     """The source's events with parsed times only, the UDFs' columns and the time in epoch
     seconds (`t_s`)."""
-    agent_code = "agent_class(user_agent)" if "agent_class" in udfs else "0"
-    crawler_code = "crawler_class(user_agent, ip)" if "crawler_class" in udfs else "0"
-    return f"""SELECT event_ts AS event_time, event_type, product_id, category_id, price, user_id,
-    user_session, ip, user_agent, {agent_code} AS agent_code, {crawler_code} AS crawler_code,
-    {EPOCH_S.format("event_ts")} AS t_s
+    columns = ", ".join(
+        name if sql == name else f"{sql} AS {name}" for name, sql in base_columns(udfs).items()
+    )
+    return f"""SELECT event_ts AS event_time, {columns}
 FROM events
 WHERE event_ts > {NO_TIME}"""
 
@@ -114,7 +123,7 @@ def view_sql(
     running minimum over its events)."""
     rows = base_sql(udfs)
     if popularity:
-        rows = f"SELECT rowtime AS event_time, {', '.join(BASE_COLUMNS)}, popularity\n"
+        rows = f"SELECT rowtime AS event_time, {', '.join(base_columns(udfs))}, popularity\n"
         rows += f"FROM {POPULAR_TABLE}"
     if subnets:
         rows = f"""SELECT *, CASE WHEN REGEXP(ip, '{IPV4}')

@@ -1,0 +1,28 @@
+"""What the tests that run a Flink job share: the Flink environment and the CLI that runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLINK_PYTHON = Path(__file__).resolve().parents[2] / ".venv-flink" / "bin" / "python"
+LATENESS_S = 300  # the default [engine] lateness_s, which `flink compile` reads
+
+
+def need_flink() -> None:
+    """Skip, saying how to get one, when there is no Flink environment."""
+    if not FLINK_PYTHON.exists():
+        pytest.skip(f"no Flink environment at {FLINK_PYTHON}: `make flink` creates it")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`ecomwatch ARGS…` with the Flink environment, as a user runs it."""
+    env = {**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)}
+    return subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", *args],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
