@@ -44,6 +44,7 @@ from ecomwatch.detect.features import POPULARITY_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import KEPT_SCHEMA, LATER_KEPT, KeptEvents, Retention
 from ecomwatch.detect.product_popularity import ProductPopularity
+from ecomwatch.detect.round_query import round_rows
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
 from ecomwatch.detect.user_agents import UserAgentClassifier
 from ecomwatch.detect.web_flags import WebFlag, WebFlagger
@@ -573,9 +574,10 @@ class Detector:
         alike: dict[tuple[str, int, str], list[Judging]] = {}
         for d in screening:
             alike.setdefault(aggregation_key(d.rule), []).append(d)
-        found = self.con.sql(
-            " UNION ALL ".join(f"({shared_candidates_sql(group)})" for group in alike.values())
-        ).to_arrow_table()
+        found = round_rows(
+            self.con,
+            " UNION ALL ".join(f"({shared_candidates_sql(group)})" for group in alike.values()),
+        )
         self.con.register("candidates", found)
         passed = set(pc.unique(found["rule"]).to_pylist())
         return [
@@ -588,7 +590,7 @@ class Detector:
         """Rule number → its matched windows, each with every feature, ordered by key."""
         if not due:
             return {}
-        found = self.con.sql(round_matches_sql(due)).to_arrow_table()
+        found = round_rows(self.con, round_matches_sql(due))
         by_rule: dict[int, pa.Table] = {}
         for d in due:
             rows = _rows_of(found, d.number, {"key0": KEY_TYPE[d.rule.spec.key]}, "window_us")
@@ -690,7 +692,7 @@ class Detector:
         window_us = rule.window_s * 1_000_000
         where, first = self._in_groups(rule, matched, window_us, "matched")
         self._register_events(first)
-        rows = self.con.sql(
+        rows = self.con.execute(
             f"SELECT {KEY_SQL[rule.spec.key]} AS key, {window_start_sql(window_us)} AS window_us, "
             f"{aggregate} FROM events WHERE {where} AND {rule.filter_sql} AND ip IS NOT NULL "
             "GROUP BY ALL"
@@ -720,7 +722,7 @@ class Detector:
         if not queries:
             return {}
         self._register_events(min(firsts))
-        rows = self.con.sql(" UNION ALL BY NAME ".join(f"({q})" for q in queries)).to_arrow_table()
+        rows = round_rows(self.con, " UNION ALL BY NAME ".join(f"({q})" for q in queries))
         by_rule: dict[int, Members] = {}
         for d, matched in groups:
             self.con.unregister(f"matched{d.number}")
