@@ -279,3 +279,29 @@ def test_a_shop_wide_notice_naming_sample_ips_holds_no_campaign():
     assert score.incidents == 3  # the botnet, the scraper, the notice
     assert score.campaigns_alerted == 2 and score.campaigns_in_one == 2
     assert score.mixed_incidents == 0
+
+
+def test_one_message_naming_two_incidents_of_a_campaign_counts_once_for_it():
+    """A botnet on two /24s is two incidents until something links them; announced together,
+    that is one message about the campaign, not one per incident it names."""
+    from ecomwatch.detect.incident_scores import score_incidents
+
+    alerts, ips = [], {}
+    for subnet in ("198.51.100", "203.0.113"):
+        group = {"entity_type": "subnet", "entity": subnet}
+        alerts.append(alert(subnet, "botnet-subnet", "subnet", subnet, at_min=0, members=2))
+        for n in range(2):
+            ip = f"{subnet}.{n}"
+            ips[ip] = "botnet"
+            alerts.append(alert(ip, "botnet-subnet", "ip", ip, at_min=0.5, group=group))
+    _, records = correlate(alerts)
+    incidents = sorted({r["incident_id"] for r in records})
+    assert len(incidents) == 2
+    messages = [
+        {"type": "incidents.opened", "incidents": [{"incident_id": i} for i in incidents]},
+        *[{"type": "incident.resolved", "incident": {"incident_id": i}} for i in incidents],
+    ]
+    labels = {"kinds": {"attack": ["botnet"]}, "ips": ips, "campaigns": dict.fromkeys(ips, "b#1")}
+    score = score_incidents(alerts, records, labels, messages)
+    assert score.messages == 3
+    assert score.most_messages_per_campaign == 3  # the opening once, two resolutions

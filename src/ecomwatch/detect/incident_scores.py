@@ -71,15 +71,17 @@ def score_incidents(
                 of_campaign[campaign].add(incident)
                 in_incident[incident].add(campaign)
     spread = [len(incidents) for incidents in of_campaign.values()]
-    about: dict[str, int] = defaultdict(int)  # final incident → messages about it
+    told: dict[str, int] = defaultdict(int)  # attack campaign → messages about it
     for message in messages or []:
-        # One message about one incident, or several opening together (each counted once).
+        # One message about one incident, or several opening together: one message for each
+        # campaign it is about, however many of that campaign's incidents it names.
         named = [message["incident"]] if "incident" in message else []
         if message.get("type") == "incidents.opened":
             named = message["incidents"]
-        for incident in {final_incident(i["incident_id"], latest) for i in named}:
-            about[incident] += 1
-    per_campaign = [sum(about[i] for i in incidents) for incidents in of_campaign.values()]
+        finals = {final_incident(i["incident_id"], latest) for i in named}
+        for campaign in set().union(*(in_incident.get(i, set()) for i in finals)):
+            told[campaign] += 1
+    per_campaign = [told[campaign] for campaign in of_campaign]
     return IncidentScore(
         alerts=len(alerts),
         incidents=len(worst),
