@@ -52,9 +52,9 @@ def test_detect_feeds_a_flaky_webhook_and_the_store_and_explain_reads_both(tmp_p
     assert sorted(states.values()) == ["open", "resolved", "resolved"]
     sent: dict[str, list[str]] = {}
     for message in receiver.received:  # incidents of one kind opening together share one
-        together = message["type"] == "incidents.opened"
+        together = message["type"] in ("incidents.opened", "incidents.resolved")
         for incident in message["incidents"] if together else [message["incident"]]:
-            told_type = "incident.opened" if together else message["type"]
+            told_type = message["type"].replace("incidents.", "incident.")
             sent.setdefault(incident["incident_id"], []).append(told_type)
     assert set(sent) == set(states)
     for incident, types in sent.items():

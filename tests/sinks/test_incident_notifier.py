@@ -145,3 +145,29 @@ def test_slack_messages_carry_text_and_a_link():
     notify.close()
     assert sent[-1]["text"].splitlines()[0].endswith("*opened*: 2 botnet incidents")
     assert "<http://shop:8080/#/incident/c|c>" in sent[-1]["text"]
+
+
+def test_incidents_of_one_kind_resolving_in_one_update_are_one_message():
+    notify, sent = notifier()
+    botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
+    notify.records([record(f"subnet{n}", **botnet) for n in range(3)] + [record("scraper")])
+    notify.records([record("scraper", minute=2)])  # all four announced
+    del sent[:]
+    quiet = {"minute": 40, "state": "resolved"}
+    notify.records(
+        [record("subnet0", **quiet, **botnet), record("scraper", **quiet)]
+        + [record(f"subnet{n}", **quiet, **botnet) for n in (1, 2)]
+    )
+    assert [m["type"] for m in sent] == ["incidents.resolved", "incident.resolved"]
+    assert [i["incident_id"] for i in sent[0]["incidents"]] == ["subnet0", "subnet1", "subnet2"]
+    assert sent[0]["count"] == 3 and sent[1]["incident"]["incident_id"] == "scraper"
+    assert notify.sent == {"opened": 2, "resolved": 2}
+
+
+def test_slack_names_incidents_resolving_together_in_one_text():
+    notify, sent = notifier(style="slack")
+    botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
+    notify.records([record(f"subnet{n}", **botnet) for n in range(2)])
+    notify.records([record(f"subnet{n}", minute=40, state="resolved", **botnet) for n in range(2)])
+    assert sent[-1]["text"].startswith(":white_check_mark: *resolved*: 2 botnet incidents")
+    assert sent[-1]["text"].count("• Botnet: 7 IPs") == 2

@@ -73,10 +73,10 @@ def score_incidents(
     spread = [len(incidents) for incidents in of_campaign.values()]
     told: dict[str, int] = defaultdict(int)  # attack campaign → messages about it
     for message in messages or []:
-        # One message about one incident, or several opening together: one message for each
-        # campaign it is about, however many of that campaign's incidents it names.
+        # One message about one incident, or several opening or resolving together: one
+        # message for each campaign it is about, however many of its incidents it names.
         named = [message["incident"]] if "incident" in message else []
-        if message.get("type") == "incidents.opened":
+        if message.get("type") in ("incidents.opened", "incidents.resolved"):
             named = message["incidents"]
         finals = {final_incident(i["incident_id"], latest) for i in named}
         for campaign in set().union(*(in_incident.get(i, set()) for i in finals)):

@@ -12,6 +12,8 @@ and a further update of the same incident waits until `group_interval_s` after t
 Incidents of one kind whose first messages fall due together are announced in one message
 (`incidents.opened`, as Alertmanager groups alerts by label): a botnet seen on four subnets at
 once is one notification, though its subnets are four incidents until something links them.
+Likewise incidents of one kind that resolve in one detector update (`incidents.resolved`): the
+subnets of a botnet that stops go quiet together.
 Waits run in event time, and for a live service in wall time as well (whichever ends first:
 a service whose traffic stops still sends); a file's run, which goes through an hour of event
 time in seconds, waits in event time only. A run's end sends whatever is waiting.
@@ -96,15 +98,17 @@ class IncidentNotifier:
         """The detector's changed incident records (its incident listener)."""
         messages: list[tuple[str, dict[str, Any]]] = []
         with self._lock:
-            # In event-time order, what fell due before a record goes before it.
+            # In event-time order, what fell due before a record goes before it; resolutions
+            # wait for the update's last record, to go out together.
             for record in sorted(records, key=lambda r: r["updated_at"]):
                 self._now_us = max(self._now_us, _us(record["updated_at"]))
-                messages += self._due()
+                messages += self._due(resolutions=False)
                 self._note(record)
-                messages += self._due()
+                messages += self._due(resolutions=False)
                 while self._after:
                     self._note(self._after.pop(0))
-                    messages += self._due()
+                    messages += self._due(resolutions=False)
+            messages += self._due()
             if self._digest_from is not None and self._now_us - self._digest_from >= self.digest_us:
                 messages += self._take_digest()
             self._hand(messages)
@@ -178,18 +182,25 @@ class IncidentNotifier:
         """Wall time; without a clock, a time no wait ever reaches."""
         return self.clock() if self.clock is not None else float("-inf")
 
-    def _due(self, *, everything: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    def _due(
+        self, *, everything: bool = False, resolutions: bool = True
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The messages due now (`resolutions`: resolutions too), those of incidents of one
+        kind opening or resolving together as one."""
         now = self._wall()
         due = [
             (incident_id, waiting)
             for incident_id, waiting in self._waiting.items()
-            if everything
-            or waiting.due_us == NOW
-            or waiting.due_us < self._now_us
-            or (self.clock is not None and waiting.due_at <= now)
+            if (resolutions or waiting.event != "resolved")
+            and (
+                everything
+                or waiting.due_us == NOW
+                or waiting.due_us < self._now_us
+                or (self.clock is not None and waiting.due_at <= now)
+            )
         ]
         messages = []
-        opening: dict[str, list[dict[str, Any]]] = {}  # kind → the incidents opening now
+        together: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (event, kind) → records
         for incident_id, waiting in due:
             del self._waiting[incident_id]
             self._told[incident_id] = Severity(waiting.record["severity"]).rank
@@ -198,11 +209,14 @@ class IncidentNotifier:
                 self._resolved.add(incident_id)
             else:
                 self._resolved.discard(incident_id)
-            if waiting.event == "opened":
-                opening.setdefault(waiting.record["kind"], []).append(waiting.record)
+            if waiting.event in ("opened", "resolved"):
+                key = (waiting.event, waiting.record["kind"])
+                together.setdefault(key, []).append(waiting.record)
             else:
                 messages.append((waiting.event, self._message(waiting.event, waiting.record)))
-        return [("opened", self._opened(records)) for records in opening.values()] + messages
+        grouped = [(event, self._together(event, rs)) for (event, _), rs in together.items()]
+        opened = [message for message in grouped if message[0] == "opened"]
+        return opened + messages + [message for message in grouped if message[0] == "resolved"]
 
     def _message(self, event: str, record: dict[str, Any]) -> dict[str, Any]:
         url = self._url(record["incident_id"])
@@ -222,17 +236,19 @@ class IncidentNotifier:
     def _url(self, incident_id: str) -> str | None:
         return self.link(incident_id) if self.link else None
 
-    def _opened(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """The message for the incidents of one kind opening together (one: its own)."""
+    def _together(self, event: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """The message for the incidents of one kind opening (or resolving) together (one:
+        its own)."""
         if len(records) == 1:
-            return self._message("opened", records[0])
+            return self._message(event, records[0])
         if self.style == "json":
             return {
-                "type": "incidents.opened",
+                "type": f"incidents.{event}",
                 "count": len(records),
                 "incidents": [{**_summary(r), "url": self._url(r["incident_id"])} for r in records],
             }
-        lines = [f"{ICONS['opened']} *opened*: {len(records)} {records[0]['kind']} incidents"]
+        icon = ICONS.get(event, ":white_check_mark:")
+        lines = [f"{icon} *{event}*: {len(records)} {records[0]['kind']} incidents"]
         for record in records:
             line = f"• {record['title']} ({record['severity']}, {record['alerts']:,} alerts)"
             url = self._url(record["incident_id"])
