@@ -22,7 +22,7 @@ cannot move, so popularity lags:
 
 An address counts as one visitor: its views in a bucket add at most 20 to the counts (shared
 between the products it viewed), so a scraper walking the whole catalogue does not lift the
-long tail. Each product met gets a slot (one hash lookup per batch, Arrow's `index_in`): its
+long tail. Each product met gets a slot (a hash table kept across batches, `id_slots`): its
 weight is a NumPy array indexed by slot, a bucket's views are added in one `bincount`, and a
 refresh ranks the viewed products with one sort, so a batch costs a few passes over its rows.
 """
@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ecomwatch.detect.id_slots import IdSlots
 
 BUCKET_US = 600 * 1_000_000  # views are counted per 10 minutes of event time
 REFRESH_BUCKETS = 6  # the ranks are refreshed every hour of event time...
@@ -55,7 +57,7 @@ class ProductPopularity:
     """The decayed, capped view counts per product and the hourly ranks made of them."""
 
     # Every product met gets a slot, in the order met: its id, its weight (0 until viewed).
-    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    slot_of: IdSlots = field(default_factory=IdSlots)
     weights: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
     folded_until: int | None = None  # buckets before this one are in `weights`
     folded_buckets: int = 0  # how many buckets with views were folded
@@ -92,17 +94,18 @@ class ProductPopularity:
                 out[rows] = ranked[np.minimum(slots[rows], len(snapshot))]
         return pa.array(out, pa.float32(), mask=np.isnan(out))
 
+    @property
+    def ids(self) -> np.ndarray:
+        """The product id of each slot."""
+        return self.slot_of.ids
+
     def _slots(self, product_id: pa.Array) -> np.ndarray:
         """The slot of each product id (no nulls), giving new products the next ones."""
-        at = pc.index_in(product_id, value_set=pa.array(self.ids))
-        slots = at.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        if at.null_count:
-            missing = np.flatnonzero(slots < 0)
-            unknown = product_id.take(pa.array(missing))
-            new = pc.unique(unknown)
-            slots[missing] = len(self.ids) + pc.index_in(unknown, value_set=new).to_numpy()
-            self.ids = np.concatenate([self.ids, new.to_numpy().astype(np.int64)])
-            self.weights = np.concatenate([self.weights, np.zeros(len(new))])
+        slots = self.slot_of.slots(product_id.to_numpy(zero_copy_only=False))
+        if len(self.ids) > len(self.weights):
+            grown = np.zeros(len(self.ids))
+            grown[: len(self.weights)] = self.weights
+            self.weights = grown
         return slots
 
     def _note(self, buckets: np.ndarray, ips: np.ndarray, slots: np.ndarray) -> None:
@@ -193,7 +196,7 @@ class ProductPopularity:
         """A memory from `state()`. Snapshots are not kept: they are rebuilt from the same
         weights."""
         memory = cls(
-            ids=weights["product_id"].to_numpy().copy(),
+            slot_of=IdSlots.of(weights["product_id"].to_numpy()),
             weights=weights["weight"].to_numpy().copy(),
             folded_until=numbers["folded_until"],
             folded_buckets=int(numbers["folded_buckets"]),
