@@ -20,6 +20,7 @@ from ecomwatch.config import IncidentsConfig, load_config
 from ecomwatch.detect.detector import Detector, _from_ipc, _to_ipc
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.detect.run import NoCheckpoints, detect
+from ecomwatch.detect.window_sql import counts_alone
 from ecomwatch.engine.pipeline import Pipeline
 from ecomwatch.engine.watermark import Watermark
 from ecomwatch.simulate.traffic import TrafficSpec, generate
@@ -477,3 +478,19 @@ def test_a_scraper_still_at_it_under_its_cooldown_keeps_one_open_incident():
     ended = START + timedelta(seconds=6299 / 1.5)
     resolved_at = datetime.fromisoformat(history[-1]["resolved_at"].replace("Z", "+00:00"))
     assert resolved_at >= ended + timedelta(minutes=10)
+
+
+def test_a_rule_screened_by_its_counted_rows_alone_still_judges_its_whole_condition():
+    # Both IPs view 70 products in a minute: the screen lets both windows through on their
+    # views alone; the one that also carts a product fails `carts == 0` in the match.
+    rules = [rule for rule in load_rules() if rule.name == "fast-scraper"]
+    assert counts_alone(rules[0])
+    rows = [
+        event(k * 0.8, "view", 10**6 + k, 1, "a", ip, CHROME)
+        for ip in ("198.51.100.1", "198.51.100.2")
+        for k in range(70)
+    ]
+    rows.append(event(30, "cart", 10**6, 2, "b", "198.51.100.2", CHROME))
+    text = rees46_csv(sorted(rows, key=lambda r: r["event_time"]))
+    _, alerts = detect([MemorySource(text)], rules, config=EVERY_BATCH)
+    assert [(a.rule, a.entity) for a in alerts] == [("fast-scraper", "198.51.100.1")]

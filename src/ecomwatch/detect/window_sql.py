@@ -228,9 +228,47 @@ def _shared_where(group: Sequence[Judging], window_us: int) -> str:
     return where
 
 
+# A rule whose condition counts at least one row per this many seconds of its window (`views
+# >= 60` a minute) is screened by that count alone (`counted_candidates_sql`).
+DENSE_NEED_S = 10
+
+
+def counts_alone(rule: Rule) -> bool:
+    """Whether the rule's windows are screened by the rows its condition counts alone: when
+    it needs them densely (`DENSE_NEED_S`), few windows of ordinary traffic hold that many,
+    and counting one kind of row per window costs far less than aggregating every cheap
+    feature of every window (a million rows, IP and minute: 100-121 → 66-71 ms)."""
+    need = rule.round_need
+    return rule.screens and need is not None and need[1] * DENSE_NEED_S >= rule.window_s
+
+
+def counted_candidates_sql(j: Judging) -> str:
+    """`candidates_sql` of a rule screened by its counted rows alone (`counts_alone`): the
+    windows from `first_us` on that hold as many as the condition needs. It lets more windows
+    through than the cheap part would (those without rows newer than the last round, those
+    failing its other conjuncts): the match query judges them on the whole condition."""
+    assert j.rule.round_need is not None
+    row_sql, least = j.rule.round_need
+    key = KEY_SQL[j.rule.spec.key]
+    start = window_start_sql(j.rule.window_s * 1_000_000)
+    return (
+        f"SELECT {j.number} AS rule, hash({key}, {start}) AS h FROM events "
+        f"WHERE t_us >= {j.first_us} AND {j.rule.filter_sql} AND {key} IS NOT NULL "
+        f"AND ({row_sql}) GROUP BY {key}, {start} HAVING count(*) >= {least}"
+    )
+
+
 def shared_candidates_sql(group: Sequence[Judging]) -> str:
     """`candidates_sql` of rules with the same aggregation key, from one aggregation of all
-    their cheap features."""
+    their cheap features (each rule screened by its counted rows alone in its own pass)."""
+    parts = [counted_candidates_sql(j) for j in group if counts_alone(j.rule)]
+    rest = [j for j in group if not counts_alone(j.rule)]
+    if rest:
+        parts.append(_shared_candidates_sql(rest))
+    return " UNION ALL ".join(f"({part})" for part in parts)
+
+
+def _shared_candidates_sql(group: Sequence[Judging]) -> str:
     if len(group) == 1:
         j = group[0]
         return candidates_sql(j.rule, j.number, j.first_us, j.last_seq)
