@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecomwatch.detect.id_slots import IdSlots
+from ecomwatch.detect.product_popularity import IdSlots
 
 
 def reference(batches: list[list[int]]) -> list[list[int]]:

@@ -22,7 +22,7 @@ cannot move, so popularity lags:
 
 An address counts as one visitor: its views in a bucket add at most 20 to the counts (shared
 between the products it viewed), so a scraper walking the whole catalogue does not lift the
-long tail. Each product met gets a slot (a hash table kept across batches, `id_slots`): its
+long tail. Each product met gets a slot (a hash table kept across batches, `IdSlots`): its
 weight is a NumPy array indexed by slot, a bucket's views are added in one `bincount`, and a
 refresh ranks the viewed products with one sort, so a batch costs a few passes over its rows.
 """
@@ -36,8 +36,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ecomwatch.detect.id_slots import IdSlots
-
 BUCKET_US = 600 * 1_000_000  # views are counted per 10 minutes of event time
 REFRESH_BUCKETS = 6  # the ranks are refreshed every hour of event time...
 LAG_BUCKETS = 2  # ...from the buckets up to 2 before the event's (10 to 70 minutes old)
@@ -50,6 +48,96 @@ READY_VIEWS_PER_PRODUCT = 3.0
 KEEP_SNAPSHOTS = 3  # rank tables kept for the latest refreshes (late events reuse them)
 IP_VIEWS_CAP = 20  # views an IP adds to a bucket's counts at most (scrapers count as one visitor)
 RESCALE_AT = 500.0  # exponent past which the weights are scaled back (float64 stays finite)
+FREE_CELL = np.iinfo(np.int64).min  # a free cell (no id is this)
+SLOT_HASH = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 2^64 / golden ratio
+SLOT_MIN_BITS = 10
+SLOT_MAX_LOAD = 0.5  # cells used at most: probe runs stay short
+
+
+class IdSlots:
+    """Dense slots for integer ids, kept across batches: id → its slot (0, 1, 2… in the order
+    met). Arrow's `index_in` builds a hash table of every id known on each call: with tens of
+    thousands of products and batches of some 30,000 rows, building it cost several times the
+    lookups. This table is built once and grows: open addressing (linear probing) in NumPy
+    arrays, each probe step one vectorized pass over the values still looking. (Here, not in a
+    module of its own: this file is shipped alone to the Flink job.)"""
+
+    def __init__(self) -> None:
+        self.ids = np.empty(0, np.int64)  # slot → id
+        self._bits = SLOT_MIN_BITS
+        self._keys = np.full(1 << SLOT_MIN_BITS, FREE_CELL, np.int64)
+        self._slots = np.zeros(1 << SLOT_MIN_BITS, np.int64)
+
+    @classmethod
+    def of(cls, ids: np.ndarray) -> IdSlots:
+        """A table whose slots are `ids`' positions (distinct ids)."""
+        table = cls()
+        table.slots(np.asarray(ids, np.int64))
+        return table
+
+    def slots(self, values: np.ndarray) -> np.ndarray:
+        """The slot of each id; ids not met before get the next slots, in order of first
+        appearance."""
+        values = np.asarray(values, np.int64)
+        marker = values == FREE_CELL
+        if marker.any():  # the one id a cell cannot hold: looked up beside the table
+            return self._with_marker(values, marker)
+        cells = self._cells(values)
+        found = self._keys[cells] == values
+        if not found.all():
+            self._add(_first_appearances(values[~found]))
+            cells = self._cells(values)
+        return self._slots[cells]
+
+    def _with_marker(self, values: np.ndarray, marker: np.ndarray) -> np.ndarray:
+        """`slots` of values holding the free-cell marker (int64's least value)."""
+        known = np.flatnonzero(self.ids == FREE_CELL)
+        out = np.empty(len(values), np.int64)
+        first = int(np.argmax(marker))
+        out[:first] = self.slots(values[:first])
+        if not len(known):
+            self.ids = np.append(self.ids, FREE_CELL)
+            known = np.array([len(self.ids) - 1])
+        out[first] = known[0]
+        out[first + 1 :] = self.slots(values[first + 1 :])
+        return out
+
+    def _cells(self, values: np.ndarray) -> np.ndarray:
+        """The cell of each value: where it is, or the free cell that ends its probe run."""
+        mask = (1 << self._bits) - 1
+        cells = (values.view(np.uint64) * SLOT_HASH >> np.uint64(64 - self._bits)).astype(np.int64)
+        looking = np.arange(len(values))
+        while len(looking):
+            keys = self._keys[cells[looking]]
+            settled = (keys == values[looking]) | (keys == FREE_CELL)
+            looking = looking[~settled]
+            cells[looking] = (cells[looking] + 1) & mask
+        return cells
+
+    def _add(self, new: np.ndarray) -> None:
+        """Give distinct ids not in the table the next slots."""
+        first = len(self.ids)
+        self.ids = np.concatenate([self.ids, new])
+        if len(self.ids) > SLOT_MAX_LOAD * len(self._keys):
+            while len(self.ids) > SLOT_MAX_LOAD * (1 << self._bits):
+                self._bits += 1
+            self._keys = np.full(1 << self._bits, FREE_CELL, np.int64)
+            self._slots = np.zeros(1 << self._bits, np.int64)
+            self._insert(self.ids, np.arange(len(self.ids)))
+        else:
+            self._insert(new, np.arange(first, len(self.ids)))
+
+    def _insert(self, ids: np.ndarray, slots: np.ndarray) -> None:
+        """Place distinct ids not in the table: each round, of the ids whose probe ends at the
+        same free cell, the first takes it and the others probe on."""
+        while len(ids):
+            cells = self._cells(ids)
+            _, winners = np.unique(cells, return_index=True)
+            self._keys[cells[winners]] = ids[winners]
+            self._slots[cells[winners]] = slots[winners]
+            rest = np.ones(len(ids), bool)
+            rest[winners] = False
+            ids, slots = ids[rest], slots[rest]
 
 
 @dataclass
@@ -248,3 +336,9 @@ def _encoded(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _distinct(values: np.ndarray) -> list[int]:
     """The distinct values, ascending (a batch holds a few buckets: hashing beats sorting)."""
     return sorted(int(value) for value in pc.unique(values).to_pylist())
+
+
+def _first_appearances(values: np.ndarray) -> np.ndarray:
+    """The distinct values in order of first appearance."""
+    _, first = np.unique(values, return_index=True)
+    return values[np.sort(first)]
