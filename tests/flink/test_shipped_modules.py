@@ -23,8 +23,7 @@ def test_each_shipped_module_imports_without_the_ecomwatch_package(tmp_path: Pat
     # `sys.modules['ecomwatch'] = None` makes any `import ecomwatch…` fail, as on a cluster.
     code = (
         "import sys; sys.modules['ecomwatch'] = None; "
-        f"sys.path.insert(0, {str(tmp_path)!r}); "
-        + "; ".join(f"import {name}" for name in names)
+        f"sys.path.insert(0, {str(tmp_path)!r}); " + "; ".join(f"import {name}" for name in names)
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
