@@ -52,9 +52,11 @@ from ecomwatch.detect.web_flags import WebFlag, WebFlagger
 from ecomwatch.detect.window_sql import (
     KEY_SQL,
     KEY_TYPE,
+    Closing,
     Judging,
     aggregate_sql,
     aggregation_key,
+    closing_sql,
     members_holding_sql,
     round_matches_sql,
     shared_candidates_sql,
@@ -753,25 +755,19 @@ class Detector:
     def _evict(self, watermark_us: int) -> None:
         """Close windows the watermark has passed: update baselines, drop their events."""
         rules = [r for r in self.rules if {"baseline", "baseline_funnel"} & set(r.features)]
-        queries, firsts = [], []
-        for number, rule in enumerate(rules):
-            key = KEY_SQL[rule.spec.key]
-            window_us = rule.window_s * 1_000_000
-            end = f"{window_start_sql(window_us)} + {window_us}"
-            done = self._closed_until.get(rule.name, -(2**62))
-            firsts.append(done - window_us)
-            queries.append(
-                f"SELECT {number} AS rule, CAST({key} AS VARCHAR) AS key, count(*) AS n, "
-                f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
-                f"WHERE {end} <= {watermark_us} AND {end} > {done} "
-                f"AND {key} IS NOT NULL AND {rule.filter_sql} "
-                f"GROUP BY {key}, {window_start_sql(window_us)}"
+        closing = [
+            Closing(rule, number, self._closed_until.get(rule.name, -(2**62)))
+            for number, rule in enumerate(rules)
+        ]
+        for c in closing:
+            window_us = c.rule.window_s * 1_000_000
+            self._closed_until[c.rule.name] = max(
+                c.done_us, watermark_us - watermark_us % window_us
             )
-            self._closed_until[rule.name] = max(done, watermark_us - watermark_us % window_us)
-        if queries:
-            self._register_events(min(firsts))
-            closing = self.con.execute(" UNION ALL ".join(queries)).fetchall()
-            for number, entity, count, funnel in closing:
+        if closing:
+            self._register_events(min(c.done_us - c.rule.window_s * 1_000_000 for c in closing))
+            closed = self.con.execute(closing_sql(closing, watermark_us)).fetchall()
+            for number, entity, count, funnel in closed:
                 total = self.baselines.setdefault((rules[number].name, entity), [0.0, 0.0, 0.0])
                 total[0] += count
                 total[1] += 1

@@ -386,3 +386,63 @@ def _baseline_matches_sql(rule: Rule, number: int, where: str, judged: str) -> s
         f"ON k.key0 = c.key0 AND k.window_us = c.window_us"
         f") WHERE {judged} AND {rule.condition_sql}"
     )
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A baseline rule's part of closing windows: its number in the query, the end of the last
+    window it already closed."""
+
+    rule: Rule
+    number: int
+    done_us: int
+
+
+def closing_sql(closing: Sequence[Closing], watermark_us: int) -> str:
+    """(rule number, key as text, events, funnel events) of each window the watermark has
+    closed since each rule's last closing. Rules with the same key and filter whose windows are
+    multiples of the shortest (`flood`'s 10 s, `traffic-surge`'s minute) aggregate the rows once,
+    per shortest window, and sum those per window of their own; a global key is not grouped by
+    (a constant key costs a string per row)."""
+    families: list[list[Closing]] = []
+    for c in sorted(closing, key=lambda c: c.rule.window_s):
+        family = next((f for f in families if _rolls_up(f[0].rule, c.rule)), None)
+        if family is None:
+            families.append([c])
+        else:
+            family.append(c)
+    ctes, selects = [], []
+    for n, family in enumerate(families):
+        rule = family[0].rule
+        shortest = rule.window_s * 1_000_000
+        is_global = rule.spec.key is KeyKind.GLOBAL
+        key = KEY_SQL[rule.spec.key]
+        lower = min(c.done_us - c.rule.window_s * 1_000_000 for c in family)
+        ctes.append(
+            f"closing{n} AS (SELECT {'' if is_global else f'{key} AS key, '}"
+            f"{window_start_sql(shortest)} AS w, count(*) AS n, "
+            f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
+            f"WHERE t_us >= {lower} AND t_us < {watermark_us} AND {key} IS NOT NULL "
+            f"AND {rule.filter_sql} GROUP BY ALL)"
+        )
+        for c in family:
+            window_us = c.rule.window_s * 1_000_000
+            start = f"(w // {window_us} * {window_us})"
+            text = sql_text("*") if is_global else "CAST(key AS VARCHAR)"
+            selects.append(
+                f"SELECT {c.number} AS rule, {text} AS key, CAST(sum(n) AS BIGINT) AS n, "
+                f"CAST(sum(funnel) AS BIGINT) AS funnel "
+                f"FROM closing{n} WHERE {start} + {window_us} <= {watermark_us} "
+                f"AND {start} + {window_us} > {c.done_us} "
+                f"GROUP BY {'' if is_global else 'key, '}{start}"
+            )
+    return f"WITH {', '.join(ctes)} " + " UNION ALL ".join(selects)
+
+
+def _rolls_up(shortest: Rule, rule: Rule) -> bool:
+    """Whether `rule`'s windows are sums of `shortest`'s: the same key and filter, a multiple
+    of its window."""
+    return (rule.spec.key, rule.filter_sql) == (
+        shortest.spec.key,
+        shortest.filter_sql,
+    ) and rule.window_s % shortest.window_s == 0
