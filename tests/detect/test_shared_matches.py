@@ -16,6 +16,9 @@ from ecomwatch.detect import detector as detector_module
 from ecomwatch.detect import window_sql
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.detect.run import detect
+from ecomwatch.simulate.attacks import AttackScenario
+from ecomwatch.simulate.traffic import TrafficSpec
+from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sources.files import FileSource
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
@@ -121,3 +124,34 @@ def test_a_baseline_rule_counts_costly_features_only_for_windows_passing_its_che
     split.clear()
     assert _swarm_alerts(screening=False) == screened
     assert not split
+
+
+def test_screened_rules_sharing_an_aggregation_raise_what_one_query_each_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`low-and-slow-scraper` and `catalogue-walk` (per IP and hour) compute their costly
+    features once over the windows either let through; each raises what its own query over
+    its own windows raises."""
+    raw, _ = AttackScenario(TrafficSpec(events=30_000, seed=11, days=0.0625)).build()
+    path = tmp_path / "attacks.csv"
+    write_traffic([raw], path)
+    config = Config.model_validate({"detect": {"judge_rows": 20_000}})
+
+    def alerts() -> list[tuple[object, ...]]:
+        _, raised = detect([FileSource(path)], load_rules(), config=config)
+        return sorted((a.rule, a.entity, a.window_start.isoformat(), a.severity) for a in raised)
+
+    screened_groups = []
+    real_shared = window_sql.shared_matches_sql
+
+    def counting(group: Sequence[window_sql.Judging]) -> str:
+        if group[0].screened:
+            screened_groups.append({j.rule.name for j in group})
+        return real_shared(group)
+
+    monkeypatch.setattr(window_sql, "shared_matches_sql", counting)
+    shared = alerts()
+    assert {"low-and-slow-scraper", "catalogue-walk"} <= set().union(*screened_groups)
+    assert {"low-and-slow-scraper", "catalogue-walk"} <= {alert[0] for alert in shared}
+    monkeypatch.setattr(detector_module, "round_matches_sql", _one_query_per_rule)
+    assert alerts() == shared

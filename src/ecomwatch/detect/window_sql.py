@@ -291,18 +291,19 @@ def round_matches_sql(judged: Sequence[Judging]) -> str:
     that aggregate the same rows the same way (key, window and filter alike; not screened, no
     baseline) share one aggregation of all their features (`shared_matches_sql`): a dozen web
     rules per IP and 10 minutes cost one pass over the events, not twelve."""
-    alike: dict[tuple[str, int, str], list[Judging]] = {}
+    alike: dict[tuple[bool, str, int, str], list[Judging]] = {}
     parts = []
     for j in judged:
-        if j.screened or {"baseline", "baseline_funnel"} & set(j.rule.features):
+        if {"baseline", "baseline_funnel"} & set(j.rule.features):
             parts.append(matches_sql(j.rule, j.number, j.first_us, j.last_seq,
                                      screened=j.screened))  # fmt: skip
         else:
-            alike.setdefault(aggregation_key(j.rule), []).append(j)
+            alike.setdefault((j.screened, *aggregation_key(j.rule)), []).append(j)
     for group in alike.values():
         if len(group) == 1:
             j = group[0]
-            parts.append(matches_sql(j.rule, j.number, j.first_us, j.last_seq, screened=False))
+            parts.append(matches_sql(j.rule, j.number, j.first_us, j.last_seq,
+                                     screened=j.screened))  # fmt: skip
         else:
             parts.append(shared_matches_sql(group))
     return " UNION ALL BY NAME ".join(f"({part})" for part in parts)
@@ -311,17 +312,33 @@ def round_matches_sql(judged: Sequence[Judging]) -> str:
 def shared_matches_sql(group: Sequence[Judging]) -> str:
     """The matches of rules with the same key, window and filter: every feature any of them
     reads, aggregated once from the earliest window any of them judges; then each rule's own
-    windows, new rows and condition."""
+    windows, new rows and condition. Screened rules (all of the group or none) aggregate the
+    windows any of them let through, each judging its own: `low-and-slow-scraper`'s gaps and
+    `catalogue-walk`'s steps in one ordering of the rows."""
     rule = group[0].rule
     window_us = rule.window_s * 1_000_000
     features = tuple(dict.fromkeys(f for j in group for f in j.rule.window_features))
-    where = _shared_where(group, window_us)
+    screened = group[0].screened
+    if screened:
+        start = window_start_sql(window_us)
+        numbers = ", ".join(str(j.number) for j in group)
+        where = (
+            f"t_us >= {min(j.first_us for j in group)} AND hash({KEY_SQL[rule.spec.key]}, "
+            f"{start}) IN (SELECT h FROM candidates WHERE rule IN ({numbers}))"
+        )
+    else:
+        where = _shared_where(group, window_us)
     shared = aggregate_sql(rule, (rule.spec.key,), window_us, features, where)
     selects = " UNION ALL BY NAME ".join(
         f"(SELECT {j.number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
         f"({j.rule.escalate_sql or 'FALSE'}) AS worse FROM shared "
         f"WHERE window_us >= {j.first_us} AND newest_seq > {j.last_seq} "
-        f"AND {j.rule.condition_sql})"
+        + (
+            f"AND hash(key0, window_us) IN (SELECT h FROM candidates WHERE rule = {j.number}) "
+            if screened
+            else ""
+        )
+        + f"AND {j.rule.condition_sql})"
         for j in group
     )
     return f"WITH shared AS MATERIALIZED ({shared}) {selects}"
