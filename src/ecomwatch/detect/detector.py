@@ -343,7 +343,7 @@ class Detector:
         filters = list(dict.fromkeys(r.filter_sql for r in self.rules))
         counts = list(dict.fromkeys(_counted_rows(r) for r in self.rules if r.round_need))
         # The filters read a few low-cardinality columns: the rows are grouped by those first
-        # and each filter tested once per group, not once per row (a dozen filters on a
+        # and each filter tested once per group, not once per row (23 filtered counts over a
         # million rows: 110 → 40 ms).
         read = ", ".join(_columns_read([*filters, *counts]))
         found = self.con.execute(
