@@ -83,8 +83,14 @@ def aggregate_sql(
     """
     keys = tuple(KEY_SQL[kind] for kind in kinds)
     start = window_start_sql(window_us)
-    named = ", ".join(f"{k} AS key{i}" for i, k in enumerate(keys))
-    key_columns = ", ".join(f"key{i}" for i in range(len(keys)))
+    # A global key is a constant: selected once per group, not grouped by (DuckDB would
+    # compress the string on every row).
+    constant = {i for i, kind in enumerate(kinds) if kind is KeyKind.GLOBAL}
+    named = "".join(f"{k} AS key{i}, " for i, k in enumerate(keys) if i not in constant)
+    grouped = "".join(f"key{i}, " for i in range(len(keys)) if i not in constant)
+    key_columns = ", ".join(
+        f"{keys[i]} AS key{i}" if i in constant else f"key{i}" for i in range(len(keys))
+    )
     name_columns = "".join(
         f"{NAME_SQL[kind]} AS name{i}, " for i, kind in enumerate(kinds) if names
     )
@@ -114,12 +120,12 @@ def aggregate_sql(
     more = "".join(", " + x for x in extra)
     grouped = f"""
         WITH rows AS (
-            SELECT e.*, {named}, {start} AS window_us {more}
+            SELECT e.*, {named}{start} AS window_us {more}
             FROM events e {" ".join(joins)}
             WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
         SELECT {key_columns}, window_us, {name_columns}min(event_time) AS first_seen,
                max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
-        FROM rows GROUP BY {key_columns}, window_us"""
+        FROM rows GROUP BY {grouped}window_us"""
     if ip_age_after:
         grouped = f"""
         SELECT g.*, coalesce(epoch(g.last_seen) - s.first_us / 1e6, 0) AS ip_age_s
