@@ -87,7 +87,7 @@ def aggregate_sql(
     # compress the string on every row).
     constant = {i for i, kind in enumerate(kinds) if kind is KeyKind.GLOBAL}
     named = "".join(f"{k} AS key{i}, " for i, k in enumerate(keys) if i not in constant)
-    grouped = "".join(f"key{i}, " for i in range(len(keys)) if i not in constant)
+    group_keys = "".join(f"key{i}, " for i in range(len(keys)) if i not in constant)
     key_columns = ", ".join(
         f"{keys[i]} AS key{i}" if i in constant else f"key{i}" for i in range(len(keys))
     )
@@ -125,7 +125,7 @@ def aggregate_sql(
             WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
         SELECT {key_columns}, window_us, {name_columns}min(event_time) AS first_seen,
                max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
-        FROM rows GROUP BY {grouped}window_us"""
+        FROM rows GROUP BY {group_keys}window_us"""
     if ip_age_after:
         grouped = f"""
         SELECT g.*, coalesce(epoch(g.last_seen) - s.first_us / 1e6, 0) AS ip_age_s
@@ -294,9 +294,9 @@ def _shared_candidates_sql(group: Sequence[Judging]) -> str:
 
 def round_matches_sql(judged: Sequence[Judging]) -> str:
     """One query for the matches of every rule of a round (`matches_sql`'s columns). Rules
-    that aggregate the same rows the same way (key, window and filter alike; not screened, no
-    baseline) share one aggregation of all their features (`shared_matches_sql`): a dozen web
-    rules per IP and 10 minutes cost one pass over the events, not twelve."""
+    that aggregate the same rows the same way (key, window and filter alike, all screened or
+    none; no baseline) share one aggregation of all their features (`shared_matches_sql`): a
+    dozen web rules per IP and 10 minutes cost one pass over the events, not twelve."""
     alike: dict[tuple[bool, str, int, str], list[Judging]] = {}
     parts = []
     for j in judged:
@@ -327,10 +327,9 @@ def shared_matches_sql(group: Sequence[Judging]) -> str:
     screened = group[0].screened
     if screened:
         start = window_start_sql(window_us)
-        numbers = ", ".join(str(j.number) for j in group)
         where = (
             f"t_us >= {min(j.first_us for j in group)} AND hash({KEY_SQL[rule.spec.key]}, "
-            f"{start}) IN (SELECT h FROM candidates WHERE rule IN ({numbers}))"
+            f"{start}) IN {_candidates(*(j.number for j in group))}"
         )
     else:
         where = _shared_where(group, window_us)
@@ -339,11 +338,7 @@ def shared_matches_sql(group: Sequence[Judging]) -> str:
         f"(SELECT {j.number} AS rule, * REPLACE (CAST(key0 AS VARCHAR) AS key0), "
         f"({j.rule.escalate_sql or 'FALSE'}) AS worse FROM shared "
         f"WHERE window_us >= {j.first_us} AND newest_seq > {j.last_seq} "
-        + (
-            f"AND hash(key0, window_us) IN (SELECT h FROM candidates WHERE rule = {j.number}) "
-            if screened
-            else ""
-        )
+        + (f"AND hash(key0, window_us) IN {_candidates(j.number)} " if screened else "")
         + f"AND {j.rule.condition_sql})"
         for j in group
     )
@@ -359,7 +354,7 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
     if screened:
         # One hash per (key, window): a semi-join on one column is far cheaper than on two; a
         # collision only adds a window that the condition then judges as any other.
-        mine = f"(SELECT h FROM candidates WHERE rule = {number})"
+        mine = _candidates(number)
         start = window_start_sql(window_us)
         where += f" AND hash({KEY_SQL[rule.spec.key]}, {start}) IN {mine}"
         judged += f" AND hash(key0, window_us) IN {mine}"
@@ -373,6 +368,11 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
         f"({rule.escalate_sql or 'FALSE'}) AS worse "
         f"FROM ({features}) WHERE {judged} AND {rule.condition_sql}"
     )
+
+
+def _candidates(*numbers: int) -> str:
+    """The (key, window) hashes screening let through for the rules `numbers`, a subquery."""
+    return f"(SELECT h FROM candidates WHERE rule IN ({', '.join(map(str, numbers))}))"
 
 
 def _baseline_screens(rule: Rule) -> bool:
