@@ -79,6 +79,13 @@ class DetectConfig(_Strict):
         ge=0,
         description="rows read between rule evaluations of file input (0: every batch)",
     )
+    file_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="threads of the detector's queries on file input; 0: half the machine's "
+        "cores, at least one (decoding and writing use the others)",
+    )
     live_judge_share: float = Field(
         0.5,
         gt=0,

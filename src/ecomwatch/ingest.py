@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,15 @@ def default_dead_letter(table: EventTable) -> Path:
     return (aux if aux is not None else Path.cwd()) / (
         "dead_letter.jsonl" if aux is not None else "ecomwatch-dead-letter.jsonl"
     )
+
+
+def file_threads(config: Config) -> int:
+    """The detector's query threads on file input (`[detect] file_threads`; 0: half the
+    cores). Decoding and writing keep the other cores busy: on two cores, one thread for the
+    detector's queries used about 15 % less CPU than two (the parallel aggregations' merging)
+    and a 10 M-event run with detection took 26.8 s instead of 28.5 s (six alternated pairs,
+    2026-12-06)."""
+    return config.detect.file_threads or max(1, (os.cpu_count() or 2) // 2)
 
 
 def open_inputs(inputs: list[Path], config: Config) -> tuple[list[FileSource], list[SourceError]]:
@@ -111,7 +121,7 @@ def ingest(
             # File input is judged every `judge_rows` rows; a stream every batch, as the live
             # service is, less often while it lags.
             judging: dict[str, Any] = (
-                {"judge_rows": config.detect.judge_rows}
+                {"judge_rows": config.detect.judge_rows, "threads": file_threads(config)}
                 if behind is None
                 else {"judge_share": config.detect.live_judge_share, "behind": behind}
             )

@@ -180,6 +180,7 @@ class Detector:
         incident_sink: JsonLinesFile | None = None,
         incident_listeners: Sequence[Callable[[list[dict[str, Any]]], None]] = (),
         ipv6_prefix_bits: int = IPV6_PREFIX,
+        threads: int | None = None,
     ) -> None:
         self.rules = rules
         self.ipv6_prefix_bits = ipv6_prefix_bits  # an IPv6 address's subnet: this prefix
@@ -202,6 +203,8 @@ class Detector:
         self.listeners = list(listeners)  # e.g. a webhook: called with each batch's new alerts
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
+        if threads is not None:  # else DuckDB's default: every core
+            self.con.execute(f"SET threads = {int(threads)}")
         # The name of an IPv6 subnet in alerts, computed once per flagged group.
         self.con.create_function(
             "ipv6_prefix",
