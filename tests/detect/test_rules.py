@@ -163,6 +163,7 @@ def test_a_rule_with_a_baseline_skips_no_window() -> None:
     plain = RuleSpec(name="carts", key="ip", window="10m", condition="carts >= 5",
                      severity="low")  # fmt: skip
     assert compile_rule(plain).needed_row_sql is not None
+    assert compile_rule(plain).needed_row_count == 5
     surge = plain.model_copy(update={"condition": "carts >= 5 and events >= 3 * baseline"})
     assert compile_rule(surge).needed_row_sql is None
     assert compile_rule(surge).round_need is None

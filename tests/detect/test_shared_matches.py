@@ -17,6 +17,7 @@ from ecomwatch.detect import window_sql
 from ecomwatch.detect.rules import load_rules
 from ecomwatch.detect.run import detect
 from ecomwatch.simulate.attacks import AttackScenario
+from ecomwatch.simulate.evasive import EvasiveScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sources.files import FileSource
@@ -155,3 +156,37 @@ def test_screened_rules_sharing_an_aggregation_raise_what_one_query_each_raises(
     assert {"low-and-slow-scraper", "catalogue-walk"} <= {alert[0] for alert in shared}
     monkeypatch.setattr(detector_module, "round_matches_sql", _one_query_per_rule)
     assert alerts() == shared
+
+
+def test_windows_needing_many_rows_are_aggregated_only_when_they_hold_that_many(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`distributed-hoarding` reads only the products with 15 carts in a window, `cart-abuse`
+    the sessions with 12; what they raise is what reading every window with one cart
+    raises."""
+    raw, _ = EvasiveScenario(TrafficSpec(events=40_000, seed=5, days=0.125)).build()
+    path = tmp_path / "evasive.csv"
+    write_traffic([raw], path)
+    config = Config.model_validate({"detect": {"judge_rows": 20_000}})
+    counts: set[int] = set()
+    real_holding = window_sql._holding
+
+    def holding(*args: object) -> str:
+        counts.add(int(args[-1]))  # type: ignore[call-overload]
+        return real_holding(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(window_sql, "_holding", holding)
+
+    def alerts(*, counting: bool) -> list[tuple[object, ...]]:
+        rules = load_rules()
+        if not counting:
+            rules = [replace(rule, needed_row_count=1) for rule in rules]
+        _, raised = detect([FileSource(path)], rules, config=config)
+        return sorted((a.rule, a.entity, a.window_start.isoformat(), a.severity) for a in raised)
+
+    counted = alerts(counting=True)
+    assert {12, 15} <= counts
+    assert {"distributed-hoarding", "cart-abuse"} & {alert[0] for alert in counted}
+    counts.clear()
+    assert alerts(counting=False) == counted
+    assert counts <= {1, 3}  # members' long-tail views (3) only

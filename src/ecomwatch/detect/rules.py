@@ -181,8 +181,10 @@ class Rule:
     window_features: tuple[str, ...] = ()
     prefilter_sql: str = "TRUE"  # the condition's conjuncts over cheap features only
     prefilter_features: tuple[str, ...] = ()
-    # A row every window meeting the condition holds (None: no such row is known).
+    # A row every window meeting the condition holds (None: no such row is known), and how
+    # many of them it holds at least (`cart-abuse`: 12 carts).
     needed_row_sql: str | None = None
+    needed_row_count: int = 1
     # Rows of which a round's judged rows must hold this many for any window to meet the
     # condition (product views too): a round with fewer skips the rule.
     round_need: tuple[str, int] | None = None
@@ -384,7 +386,7 @@ def compile_rule(spec: RuleSpec) -> Rule:
         escalate_sql, more = compile_condition(spec.escalate_when)
         used = tuple(dict.fromkeys(used + more))
     window_s = parse_duration(spec.window)
-    needed = needed_row(spec.condition)
+    needed = needed_rows(spec.condition)
     members_sql: str | None = None
     member_features: tuple[str, ...] = ()
     members_window_s = 0
@@ -406,7 +408,10 @@ def compile_rule(spec: RuleSpec) -> Rule:
         prefilter_sql=prefilter_sql,
         prefilter_features=prefilter_features,
         # A baseline reads the key's earlier windows, skipped ones too: none are skipped.
-        needed_row_sql=None if {"baseline", "baseline_funnel"} & set(used) else needed,
+        needed_row_sql=(
+            None if needed is None or {"baseline", "baseline_funnel"} & set(used) else needed[0]
+        ),
+        needed_row_count=1 if needed is None else needed[1],
         round_need=(
             None
             if {"baseline", "baseline_funnel"} & set(used)

@@ -147,14 +147,22 @@ def aggregate_sql(
                            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"""
 
 
-def holding_sql(rule: Rule, window_us: int, first_us: int, row_sql: str | None) -> str:
-    """` AND …`: the rows of windows (from `first_us` on) that hold a row the rule looks at
-    meeting `row_sql` (nothing when None). A rule whose condition needs such a row
-    (`Rule.needed_row_sql`) aggregates only those windows: a probe rule skips every window
-    of ordinary traffic after one cheap scan."""
+def holding_sql(
+    rule: Rule, window_us: int, first_us: int, row_sql: str | None, least: int = 1
+) -> str:
+    """` AND …`: the rows of windows (from `first_us` on) that hold `least` rows the rule
+    looks at meeting `row_sql` (nothing when None). A rule whose condition needs such rows
+    (`Rule.needed_row_sql`, `needed_row_count`) aggregates only those windows: a probe rule
+    skips every window of ordinary traffic after one cheap scan, `distributed-hoarding` every
+    product with fewer than 15 carts."""
     if row_sql is None:
         return ""
-    return _holding(rule, (rule.spec.key,), window_us, first_us, row_sql, 1)
+    return _holding(rule, (rule.spec.key,), window_us, first_us, row_sql, least)
+
+
+def needed_holding_sql(rule: Rule, window_us: int, first_us: int) -> str:
+    """`holding_sql` of the rows the rule's condition needs."""
+    return holding_sql(rule, window_us, first_us, rule.needed_row_sql, rule.needed_row_count)
 
 
 def members_holding_sql(rule: Rule, window_us: int, first_us: int) -> str:
@@ -193,7 +201,7 @@ def candidates_sql(rule: Rule, number: int, first_us: int, last_seq: int) -> str
     """(number, hash of key and window) of the rule's windows from `first_us` on that hold rows
     newer than batch `last_seq` and meet the condition's cheap part (`Rule.screens`)."""
     window_us = rule.window_s * 1_000_000
-    where = f"t_us >= {first_us}" + holding_sql(rule, window_us, first_us, rule.needed_row_sql)
+    where = f"t_us >= {first_us}" + needed_holding_sql(rule, window_us, first_us)
     cheap = aggregate_sql(
         rule, (rule.spec.key,), window_us, rule.prefilter_features, where, names=False
     )
@@ -223,14 +231,16 @@ def aggregation_key(rule: Rule) -> tuple[str, int, str]:
 
 def _shared_where(group: Sequence[Judging], window_us: int) -> str:
     """The rows a group's shared aggregation reads: from the first window any of its rules
-    judges, only the windows holding a row one of them needs when each needs one."""
+    judges, only the windows holding rows one of them needs when each needs some (as many as
+    the one needing fewest: a window meeting any condition holds at least that many)."""
     rule = group[0].rule
     first_us = min(j.first_us for j in group)
     needed = [j.rule.needed_row_sql for j in group]
     where = f"t_us >= {first_us}"
     if all(row is not None for row in needed):
         either = " OR ".join(f"({row})" for row in dict.fromkeys(needed))
-        where += holding_sql(rule, window_us, first_us, either)
+        least = min(j.rule.needed_row_count for j in group)
+        where += holding_sql(rule, window_us, first_us, either, least)
     return where
 
 
@@ -359,7 +369,7 @@ def matches_sql(rule: Rule, number: int, first_us: int, last_seq: int, *, screen
         where += f" AND hash({KEY_SQL[rule.spec.key]}, {start}) IN {mine}"
         judged += f" AND hash(key0, window_us) IN {mine}"
     else:
-        where += holding_sql(rule, window_us, first_us, rule.needed_row_sql)
+        where += needed_holding_sql(rule, window_us, first_us)
     if _baseline_screens(rule):
         return _baseline_matches_sql(rule, number, where, judged)
     features = aggregate_sql(rule, (rule.spec.key,), window_us, rule.window_features, where)
