@@ -83,11 +83,14 @@ class IdSlots:
         if marker.any():  # the one id a cell cannot hold: looked up beside the table
             return self._with_marker(values, marker)
         cells = self._cells(values)
-        found = self._keys[cells] == values
-        if not found.all():
-            self._add(_first_appearances(values[~found]))
-            cells = self._cells(values)
-        return self._slots[cells]
+        slots = self._slots[cells]
+        new = self._keys[cells] != values
+        if new.any():
+            # A slot never moves (growing the table moves cells): only the new ids are
+            # looked up again.
+            self._add(_first_appearances(values[new]))
+            slots[new] = self._slots[self._cells(values[new])]
+        return slots
 
     def _with_marker(self, values: np.ndarray, marker: np.ndarray) -> np.ndarray:
         """`slots` of values holding the free-cell marker (int64's least value)."""
