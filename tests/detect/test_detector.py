@@ -315,7 +315,12 @@ def as_plain_strings(encoded: str) -> str:
     return _to_ipc(table.cast(plain))
 
 
-@pytest.mark.parametrize("written_as", ["dictionaries", "plain strings"])
+def without_event_codes(encoded: str) -> str:
+    """An events checkpoint as versions before the event codes wrote it."""
+    return _to_ipc(_from_ipc(encoded).drop_columns(["event_code"]))
+
+
+@pytest.mark.parametrize("written_as", ["dictionaries", "plain strings", "no event codes"])
 def test_a_detector_restored_from_its_checkpoint_raises_what_an_uninterrupted_one_does(
     traffic, written_as
 ):
@@ -343,6 +348,8 @@ def test_a_detector_restored_from_its_checkpoint_raises_what_an_uninterrupted_on
     assert checkpoint["events_ipc"] and checkpoint["ip_seen_ipc"]
     if written_as == "plain strings":
         checkpoint["events_ipc"] = as_plain_strings(checkpoint["events_ipc"])
+    if written_as == "no event codes":
+        checkpoint["events_ipc"] = without_event_codes(checkpoint["events_ipc"])
     after = Detector(load_rules(), judge_rows=5_000)
     after.restore(checkpoint)
     for events, watermark in batches[middle:]:

@@ -51,3 +51,24 @@ def test_small_tables_are_merged_and_since_finds_the_ones_in_range():
     recent = kept.since(900 * S)
     assert recent.num_rows >= 100 and recent.num_rows < 1_000
     assert min(recent["t_us"].to_pylist()) <= 900 * S
+
+
+def test_event_codes_number_every_type_once_per_dictionary_value():
+    from ecomwatch.detect.features import EVENT_CODES, is_event
+    from ecomwatch.detect.kept_events import event_codes
+
+    types = ["view", "cart", None, "purchase", "remove_from_cart", "request", "view", "bogus"]
+    expected = [EVENT_CODES.get(t) if t else None for t in types]
+    plain = pa.chunked_array([pa.array(types[:3]), pa.array(types[3:])])
+    assert event_codes(plain).to_pylist() == expected
+    encoded = pa.chunked_array([pa.array(types).dictionary_encode()])
+    assert event_codes(encoded).to_pylist() == expected
+    assert len(set(EVENT_CODES.values())) == len(EVENT_CODES)
+    # The SQL the queries compare them with picks exactly the rows of those types.
+    con = duckdb.connect()
+    table = pa.table({"event_type": types, "event_code": event_codes(plain)})
+    con.register("t", table)
+    picked = con.execute(
+        f"SELECT event_type FROM t WHERE {is_event('cart', 'purchase')} ORDER BY ALL"
+    ).fetchall()
+    assert picked == [("cart",), ("purchase",)]

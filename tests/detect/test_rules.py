@@ -176,4 +176,6 @@ def test_a_round_needs_the_product_views_a_rule_counts_though_windows_are_not_sc
                     condition="views >= 60 and carts == 0")  # fmt: skip
     rule = compile_rule(spec)
     assert rule.needed_row_sql is None  # nearly every window holds a view
-    assert rule.round_need == ("event_type = 'view'", 60)
+    from ecomwatch.detect.features import is_event
+
+    assert rule.round_need == (is_event("view"), 60)

@@ -43,7 +43,13 @@ from ecomwatch.detect.crawlers import CrawlerVerifier
 from ecomwatch.detect.entity_keys import IPV6_PREFIX, address_keys, agent_keys, ipv6_prefix
 from ecomwatch.detect.features import POPULARITY_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
-from ecomwatch.detect.kept_events import KEPT_SCHEMA, LATER_KEPT, KeptEvents, Retention
+from ecomwatch.detect.kept_events import (
+    KEPT_SCHEMA,
+    LATER_KEPT,
+    KeptEvents,
+    Retention,
+    event_codes,
+)
 from ecomwatch.detect.product_popularity import ProductPopularity
 from ecomwatch.detect.round_query import round_rows
 from ecomwatch.detect.rules import KeyKind, MembersSpec, Rule
@@ -426,6 +432,8 @@ class Detector:
                 if name not in restored.column_names:
                     empty = pa.nulls(restored.num_rows, KEPT_SCHEMA.field(name).type)
                     restored = restored.append_column(name, empty)
+            if "event_code" not in restored.column_names:  # computed, not null: queries count it
+                restored = restored.append_column("event_code", event_codes(restored["event_type"]))
             self.kept.append(
                 restored if "ip_key" in restored.column_names else self._with_keys(restored)
             )
@@ -476,6 +484,7 @@ class Detector:
         flags_of_web, columns["path_key"] = self.web.flags(events)
         columns["web_flags"] = self._with_crawlers(flags_of_web, events)
         # Computed once here rather than in every rule's query.
+        columns["event_code"] = event_codes(events["event_type"])
         columns["t_us"] = events["event_time"].cast(pa.int64())
         columns["seq"] = pa.array(np.full(events.num_rows, self._seq, dtype=np.int64))
         columns["popularity"] = pa.nulls(events.num_rows, pa.float32())

@@ -12,17 +12,29 @@ and, for web requests, `status`, `path_key` and `web_flags` (what a request is: 
 from __future__ import annotations
 
 from ecomwatch.detect.web_flags import WebFlag
+from ecomwatch.schema import EVENT_TYPES
+
+# The kept events hold each event's type as a small number too (`event_code`): a query's
+# filters compare a number per row instead of a string.
+EVENT_CODES: dict[str, int] = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+
+def is_event(*types: str) -> str:
+    """SQL: the row is an event of one of `types`."""
+    codes = ", ".join(str(EVENT_CODES[t]) for t in types)
+    return f"event_code = {codes}" if len(types) == 1 else f"event_code IN ({codes})"
+
 
 FEATURES: dict[str, tuple[str, str]] = {
     "events": ("count(*)", "events in the window"),
-    "views": ("count(*) FILTER (event_type = 'view')", "product views"),
-    "carts": ("count(*) FILTER (event_type = 'cart')", "add-to-cart events"),
-    "removes": ("count(*) FILTER (event_type = 'remove_from_cart')", "remove-from-cart events"),
-    "purchases": ("count(*) FILTER (event_type = 'purchase')", "purchases"),
+    "views": (f"count(*) FILTER ({is_event('view')})", "product views"),
+    "carts": (f"count(*) FILTER ({is_event('cart')})", "add-to-cart events"),
+    "removes": (f"count(*) FILTER ({is_event('remove_from_cart')})", "remove-from-cart events"),
+    "purchases": (f"count(*) FILTER ({is_event('purchase')})", "purchases"),
     "distinct_products": ("count(DISTINCT product_id)", "distinct products touched"),
     "distinct_categories": ("count(DISTINCT category_id)", "distinct categories touched"),
     "carted_products": (
-        "count(DISTINCT product_id) FILTER (event_type = 'cart')",
+        f"count(DISTINCT product_id) FILTER ({is_event('cart')})",
         "distinct products put in the cart",
     ),
     "distinct_sessions": ("count(DISTINCT user_session)", "distinct sessions"),
@@ -30,7 +42,7 @@ FEATURES: dict[str, tuple[str, str]] = {
     "distinct_ips": ("count(DISTINCT ip_key)", "distinct IP addresses"),
     "distinct_user_agents": ("count(DISTINCT agent_key)", "distinct user agents"),
     "active_s": (
-        "coalesce(epoch(max(event_time)) - epoch(min(event_time)), 0)",
+        "coalesce(max(t_us) / 1e6 - min(t_us) / 1e6, 0)",
         "seconds between the first and last event",
     ),
     "gap_cv": (
@@ -157,17 +169,17 @@ FEATURES.update(CRAWLER_FEATURES)
 LONG_TAIL = 0.5  # the less viewed half of the products the shop has shown
 POPULARITY_FEATURES_SQL: dict[str, tuple[str, str]] = {
     "popularity": (
-        "coalesce(avg(popularity) FILTER (event_type = 'view'), -1)",
+        f"coalesce(avg(popularity) FILTER ({is_event('view')}), -1)",
         "how popular the viewed products are: the share of the shop's products viewed less "
         "over the past day (0: the least viewed, near 1: the hits; -1: not known yet)",
     ),
     "longtail_views": (
-        f"count(*) FILTER (event_type = 'view' AND popularity < {LONG_TAIL})",
+        f"count(*) FILTER ({is_event('view')} AND popularity < {LONG_TAIL})",
         "views of long-tail products (the less viewed half of the shop's products)",
     ),
     "longtail_share": (
         f"coalesce(avg(CASE WHEN popularity < {LONG_TAIL} THEN 1.0 ELSE 0.0 END) "
-        "FILTER (event_type = 'view' AND popularity IS NOT NULL), 0)",
+        f"FILTER ({is_event('view')} AND popularity IS NOT NULL), 0)",
         "share of views on long-tail products (the less viewed half of the shop's products)",
     ),
 }

@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.detect.features import EVENT_CODES
 from ecomwatch.schema import LABEL_TYPE
 
 KEPT_SCHEMA = pa.schema(
@@ -47,6 +48,8 @@ KEPT_SCHEMA = pa.schema(
         # the product's popularity when the event happened (`product_popularity`; null when
         # unknown or no rule reads it)
         ("popularity", pa.float32()),
+        # the event's type as a number (`features.EVENT_CODES`), which the queries compare
+        ("event_code", pa.int8()),
     ]
 )
 # Columns added after the first checkpoints: a restored table without them gets nulls.
@@ -143,3 +146,17 @@ class KeptEvents:
         table = con.sql(f"SELECT * FROM aging WHERE {keep}").to_arrow_table()
         con.unregister("aging")
         return KeptTable(table.cast(KEPT_SCHEMA), kept.first_us, kept.last_us, tier)
+
+
+def event_codes(event_type: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each event's type as its number (`features.EVENT_CODES`; null for a type not known),
+    looked up once per dictionary value."""
+    known = pa.array(list(EVENT_CODES), pa.string())
+    chunks = []
+    for chunk in event_type.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            codes = pc.index_in(chunk.dictionary.cast(pa.string()), known).take(chunk.indices)
+        else:
+            codes = pc.index_in(chunk.cast(pa.string()), known)
+        chunks.append(codes.cast(pa.int8()))
+    return pa.chunked_array(chunks, pa.int8())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES
+from ecomwatch.detect.features import CHEAP_FEATURES, FEATURES, is_event
 from ecomwatch.detect.rules import KeyKind, Rule
 
 # What events are grouped by (integer keys where there are: `entity_keys`)...
@@ -55,6 +55,12 @@ NAME_SQL: dict[KeyKind, str] = {
     KeyKind.CATEGORY: "CAST(any_value(category_id) AS VARCHAR)",
     KeyKind.GLOBAL: "'*'",
 }
+
+
+# A window's first and last event times, from the integer microseconds (aggregating the
+# timestamps themselves cost more per row).
+FIRST_SEEN = "make_timestamp(min(t_us))::TIMESTAMPTZ"
+LAST_SEEN = "make_timestamp(max(t_us))::TIMESTAMPTZ"
 
 
 def sql_text(text: str) -> str:
@@ -103,28 +109,28 @@ def aggregate_sql(
         f"{FEATURES[name][0]} AS {name}" for name in wanted if name not in later
     )
     extra, joins = [], []
-    in_order = f"OVER (PARTITION BY {', '.join(keys)}, {start} ORDER BY e.event_time, e.seq)"
+    in_order = f"OVER (PARTITION BY {', '.join(keys)}, {start} ORDER BY e.t_us, e.seq)"
     if "gap_cv" in wanted:
-        extra.append(f"epoch(e.event_time) - lag(epoch(e.event_time)) {in_order} AS gap_s")
+        extra.append(f"e.t_us / 1e6 - lag(e.t_us / 1e6) {in_order} AS gap_s")
     if "ascending_share" in wanted:
         previous = f"lag(e.product_id) {in_order}"
         extra.append(
-            f"CASE WHEN e.event_type <> 'view' OR {previous} IS NULL THEN NULL "
+            f"CASE WHEN NOT e.{is_event('view')} OR {previous} IS NULL THEN NULL "
             f"WHEN e.product_id > {previous} THEN 1.0 ELSE 0.0 END AS ascending_step"
         )
     if "ip_age_s" in wanted and not ip_age_after:
         joins.append("LEFT JOIN ip_seen s ON s.seen_key = e.ip_key")
-        extra.append("epoch(e.event_time) - s.first_us / 1e6 AS ip_age_s")
+        extra.append("e.t_us / 1e6 - s.first_us / 1e6 AS ip_age_s")
     if baseline:
-        aggregates += ",\ncount(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel_events"
+        aggregates += f",\ncount(*) FILTER ({is_event('cart', 'purchase')}) AS funnel_events"
     more = "".join(", " + x for x in extra)
     grouped = f"""
         WITH rows AS (
             SELECT e.*, {named}{start} AS window_us {more}
             FROM events e {" ".join(joins)}
             WHERE ({where}) AND {rule.filter_sql} AND {keys[-1]} IS NOT NULL)
-        SELECT {key_columns}, window_us, {name_columns}min(event_time) AS first_seen,
-               max(event_time) AS last_seen, max(seq) AS newest_seq, {aggregates}
+        SELECT {key_columns}, window_us, {name_columns}{FIRST_SEEN} AS first_seen,
+               {LAST_SEEN} AS last_seen, max(seq) AS newest_seq, {aggregates}
         FROM rows GROUP BY {group_keys}window_us"""
     if ip_age_after:
         grouped = f"""
@@ -454,7 +460,7 @@ def closing_sql(closing: Sequence[Closing], watermark_us: int) -> str:
         ctes.append(
             f"closing{n} AS (SELECT {'' if is_global else f'{key} AS key, '}"
             f"{window_start_sql(shortest)} AS w, count(*) AS n, "
-            f"count(*) FILTER (event_type IN ('cart', 'purchase')) AS funnel FROM events "
+            f"count(*) FILTER ({is_event('cart', 'purchase')}) AS funnel FROM events "
             f"WHERE t_us >= {lower} AND t_us < {watermark_us} AND {key} IS NOT NULL "
             f"AND {rule.filter_sql} GROUP BY ALL)"
         )
