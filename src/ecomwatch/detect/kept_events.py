@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ecomwatch.detect.features import EVENT_CODES
-from ecomwatch.schema import LABEL_TYPE
+from ecomwatch.schema import LABEL_TYPE, dictionary_chunks
 
 KEPT_SCHEMA = pa.schema(
     [
@@ -152,11 +152,8 @@ def event_codes(event_type: pa.ChunkedArray) -> pa.ChunkedArray:
     """Each event's type as its number (`features.EVENT_CODES`; null for a type not known),
     looked up once per dictionary value."""
     known = pa.array(list(EVENT_CODES), pa.string())
-    chunks = []
-    for chunk in event_type.chunks:
-        if pa.types.is_dictionary(chunk.type):
-            codes = pc.index_in(chunk.dictionary.cast(pa.string()), known).take(chunk.indices)
-        else:
-            codes = pc.index_in(chunk.cast(pa.string()), known)
-        chunks.append(codes.cast(pa.int8()))
+    chunks = [
+        pc.index_in(chunk.dictionary.cast(pa.string()), known).take(chunk.indices).cast(pa.int8())
+        for chunk in dictionary_chunks(event_type)
+    ]
     return pa.chunked_array(chunks, pa.int8())
