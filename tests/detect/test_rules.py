@@ -127,9 +127,10 @@ def test_the_cheap_screen_is_implied_by_the_condition(condition, cheap):
 )
 def test_the_row_a_condition_needs(condition: str, needed: str | None) -> None:
     from ecomwatch.detect.features import COUNTED_ROWS
-    from ecomwatch.detect.rules import needed_row
+    from ecomwatch.detect.rules import needed_rows
 
-    found = needed_row(condition)
+    rows = needed_rows(condition)
+    found = None if rows is None else rows[0]
     if needed is None:
         assert found is None
     else:

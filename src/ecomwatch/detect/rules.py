@@ -314,18 +314,11 @@ def prefilter(condition: str) -> tuple[str, tuple[str, ...]]:
     return compile_condition(ast.unparse(necessary))
 
 
-def needed_row(condition: str) -> str | None:
-    """An SQL predicate over events such that every window meeting `condition` holds a row
-    that meets it: from a conjunct that wants a count of such rows (`COUNTED_ROWS`) above 0,
-    or an `or` of branches that each have one. None when there is none."""
-    needed = needed_rows(condition)
-    return None if needed is None else needed[0]
-
-
 def needed_rows(condition: str, counted: dict[str, str] = COUNTED_ROWS) -> tuple[str, int] | None:
-    """`needed_row`'s predicate and how many such rows every window meeting `condition` holds
-    at least (`probes >= 3`: 3; of an `or`, the fewest of its branches'), from the counts in
-    `counted`."""
+    """An SQL predicate over events such that every window meeting `condition` holds rows
+    that meet it, and how many at least (`probes >= 3`: 3; of an `or`, the fewest of its
+    branches'): from a conjunct that wants a count of such rows (`counted`) above 0, or an
+    `or` of branches that each have one. None when there is none."""
     return _needed_rows(ast.parse(condition, mode="eval").body, counted)
 
 
