@@ -1,6 +1,6 @@
-"""`ecomwatch bench ingest|month|serve|judging|commits|kinesis|store|weblog`: the benchmarks, each
-printing one JSON line of figures with its baseline measured in the same run (harnesses in
-`ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
+"""`ecomwatch bench ingest|month|serve|judging|detector|commits|kinesis|store|weblog`: the
+benchmarks, each printing one JSON line of figures with its baseline measured in the same run
+(harnesses in `ecomwatch.benchmarks`; figures and how to read them in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -121,6 +121,31 @@ def judging(
 
     err.print(f"judging {events:,} simulated events in batches of {batch:,}, twice")
     figures = run_judging_bench(events=events, batch=batch, rules=load_rules_or_exit(rules))
+    print(json.dumps(figures))
+
+
+@bench_app.command()
+def detector(
+    events: Annotated[int, typer.Option(min=10_000, help="Events to simulate.")] = 2_000_000,
+    rounds: Annotated[int, typer.Option(min=1, help="Detector runs on the same batches.")] = 2,
+    workdir: WorkdirOption = None,
+    seed: SeedOption = 0,
+    rules: RulesOption = None,
+) -> None:
+    """The detector alone on a file run's batches: its CPU seconds stage by stage, against
+    decoding the same file (what detection adds to `run --alerts` on a busy machine)."""
+    from ecomwatch.benchmarks.detector_bench import run_detector_bench
+    from ecomwatch.config import load_config
+
+    figures = run_detector_bench(
+        events=events,
+        rounds=rounds,
+        seed=seed,
+        rules=load_rules_or_exit(rules),
+        config=load_config(),
+        workdir=workdir,
+        console=err,
+    )
     print(json.dumps(figures))
 
 

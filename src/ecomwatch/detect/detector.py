@@ -26,7 +26,9 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -241,6 +243,8 @@ class Detector:
         )
         self.incident_sink = incident_sink  # incident records, appended as they change
         self.correlating_s = 0.0  # time spent correlating (bench incidents: its overhead)
+        # Seconds spent in each stage of the work (`bench detector`; correlating apart).
+        self.spent: defaultdict[str, float] = defaultdict(float)
         self.incident_listeners = list(incident_listeners)
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
         self.baselines: dict[tuple[str, str], list[float]] = {}
@@ -266,14 +270,15 @@ class Detector:
 
     def process(self, events: pa.Table, watermark_us: int | None) -> None:
         if events.num_rows:
-            self._seq += 1
-            batch = self._project(events)
-            self.kept.append(batch)
-            self._unjudged.append(batch)
-            latest = int(pc.max(batch["t_us"]).as_py())
-            self._now_us = latest if self._now_us is None else max(self._now_us, latest)
-            if self._uses_ip_age:
-                self.ip_memory.add(batch["ip_key"], batch["t_us"])
+            with self._stage("projection"):
+                self._seq += 1
+                batch = self._project(events)
+                self.kept.append(batch)
+                self._unjudged.append(batch)
+                latest = int(pc.max(batch["t_us"]).as_py())
+                self._now_us = latest if self._now_us is None else max(self._now_us, latest)
+                if self._uses_ip_age:
+                    self.ip_memory.add(batch["ip_key"], batch["t_us"])
         if watermark_us is not None:
             self._watermark_us = watermark_us
         unjudged_rows = sum(batch.num_rows for batch in self._unjudged)
@@ -288,12 +293,14 @@ class Detector:
     def _judge(self, *, everything: bool = False) -> None:
         """Evaluate the rules that are due (all with new events if `everything`), hand the new
         alerts to the sinks, then close the windows the watermark has passed."""
-        self._note_pending()
+        with self._stage("pending"):
+            self._note_pending()
         due = [rule for rule in self.rules if self._due(rule, self._watermark_us, everything)]
         if due:
             self._evaluate(due)
         if self._watermark_us is not None:
-            self._evict(self._watermark_us)
+            with self._stage("closing"):
+                self._evict(self._watermark_us)
             started = time.perf_counter()
             self.correlator.advance(self._watermark_us)
             self.correlating_s += time.perf_counter() - started
@@ -394,8 +401,21 @@ class Detector:
         closes_at = pending - pending % window_us + window_us
         return watermark_us is not None and watermark_us >= closes_at
 
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        """Adds the time of the `with` block to `spent[name]`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.spent[name] += time.perf_counter() - started
+
     def snapshot(self) -> dict[str, Any]:
         self._judge(everything=True)  # a checkpoint (and the end of input) judges what is left
+        with self._stage("checkpoint"):
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
         return {
             "events_ipc": _to_ipc(self.kept.since(-(2**62))),
             "ip_seen_ipc": _to_ipc(self.ip_memory.table()),
@@ -548,12 +568,19 @@ class Detector:
             self._next_tick[rule.name] = self._tick(rule, self._now_us or 0)
         self._register_events(min(d.first_us for d in due))
         self._register_baselines()
-        found = self._matches(self._screen(self._holding_enough(due, new_rows)))
+        with self._stage("holding"):
+            holding = self._holding_enough(due, new_rows)
+        with self._stage("screening"):
+            screened = self._screen(holding)
+        with self._stage("matching"):
+            found = self._matches(screened)
         groups = [d for d in due if d.number in found and d.rule.spec.members is not None]
-        members = self._members([(d, found[d.number]) for d in groups])
+        with self._stage("members"):
+            members = self._members([(d, found[d.number]) for d in groups])
         for d in due:
             if d.number in found:
-                self._raise(d.rule, found[d.number], members.get(d.number, {}))
+                with self._stage("raising"):
+                    self._raise(d.rule, found[d.number], members.get(d.number, {}))
                 self._publish()
         self.con.unregister("baselines")
         self.con.unregister("candidates")
