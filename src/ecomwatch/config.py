@@ -191,10 +191,13 @@ class WebhookConfig(_Strict):
         60,
         ge=0,
         description="an incident's first message waits this long, folding in its "
-        "first merges and escalations",
+        "first merges and escalations (a kind's first incident: its group's first flush)",
     )
     group_interval_s: float = Field(
-        300, ge=0, description="an update of the same incident waits this long after the last"
+        300,
+        ge=0,
+        description="an update of the same incident waits this long after the last; a "
+        "kind's openings and resolutions go out together this often",
     )
     each_alert: bool = Field(
         False, description="also POST every alert (JSON arrays), as well as the incidents"

@@ -1,6 +1,7 @@
 """Notifications per incident: opened, escalated, resolved and reopened once each (the first
 message after a wait that folds a campaign's first minute in, updates at most one per
-interval), low ones in a digest, merged ones silent, and Slack's payload."""
+interval), incidents of one kind announced together at their group's flushes, low ones in a
+digest, merged ones silent, and Slack's payload."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def test_a_campaign_is_announced_when_it_opens_escalates_and_resolves():
     notify.records([record(minute=8, alerts=60, severity="critical")])
     assert sent[-1]["type"] == "incident.escalated" and sent[-1]["incident"]["alerts"] == 55
     notify.records([record(minute=40, state="resolved", severity="critical")])
-    notify.records([record(minute=41, state="resolved", severity="critical")])  # told already
+    assert len(sent) == 2  # the resolution waits for its group's flush: minute 41
+    notify.records([record(minute=42, state="resolved", severity="critical")])  # told already
     assert [m["type"] for m in sent] == [
         "incident.opened", "incident.escalated", "incident.resolved",
     ]  # fmt: skip
@@ -86,6 +88,7 @@ def test_merged_incidents_are_silent_and_the_survivor_carries_on():
     notify.records([record("a", minute=1), record("b", minute=1, kind="botnet")])  # announced
     notify.records([record("b", minute=5, state="merged", merged_into="a"), record("a", minute=5)])
     notify.records([record("a", minute=40, state="resolved")])
+    notify.close()
     assert [(m["type"], m["incident"]["incident_id"]) for m in sent] == [
         ("incident.opened", "a"), ("incident.opened", "b"), ("incident.resolved", "a"),
     ]  # fmt: skip
@@ -104,6 +107,7 @@ def test_incidents_of_one_kind_opening_together_are_one_message():
     assert notify.sent == {"opened": 2}
     # Each is its own incident after that: one resolves alone.
     notify.records([record("subnet1", minute=40, state="resolved", **botnet)])
+    notify.records([record("scraper", minute=42)])  # past the botnets' flush at minute 41
     assert sent[-1]["type"] == "incident.resolved"
     assert sent[-1]["incident"]["incident_id"] == "subnet1"
 
@@ -137,17 +141,17 @@ def test_slack_messages_carry_text_and_a_link():
     notify.records([record()])
     notify.records([record(minute=1)])
     notify.records([record(minute=40, state="resolved")])
+    notify.records([record("b", minute=50, kind="botnet"), record("c", minute=50, kind="botnet")])
     assert set(sent[0]) == {"text"}
     assert "*opened*: Scraper: 1 IP (i1) (high, 1 alerts)" in sent[0]["text"]
     assert "<http://shop:8080/#/incident/i1|i1>" in sent[0]["text"]
     assert "walks the catalogue" in sent[0]["text"] and "*resolved*" in sent[1]["text"]
-    notify.records([record("b", minute=50, kind="botnet"), record("c", minute=50, kind="botnet")])
     notify.close()
     assert sent[-1]["text"].splitlines()[0].endswith("*opened*: 2 botnet incidents")
     assert "<http://shop:8080/#/incident/c|c>" in sent[-1]["text"]
 
 
-def test_incidents_of_one_kind_resolving_in_one_update_are_one_message():
+def test_incidents_of_one_kind_resolving_before_their_flush_are_one_message():
     notify, sent = notifier()
     botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
     notify.records([record(f"subnet{n}", **botnet) for n in range(3)] + [record("scraper")])
@@ -158,6 +162,8 @@ def test_incidents_of_one_kind_resolving_in_one_update_are_one_message():
         [record("subnet0", **quiet, **botnet), record("scraper", **quiet)]
         + [record(f"subnet{n}", **quiet, **botnet) for n in (1, 2)]
     )
+    assert sent == []  # each waits for its group's flush, at minute 41
+    notify.close()
     assert [m["type"] for m in sent] == ["incidents.resolved", "incident.resolved"]
     assert [i["incident_id"] for i in sent[0]["incidents"]] == ["subnet0", "subnet1", "subnet2"]
     assert sent[0]["count"] == 3 and sent[1]["incident"]["incident_id"] == "scraper"
@@ -169,5 +175,32 @@ def test_slack_names_incidents_resolving_together_in_one_text():
     botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
     notify.records([record(f"subnet{n}", **botnet) for n in range(2)])
     notify.records([record(f"subnet{n}", minute=40, state="resolved", **botnet) for n in range(2)])
+    notify.close()
     assert sent[-1]["text"].startswith(":white_check_mark: *resolved*: 2 botnet incidents")
     assert sent[-1]["text"].count("• Botnet: 7 IPs") == 2
+
+
+def test_incidents_of_one_kind_appearing_minutes_apart_go_out_at_their_groups_flush():
+    notify, sent = notifier()
+    botnet = {"kind": "botnet", "title": "Botnet: 7 IPs"}
+    notify.records([record("subnet0", **botnet)])  # the group's first flush: minute 1
+    notify.records([record("subnet1", minute=3, **botnet)])
+    notify.records([record("scraper", minute=4)])  # a kind of its own: flushed at minute 5
+    notify.records([record("subnet2", minute=5, **botnet)])
+    assert [m["type"] for m in sent] == ["incident.opened"]
+    assert sent[0]["incident"]["incident_id"] == "subnet0"
+    notify.records([record("scraper", minute=6, alerts=3)])  # before the botnets' flush at 6
+    assert [m["incident"]["incident_id"] for m in sent] == ["subnet0", "scraper"]
+    notify.records([record("scraper", minute=7, alerts=4)])
+    assert sent[-1]["type"] == "incidents.opened"
+    assert [i["incident_id"] for i in sent[-1]["incidents"]] == ["subnet1", "subnet2"]
+    # Every botnet incident resolves at one flush (minute 36); the scraper stays open.
+    notify.records([record(f"subnet{n}", minute=33, state="resolved", **botnet) for n in range(3)])
+    notify.records([record("scraper", minute=37, alerts=5)])
+    assert sent[-1]["type"] == "incidents.resolved" and sent[-1]["count"] == 3
+    # The group has ended: the next botnet is a new group, announced after the group wait.
+    notify.records([record("subnet9", minute=60, **botnet)])
+    notify.records([record("scraper", minute=62, alerts=6)])
+    assert sent[-1]["type"] == "incident.opened"
+    assert sent[-1]["incident"]["incident_id"] == "subnet9"
+    assert notify.sent == {"opened": 4, "resolved": 1}

@@ -9,11 +9,14 @@ sends nothing: the one that absorbed it carries on.
 As in Prometheus Alertmanager, an incident's first message waits `group_wait_s` (a campaign's
 first minute brings its other alerts, merges and escalations, folded into that one message),
 and a further update of the same incident waits until `group_interval_s` after the last one.
-Incidents of one kind whose first messages fall due together are announced in one message
-(`incidents.opened`, as Alertmanager groups alerts by label): a botnet seen on four subnets at
-once is one notification, though its subnets are four incidents until something links them.
-Likewise incidents of one kind that resolve in one detector update (`incidents.resolved`): the
-subnets of a botnet that stops go quiet together.
+Incidents are grouped by kind, as Alertmanager groups alerts by label: a kind's openings,
+reopenings and resolutions go out together at the group's flushes, the first `group_wait_s`
+after the group's first incident and then every `group_interval_s` while the group has an
+incident open or a message waiting. Those of one flush are one message (`incidents.opened`,
+`incidents.resolved`): a botnet seen on several subnets, whose subnet incidents appear minutes
+apart and stay apart until something links them, is announced once and resolved once, not once
+per subnet. The price: a second campaign of a kind already announced waits for the group's
+next flush, at most `group_interval_s`, as it does in Alertmanager.
 Waits run in event time, and for a live service in wall time as well (whichever ends first:
 a service whose traffic stops still sends); a file's run, which goes through an hour of event
 time in seconds, waits in event time only. A run's end sends whatever is waiting.
@@ -75,6 +78,9 @@ class IncidentNotifier:
         self._told_at: dict[str, tuple[int, float]] = {}  # … and when (event µs, wall)
         self._resolved: set[str] = set()  # announced as resolved (until it reopens)
         self._waiting: dict[str, _Waiting] = {}
+        # kind → its group's first flush (event µs, wall): later ones every interval from it
+        self._groups: dict[str, tuple[int, float]] = {}
+        self._kind_of: dict[str, str] = {}  # incident id → kind, while announced and open
         self._after: list[dict[str, Any]] = []  # records to note once what waits is sent
         self._digest: dict[str, dict[str, Any]] = {}  # below the floor, since the last digest
         self._digest_from: int | None = None
@@ -130,14 +136,16 @@ class IncidentNotifier:
         none (more alerts of the same campaign, at the same severity)."""
         incident_id, state = record["incident_id"], record["state"]
         if state == IncidentState.MERGED:
-            for kept in (self._told, self._told_at, self._waiting, self._digest):
+            for kept in (self._told, self._told_at, self._waiting, self._digest, self._kind_of):
                 kept.pop(incident_id, None)
             self._resolved.discard(incident_id)
+            self._end_quiet_groups()
             return
         rank = Severity(record["severity"]).rank
         waiting = self._waiting.get(incident_id)
         if waiting is not None:
-            if state == IncidentState.RESOLVED:  # over before its message went: send that
+            if state == IncidentState.RESOLVED and waiting.event != "resolved":
+                # over before its message went: send that
                 waiting.due_us, waiting.due_at = NOW, NOW  # as it was, then this one
                 self._after.append(record)
             else:
@@ -170,13 +178,38 @@ class IncidentNotifier:
     def _wait(
         self, incident_id: str, event: str, record: dict[str, Any], wait_s: float | None
     ) -> None:
-        """Send `event` after `wait_s` (None: at once)."""
-        if wait_s is None:
-            self._waiting[incident_id] = _Waiting(event, NOW, NOW, record)
-            return
-        self._waiting[incident_id] = _Waiting(
-            event, self._now_us + int(wait_s * US), self._wall() + wait_s, record
-        )
+        """Send `event` at its kind's next flush (see the module docstring); `wait_s` is how
+        long a new group waits for its first (None: at once)."""
+        wait_us, wait_at = self._now_us, self._wall()
+        if wait_s is not None:
+            wait_us, wait_at = wait_us + int(wait_s * US), wait_at + wait_s
+        kind = record["kind"]
+        if kind not in self._groups:
+            if wait_s is None:
+                self._waiting[incident_id] = _Waiting(event, NOW, NOW, record)
+                return
+            self._groups[kind] = (wait_us, wait_at)
+        due_us, due_at = self._next_flush(kind)
+        self._waiting[incident_id] = _Waiting(event, due_us, due_at, record)
+
+    def _next_flush(self, kind: str) -> tuple[int, float]:
+        """The group's first flush, or the first of its later ones not past (event time, and
+        wall time when there is a clock)."""
+        first_us, first_at = self._groups[kind]
+        interval_us = max(1, int(self.interval_s * US))
+        due_us = first_us + max(0, -(-(self._now_us - first_us) // interval_us)) * interval_us
+        if self.clock is None:
+            return due_us, first_at
+        interval_s = max(self.interval_s, 1e-6)
+        due_at = first_at + max(0, -(-(self._wall() - first_at) // interval_s)) * interval_s
+        return due_us, due_at
+
+    def _end_quiet_groups(self) -> None:
+        """Forget the groups with nothing open and nothing waiting: the next incident of
+        their kind starts a new group (and waits `group_wait_s` again)."""
+        busy = {*self._kind_of.values(), *(w.record["kind"] for w in self._waiting.values())}
+        for kind in [k for k in self._groups if k not in busy]:
+            del self._groups[kind]
 
     def _wall(self) -> float:
         """Wall time; without a clock, a time no wait ever reaches."""
@@ -207,13 +240,17 @@ class IncidentNotifier:
             self._told_at[incident_id] = (self._now_us, now)
             if waiting.event == "resolved":
                 self._resolved.add(incident_id)
+                self._kind_of.pop(incident_id, None)
             else:
                 self._resolved.discard(incident_id)
+                self._kind_of[incident_id] = waiting.record["kind"]
             if waiting.event in ("opened", "resolved"):
                 key = (waiting.event, waiting.record["kind"])
                 together.setdefault(key, []).append(waiting.record)
             else:
                 messages.append((waiting.event, self._message(waiting.event, waiting.record)))
+        if due:
+            self._end_quiet_groups()
         grouped = [(event, self._together(event, rs)) for (event, _), rs in together.items()]
         opened = [message for message in grouped if message[0] == "opened"]
         return opened + messages + [message for message in grouped if message[0] == "resolved"]
