@@ -41,16 +41,28 @@ DATA_SCHEMA = pa.schema([*[pa.field(n, _META_TYPES[n]) for n in META_COLUMNS], *
 
 
 def prefixed_numbers(prefix: str, numbers: np.ndarray, width: int) -> pa.StringArray:
-    """`prefix` + each number zero-padded to `width` digits, built with numpy in one buffer
-    (an order of magnitude faster than casting and joining strings row by row)."""
+    """`prefix` + each (non-negative) number zero-padded to `width` digits, built with NumPy in
+    one buffer (an order of magnitude faster than casting and joining strings row by row). The
+    digits are worked out a row of digits at a time in a contiguous array, nine at a time in
+    32-bit arithmetic, and laid into the strings in one copy: 2 M keys 250-270 ms -> 150 ms,
+    against dividing 64-bit numbers straight into the strings' columns."""
     head = prefix.encode()
     size = len(head) + width
+    digits = np.empty((width, len(numbers)), dtype=np.uint8)  # digit row → each number's
+    rest = numbers.astype(np.int64, copy=True)
+    row = width
+    while row > 0:
+        take = min(9, row)  # 10**9 fits in 32 bits
+        part = (rest % 10**take).astype(np.uint32)
+        rest //= 10**take
+        for digit in range(row - 1, row - take - 1, -1):
+            np.remainder(part, 10, out=digits[digit], casting="unsafe")
+            part //= 10
+        row -= take
+    digits += ord("0")
     chars = np.empty((len(numbers), size), dtype=np.uint8)
     chars[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
-    rest = numbers.astype(np.int64, copy=True)
-    for column in range(size - 1, len(head) - 1, -1):
-        chars[:, column] = 48 + rest % 10
-        rest //= 10
+    chars[:, len(head) :] = digits.T
     offsets = np.arange(0, (len(numbers) + 1) * size, size, dtype=np.int32)
     return pa.StringArray.from_buffers(len(numbers), pa.py_buffer(offsets), pa.py_buffer(chars))
 
