@@ -7,8 +7,8 @@ CPU time is the baseline, measured in the same invocation), then its batches are
 `Detector` as a file run feeds them: the watermark the engine computes, judging every
 `[detect] judge_rows` rows, a checkpoint every `[engine] checkpoint_rows`, DuckDB on one thread
 (a file run's default on two cores). Each round is a new detector on the same batches; the
-figures are CPU seconds (the process's, all on this one thread) and the time of each stage
-(`Detector.spent`).
+figures are the process's CPU seconds (the detector's work all runs on the calling thread) and
+the wall time of each stage (`Detector.spent`).
 """
 
 from __future__ import annotations
