@@ -112,6 +112,11 @@ def empty_events() -> pa.Table:
     return EVENT_SCHEMA.empty_table()
 
 
+def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The column as one array: a chunked one's chunks combined."""
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
 def dictionary_chunks(column: pa.ChunkedArray) -> list[pa.DictionaryArray]:
     """The column's chunks as dictionary arrays (label columns already are; others are
     encoded), so that work per distinct value is done once per chunk."""

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ecomwatch.schema import one_array
+
 
 def mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean column as numpy, null as False."""
@@ -18,7 +20,7 @@ class DistinctText:
     """A text column encoded once: what is known of each distinct value, given per row."""
 
     def __init__(self, column: pa.ChunkedArray | pa.Array) -> None:
-        array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+        array = one_array(column)
         if not pa.types.is_dictionary(array.type):
             array = pc.dictionary_encode(array)
         self.values = array.dictionary.cast(pa.string())

@@ -31,6 +31,7 @@ from ecomwatch.schema import (
     EventType,
     conform,
     constant,
+    one_array,
 )
 
 # Formats tried in order, vectorized; what none of them parses goes to datetime.fromisoformat.
@@ -111,10 +112,6 @@ def _mask_to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if isinstance(filled, pa.ChunkedArray):
         filled = filled.combine_chunks()
     return filled.to_numpy(zero_copy_only=False)
-
-
-def _as_array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def _blank_to_null(text: pa.Array) -> pa.Array:
@@ -275,7 +272,7 @@ def validate(
     if n == 0:
         return Decoded(EVENT_SCHEMA.empty_table(), empty_rejects())
     checks = _Checks(n)
-    columns = {name: _as_array(raw.column(name)) for name in raw.column_names}
+    columns = {name: one_array(raw.column(name)) for name in raw.column_names}
     originals = dict(columns)
     text_cols: dict[str, pa.Array] = {}
     for name in INPUT_COLUMNS:

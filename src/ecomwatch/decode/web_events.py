@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.rejects import RejectReason, rejects_table
-from ecomwatch.schema import EVENT_SCHEMA, TIME_TYPE, EventType, conform, constant
+from ecomwatch.schema import EVENT_SCHEMA, TIME_TYPE, EventType, conform, constant, one_array
 
 _REQUEST = (
     r"^(?P<method>[A-Z][A-Z_-]{0,19}) (?P<path>[^?\s]*)(?:\?(?P<query>\S*))?"
@@ -53,7 +53,7 @@ class WebFields:
 
 def as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Binary to text; bytes that are not UTF-8 are kept as `\\xHH`, as nginx writes them."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    array = one_array(column)
     try:
         return array.cast(pa.string())
     except pa.ArrowInvalid:

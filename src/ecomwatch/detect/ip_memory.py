@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ecomwatch.detect.entity_keys import address_keys
+from ecomwatch.schema import one_array
 
 # Sightings noted before they are merged into the memory: each merge copies the memory (a
 # day of IPs), so fewer, larger merges; a judging round merges what is left first.
@@ -31,7 +32,7 @@ def _grouped(
     (Arrow), each one's least first and greatest last gathered by index (NumPy), then only the
     distinct keys sorted (a quarter of a million sightings: 8 ms, against 18 to 27 ms for
     Arrow's group-by and sort)."""
-    keys, first, last = (_one_array(column) for column in (keys, first, last))
+    keys, first, last = (one_array(column) for column in (keys, first, last))
     if keys.null_count:
         valid = keys.is_valid()
         keys, first, last = keys.filter(valid), first.filter(valid), last.filter(valid)
@@ -44,10 +45,6 @@ def _grouped(
     np.maximum.at(greatest, index, last.to_numpy().astype(np.int64, copy=False))
     order = np.argsort(distinct)
     return distinct[order], least[order], greatest[order]
-
-
-def _one_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
 class IpMemory:
