@@ -242,8 +242,8 @@ class Detector:
             cooldowns_s={rule.name: rule.cooldown_s for rule in rules},
         )
         self.incident_sink = incident_sink  # incident records, appended as they change
-        self.correlating_s = 0.0  # time spent correlating (bench incidents: its overhead)
-        # Seconds spent in each stage of the work (`bench detector`; correlating apart).
+        # Seconds spent in each stage of the work (`bench detector`; correlating: `bench
+        # incidents`' overhead).
         self.spent: defaultdict[str, float] = defaultdict(float)
         self.incident_listeners = list(incident_listeners)
         # (rule, entity) → [events, closed windows, carts + purchases] of its closed windows
@@ -260,6 +260,11 @@ class Detector:
         self._pending_rows: dict[str, int] = {}
         self._last_seq: dict[str, int] = {}
         self._next_tick: dict[str, int] = {}
+
+    @property
+    def correlating_s(self) -> float:
+        """Time spent correlating alerts into incidents (`bench incidents`: its overhead)."""
+        return self.spent["correlating"]
 
     @property
     def alerts(self) -> list[Alert]:
@@ -301,9 +306,8 @@ class Detector:
         if self._watermark_us is not None:
             with self._stage("closing"):
                 self._evict(self._watermark_us)
-            started = time.perf_counter()
-            self.correlator.advance(self._watermark_us)
-            self.correlating_s += time.perf_counter() - started
+            with self._stage("correlating"):
+                self.correlator.advance(self._watermark_us)
             self._publish_incidents()
 
     def _publish(self) -> None:
@@ -311,16 +315,15 @@ class Detector:
         the sink and the listeners: after each rule, so that an alert does not wait for the
         rules judged after it."""
         alerts = self.alerts
-        started = time.perf_counter()
-        for number in range(self._published, len(alerts)):
-            alert = alerts[number]
-            incident_id = self.correlator.add(
-                alert.to_json(), int(alert.detected_at.timestamp() * 1_000_000)
-            )
-            alerts[number] = replace(alert, incident_id=incident_id)
-        for alert_id, last_seen in self.alerting.take_held().items():
-            self.correlator.active(alert_id, int(last_seen.timestamp() * 1_000_000))
-        self.correlating_s += time.perf_counter() - started
+        with self._stage("correlating"):
+            for number in range(self._published, len(alerts)):
+                alert = alerts[number]
+                incident_id = self.correlator.add(
+                    alert.to_json(), int(alert.detected_at.timestamp() * 1_000_000)
+                )
+                alerts[number] = replace(alert, incident_id=incident_id)
+            for alert_id, last_seen in self.alerting.take_held().items():
+                self.correlator.active(alert_id, int(last_seen.timestamp() * 1_000_000))
         new = [a.to_json() for a in alerts[self._published :]]
         if not new:
             return
@@ -334,9 +337,8 @@ class Detector:
         self._publish_incidents()
 
     def _publish_incidents(self) -> None:
-        started = time.perf_counter()
-        changed = self.correlator.changed()  # summarizing the records is correlation work
-        self.correlating_s += time.perf_counter() - started
+        with self._stage("correlating"):
+            changed = self.correlator.changed()  # summarizing the records is correlation work
         if not changed:
             return
         if self.incident_sink is not None:
