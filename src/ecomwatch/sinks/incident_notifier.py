@@ -31,13 +31,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ecomwatch.detect.alert import parse_iso
 from ecomwatch.detect.incident import IncidentState
 from ecomwatch.detect.rules import Severity
 
 Style = Literal["json", "slack"]
+T = TypeVar("T", int, float)
 DIGEST_TITLES = 10  # incidents named in a digest; the rest are counted
 ICONS = {"opened": ":rotating_light:", "escalated": ":arrow_up:", "reopened": ":repeat:"}
 US = 1_000_000
@@ -180,15 +181,12 @@ class IncidentNotifier:
     ) -> None:
         """Send `event` at its kind's next flush (see the module docstring); `wait_s` is how
         long a new group waits for its first (None: at once)."""
-        wait_us, wait_at = self._now_us, self._wall()
-        if wait_s is not None:
-            wait_us, wait_at = wait_us + int(wait_s * US), wait_at + wait_s
         kind = record["kind"]
         if kind not in self._groups:
             if wait_s is None:
                 self._waiting[incident_id] = _Waiting(event, NOW, NOW, record)
                 return
-            self._groups[kind] = (wait_us, wait_at)
+            self._groups[kind] = (self._now_us + int(wait_s * US), self._wall() + wait_s)
         due_us, due_at = self._next_flush(kind)
         self._waiting[incident_id] = _Waiting(event, due_us, due_at, record)
 
@@ -196,13 +194,10 @@ class IncidentNotifier:
         """The group's first flush, or the first of its later ones not past (event time, and
         wall time when there is a clock)."""
         first_us, first_at = self._groups[kind]
-        interval_us = max(1, int(self.interval_s * US))
-        due_us = first_us + max(0, -(-(self._now_us - first_us) // interval_us)) * interval_us
+        due_us = _step_not_before(first_us, self._now_us, max(1, int(self.interval_s * US)))
         if self.clock is None:
             return due_us, first_at
-        interval_s = max(self.interval_s, 1e-6)
-        due_at = first_at + max(0, -(-(self._wall() - first_at) // interval_s)) * interval_s
-        return due_us, due_at
+        return due_us, _step_not_before(first_at, self._wall(), max(self.interval_s, 1e-6))
 
     def _end_quiet_groups(self) -> None:
         """Forget the groups with nothing open and nothing waiting: the next incident of
@@ -343,6 +338,11 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
             "last_seen", "alerts", "ip_count", "ips", "events", "rules", "explanation",
         )
     }  # fmt: skip
+
+
+def _step_not_before(first: T, now: T, step: T) -> T:
+    """The first of `first`, `first + step`, `first + 2 step`… not before `now`."""
+    return first + max(0, -(-(now - first) // step)) * step
 
 
 def _us(text: str) -> int:
