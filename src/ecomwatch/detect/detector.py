@@ -73,6 +73,8 @@ from ecomwatch.detect.window_sql import (
 from ecomwatch.schema import EVENT_SCHEMA
 from ecomwatch.sinks.jsonl import JsonLinesFile
 
+# Keys of rules about one actor, judged first in a round (`_evaluate`).
+ENTITY_KEYS = frozenset({KeyKind.IP, KeyKind.SESSION, KeyKind.USER})
 IP_MEMORY_S = 86_400  # how long an IP is remembered after its last event, for ip_age_s
 
 STATE_COLUMNS = (
@@ -554,11 +556,13 @@ class Detector:
     def _evaluate(self, rules: list[Rule]) -> None:
         """Judge, for each rule, every (key, window) that received events since its last round.
 
-        A query here costs milliseconds whatever its size, so a round runs three for all rules:
-        the windows passing the cheap part of the conditions that read costly features
+        A query here costs milliseconds whatever its size, so a round runs few, each for many
+        rules: the windows passing the cheap part of the conditions that read costly features
         (`candidates`), then every feature of those windows and of the other rules' windows,
-        then the members of the groups that group rules matched. The alerts of each rule go to
-        the listeners before the next rule raises its own.
+        then the members of the groups that group rules matched. It does so twice: for the
+        rules about one IP, session or user, whose alerts then go out, and for the group and
+        shop-wide rules. The alerts of each rule go to the listeners before the next rule
+        raises its own.
         """
         due = [
             Judging(rule, number, self._first_judged(rule), self._last_seq.get(rule.name, 0))
@@ -572,8 +576,23 @@ class Detector:
         self._register_baselines()
         with self._stage("holding"):
             holding = self._holding_enough(due, new_rows)
+        # Rules about one entity first: a scraper's alert goes out before the queries of the
+        # group and shop-wide rules (their members, baselines) have run.
+        for part in (
+            [d for d in holding if d.rule.spec.key in ENTITY_KEYS],
+            [d for d in holding if d.rule.spec.key not in ENTITY_KEYS],
+        ):
+            if part:
+                self._evaluate_part(part)
+        self.con.unregister("baselines")
+
+    def _evaluate_part(self, due: list[Judging]) -> None:
+        """One part of a round (`_evaluate`): screening, matching and members of the `due`
+        rules, then their alerts."""
+        # Raising an alert may have narrowed `events` to its groups' windows.
+        self._register_events(min(d.first_us for d in due))
         with self._stage("screening"):
-            screened = self._screen(holding)
+            screened = self._screen(due)
         with self._stage("matching"):
             found = self._matches(screened)
         groups = [d for d in due if d.number in found and d.rule.spec.members is not None]
@@ -584,7 +603,6 @@ class Detector:
                 with self._stage("raising"):
                     self._raise(d.rule, found[d.number], members.get(d.number, {}))
                 self._publish()
-        self.con.unregister("baselines")
         self.con.unregister("candidates")
 
     def _first_judged(self, rule: Rule) -> int:
