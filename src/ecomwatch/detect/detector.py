@@ -43,7 +43,7 @@ from ecomwatch.detect.alerting import Alerting
 from ecomwatch.detect.correlate import Correlator
 from ecomwatch.detect.crawlers import CrawlerVerifier
 from ecomwatch.detect.entity_keys import IPV6_PREFIX, address_keys, agent_keys, ipv6_prefix
-from ecomwatch.detect.features import POPULARITY_FEATURES
+from ecomwatch.detect.features import EVENT_CODES, POPULARITY_FEATURES
 from ecomwatch.detect.ip_memory import SEEN_SCHEMA, IpMemory
 from ecomwatch.detect.kept_events import (
     KEPT_SCHEMA,
@@ -515,8 +515,10 @@ class Detector:
         kept = self._with_keys(pa.table(columns))
         if not self._uses_popularity:
             return kept
-        # Popularity counts the views of shoppers, not of declared bots and crawlers.
-        counted = pc.and_not(pc.equal(kept["event_type"], "view"), kept["declared_bot"])
+        # Popularity counts the views of shoppers, not of declared bots and crawlers. (The
+        # codes, not the labels: comparing a dictionary column to text decodes every row.)
+        views = pc.equal(kept["event_code"], pa.scalar(EVENT_CODES["view"], pa.int8()))
+        counted = pc.and_not(views, kept["declared_bot"])
         popularity = self.popularity.popularity(
             kept["product_id"], kept["t_us"], kept["ip_key"], counted
         )
