@@ -161,6 +161,30 @@ def test_an_alert_reaches_the_listeners_before_the_rules_raised_after_its_own(mo
     assert all(seen == 1 for _, seen in raising_round[1:])
 
 
+def test_a_scrapers_alert_is_heard_before_the_group_rules_are_judged(monkeypatch):
+    """A round judges the rules about one IP, session or user first: their alerts go out
+    before the group and shop-wide rules' queries (members, baselines) run."""
+    entity, rows = INJECTED["fast-scraper"]
+    heard: list[dict] = []
+    parts: list[tuple[set[str], int]] = []  # (key kinds judged, alerts heard by then)
+    evaluate_part = Detector._evaluate_part
+
+    def judging_part(self, due):
+        parts.append(({d.rule.spec.key.value for d in due}, len(heard)))
+        return evaluate_part(self, due)
+
+    monkeypatch.setattr(Detector, "_evaluate_part", judging_part)
+    busy = [event(i, "view", i, i, f"s{i}", f"198.51.100.{i % 10}", "Busy/1.0") for i in range(40)]
+    text = rees46_csv(sorted(rows + busy, key=lambda r: r["event_time"]))
+    detect([MemorySource(text)], load_rules(), config=EVERY_BATCH, alert_listeners=[heard.extend])
+    assert [(a["rule"], a["entity"]) for a in heard] == [("fast-scraper", entity)]
+    actors, groups = {"ip", "session", "user"}, {"subnet", "user_agent", "global"}
+    # Every part judges one side; the group part right after the scraper's alert heard it.
+    assert all(kinds <= actors or not kinds & actors for kinds, _ in parts)
+    first = next(i for i, (_, seen) in enumerate(parts) if seen == 1)
+    assert parts[first - 1][0] <= actors and parts[first][0] & groups
+
+
 def final_alerts(alerts) -> set[tuple]:
     """Each alert id with its rule, entity and final severity (escalations repeat the id)."""
     last = {a.alert_id: a for a in alerts}

@@ -5,9 +5,10 @@ in place. In each judging round (every batch for a live service that keeps up, a
 `judge_share` of its time when it falls behind; every `judge_rows` rows for file input) every
 rule looks at the (key, window) pairs that received events since its last round: first the
 cheap part of its condition (counts, durations), then every feature for the windows that
-passed (`window_sql`), each step one query for all rules (a query over these small tables
-costs milliseconds whatever its size); an alert is raised in the round where the condition
-first holds, not when the window closes.
+passed (`window_sql`), each step one query for many rules (a query over these small tables
+costs milliseconds whatever its size): the rules about one IP, session or user first, whose
+alerts then go out, then the group and shop-wide rules. An alert is raised in the round where
+the condition first holds, not when the window closes.
 Windows are tumbling and aligned to the epoch; when the watermark passes a window's end its
 count feeds the key's baseline and its events are evicted, so memory follows the active keys
 and the longest window, not the input.
