@@ -581,19 +581,19 @@ class Detector:
             holding = self._holding_enough(due, new_rows)
         # Rules about one entity first: a scraper's alert goes out before the queries of the
         # group and shop-wide rules (their members, baselines) have run.
-        for part in (
+        parts = [
             [d for d in holding if d.rule.spec.key in ENTITY_KEYS],
             [d for d in holding if d.rule.spec.key not in ENTITY_KEYS],
-        ):
-            if part:
-                self._evaluate_part(part)
+        ]
+        for number, part in enumerate(part for part in parts if part):
+            if number:  # raising the first part's alerts may have narrowed `events`
+                self._register_events(min(d.first_us for d in part))
+            self._evaluate_part(part)
         self.con.unregister("baselines")
 
     def _evaluate_part(self, due: list[Judging]) -> None:
         """One part of a round (`_evaluate`): screening, matching and members of the `due`
         rules, then their alerts."""
-        # Raising an alert may have narrowed `events` to its groups' windows.
-        self._register_events(min(d.first_us for d in due))
         with self._stage("screening"):
             screened = self._screen(due)
         with self._stage("matching"):
