@@ -10,20 +10,12 @@ flat (docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-
 import pyarrow as pa
 
-M_ARENA_MAX = -8  # glibc's mallopt parameter for the most arenas
+from ecomwatch.batch_memory import limit_malloc_arenas
 
 
 def use_returning_allocators(arenas: int = 2) -> None:
     """Arrow on the system allocator, and glibc (where it is the C library) on `arenas` arenas."""
     pa.set_memory_pool(pa.system_memory_pool())
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
-        libc.mallopt(M_ARENA_MAX, arenas)
+    limit_malloc_arenas(arenas)
