@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -35,8 +36,8 @@ def test_the_users_choice_of_allocator_is_kept(monkeypatch: pytest.MonkeyPatch) 
 
 
 ARENAS_USED = """
-import ctypes, os, sys, tempfile, threading
-from ecomwatch.batch_memory import BATCH_ARENAS, use_batch_allocator
+import ctypes, sys, threading
+from ecomwatch.batch_memory import use_batch_allocator
 if sys.argv[1] == "limited":
     use_batch_allocator()
 barrier = threading.Barrier(8)
@@ -51,7 +52,7 @@ for t in threads:
     t.join()
 libc = ctypes.CDLL("libc.so.6")
 libc.fopen.restype = ctypes.c_void_p
-path = os.path.join(tempfile.mkdtemp(), "malloc.xml")
+path = sys.argv[2]
 stream = libc.fopen(path.encode(), b"w")
 libc.malloc_info(0, ctypes.c_void_p(stream))
 libc.fclose(ctypes.c_void_p(stream))
@@ -60,11 +61,12 @@ print(open(path).read().count("<heap nr="))
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's arenas only")
-def test_a_file_run_shares_two_malloc_arenas_between_its_threads() -> None:
+def test_a_file_run_shares_two_malloc_arenas_between_its_threads(tmp_path: Path) -> None:
     def arenas(mode: str) -> int:
         env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+        report = tmp_path / f"{mode}.xml"
         done = subprocess.run(
-            [sys.executable, "-c", ARENAS_USED, mode],
+            [sys.executable, "-c", ARENAS_USED, mode, str(report)],
             capture_output=True, text=True, check=True, env=env,
         )  # fmt: skip
         return int(done.stdout)

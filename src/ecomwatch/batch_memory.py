@@ -12,8 +12,9 @@ What Arrow does not allocate (NumPy arrays, Python's larger objects, the detecto
 through the C library's malloc, which gives each thread that allocates an arena of its own (up
 to eight per core). Decoding, committing and detecting threads each kept hundreds of megabytes
 of freed memory in their arenas: on a month of events (67.5 M), two arenas held the run's peak
-resident size 300 MB lower at the same speed (docs/BENCHMARKS.md). `MALLOC_ARENA_MAX`, when set,
-is left to decide. The live service keeps its own settings (`serve/memory.py`).
+resident size 320-450 MB lower, its time within the runs' spread (docs/BENCHMARKS.md).
+`MALLOC_ARENA_MAX`, when set, is left to decide. The live service keeps its own settings
+(`serve/memory.py`).
 """
 
 from __future__ import annotations
