@@ -42,13 +42,12 @@ def use_batch_allocator() -> str:
     return pa.default_memory_pool().backend_name
 
 
-def limit_malloc_arenas(arenas: int) -> bool:
+def limit_malloc_arenas(arenas: int) -> None:
     """Have glibc's malloc (where it is the C library) share at most `arenas` arenas between
-    the threads created from now on; whether it could be told."""
+    the threads created from now on; other C libraries keep their own ways."""
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return
     libc = ctypes.CDLL(name)
-    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
-        return False  # not glibc (musl, macOS): its own arenas, if any
-    return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
+        libc.mallopt(M_ARENA_MAX, arenas)
