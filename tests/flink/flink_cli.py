@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,10 +22,31 @@ def need_flink() -> None:
         pytest.skip(f"no Flink environment at {FLINK_PYTHON}: `make flink` creates it")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """`ecomwatch ARGS…` with the Flink environment, as a user runs it."""
-    env = {**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON)}
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`ecomwatch ARGS…` with the Flink environment, as a user runs it (`env`: variables to
+    set besides)."""
+    env = {**os.environ, "ECOMWATCH_FLINK_PYTHON": str(FLINK_PYTHON), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ecomwatch.cli.main", *args],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
+
+
+@contextmanager
+def watched(directory: Path) -> Iterator[set[str]]:
+    """The names of the entries that appear two levels under `directory` while the block runs
+    (looked at every 0.1 s)."""
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def look() -> None:
+        while not done.wait(0.1):
+            seen.update(path.name for path in directory.glob("*/*"))
+
+    watcher = threading.Thread(target=look, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()

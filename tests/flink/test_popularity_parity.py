@@ -24,7 +24,7 @@ from ecomwatch.simulate.evasive import EvasiveScenario
 from ecomwatch.simulate.traffic import TrafficSpec
 from ecomwatch.simulate.writers import write_traffic
 from ecomwatch.sources.files import file_sources
-from tests.flink.flink_cli import LATENESS_S, cli, need_flink
+from tests.flink.flink_cli import LATENESS_S, cli, need_flink, watched
 
 pytestmark = pytest.mark.integration
 
@@ -71,9 +71,18 @@ def test_long_tail_swarm_raises_the_same_alerts_on_flink(scenario, embedded, par
     )
     assert [item.rule.name for item in job.compiled] == ["long-tail-swarm"]
     alerts = work / "alerts.jsonl"
-    done = cli("flink", "run", str(job.directory), "--parallelism", str(parallelism),
-               "--alerts", str(alerts), "--store", str(work / "store.db"), "--json")  # fmt: skip
+    system_tmp = work / "system-tmp"  # the run's TMPDIR
+    system_tmp.mkdir(parents=True)
+    with watched(system_tmp) as seen:
+        done = cli("flink", "run", str(job.directory), "--parallelism", str(parallelism),
+                   "--alerts", str(alerts), "--store", str(work / "store.db"), "--json",
+                   env={"TMPDIR": str(system_tmp)})  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # The mini-cluster's working files (its RPC jar, its directories) were written in a
+    # directory of the run's own under the temporary directory, and removed with it.
+    assert any(name.startswith("minicluster_") for name in seen), sorted(seen)
+    assert any(name.startswith("flink-rpc") for name in seen), sorted(seen)
+    assert not any(system_tmp.iterdir()), sorted(map(str, system_tmp.rglob("*")))
     on_flink = [json.loads(line) for line in alerts.read_text().splitlines()]
     parity = compare(embedded, on_flink)
     assert not parity.only_embedded and not parity.only_flink, json.dumps(parity.to_json())[:4000]
