@@ -41,7 +41,10 @@ def watched(directory: Path) -> Iterator[set[str]]:
 
     def look() -> None:
         while not done.wait(0.1):
-            seen.update(path.name for path in directory.glob("*/*"))
+            try:
+                seen.update(path.name for path in directory.glob("*/*"))
+            except OSError:  # a directory removed while it was listed: look again
+                continue
 
     watcher = threading.Thread(target=look, daemon=True)
     watcher.start()

@@ -4,7 +4,8 @@ detector's own class), raises the same alerts as the embedded detector at parall
 
 Popularity is known only after an hour of views, longer than `test_parity`'s scenario: this one
 is two hours of ordinary traffic with one residential botnet on the long tail in the second
-(the evasive scenario's, its other attackers left out to keep the job small)."""
+(the evasive scenario's, its other attackers left out to keep the job small). The same runs
+check that the job's temporary files stay in a directory of its own, removed at the end."""
 
 from __future__ import annotations
 
