@@ -1,13 +1,15 @@
 """Writes examples/rules/groups.csv.gz and examples/rules/sale.csv.gz (run from the repository
-root): an hour and a half of an ordinary shop, in the first with a declared bot, a botnet on
-one /24 sharing one user agent and a flood of new addresses hammering a few products, in the
-second with a flash sale whose crowd buys, which must raise no alarm."""
+root with .venv/bin/python): an hour and a half of an ordinary shop, in the first with a
+declared bot, a botnet on one /24 sharing one user agent and a flood of new addresses hammering
+a few products, in the second with a flash sale whose crowd buys, which must raise no alarm."""
 
 import csv
 import gzip
 import io
 import random
 from datetime import UTC, datetime, timedelta
+
+from ecomwatch.schema import REES46_COLUMNS
 
 rng = random.Random(23)
 T0 = datetime(2019, 11, 1, 8, 0, 0, tzinfo=UTC)
@@ -50,21 +52,7 @@ def write(path):
     with gzip.GzipFile(path, "wb", mtime=0) as packed:  # same bytes each run
         out = io.TextIOWrapper(packed, newline="")
         writer = csv.writer(out)
-        writer.writerow(
-            [
-                "event_time",
-                "event_type",
-                "product_id",
-                "category_id",
-                "category_code",
-                "brand",
-                "price",
-                "user_id",
-                "user_session",
-                "ip",
-                "user_agent",
-            ]
-        )
+        writer.writerow([*REES46_COLUMNS, "ip", "user_agent"])
         writer.writerows(rows)
         out.flush()
     rows.clear()

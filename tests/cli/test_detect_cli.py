@@ -7,6 +7,7 @@ import json
 import tomllib
 from pathlib import Path
 
+from ecomwatch.detect.rule_tests import FixtureFile
 from ecomwatch.detect.rules import default_rules
 from tests.cli.test_cli import cli
 from tests.sinks.test_webhook import Receiver
@@ -37,10 +38,11 @@ def test_rules_test_passes_the_shipped_fixtures_and_reports_a_failing_case(tmp_p
 def test_every_default_rule_has_a_must_alert_case_and_every_case_a_must_not():
     """The shipped fixtures (run by the test above) cover each default rule: an alert it must
     raise, in a case that also names what must stay quiet."""
-    cases = tomllib.loads((EXAMPLES / "fixtures.toml").read_text())["case"]
-    expected = {want["rule"] for case in cases for want in case.get("expect", [])}
+    fixtures = tomllib.loads((EXAMPLES / "fixtures.toml").read_text())
+    cases = FixtureFile.model_validate(fixtures).case
+    expected = {want.rule for case in cases for want in case.expect}
     assert {rule.name for rule in default_rules()} - expected == set()
-    assert all(case.get("forbid") for case in cases), [c["name"] for c in cases]
+    assert all(case.forbid for case in cases), [case.name for case in cases]
 
 
 def test_detect_feeds_a_flaky_webhook_and_the_store_and_explain_reads_both(tmp_path: Path):
