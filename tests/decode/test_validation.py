@@ -109,6 +109,23 @@ def test_integral_float_ids_accepted_non_integral_rejected():
     assert [r["reason"] for r in rejects] == ["bad_product_id"]
 
 
+def test_signed_and_space_padded_numbers_are_read():
+    """A '+' sign or spaces around a number once made Arrow's cast raise, which stopped the
+    whole file instead of reading (or rejecting) one row."""
+    rows = [
+        GOOD.replace("1003461", "+5"),
+        GOOD.replace("489.07", " 2.5"),
+        GOOD.replace("520088904", " 7 "),
+        GOOD.replace("1003461", " 5.0"),
+        GOOD.replace("489.07", "  "),
+    ]
+    events, rejects = decode("\n".join([HEADER, *rows]) + "\n")
+    assert events["product_id"].to_pylist() == [5, 1003461, 1003461, 5]
+    assert events["price"].to_pylist() == [489.07, 2.5, 489.07, 489.07]
+    assert events["user_id"].to_pylist() == [520088904, 520088904, 7, 520088904]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(6, "bad_price")]
+
+
 def test_empty_optional_fields_become_null():
     row = "2019-11-01 00:00:00 UTC,cart,1,,,,0.00,7,"
     events, rejects = decode(HEADER + "\n" + row + "\n")

@@ -11,7 +11,7 @@ import pyarrow.csv as pacsv
 
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.rejects import RejectReason, rejects_table
-from ecomwatch.decode.validate import Decoded, validate
+from ecomwatch.decode.validate import TIME_FORMATS, Decoded, validate
 from ecomwatch.schema import EXTRA_COLUMNS, INPUT_COLUMNS, REES46_COLUMNS, REQUIRED_COLUMNS
 
 _INDEX_NAMES = {"", "unnamed: 0", "index", "_c0"}
@@ -91,10 +91,11 @@ def read_delimited(
     include: list[str],
     parse_options: pacsv.ParseOptions | None = None,
     column_types: dict[str, pa.DataType] | None = None,
+    convert_options: pacsv.ConvertOptions | None = None,
 ) -> Delimited:
     """Parse a chunk's lines as delimited fields named `names`, keeping `include` as binary,
-    or converted to `column_types` with `-` as null (pa.ArrowInvalid when a value does not
-    convert)."""
+    or converted to `column_types` with `-` as null, or as `convert_options` say
+    (pa.ArrowInvalid when a value does not convert)."""
     invalid: list[tuple[int, str, int]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -107,16 +108,7 @@ def read_delimited(
         io.BytesIO(chunk.data),
         read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 26),
         parse_options=options,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=include, column_types={c: pa.binary() for c in include}
-        )
-        if column_types is None
-        else pacsv.ConvertOptions(
-            include_columns=include,
-            column_types=column_types,
-            null_values=["-"],
-            strings_can_be_null=True,
-        ),
+        convert_options=convert_options or _convert_options(include, column_types),
     )
     # pyarrow numbers rows without counting blank lines: map its numbers back to lines.
     lines = np.arange(chunk.line_count, dtype=np.int64)
@@ -137,11 +129,97 @@ def read_delimited(
     return Delimited(table, relative + chunk.first_line, found)
 
 
+def _convert_options(
+    include: list[str], column_types: dict[str, pa.DataType] | None
+) -> pacsv.ConvertOptions:
+    if column_types is None:
+        return pacsv.ConvertOptions(
+            include_columns=include, column_types={c: pa.binary() for c in include}
+        )
+    return pacsv.ConvertOptions(
+        include_columns=include,
+        column_types=column_types,
+        null_values=["-"],
+        strings_can_be_null=True,
+    )
+
+
+# The REES46 columns that are not text, in the types pyarrow's reader can convert them to while
+# it parses: about a tenth of a chunk's decoding less than reading every field as bytes and
+# converting them afterwards. Only an empty field is null, as when they are converted later.
+_TYPED_COLUMNS = {
+    "event_time": pa.timestamp("us"),  # UTC, as the format's suffix says
+    "product_id": pa.int64(),
+    "category_id": pa.int64(),
+    "user_id": pa.int64(),
+    "price": pa.float64(),
+}
+
+
+def _typed_options(include: list[str]) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(
+        include_columns=include,
+        column_types={c: _TYPED_COLUMNS.get(c, pa.string()) for c in include},
+        null_values=[""],
+        strings_can_be_null=False,
+        timestamp_parsers=[TIME_FORMATS[0]],
+    )
+
+
+def _decode_typed(
+    chunk: TextChunk, names: list[str], layout: CsvLayout, *, source_name: str, source_id: str
+) -> Decoded | None:
+    """The chunk decoded with its columns converted as they are parsed, when every value
+    converts and no row is rejected; else None. A chunk with any defect is decoded again from
+    its bytes, so that rejected rows keep their text exactly and every defect its reason."""
+    try:
+        parsed = read_delimited(
+            chunk, names, include=layout.columns, convert_options=_typed_options(layout.columns)
+        )
+    except pa.ArrowInvalid:  # a value in another format, or not valid UTF-8
+        return None
+    if parsed.invalid:
+        return None
+    decoded = validate(parsed.table, parsed.lines, source_name=source_name, source_id=source_id)
+    return decoded if decoded.rejects.num_rows == 0 and not decoded.repaired else None
+
+
+@dataclass
+class TypedAttempts:
+    """Whether a file's chunks are still worth converting as they are parsed. After a few
+    chunks in a row that had to be decoded again from their bytes (a file whose IDs are written
+    as floats, say), the file's other chunks go straight to bytes. Shared by a file's decode
+    threads: a race between them costs at most an attempt."""
+
+    misses: int = 0
+
+    def worth_trying(self) -> bool:
+        return self.misses < _MISSES_BEFORE_BYTES
+
+    def record(self, converted: bool) -> None:
+        self.misses = 0 if converted else self.misses + 1
+
+
+_MISSES_BEFORE_BYTES = 3
+
+
 def decode_csv_chunk(
-    chunk: TextChunk, layout: CsvLayout, *, source_name: str, source_id: str
+    chunk: TextChunk,
+    layout: CsvLayout,
+    *,
+    source_name: str,
+    source_id: str,
+    attempts: TypedAttempts | None = None,
 ) -> Decoded:
-    """Parse and validate one chunk; every non-blank line ends up accepted or rejected."""
+    """Parse and validate one chunk; every non-blank line ends up accepted or rejected.
+    `attempts` (one per file) says whether to try converting while parsing first."""
     names = [f if f is not None else f"_drop{i}" for i, f in enumerate(layout.fields)]
+    if attempts is None or attempts.worth_trying():
+        typed = _decode_typed(chunk, names, layout, source_name=source_name, source_id=source_id)
+        if attempts is not None:
+            attempts.record(typed is not None)
+        if typed is not None:
+            return typed
     parsed = read_delimited(chunk, names, include=layout.columns)
     decoded = validate(parsed.table, parsed.lines, source_name=source_name, source_id=source_id)
     if not parsed.invalid:

@@ -42,7 +42,7 @@ TIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S%z",
 )
 _INT_TEXT = re.compile(r"[+-]?\d{1,19}")
-_NUMBER_TEXT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 # Largest integer a float64 holds exactly: an ID written as a float beyond it has lost digits.
 EXACT_FLOAT_LIMIT = 2**53
 _TEXT_COLUMNS = ("category_code", "brand", "user_session", "ip", "user_agent", "event_id")
@@ -199,7 +199,8 @@ def _parse_ids(col: pa.Array) -> _Ids:
         return _Ids(text.cast(pa.int64()), np.zeros(n, bool), np.zeros(n, bool))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
-    is_int = _mask_to_numpy(pc.match_substring_regex(text, r"^[+-]?\d{1,18}$"))
+    text = pc.utf8_trim_whitespace(text)  # the patterns below and Arrow's casts agree on it
+    is_int = _mask_to_numpy(pc.match_substring_regex(text, r"^-?\d{1,18}$"))
     ints = pc.if_else(pa.array(is_int), text, pa.scalar(None, pa.string())).cast(pa.int64())
     is_number = _mask_to_numpy(pc.match_substring_regex(text, _NUMBER_TEXT)) & ~is_int
     floats = pc.if_else(pa.array(is_number), text, pa.scalar(None, pa.string())).cast(pa.float64())
@@ -242,7 +243,7 @@ def _parse_price(col: pa.Array, checks: _Checks, *, may_lack: np.ndarray) -> pa.
     ):
         values = col.cast(pa.float64())
     else:
-        text = _blank_to_null(col)
+        text = pc.utf8_trim_whitespace(_blank_to_null(col))  # Arrow's cast does not trim
         numeric = pc.match_substring_regex(text, _NUMBER_TEXT)
         values = pc.if_else(numeric, text, pa.scalar(None, pa.string())).cast(pa.float64())
     array = values.to_numpy(zero_copy_only=False)

@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ecomwatch.decode.chunks import StreamFault, TextChunk, iter_chunks
-from ecomwatch.decode.csv_decoder import CsvLayout, LayoutError, decode_csv_chunk, sniff_layout
+from ecomwatch.decode.csv_decoder import (
+    CsvLayout,
+    LayoutError,
+    TypedAttempts,
+    decode_csv_chunk,
+    sniff_layout,
+)
 from ecomwatch.decode.gzip_stream import GzipStream
 from ecomwatch.decode.jsonl_decoder import decode_jsonl_chunk
 from ecomwatch.decode.validate import Decoded, empty_decoded, validate
@@ -163,6 +169,7 @@ class FileSource:
             layout, header_bytes = self._sniff()
             if offset == 0 and layout.has_header:
                 offset, line = header_bytes, 2
+        attempts = TypedAttempts()
         raw, stream = self._open_stream()
         with raw, stream:
             self._seek(stream, offset)
@@ -182,7 +189,11 @@ class FileSource:
                 if layout is not None:
                     return (
                         decode_csv_chunk(
-                            chunk, layout, source_name=self.name, source_id=self.source_id
+                            chunk,
+                            layout,
+                            source_name=self.name,
+                            source_id=self.source_id,
+                            attempts=attempts,
                         ),
                         chunk,
                     )
