@@ -138,3 +138,14 @@ def test_real_samples_decode_the_same_both_ways(path):
     layout = sniff_layout(first + b"\n")
     body = rest if layout.has_header else data
     assert_same(both_ways(body, layout, 1 << 16))
+
+
+def test_a_blank_label_is_null_and_leaves_the_dictionary():
+    rows = [GOOD.replace("xiaomi", b) for b in ("xiaomi", "", "apple", "", "xiaomi")]
+    decoded = _decode_typed(
+        _chunk("\n".join(rows) + "\n"), NAMES, LAYOUT, source_name="s", source_id="i"
+    )
+    assert decoded is not None
+    brand = decoded.events["brand"].combine_chunks()
+    assert brand.to_pylist() == ["xiaomi", None, "apple", None, "xiaomi"]
+    assert brand.dictionary.to_pylist() == ["xiaomi", "apple"]

@@ -12,7 +12,14 @@ import pyarrow.csv as pacsv
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.rejects import RejectReason, rejects_table
 from ecomwatch.decode.validate import TIME_FORMATS, Decoded, validate
-from ecomwatch.schema import EXTRA_COLUMNS, INPUT_COLUMNS, REES46_COLUMNS, REQUIRED_COLUMNS
+from ecomwatch.schema import (
+    EVENT_SCHEMA,
+    EXTRA_COLUMNS,
+    INPUT_COLUMNS,
+    LABEL_TYPE,
+    REES46_COLUMNS,
+    REQUIRED_COLUMNS,
+)
 
 _INDEX_NAMES = {"", "unnamed: 0", "index", "_c0"}
 
@@ -156,10 +163,15 @@ _TYPED_COLUMNS = {
 }
 
 
+def _text_type(column: str) -> pa.DataType:
+    """Label columns are dictionary-encoded by the reader as it parses (cheaper than after)."""
+    return LABEL_TYPE if EVENT_SCHEMA.field(column).type == LABEL_TYPE else pa.string()
+
+
 def _typed_options(include: list[str]) -> pacsv.ConvertOptions:
     return pacsv.ConvertOptions(
         include_columns=include,
-        column_types={c: _TYPED_COLUMNS.get(c, pa.string()) for c in include},
+        column_types={c: _TYPED_COLUMNS.get(c, _text_type(c)) for c in include},
         null_values=[""],
         strings_can_be_null=False,
         timestamp_parsers=[TIME_FORMATS[0]],

@@ -123,6 +123,28 @@ def _blank_to_null(text: pa.Array) -> pa.Array:
     return pc.if_else(empty, pa.scalar(None, pa.string()), text)
 
 
+def _text_or_labels(column: pa.Array) -> pa.Array:
+    """A text column with empty text as null: dictionary-encoded labels stay encoded."""
+    if pa.types.is_dictionary(column.type):
+        return _blank_labels_to_null(column)
+    return _blank_to_null(column.cast(pa.string()))
+
+
+def _blank_labels_to_null(labels: pa.DictionaryArray) -> pa.DictionaryArray:
+    """Labels whose dictionary holds empty text: those rows null, the entry dropped (features
+    work per dictionary entry). A reader's dictionary holds each value once."""
+    blank = np.flatnonzero(_mask_to_numpy(pc.equal(pc.binary_length(labels.dictionary), 0)))
+    if not len(blank):
+        return labels
+    at, indices = int(blank[0]), labels.indices
+    shifted = pc.subtract(indices, pc.cast(pc.greater(indices, at), indices.type))
+    remapped = pc.if_else(pc.equal(indices, at), pa.scalar(None, indices.type), shifted)
+    dictionary = pc.filter(
+        labels.dictionary, pc.not_equal(pa.array(range(len(labels.dictionary))), at)
+    )
+    return pa.DictionaryArray.from_arrays(remapped, dictionary)
+
+
 def _to_text(col: pa.Array, checks: _Checks) -> pa.Array:
     """Binary or string to valid UTF-8 text; rows with invalid bytes are rejected and nulled."""
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -288,7 +310,7 @@ def validate(
     event_time = _parse_time(text_cols["event_time"])
     checks.fail(pc.is_null(event_time), RejectReason.BAD_EVENT_TIME)
 
-    event_type = _blank_to_null(text_cols["event_type"].cast(pa.string()))
+    event_type = _text_or_labels(text_cols["event_type"])
     # A web log's events sent on as JSON (a request, or a view a URL map found) have a status
     # and need no product, user or price.
     web = _web_fields(text_cols, n)
@@ -335,7 +357,7 @@ def validate(
     }
     for name in _TEXT_COLUMNS:
         if name in text_cols:
-            value = kept(_blank_to_null(text_cols[name].cast(pa.string())))
+            value = kept(_text_or_labels(text_cols[name]))
         else:
             value = pa.nulls(n_ok, pa.string())
         out[name] = value
