@@ -22,7 +22,7 @@ from ecomwatch.flink.compiler import (
 )
 from ecomwatch.flink.connectors import Endpoint, EndpointError, sink_ddl, source_ddl
 from ecomwatch.flink.job_dir import view_sql, write_job
-from ecomwatch.flink.runner import FlinkRunError, run_job
+from ecomwatch.flink.runner import FlinkRunError, run_job, scratch_environment
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/shop-events"
 
@@ -272,3 +272,14 @@ def test_flink_compile_takes_the_ipv6_prefix_from_the_config(tmp_path):
     assert done.returncode == 0, done.stderr
     spec = json.loads((tmp_path / "job" / "job.json").read_text())
     assert spec["ipv6_prefix_bits"] == 48 and "ipv6_prefix" in spec["udfs"]
+
+
+def test_a_job_s_temporary_files_go_to_its_scratch_unless_the_caller_chose_a_place(tmp_path):
+    scratch = tmp_path / "job"
+    env = scratch_environment({"JVM_ARGS": "-Xmx1g", "PATH": "/bin"}, scratch)
+    assert env["JVM_ARGS"] == f"-Xmx1g -Djava.io.tmpdir={scratch}"
+    assert env["TMPDIR"] == str(scratch) and env["PATH"] == "/bin"
+    assert scratch_environment({}, scratch)["JVM_ARGS"] == f"-Djava.io.tmpdir={scratch}"
+    chosen = scratch_environment({"JVM_ARGS": "-Djava.io.tmpdir=/data/tmp -Xmx1g"}, scratch)
+    assert chosen["JVM_ARGS"] == "-Djava.io.tmpdir=/data/tmp -Xmx1g"
+    assert chosen["TMPDIR"] == str(scratch)

@@ -104,10 +104,12 @@ def scratch_environment(env: dict[str, str], scratch: Path) -> dict[str, str]:
     files (a 24 MB copy of its RPC jar, its blob and state directories, the distributed
     cache) in the JVM's temporary directory and does not remove them all when the job ends:
     each run had left about 25 MB in /tmp. The JVM (`JVM_ARGS`, which PyFlink's launcher
-    passes to it; a later `-D` wins over the caller's) and the Python workers (`TMPDIR`) write
-    under `scratch` instead, a directory `run_job` removes."""
-    jvm_args = f"{env.get('JVM_ARGS', '')} -Djava.io.tmpdir={scratch}".strip()
-    return {**env, "JVM_ARGS": jvm_args, "TMPDIR": str(scratch)}
+    passes to it) and the Python workers (`TMPDIR`) write under `scratch` instead, a
+    directory `run_job` removes. A `java.io.tmpdir` the caller set in `JVM_ARGS` stands (its
+    files are the caller's to remove)."""
+    caller = env.get("JVM_ARGS", "")
+    jvm_args = caller if "-Djava.io.tmpdir=" in caller else f"{caller} -Djava.io.tmpdir={scratch}"
+    return {**env, "JVM_ARGS": jvm_args.strip(), "TMPDIR": str(scratch)}
 
 
 def read_alerts(sink: Path) -> list[dict[str, Any]]:
