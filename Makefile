@@ -23,8 +23,8 @@ live: setup
 	$(BIN)/ecomwatch demo --live --dir demo-output
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy src
 
 # The dashboard test drives Debian's Chromium (Playwright uses it; it downloads no browser).

@@ -1,30 +1,56 @@
 """Writes examples/rules/evasive.csv (run from the repository root): one actor per rule for
 attackers who hide the usual telltales, and look-alikes that must stay quiet."""
+
 import csv
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 rng = random.Random(18)
-T0 = datetime(2019, 11, 1, 9, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2019, 11, 1, 9, 0, 0, tzinfo=UTC)
 CATEGORY = 2053013555631882655
 rows = []
 
 
 def agent(i):
-    os_ = ["Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 10_15_7", "X11; Linux x86_64"][i % 3]
-    return f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{100 + i % 30}.0.0.0 Safari/537.36"
+    os_ = ["Windows NT 10.0; Win64; x64", "Macintosh; Intel Mac OS X 10_15_7", "X11; Linux x86_64"][
+        i % 3
+    ]
+    return (
+        f"Mozilla/5.0 ({os_}) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{100 + i % 30}.0.0.0 Safari/537.36"
+    )
 
 
 def ev(s, kind, product, user, session, ip, ua, price="19.99", category=CATEGORY):
     at = T0 + timedelta(seconds=s)
-    rows.append([at.strftime("%Y-%m-%d %H:%M:%S UTC"), kind, product, category, "electronics.audio",
-                 "acme", price, user, session, ip, ua])
+    rows.append(
+        [
+            at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            kind,
+            product,
+            category,
+            "electronics.audio",
+            "acme",
+            price,
+            user,
+            session,
+            ip,
+            ua,
+        ]
+    )
 
 
 # rotating-scraper: one IP, a new user agent and session every 3 requests, 0.5 views a second
 for i in range(400):
-    ev(2 * i, "view", 3_000_000 + rng.randrange(500_000), 900 + i // 3, f"rot-{i // 3}",
-       "203.0.113.40", agent(i // 3))
+    ev(
+        2 * i,
+        "view",
+        3_000_000 + rng.randrange(500_000),
+        900 + i // 3,
+        f"rot-{i // 3}",
+        "203.0.113.40",
+        agent(i // 3),
+    )
 
 # catalogue-walk: random (Poisson) gaps, product ids in order, an hour, no cart
 t = 0.0
@@ -47,19 +73,37 @@ for i in range(12):
 # distributed-hoarding: 20 sessions on unrelated IPs cart one product, none buys
 for i in range(20):
     s = 60 * i + rng.randrange(30)
-    ip = f"{rng.choice([24, 67, 73, 98])}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    ip = (
+        f"{rng.choice([24, 67, 73, 98])}.{rng.randrange(256)}."
+        f"{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    )
     ev(s, "view", 8_000_008, 1000 + i, f"hoard-{i}", ip, agent(i))
     ev(s + 8, "cart", 8_000_008, 1000 + i, f"hoard-{i}", ip, agent(i))
 
 # quiet: a returning customer checking the same three products every hour for five hours
 for hour in range(5):
     for k in range(4):
-        ev(3600 * hour + 40 * k, "view", 9_000_000 + k % 3, 1201, f"back-{hour}", "198.51.100.80", agent(2))
+        ev(
+            3600 * hour + 40 * k,
+            "view",
+            9_000_000 + k % 3,
+            1201,
+            f"back-{hour}",
+            "198.51.100.80",
+            agent(2),
+        )
 
 # quiet: Googlebot from Google's own address, a view a second for 15 minutes
 for i in range(900):
-    ev(i, "view", 4_000_000 + i, 1300, f"gb-{i}", "66.249.66.1",
-       "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+    ev(
+        i,
+        "view",
+        4_000_000 + i,
+        1300,
+        f"gb-{i}",
+        "66.249.66.1",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    )
 
 # quiet: a shopper who buys after looking (several purchases, more views than purchases)
 for i in range(5):
@@ -74,8 +118,26 @@ for i in range(8):
     s = 90 * i
     ev(s, "view", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
     if i % 2:
-        ev(s + 10, "cart", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
-    ev(s + 20, "purchase", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
+        ev(
+            s + 10,
+            "cart",
+            7_000_002,
+            1500 + i,
+            f"card2-{i}",
+            "198.51.100.62",
+            agent(i),
+            price="1.49",
+        )
+    ev(
+        s + 20,
+        "purchase",
+        7_000_002,
+        1500 + i,
+        f"card2-{i}",
+        "198.51.100.62",
+        agent(i),
+        price="1.49",
+    )
 
 # quiet: three people behind one carrier address, each buying once after a look and a cart
 for i in range(3):
@@ -87,6 +149,19 @@ for i in range(3):
 rows.sort(key=lambda r: r[0])
 with open("examples/rules/evasive.csv", "w", newline="") as out:
     writer = csv.writer(out)
-    writer.writerow(["event_time", "event_type", "product_id", "category_id", "category_code", "brand",
-                     "price", "user_id", "user_session", "ip", "user_agent"])
+    writer.writerow(
+        [
+            "event_time",
+            "event_type",
+            "product_id",
+            "category_id",
+            "category_code",
+            "brand",
+            "price",
+            "user_id",
+            "user_session",
+            "ip",
+            "user_agent",
+        ]
+    )
     writer.writerows(rows)

@@ -2,15 +2,16 @@
 ordinary shop, then two botnets that look like new visitors one by one — one spread over the
 long tail of the catalogue, one working a single category — and a crowd of new visitors
 from a newsletter, who must stay quiet."""
+
 import csv
 import gzip
 import io
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 rng = random.Random(22)
-T0 = datetime(2019, 11, 1, 8, 0, 0, tzinfo=timezone.utc)
-PRODUCTS = 300                        # ids 1_000_000 + n; ten categories of 30 products
+T0 = datetime(2019, 11, 1, 8, 0, 0, tzinfo=UTC)
+PRODUCTS = 300  # ids 1_000_000 + n; ten categories of 30 products
 rows = []
 
 
@@ -19,13 +20,29 @@ def category(product):
 
 
 def agent(i):
-    return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{100 + i % 30}.0.0.0 Safari/537.36"
+    return (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/{100 + i % 30}.0.0.0 Safari/537.36"
+    )
 
 
 def ev(s, kind, product, user, session, ip, ua):
     at = T0 + timedelta(seconds=s)
-    rows.append([at.strftime("%Y-%m-%d %H:%M:%S UTC"), kind, product, category(product), "", "",
-                 "19.99", user, session, ip, ua])
+    rows.append(
+        [
+            at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            kind,
+            product,
+            category(product),
+            "",
+            "",
+            "19.99",
+            user,
+            session,
+            ip,
+            ua,
+        ]
+    )
 
 
 # The shop: 1,500 regular visitors (addresses seen all along), 30 sessions a minute, each a
@@ -46,11 +63,15 @@ for number in range(3_300):
         low = 1_000_000 + (product - 1_000_000) // 30 * 30
         product = min(max(product + rng.randint(-3, 3), low), low + 29)
 
+
 def unrelated_ip(i, first_octets, first):
     """A home address on some network; the first of each group is a fixed one (fixtures.toml)."""
     if i == 0:
         return first
-    return f"{rng.choice(first_octets)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    return (
+        f"{rng.choice(first_octets)}.{rng.randrange(256)}."
+        f"{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    )
 
 
 # long-tail-swarm: 60 new addresses on unrelated networks, from minute 80 (popularity is known
@@ -89,7 +110,20 @@ rows.sort(key=lambda r: r[0])
 with gzip.GzipFile("examples/rules/swarms.csv.gz", "wb", mtime=0) as packed:  # same bytes each run
     out = io.TextIOWrapper(packed, newline="")
     writer = csv.writer(out)
-    writer.writerow(["event_time", "event_type", "product_id", "category_id", "category_code", "brand",
-                     "price", "user_id", "user_session", "ip", "user_agent"])
+    writer.writerow(
+        [
+            "event_time",
+            "event_type",
+            "product_id",
+            "category_id",
+            "category_code",
+            "brand",
+            "price",
+            "user_id",
+            "user_session",
+            "ip",
+            "user_agent",
+        ]
+    )
     writer.writerows(rows)
     out.flush()
