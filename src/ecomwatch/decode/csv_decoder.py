@@ -11,7 +11,8 @@ import pyarrow.csv as pacsv
 
 from ecomwatch.decode.chunks import TextChunk
 from ecomwatch.decode.rejects import RejectReason, rejects_table
-from ecomwatch.decode.validate import TIME_FORMATS, Decoded, validate
+from ecomwatch.decode.validate import Decoded, validate
+from ecomwatch.decode.values import TIME_FORMATS
 from ecomwatch.schema import (
     EVENT_SCHEMA,
     EXTRA_COLUMNS,
