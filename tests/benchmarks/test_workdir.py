@@ -3,6 +3,7 @@ otherwise (a 10 M-event bench writes gigabytes)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ecomwatch.benchmarks.workdir import bench_workdir
+from tests.conftest import rees46_file
 
 
 def test_a_given_workdir_is_kept_and_a_temporary_one_removed(tmp_path: Path):
@@ -63,6 +65,44 @@ def test_bench_month_times_every_stage_and_leaves_nothing_behind(tmp_path: Path)
     assert figures["hudi_data_bytes"] > 0
     assert figures["floor_parquet_bytes"] > 0
     assert list(temporary.iterdir()) == []
+
+
+def test_bench_month_times_a_file_the_user_brings(tmp_path: Path):
+    """`--input`: the stages timed on a real REES46 file (its first 20,000 rows from Nov 1, then
+    rows from late in the month, with its real defects) instead of a simulated month; its first
+    week counted from its own first day; the file left as it was."""
+    real = rees46_file("cosmetics_2019-Nov")
+    before = hashlib.sha256(real.read_bytes()).hexdigest()
+    rows = len(real.read_text().splitlines()) - 1  # less the header
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--input", str(real),
+         "--json"],
+        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
+        check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    figures = json.loads(ran.stdout.splitlines()[-1])
+    assert figures["input"] == str(real)
+    assert figures["events"] + figures["rejected"] == rows
+    assert figures["rejected"] >= 1  # its last row has a time and nothing else
+    assert 0 < figures["first_week_events"] < figures["events"]
+    assert figures["csv_bytes"] == real.stat().st_size
+    assert hashlib.sha256(real.read_bytes()).hexdigest() == before
+    assert list(temporary.iterdir()) == []
+
+
+def test_bench_month_on_a_file_without_one_good_row_says_so(tmp_path: Path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("event_time,event_type,product_id,category_id,category_code,brand,price,"
+                     "user_id,user_session\nnot a time,view,1,2,,,1.0,3,s\n")  # fmt: skip
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--input", str(empty)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 1
+    assert "no event of" in ran.stderr and "1 rejected" in ran.stderr
 
 
 def test_bench_keep_is_the_directory_kept(tmp_path: Path):

@@ -14,12 +14,16 @@ that user would run it — as an `ecomwatch` child process:
 Figures: seconds and events/s per stage, ingest + detection against the floor, peak RSS, lake
 bytes against DuckDB's Parquet of the same rows, alerts and incidents, and this machine's speed
 at pure Python.
+
+`source` times the same stages on a file the user brings instead (REES46's own 2019-Nov.csv:
+67.5 M events without ip or user_agent), its first week counted from its first event's day.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +35,31 @@ from ecomwatch.benchmarks.workdir import bench_workdir
 from ecomwatch.lake.open import open_lake
 
 MONTH_EVENTS = 67_500_000
-FIRST_WEEK = ("2019-11-01", "2019-11-08")  # the simulator's month starts on 2019-11-01
 
 
 def run_month_bench(
-    *, events: int, keep: Path | None, seed: int, console: Console
+    *, events: int, keep: Path | None, seed: int, console: Console, source: Path | None = None
 ) -> dict[str, Any]:
+    """The month's figures; `source` is a file to time instead of a simulated month (it is
+    read, never changed or removed)."""
     with bench_workdir(keep, "ecomwatch-bench-month-") as base:
-        figures = _bench(base, events=events, seed=seed, console=console)
-    return {**figures, "kept": str(keep) if keep else None}
+        csv_path = source if source is not None else simulated_csv(base, events, seed, console)
+        figures = _bench(base, csv_path, kept=keep is not None, console=console)
+    return {
+        **figures,
+        "input": str(source) if source is not None else "simulated",
+        "kept": str(keep) if keep else None,
+    }
 
 
-def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str, Any]:
-    csv_path = simulated_csv(base, events, seed, console)
+def _first_week(report_json: str) -> tuple[str, str]:
+    """The whole UTC days of the report's first week: its first event's day and the six after
+    (`--since`/`--until` on whole days are served from the rollups)."""
+    first = date.fromisoformat(json.loads(report_json)["totals"]["first_event"][:10])
+    return first.isoformat(), (first + timedelta(days=7)).isoformat()
+
+
+def _bench(base: Path, csv_path: Path, *, kept: bool, console: Console) -> dict[str, Any]:
     console.print("1/4 the floor: DuckDB CSV → ZSTD Parquet")
     floor_parquet = base / "floor.parquet"
     floor, floor_bytes = timed_floor(csv_path, floor_parquet)
@@ -52,12 +68,23 @@ def _bench(base: Path, *, events: int, seed: int, console: Console) -> dict[str,
     lake, alerts = base / "lake", base / "alerts.jsonl"
     run = timed_run(csv_path, lake, alerts=alerts, sample_rss=True)
     summary = json.loads(run.last_json_line())
+    if summary["accepted"] == 0:
+        where = (
+            f"with their reasons in {summary['dead_letter']}"
+            if kept
+            else "run again with --keep DIR to keep their reasons in the lake's dead letter"
+        )
+        raise RuntimeError(
+            f"no event of {csv_path} was accepted ({summary['rejected']:,} rejected; {where}): "
+            "nothing to time"
+        )
     console.print("3/4 ecomwatch report, whole and for the first week")
     report = timed_child(ecomwatch_command("report", "--lake", str(lake), "--format", "json"))
+    since, until = _first_week(report.stdout)
     week = timed_child(
         ecomwatch_command(
             "report", "--lake", str(lake), "--format", "json",
-            "--since", FIRST_WEEK[0], "--until", FIRST_WEEK[1],
+            "--since", since, "--until", until,
         )
     )  # fmt: skip
     console.print("4/4 ecomwatch report --exclude-bots")

@@ -68,14 +68,33 @@ def month(
     workdir: WorkdirOption = None,
     seed: SeedOption = 0,
     as_json: JsonOption = False,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            exists=True,
+            dir_okay=False,
+            help="A file to time instead of a simulated month (REES46's own 2019-Nov.csv, or "
+            "any file `run` reads); --events and --seed are then unused.",
+        ),
+    ] = None,
 ) -> None:
     """A month end to end, stage by stage, as a user runs it: `run --alerts` (ingest and
     detection into the Hudi lake) against DuckDB's CSV→Parquet copy of the same file, then
     `report` and `report --exclude-bots`; memory over the run, lake bytes, alerts, incidents."""
     from ecomwatch.benchmarks.month_bench import run_month_bench
 
-    err.print(f"a month of {events:,} events: simulate once, then four stages")
-    figures = run_month_bench(events=events, keep=workdir, seed=seed, console=err)
+    if source is None:
+        err.print(f"a month of {events:,} events: simulate once, then four stages")
+    else:
+        err.print(f"{source}: four stages")
+    try:
+        figures = run_month_bench(
+            events=events, keep=workdir, seed=seed, console=err, source=source
+        )
+    except RuntimeError as exc:  # a stage failed, or nothing of the file was accepted
+        err.print(error_line(exc))
+        raise typer.Exit(1) from exc
     _print_figures(figures, as_json)
 
 
