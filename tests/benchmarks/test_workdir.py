@@ -27,17 +27,23 @@ def test_a_given_workdir_is_kept_and_a_temporary_one_removed(tmp_path: Path):
     assert not made.exists()
 
 
-def test_bench_commits_leaves_nothing_in_the_temporary_directory(tmp_path: Path):
-    temporary = tmp_path / "tmp"
+def _bench_in(temporary: Path, *args: str) -> dict:
+    """`ecomwatch bench ARGS` with `temporary` as the system's temporary directory (made here);
+    the figures it printed."""
     temporary.mkdir()
     ran = subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "commits", "--commits", "20",
-         "--events", "1000"],
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", *args],
         capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
         check=False, timeout=300,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr
-    assert json.loads(ran.stdout.splitlines()[-1])["commits"] == 20
+    return json.loads(ran.stdout.splitlines()[-1])
+
+
+def test_bench_commits_leaves_nothing_in_the_temporary_directory(tmp_path: Path):
+    temporary = tmp_path / "tmp"
+    figures = _bench_in(temporary, "commits", "--commits", "20", "--events", "1000")
+    assert figures["commits"] == 20
     assert list(temporary.iterdir()) == []
 
 
@@ -45,15 +51,7 @@ def test_bench_month_times_every_stage_and_leaves_nothing_behind(tmp_path: Path)
     """A small month: each stage timed, the counts those stages printed, RSS sampled while
     the run went, and the working files (CSV, lake, alerts) removed at the end."""
     temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    ran = subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--events", "150000",
-         "--json"],
-        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
-        check=False, timeout=300,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    figures = json.loads(ran.stdout.splitlines()[-1])
+    figures = _bench_in(temporary, "month", "--events", "150000", "--json")
     assert figures["events"] + figures["rejected"] == 150_000
     for stage in ("floor_seconds", "run_detect_seconds", "report_s", "report_exclude_bots_s"):
         assert figures[stage] > 0, stage
@@ -75,15 +73,7 @@ def test_bench_month_times_a_file_the_user_brings(tmp_path: Path):
     before = hashlib.sha256(real.read_bytes()).hexdigest()
     rows = len(real.read_text().splitlines()) - 1  # less the header
     temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    ran = subprocess.run(
-        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--input", str(real),
-         "--json"],
-        capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temporary)},
-        check=False, timeout=300,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    figures = json.loads(ran.stdout.splitlines()[-1])
+    figures = _bench_in(temporary, "month", "--input", str(real), "--json")
     assert figures["input"] == str(real)
     assert figures["events"] + figures["rejected"] == rows
     assert figures["rejected"] >= 1  # its last row has a time and nothing else
