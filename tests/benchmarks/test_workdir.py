@@ -95,6 +95,17 @@ def test_bench_month_on_a_file_without_one_good_row_says_so(tmp_path: Path):
     assert "no event of" in ran.stderr and "1 rejected" in ran.stderr
 
 
+def test_bench_month_on_a_file_run_cannot_read_says_why(tmp_path: Path):
+    unreadable = tmp_path / "notes.csv"
+    unreadable.write_text("a\nb\n")
+    ran = subprocess.run(
+        [sys.executable, "-m", "ecomwatch.cli.main", "bench", "month", "--input", str(unreadable)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert ran.returncode == 1
+    assert "expected the REES46 columns" in ran.stderr  # `run`'s own reason, passed on
+
+
 def test_bench_keep_is_the_directory_kept(tmp_path: Path):
     kept = tmp_path / "kept"
     ran = subprocess.run(

@@ -56,9 +56,9 @@ def timed_child(
         out.seek(0)
         errors.seek(0)
         if child.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(args)} failed ({child.returncode}): {errors.read()[-2000:]}"
-            )
+            # `--json` commands put what went wrong in their summary on standard output.
+            said = errors.read().strip() or out.read().strip()
+            raise RuntimeError(f"{' '.join(args)} failed ({child.returncode}): {said[-2000:]}")
         return ChildRun(seconds, out.read(), samples)
 
 

@@ -66,9 +66,10 @@ def timed_floor(csv_path: Path, target: Path) -> tuple[float, int]:
     """DuckDB reading the CSV once and writing it once as ZSTD Parquet (the floor): its
     seconds and the Parquet file's bytes."""
     con = connect()
+    source, written = (str(p).replace("'", "''") for p in (csv_path, target))  # SQL literals
     started = time.perf_counter()
     con.execute(
-        f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{target}' "
+        f"COPY (SELECT * FROM read_csv('{source}')) TO '{written}' "
         "(FORMAT parquet, COMPRESSION zstd)"
     )
     return time.perf_counter() - started, target.stat().st_size

@@ -74,8 +74,8 @@ def month(
             "--input",
             exists=True,
             dir_okay=False,
-            help="A file to time instead of a simulated month (REES46's own 2019-Nov.csv, or "
-            "any file `run` reads); --events and --seed are then unused.",
+            help="A CSV (.csv or .csv.gz) to time instead of a simulated month, such as "
+            "REES46's own 2019-Nov.csv; --events and --seed are then unused.",
         ),
     ] = None,
 ) -> None:
