@@ -5,6 +5,8 @@ import csv
 import random
 from datetime import UTC, datetime, timedelta
 
+from ecomwatch.schema import REES46_COLUMNS
+
 rng = random.Random(18)
 T0 = datetime(2019, 11, 1, 9, 0, 0, tzinfo=UTC)
 CATEGORY = 2053013555631882655
@@ -116,28 +118,11 @@ for i in range(5):
 # card-testing: a view before every card and a cart before every other one, a new user each
 for i in range(8):
     s = 90 * i
-    ev(s, "view", 7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i), price="1.49")
+    card = (7_000_002, 1500 + i, f"card2-{i}", "198.51.100.62", agent(i))
+    ev(s, "view", *card, price="1.49")
     if i % 2:
-        ev(
-            s + 10,
-            "cart",
-            7_000_002,
-            1500 + i,
-            f"card2-{i}",
-            "198.51.100.62",
-            agent(i),
-            price="1.49",
-        )
-    ev(
-        s + 20,
-        "purchase",
-        7_000_002,
-        1500 + i,
-        f"card2-{i}",
-        "198.51.100.62",
-        agent(i),
-        price="1.49",
-    )
+        ev(s + 10, "cart", *card, price="1.49")
+    ev(s + 20, "purchase", *card, price="1.49")
 
 # quiet: three people behind one carrier address, each buying once after a look and a cart
 for i in range(3):
@@ -149,19 +134,5 @@ for i in range(3):
 rows.sort(key=lambda r: r[0])
 with open("examples/rules/evasive.csv", "w", newline="") as out:
     writer = csv.writer(out)
-    writer.writerow(
-        [
-            "event_time",
-            "event_type",
-            "product_id",
-            "category_id",
-            "category_code",
-            "brand",
-            "price",
-            "user_id",
-            "user_session",
-            "ip",
-            "user_agent",
-        ]
-    )
+    writer.writerow([*REES46_COLUMNS, "ip", "user_agent"])
     writer.writerows(rows)

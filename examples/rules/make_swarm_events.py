@@ -9,6 +9,8 @@ import io
 import random
 from datetime import UTC, datetime, timedelta
 
+from ecomwatch.schema import REES46_COLUMNS
+
 rng = random.Random(22)
 T0 = datetime(2019, 11, 1, 8, 0, 0, tzinfo=UTC)
 PRODUCTS = 300  # ids 1_000_000 + n; ten categories of 30 products
@@ -110,20 +112,6 @@ rows.sort(key=lambda r: r[0])
 with gzip.GzipFile("examples/rules/swarms.csv.gz", "wb", mtime=0) as packed:  # same bytes each run
     out = io.TextIOWrapper(packed, newline="")
     writer = csv.writer(out)
-    writer.writerow(
-        [
-            "event_time",
-            "event_type",
-            "product_id",
-            "category_id",
-            "category_code",
-            "brand",
-            "price",
-            "user_id",
-            "user_session",
-            "ip",
-            "user_agent",
-        ]
-    )
+    writer.writerow([*REES46_COLUMNS, "ip", "user_agent"])
     writer.writerows(rows)
     out.flush()
