@@ -271,7 +271,7 @@ def _web_fields(text_cols: dict[str, pa.Array], n: int) -> _WebFields | None:
     columns: dict[str, pa.Array] = {"status": status, "bytes": size}
     for name in WEB_COLUMNS:
         if name in text_cols and name not in columns:
-            columns[name] = blank_to_null(text_cols[name].cast(pa.string()))
+            columns[name] = blank_to_null(text_cols[name])
     absent = pc.is_null(given)
     if "request_kind" not in columns or columns["request_kind"].null_count == n:
         nothing = pa.nulls(n, pa.string())

@@ -48,7 +48,7 @@ def text_or_labels(column: pa.Array) -> pa.Array:
     """A text column with empty text as null: dictionary-encoded labels stay encoded."""
     if pa.types.is_dictionary(column.type):
         return _blank_labels_to_null(column)
-    return blank_to_null(column.cast(pa.string()))
+    return blank_to_null(column)
 
 
 def _blank_labels_to_null(labels: pa.DictionaryArray) -> pa.DictionaryArray:
